@@ -1,0 +1,257 @@
+// Counterpart: iomap_file_buffered_write(), iomap_write_iter(), iomap_write_begin(),
+// __iomap_write_begin(), iomap_adjust_read_range(), iomap_block_needs_zeroing(),
+// __iomap_write_end(), iomap_write_failed() and pagecache_isize_extended() in
+// fs/iomap/buffered-io.c and mm/truncate.c, in their V4 (6.15 and later) shape.
+//
+// The contract a caller can rely on: bytes are counted only after the page cache has
+// accepted them (their blocks uptodate and dirty, i_size raised), and an error is
+// returned only when nothing was written. A short copy into a folio that is not uptodate
+// is thrown away whole, because a block written in part would be neither uptodate nor safe
+// to read; the loop retries with what did copy, halving its chunk each time.
+
+import IOMapBase
+import PageCache
+import Synchronization
+
+/// Writes `source` at `pos` through the page cache (iomap_file_buffered_write). The caller
+/// holds the inode I/O lock exclusive and has done the VFS checks. Returns the bytes
+/// written; throws only when none were.
+public func iomapFileBufferedWrite(
+    _ inode: Inode, pos: Int, source: inout UserSource, ops: any IOMapOperations, flags: IterFlags = []
+) throws(Errno) -> Int {
+    var iter = IOMapIterator(inode: inode, pos: pos, length: source.remaining, flags: flags.union(.write))
+    var failure: Errno?
+    do {
+        while try iter.next(ops) {
+            iter.status = iomapWriteIter(&iter, &source, ops: ops)
+        }
+    } catch {
+        failure = error
+    }
+    if iter.pos == pos, let failure { throw failure }
+    return iter.pos - pos
+}
+
+/// The copy loop over one mapping (iomap_write_iter). Returns nil when it made progress or
+/// stopped for a stale mapping, otherwise the error that stopped it.
+func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops: any IOMapOperations) -> Errno? {
+    let inode = iter.inode
+    let mapping = inode.mapping
+    var chunk = mapping.maxFolioSize
+    var total = 0
+    var status: Errno?
+    inode.fire(.afterIomapBegin, iter.mapping!.range)
+    outer: repeat {
+        var bytes = source.remaining
+        retry: while true {
+            let offset = iter.pos & (chunk - 1)
+            bytes = min(chunk - offset, bytes)
+            bytes = min(bytes, iter.mappingLength)
+            if source.faultInReadable(bytes) == bytes {
+                status = .badAddress
+                break outer
+            }
+            let folio: Folio
+            switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes) {
+            case .failure(let error):
+                iomapWriteFailed(inode, pos: iter.pos, length: bytes)
+                status = error
+                break outer
+            case .success(nil):
+                break outer  // stale mapping: iomap_iter remaps from here
+            case .success(let f?):
+                folio = f
+            }
+            let pos = iter.pos
+            let inFolio = folio.offsetInFolio(pos)
+            let limit = inode.environment.faults?.copyLimit(offset: pos, length: bytes)
+            let copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
+            let written = iomapWriteEnd(inode, folio: folio, pos: pos, length: bytes, copied: copied) ? copied : 0
+            if copied < bytes { inode.stats.shortCopiesCounter.add(1, ordering: .relaxed) }
+            // i_size moves only after the bytes are in the cache, and before the folio is
+            // unlocked (W1).
+            let oldSize = inode.size
+            if pos + written > oldSize {
+                inode.setSize(pos + written)
+                iter.mapping!.flags.insert(.sizeChanged)
+            }
+            folio.unlock()
+            if oldSize < pos { pagecacheIsizeExtended(inode, from: oldSize, to: pos) }
+            inode.fire(.afterCopy, ByteRange(start: pos, length: bytes))
+            if written == 0 {
+                iomapWriteFailed(inode, pos: pos, length: bytes)
+                source.revert(copied)
+                if chunk > pageSize { chunk /= 2 }
+                if copied > 0 {
+                    bytes = copied
+                    continue retry
+                }
+            } else {
+                total += written
+                do { try iter.advance(written) } catch { return error }
+            }
+            break retry
+        }
+    } while source.remaining > 0 && iter.mappingLength > 0
+    return total > 0 ? nil : status
+}
+
+/// Gets and locks the folio for the next step, checks the mapping is still valid and fills
+/// the blocks the write will not cover (iomap_write_begin). On success `bytes` is trimmed to
+/// the folio; `.success(nil)` means the mapping went stale and nothing was touched.
+func iomapWriteBegin(_ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int) -> Result<Folio?, Errno> {
+    let inode = iter.inode
+    let pos = iter.pos
+    let len = min(iter.mappingLength, bytes)
+    precondition(len > 0, "write_begin with nothing to do at \(pos)")
+    let folio = inode.mapping.getFolio(pos, length: len)
+    // The validity check runs after the folio lock and before anything in the folio changes
+    // (KERNEL-SPEC §2.4): no block state, no zeroing, no read.
+    inode.fire(.iomapValid, ByteRange(start: pos, length: len))
+    let injectedStale = inode.environment.faults.map { faults in
+        let first = pos == iter.startPos
+        return faults.fails(first ? .staleBeforeFolioLock : .staleMidMapping, offset: pos, length: len)
+    } ?? false
+    if injectedStale || !ops.iomapValid(inode, iter.mapping!) {
+        iter.markStale()
+        inode.stats.staleCounter.add(1, ordering: .relaxed)
+        folio.unlock()
+        bytes = 0
+        return .success(nil)
+    }
+    let trimmed = min(len, folio.end - pos)
+    if let error = iomapWriteBeginFill(iter, ops: ops, folio: folio, pos: pos, length: trimmed) {
+        folio.unlock()
+        bytes = trimmed
+        return .failure(error)
+    }
+    bytes = trimmed
+    return .success(folio)
+}
+
+/// Fills the parts of the blocks under `[pos, pos + length)` that the write does not cover,
+/// by zeroing or by reading, and marks them uptodate (__iomap_write_begin).
+func iomapWriteBeginFill(_ iter: IOMapIterator, ops: any IOMapOperations, folio: Folio, pos: Int, length: Int) -> Errno? {
+    let inode = iter.inode
+    let geometry = inode.geometry
+    let unshare = iter.flags.contains(.unshare)
+    // A write covering the whole folio dirties all of it: no per-block state needed.
+    if !unshare && pos <= folio.pos && pos + length >= folio.end { return nil }
+    folio.attachBlockState()
+    if iter.flags.contains(.nowait) && !folio.hasBlockState && folio.blockCount > 1 { return .resourceTemporarilyUnavailable }
+    if folio.isUptodate { return nil }
+    var blockStart = geometry.roundDownToBlock(pos)
+    let blockEnd = geometry.roundUpToBlock(pos + length)
+    let from = folio.offsetInFolio(pos)
+    let to = from + length
+    let source = iter.readMapping
+    repeat {
+        let (runStart, poff, plen) = iomapAdjustReadRange(inode, folio: folio, pos: blockStart, length: blockEnd - blockStart)
+        blockStart = runStart
+        if plen == 0 { break }
+        let fromInside = from > poff && from < poff + plen
+        let toInside = to > poff && to < poff + plen
+        if unshare || fromInside || toInside {
+            if blockNeedsZeroing(inode, source, at: blockStart) {
+                if unshare { return .ioError }
+                folio.zero(from: poff, to: from)
+                folio.zero(from: to, to: poff + plen)
+            } else {
+                if iter.flags.contains(.nowait) { return .resourceTemporarilyUnavailable }
+                if let faults = inode.environment.faults, faults.fails(.readIOError, offset: blockStart, length: plen) {
+                    return .ioError
+                }
+                do {
+                    try ops.readFileRange(
+                        inode, mapping: source, fileOffset: blockStart,
+                        into: UnsafeMutableRawBufferPointer(start: folio.data + poff, count: plen))
+                } catch {
+                    return error
+                }
+            }
+            folio.setRangeUptodate(offset: poff, length: plen)
+        }
+        blockStart += plen
+    } while blockStart < blockEnd
+    return nil
+}
+
+/// The first run of not-uptodate blocks in `[pos, pos + length)` within the folio, split at
+/// the block holding EOF so blocks wholly past EOF form their own run
+/// (iomap_adjust_read_range). Returns the run's file offset, folio offset and length.
+func iomapAdjustReadRange(_ inode: Inode, folio: Folio, pos: Int, length: Int) -> (Int, Int, Int) {
+    let isize = inode.size
+    let shift = inode.geometry.blockShift
+    let bs = inode.geometry.blockSize
+    var pos = pos
+    let originalPos = pos
+    var poff = folio.offsetInFolio(pos)
+    var plen = min(folio.size - poff, length)
+    let originalPlen = plen
+    var first = poff >> shift
+    var last = (poff + plen - 1) >> shift
+    if folio.hasBlockState {
+        var i = first
+        while i <= last {
+            if !folio.isBlockUptodate(i) { break }
+            pos += bs
+            poff += bs
+            plen -= bs
+            first += 1
+            i += 1
+        }
+        i += 1
+        while i <= last {
+            if folio.isBlockUptodate(i) {
+                plen -= (last - i + 1) * bs
+                last = i - 1
+                break
+            }
+            i += 1
+        }
+    }
+    if originalPos <= isize && originalPos + originalPlen > isize {
+        let eofBlock = folio.offsetInFolio(isize - 1) >> shift
+        if first <= eofBlock && last > eofBlock { plen -= (last - eofBlock) * bs }
+    }
+    return (pos, poff, max(0, plen))
+}
+
+/// Whether a block must be zero-filled rather than read (iomap_block_needs_zeroing).
+func blockNeedsZeroing(_ inode: Inode, _ source: IOMapping, at pos: Int) -> Bool {
+    source.kind != .mapped || source.flags.contains(.new) || pos >= inode.size
+}
+
+/// Accepts the copied bytes into the folio, or rejects a short copy into a folio that is
+/// not uptodate (__iomap_write_end). Accepting marks the written range uptodate, its copied
+/// blocks dirty, and the folio dirty.
+func iomapWriteEnd(_ inode: Inode, folio: Folio, pos: Int, length: Int, copied: Int) -> Bool {
+    if copied < length && !folio.isUptodate { return false }
+    let offset = folio.offsetInFolio(pos)
+    folio.setRangeUptodate(offset: offset, length: length)
+    folio.setRangeDirtyBits(offset: offset, length: copied)
+    inode.mapping.markDirty(folio)
+    return true
+}
+
+/// Throws away page cache beyond EOF over the part of a write that failed, so that only
+/// cache below EOF can protect delalloc when the release runs (iomap_write_failed).
+func iomapWriteFailed(_ inode: Inode, pos: Int, length: Int) {
+    let isize = inode.size
+    if pos + length > isize {
+        inode.mapping.truncatePages(ByteRange(max(pos, isize), pos + length))
+    }
+}
+
+/// After i_size grew from `from` to `to`, write-protects the folio straddling the old EOF
+/// so that the next store into the newly valid blocks faults and reserves space
+/// (pagecache_isize_extended).
+public func pagecacheIsizeExtended(_ inode: Inode, from: Int, to: Int) {
+    let bs = inode.geometry.blockSize
+    if from >= to || bs >= pageSize { return }
+    let roundedFrom = roundUp(from, bs)
+    if to <= roundedFrom || roundedFrom & (pageSize - 1) == 0 { return }
+    guard let folio = inode.mapping.lockFolio(from) else { return }
+    inode.mapping.clearWriteMapped(folio)
+    folio.unlock()
+}

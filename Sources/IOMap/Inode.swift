@@ -1,0 +1,96 @@
+// Counterpart: the parts of struct inode (include/linux/fs.h) that the iomap layer uses:
+// i_size with i_size_read/i_size_write, i_blkbits, i_rwsem and i_mapping.
+
+import IOMapBase
+import PageCache
+import Synchronization
+
+/// What a buffered write does with the unused part of its new delalloc reservation when it
+/// fails part-way (DESIGN.md decision 4).
+public enum CleanupPolicy: String, Sendable, CaseIterable {
+    /// The seed's algorithm in its newest shape: walk the cache, keep delalloc under dirty
+    /// data (per block in partly dirty folios), punch the rest. Never truncate the cache.
+    case preserveDirty = "preserve-dirty"
+    /// The behaviour before the seed: truncate the page cache over the range, then punch it.
+    /// Kept so that our tools can show the corruption it causes.
+    case truncatePageCache = "truncate-page-cache"
+}
+
+/// How the delalloc release treats an unaligned end of file (KERNEL-SPEC §3.8 O1,
+/// DESIGN.md decision 5).
+public enum EOFRounding: String, Sendable, CaseIterable {
+    /// Ours: the scan for dirty data runs to the end of the block holding EOF, so a block
+    /// with dirty bytes below EOF keeps its reservation.
+    case blockEnd = "block-end"
+    /// The kernel's: the scan stops at i_size, the final punch starts mid-block and the file
+    /// system rounds it down, removing the reservation under the dirty EOF block.
+    case kernel = "kernel"
+}
+
+/// Counters the tools and tests read.
+public final class InodeStats: Sendable {
+    let cleanupsCounter = Atomic<Int>(0)
+    let punchesCounter = Atomic<Int>(0)
+    let staleCounter = Atomic<Int>(0)
+    let shortCopiesCounter = Atomic<Int>(0)
+
+    /// Failure cleanups run (iomap_write_delalloc_release or the truncating variant).
+    public var cleanups: Int { cleanupsCounter.load(ordering: .relaxed) }
+    /// Punch callbacks issued by failure cleanup.
+    public var punches: Int { punchesCounter.load(ordering: .relaxed) }
+    /// Mappings found stale after a folio lock.
+    public var staleMappings: Int { staleCounter.load(ordering: .relaxed) }
+    /// Copies rejected or accepted short.
+    public var shortCopies: Int { shortCopiesCounter.load(ordering: .relaxed) }
+}
+
+public final class Inode: Sendable {
+    /// A number naming the file in hook events and messages.
+    public let id: Int
+    public let mapping: AddressSpace
+    /// inode->i_rwsem.
+    public let ioLock = RWSleepLock(level: .inodeIO, name: "inode I/O lock")
+    public let environment: IOMapEnvironment
+    public let stats = InodeStats()
+    let sizeValue = Atomic<Int>(0)
+    let policyValue: Atomic<UInt8>
+    let eofValue: Atomic<UInt8>
+
+    public init(
+        id: Int, geometry: BlockGeometry, maxFolioSize: Int, environment: IOMapEnvironment,
+        policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd
+    ) {
+        self.id = id
+        self.mapping = AddressSpace(geometry: geometry, maxFolioSize: maxFolioSize)
+        self.environment = environment
+        self.policyValue = Atomic(policy == .preserveDirty ? 0 : 1)
+        self.eofValue = Atomic(eofRounding == .blockEnd ? 0 : 1)
+    }
+
+    @inlinable public var geometry: BlockGeometry { mapping.geometry }
+
+    /// i_size_read.
+    public var size: Int { sizeValue.load(ordering: .acquiring) }
+
+    /// i_size_write. Callers hold the I/O lock exclusive or the folio lock of the EOF folio
+    /// (the write path), as in the kernel.
+    public func setSize(_ newSize: Int) {
+        precondition(newSize >= 0 && newSize <= maxFileSize, "i_size \(newSize) out of range")
+        sizeValue.store(newSize, ordering: .releasing)
+    }
+
+    public var cleanupPolicy: CleanupPolicy {
+        get { policyValue.load(ordering: .relaxed) == 0 ? .preserveDirty : .truncatePageCache }
+        set { policyValue.store(newValue == .preserveDirty ? 0 : 1, ordering: .relaxed) }
+    }
+
+    public var eofRounding: EOFRounding {
+        get { eofValue.load(ordering: .relaxed) == 0 ? .blockEnd : .kernel }
+        set { eofValue.store(newValue == .blockEnd ? 0 : 1, ordering: .relaxed) }
+    }
+
+    @inline(__always)
+    func fire(_ point: HookPoint, _ range: ByteRange) {
+        environment.fire(point, fileID: id, range: range)
+    }
+}

@@ -1,0 +1,95 @@
+// Counterpart: struct iomap_iter, iomap_iter(), iomap_iter_advance(), iomap_length() and
+// iomap_iter_srcmap() in fs/iomap/iter.c and include/linux/iomap.h (the V4 model).
+//
+// One loop for every operation: ask the file system for a mapping, let the operation's
+// body advance through it, hand the mapping back with how far it got, and repeat. Two rules
+// carry the stale-mapping fix: a STALE mapping with no progress is remapped at the same
+// position, and a mapping without STALE and without progress ends the loop, so that a body
+// that cannot make progress never spins.
+
+import IOMapBase
+
+public struct IOMapIterator {
+    public let inode: Inode
+    /// The current position; the body advances it.
+    public private(set) var pos: Int
+    /// Bytes still to do.
+    public private(set) var length: Int
+    public let flags: IterFlags
+    /// The current mapping; `nil` before the first `next`.
+    public var mapping: IOMapping?
+    /// The copy-on-write source mapping, if any.
+    public var sourceMapping: IOMapping?
+    /// Where the current mapping's work started (iter_start_pos).
+    public private(set) var startPos: Int
+    /// The body's status: nil or the error that stops the loop.
+    public var status: Errno?
+
+    public init(inode: Inode, pos: Int, length: Int, flags: IterFlags) {
+        self.inode = inode
+        self.pos = pos
+        self.length = length
+        self.flags = flags
+        self.startPos = pos
+    }
+
+    /// The mapping that decides reads and zeroing: the source mapping when there is one
+    /// (iomap_iter_srcmap).
+    public var readMapping: IOMapping { sourceMapping ?? mapping! }
+
+    /// Bytes left in the current mapping, clipped to the request (iomap_length).
+    public var mappingLength: Int { trimmedLength(from: pos, length) }
+
+    func trimmedLength(from p: Int, _ len: Int) -> Int {
+        guard let mapping else { return 0 }
+        var end = mapping.end
+        if let sourceMapping { end = min(end, sourceMapping.end) }
+        return min(len, end - p)
+    }
+
+    /// Moves the position forward by `count` bytes of the current mapping
+    /// (iomap_iter_advance); more than the mapping holds is a bug, reported as EIO.
+    public mutating func advance(_ count: Int) throws(Errno) {
+        if warnOnce(count < 0 || count > mappingLength, "advance by \(count) past mapping length \(mappingLength)") {
+            throw .ioError
+        }
+        pos += count
+        length -= count
+    }
+
+    /// Marks the current mapping stale (IOMAP_F_STALE).
+    public mutating func markStale() { mapping?.flags.insert(.stale) }
+
+    public var isStale: Bool { mapping?.flags.contains(.stale) ?? false }
+
+    /// Ends the previous mapping and starts the next (iomap_iter). Returns true when the body
+    /// should run again, false when the operation is complete; throws the error that ended it.
+    public mutating func next(_ ops: any IOMapOperations) throws(Errno) -> Bool {
+        if let current = mapping {
+            let stale = current.flags.contains(.stale)
+            let advanced = pos - startPos
+            let originalLength = length + advanced
+            do {
+                try ops.iomapEnd(
+                    inode, pos: startPos, length: trimmedLength(from: startPos, originalLength),
+                    written: advanced, flags: flags, mapping: current)
+            } catch {
+                if advanced == 0 { throw error }
+            }
+            mapping = nil
+            sourceMapping = nil
+            if let status { throw status }
+            if length == 0 || (advanced == 0 && !stale) { return false }
+        }
+        let (m, src) = try ops.iomapBegin(inode, pos: pos, length: length, flags: flags)
+        // A file system that returns a mapping not covering pos, or one already stale, is
+        // broken; the kernel warns and fails the operation.
+        if warnOnce(!m.range.contains(pos) || m.flags.contains(.stale), "iomapBegin returned \(m) for position \(pos)") {
+            throw .ioError
+        }
+        mapping = m
+        sourceMapping = src.flatMap { $0.kind == .hole ? nil : $0 }
+        startPos = pos
+        return true
+    }
+}

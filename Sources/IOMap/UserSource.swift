@@ -1,0 +1,50 @@
+// Counterpart: struct iov_iter as the buffered write path uses it:
+// fault_in_iov_iter_readable(), copy_folio_from_iter_atomic() and iov_iter_revert().
+//
+// The user buffer of a write. Bytes at or after `faultOffset` cannot be read, as if that
+// part of the buffer were unmapped: fault-in fails there and copies stop there. On top of
+// that the environment's fault injector can make any single copy short at an arbitrary byte
+// (hook point H7), which a retry then gets past, as a race with munmap or memory pressure
+// would.
+
+import IOMapBase
+
+public struct UserSource {
+    public let buffer: UnsafeRawBufferPointer
+    /// Bytes consumed so far (the iterator's position).
+    public private(set) var consumed = 0
+    /// Index in `buffer` from which bytes are unreadable, or nil.
+    public let faultOffset: Int?
+
+    public init(_ buffer: UnsafeRawBufferPointer, faultOffset: Int? = nil) {
+        self.buffer = buffer
+        self.faultOffset = faultOffset
+    }
+
+    /// iov_iter_count.
+    public var remaining: Int { buffer.count - consumed }
+
+    var readableEnd: Int { min(buffer.count, faultOffset ?? Int.max) }
+
+    /// fault_in_iov_iter_readable: how many of the next `bytes` bytes could NOT be faulted in.
+    public func faultInReadable(_ bytes: Int) -> Int {
+        let readable = max(0, readableEnd - consumed)
+        return max(0, bytes - readable)
+    }
+
+    /// Copies up to `count` bytes to `destination`, stopping at an unreadable byte or where
+    /// the injector's `limit` says; advances and returns the number copied.
+    public mutating func copy(to destination: UnsafeMutableRawPointer, count: Int, limit: Int?) -> Int {
+        var n = min(count, max(0, readableEnd - consumed))
+        if let limit { n = min(n, limit) }
+        if n > 0 { destination.copyMemory(from: buffer.baseAddress! + consumed, byteCount: n) }
+        consumed += n
+        return n
+    }
+
+    /// iov_iter_revert.
+    public mutating func revert(_ n: Int) {
+        precondition(n <= consumed, "reverting \(n) bytes of a source that consumed \(consumed)")
+        consumed -= n
+    }
+}

@@ -1,0 +1,37 @@
+// Counterpart: the negative errno convention of the kernel (include/uapi/asm-generic/errno-base.h).
+//
+// Operating errors are POSIX errnos (DESIGN.md decision 6) so that the differential
+// tester can compare them with what the kernel returns for the same call. We use
+// swift-system's `Errno` with typed throws. Programmer errors are preconditions.
+
+@_exported import SystemPackage
+
+extension Errno {
+    /// A short, stable name for logs and JSON (`ENOSPC`, `EIO`, ...).
+    public var symbolicName: String {
+        switch self {
+        case .noSpace: return "ENOSPC"
+        case .ioError: return "EIO"
+        case .badAddress: return "EFAULT"
+        case .invalidArgument: return "EINVAL"
+        case .fileTooLarge: return "EFBIG"
+        case .noSuchAddressOrDevice: return "ENXIO"
+        case .resourceTemporarilyUnavailable: return "EAGAIN"
+        case .interrupted: return "EINTR"
+        case .notSupported: return "EOPNOTSUPP"
+        case .noMemory: return "ENOMEM"
+        default: return "errno \(rawValue)"
+        }
+    }
+}
+
+/// Checks a user-supplied offset and length the way the VFS does before any work is
+/// done: negative values are EINVAL, a sum that overflows is EINVAL (the kernel's
+/// `rw_verify_area`), and a range reaching past `maxFileSize` is EFBIG.
+@inlinable
+public func checkUserRange(offset: Int, length: Int) throws(Errno) {
+    if offset < 0 || length < 0 { throw .invalidArgument }
+    let (end, overflow) = offset.addingReportingOverflow(length)
+    if overflow { throw .invalidArgument }
+    if end > maxFileSize { throw .fileTooLarge }
+}

@@ -1,0 +1,46 @@
+// Counterpart: the lock hierarchy written above iomap_write_delalloc_release() in
+// fs/iomap/buffered-io.c and in Documentation/filesystems/iomap/design.rst.
+//
+// The engine's locks, in the only order a thread may take them (outermost first):
+//
+//   inode I/O lock (i_rwsem)        buffered writes, truncate, fallocate: exclusive; reads: shared
+//     invalidate lock               faults, reads: shared; truncate, punch, failure cleanup: exclusive
+//       folio lock                  one folio at a time, held across write_begin..write_end
+//         punch callback            runs with a folio locked and must never lock a folio
+//           extent-map lock (ILOCK) the file system's mapping lock
+//             page-cache index lock the xarray lock; a leaf for index and tag updates
+//             space lock            free-space and reservation counters; a leaf
+//               device lock         a leaf inside the block device
+//
+// Faults take the invalidate lock shared and never the inode lock. Writeback and reclaim
+// take folio locks and the extent-map lock only. A verify build (-DIOMAP_LOCKDEP) checks
+// this order on every acquisition and traps naming both locks when it is broken.
+
+/// Lock classes; a thread may only acquire a lock whose level is greater than every level
+/// it already holds.
+public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
+    case inodeIO = 10
+    case invalidate = 20
+    case folio = 30
+    case extentMap = 40
+    case cacheIndex = 50
+    case space = 60
+    case device = 70
+    /// Locks of test and tool infrastructure (models, recorders) that nest inside anything.
+    case leaf = 100
+
+    public static func < (l: Self, r: Self) -> Bool { l.rawValue < r.rawValue }
+
+    public var description: String {
+        switch self {
+        case .inodeIO: return "inode I/O lock"
+        case .invalidate: return "invalidate lock"
+        case .folio: return "folio lock"
+        case .extentMap: return "extent-map lock"
+        case .cacheIndex: return "page-cache index lock"
+        case .space: return "space lock"
+        case .device: return "device lock"
+        case .leaf: return "leaf lock"
+        }
+    }
+}

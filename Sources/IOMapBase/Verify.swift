@@ -1,0 +1,51 @@
+// Counterpart: WARN_ON_ONCE() and the kernel's debug assertions (CONFIG_XFS_DEBUG).
+//
+// Four tiers of checking (STYLE-ANCHORS §6.2):
+// - `precondition`: O(1) API contracts, always on.
+// - `verify(...)`: expensive cross-checks, compiled in only with `-DIOMAP_VERIFY`, which is
+//   independent of the optimisation level so that release-mode fuzzing keeps them.
+// - `warnOnce(...)`: "cannot happen, but mirror the kernel": traps in a verify build, else
+//   prints once per site and lets the caller return EIO, as the kernel degrades.
+// `fatalError` is used rather than `precondition` because its message survives `-O`.
+
+import Synchronization
+
+/// True when the package was built with `-DIOMAP_VERIFY`.
+public let verifyBuild: Bool = {
+    #if IOMAP_VERIFY
+    return true
+    #else
+    return false
+    #endif
+}()
+
+/// An expensive invariant check; compiled out unless `IOMAP_VERIFY` is defined.
+@inline(__always)
+public func verify(
+    _ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
+    file: StaticString = #fileID, line: UInt = #line
+) {
+    #if IOMAP_VERIFY
+    if !condition() { fatalError("verify failed: \(message())", file: file, line: line) }
+    #endif
+}
+
+private let warnedSites = Mutex<Set<String>>([])
+
+/// Reports a condition the kernel guards with WARN_ON_ONCE. Returns `condition` so that
+/// callers can write `if warnOnce(x, "...") { throw .ioError }`.
+@discardableResult
+public func warnOnce(
+    _ condition: Bool, _ message: @autoclosure () -> String,
+    file: StaticString = #fileID, line: UInt = #line
+) -> Bool {
+    guard condition else { return false }
+    #if IOMAP_VERIFY
+    fatalError("warning: \(message())", file: file, line: line)
+    #else
+    let site = "\(file):\(line)"
+    let first = warnedSites.withLock { $0.insert(site).inserted }
+    if first { print("swift-iomap warning at \(site): \(message())") }
+    return true
+    #endif
+}

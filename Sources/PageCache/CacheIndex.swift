@@ -1,0 +1,561 @@
+// Counterpart: the xarray (lib/xarray.c) holding mapping->i_pages, with its marks.
+//
+// The page-cache index maps a page index to the folio cached there. It is a 64-ary radix
+// tree rather than a hash table or a balanced tree because the page cache needs three
+// things at once: a lookup that costs one array step per level (O(depth), at most seven
+// levels for the 2^41 pages a file can have, with no hashing and no comparisons), in-order
+// iteration from any index (readahead, truncate, SEEK_DATA), and a tagged search that
+// skips every subtree holding no entry with the tag, so that writeback finds the few dirty
+// folios of a large, mostly clean file without walking the clean ones.
+//
+// Every node keeps a `present` bitmap of its occupied slots and one bitmap per tag; a
+// tag bit for a slot is set exactly when some entry below that slot carries the tag. The
+// searches therefore move across a node with one trailing- or leading-zero count instead
+// of a loop over 64 slots. The tree grows in height when a key beyond its reach arrives,
+// frees nodes that become empty, and drops root levels that only hold slot 0.
+//
+// The index is not thread-safe: its owner keeps it inside the page-cache index lock.
+
+/// One of the per-entry tag bits the index maintains (the xarray's marks).
+public struct CacheTag: Hashable, Sendable, CustomStringConvertible {
+    /// The tag's number, from 0 to `CacheTag.count - 1`.
+    public let rawValue: Int
+
+    private init(_ rawValue: Int) { self.rawValue = rawValue }
+
+    /// The folio holds data newer than the disk (PAGECACHE_TAG_DIRTY).
+    public static let dirty = CacheTag(0)
+    /// The folio is being written back (PAGECACHE_TAG_WRITEBACK).
+    public static let writeback = CacheTag(1)
+    /// The folio was dirty when a data-integrity sync began (PAGECACHE_TAG_TOWRITE).
+    public static let toWrite = CacheTag(2)
+
+    /// Every tag, in `rawValue` order.
+    public static let allCases: [CacheTag] = [.dirty, .writeback, .toWrite]
+
+    /// The number of distinct tags.
+    static let count = 3
+
+    public var description: String {
+        switch rawValue {
+        case 0: return "dirty"
+        case 1: return "writeback"
+        default: return "toWrite"
+        }
+    }
+}
+
+/// Three values, one per tag, stored inline so that nodes need no extra allocation.
+struct PerTag<Value> {
+    var v0: Value
+    var v1: Value
+    var v2: Value
+
+    @inline(__always)
+    init(repeating value: Value) {
+        v0 = value
+        v1 = value
+        v2 = value
+    }
+
+    @inline(__always)
+    subscript(_ tag: Int) -> Value {
+        get {
+            switch tag {
+            case 0: return v0
+            case 1: return v1
+            default: return v2
+            }
+        }
+        set {
+            switch tag {
+            case 0: v0 = newValue
+            case 1: v1 = newValue
+            default: v2 = newValue
+            }
+        }
+    }
+}
+
+/// Bits per level of the tree.
+private let levelBits = 6
+/// Slots per node.
+private let fanout = 1 << levelBits
+/// Mask extracting a slot number.
+private let slotMask = fanout - 1
+/// Selects the `present` bitmap in searches instead of a tag bitmap.
+private let presentMask = -1
+
+/// A node of the index. A node with `shift == 0` is a leaf whose slots hold elements; any
+/// other node's slots hold child nodes whose `shift` is six less.
+final class CacheIndexNode {
+    /// How far a key is shifted right to find its slot in this node.
+    let shift: Int
+    /// The node holding this one (not retained: a parent outlives its children).
+    unowned(unsafe) var parent: CacheIndexNode?
+    /// This node's slot in its parent.
+    var offsetInParent: Int
+    /// Bit i is set exactly when slot i is occupied.
+    var present: UInt64 = 0
+    /// Per tag, bit i is set exactly when slot i holds a tagged entry or a subtree with one.
+    var tags = PerTag<UInt64>(repeating: 0)
+    /// The 64 slots: elements in a leaf, child nodes elsewhere.
+    let slots: UnsafeMutablePointer<AnyObject?>
+
+    init(shift: Int, parent: CacheIndexNode?, offset: Int) {
+        self.shift = shift
+        self.parent = parent
+        self.offsetInParent = offset
+        slots = .allocate(capacity: fanout)
+        slots.initialize(repeating: nil, count: fanout)
+    }
+
+    deinit {
+        slots.deinitialize(count: fanout)
+        slots.deallocate()
+    }
+
+    /// The bitmap a search follows: `present` for `presentMask`, else the tag's bitmap.
+    @inline(__always)
+    func mask(_ which: Int) -> UInt64 { which < 0 ? present : tags[which] }
+
+    /// The child node in `slot`, which must be occupied (interior nodes only).
+    @inline(__always)
+    func child(_ slot: Int) -> CacheIndexNode { unsafeDowncast(slots[slot].unsafelyUnwrapped, to: CacheIndexNode.self) }
+
+    /// True when a root at `shift` reaches the non-negative `key` (it reaches 2^(shift + 6) keys).
+    @inline(__always)
+    static func covers(shift: Int, _ key: Int) -> Bool {
+        shift + levelBits >= Int.bitWidth - 1 || key >> (shift + levelBits) == 0
+    }
+
+    /// True when this node, as a root, reaches the non-negative `key`.
+    @inline(__always)
+    func covers(_ key: Int) -> Bool { Self.covers(shift: shift, key) }
+
+    /// The largest key this node can hold as a root.
+    var maxKey: Int { shift + levelBits >= Int.bitWidth - 1 ? Int.max : (1 << (shift + levelBits)) - 1 }
+}
+
+/// The page-cache index: a 64-ary radix tree from non-negative page indices to class
+/// references, with per-entry tags. Not thread-safe; the owner serialises access.
+public final class CacheIndex<Element: AnyObject> {
+    typealias Node = CacheIndexNode
+
+    /// The top node, or nil when the index is empty.
+    private var root: Node?
+    /// The number of entries.
+    public private(set) var count = 0
+    /// The number of entries carrying each tag.
+    private var tagCounts = PerTag<Int>(repeating: 0)
+    /// Bumped by every structural change, so that `forEach` notices a body that mutates.
+    private var mutations = 0
+
+    /// Creates an empty index.
+    public init() {}
+
+    /// True when the index holds no entries.
+    public var isEmpty: Bool { count == 0 }
+
+    // MARK: Lookup
+
+    /// The leaf whose slots would hold `key`, or nil when no such leaf exists.
+    @inline(__always)
+    private func leaf(for key: Int) -> Node? {
+        guard key >= 0, var node = root, node.covers(key) else { return nil }
+        while node.shift > 0 {
+            guard let child = node.slots[(key >> node.shift) & slotMask] else { return nil }
+            node = unsafeDowncast(child, to: Node.self)
+        }
+        return node
+    }
+
+    /// The element stored at exactly `key`, or nil.
+    public func get(_ key: Int) -> Element? {
+        guard let leaf = leaf(for: key), let object = leaf.slots[key & slotMask] else { return nil }
+        return unsafeDowncast(object, to: Element.self)
+    }
+
+    /// The entry with the greatest key less than or equal to `key`, or nil.
+    public func floor(_ key: Int) -> (key: Int, element: Element)? {
+        guard key >= 0, let root else { return nil }
+        guard let (leaf, base, slot) = scanBackward(presentMask, from: root, base: 0, key: min(key, root.maxKey))
+        else { return nil }
+        return (base + slot, element(leaf, slot))
+    }
+
+    /// The entry with the least key greater than or equal to `key`, or nil.
+    public func ceiling(_ key: Int) -> (key: Int, element: Element)? {
+        guard let found = seekForward(presentMask, max(key, 0)) else { return nil }
+        return (found.base + found.slot, element(found.leaf, found.slot))
+    }
+
+    /// The tagged entry with the least key greater than or equal to `key`, or nil.
+    public func nextTagged(_ tag: CacheTag, from key: Int) -> (key: Int, element: Element)? {
+        guard let found = seekForward(tag.rawValue, max(key, 0)) else { return nil }
+        return (found.base + found.slot, element(found.leaf, found.slot))
+    }
+
+    /// Calls `body` on each entry in key order from the first key >= `key` until it
+    /// returns false. `body` may modify the index; the walk then resumes after the key it
+    /// was given.
+    public func forEach(from key: Int, _ body: (Int, Element) throws -> Bool) rethrows {
+        guard var (leaf, base, slot) = seekForward(presentMask, max(key, 0)) else { return }
+        while true {
+            let version = mutations
+            let entryKey = base + slot
+            guard try body(entryKey, element(leaf, slot)), entryKey < Int.max else { return }
+            let next: (leaf: Node, base: Int, slot: Int)?
+            if version == mutations {
+                next = scanForward(presentMask, from: leaf, base: base, offset: slot + 1, key: 0, onPath: false)
+            } else {
+                next = seekForward(presentMask, entryKey + 1)
+            }
+            guard let next else { return }
+            (leaf, base, slot) = next
+        }
+    }
+
+    /// The element in `slot` of `leaf`, which must be occupied.
+    @inline(__always)
+    private func element(_ leaf: Node, _ slot: Int) -> Element {
+        unsafeDowncast(leaf.slots[slot].unsafelyUnwrapped, to: Element.self)
+    }
+
+    /// The first position at or after `key` whose bit is set in the `which` bitmaps.
+    @inline(__always)
+    private func seekForward(_ which: Int, _ key: Int) -> (leaf: Node, base: Int, slot: Int)? {
+        guard let root, root.covers(key) else { return nil }
+        return scanForward(
+            which, from: root, base: 0, offset: (key >> root.shift) & slotMask, key: key, onPath: true)
+    }
+
+    /// Walks forward from `offset` in `start` (whose first key is `base`) to the first leaf
+    /// slot set in the `which` bitmaps. While `onPath`, the walk follows `key` down;
+    /// once it has moved right of `key` it takes the leftmost set slot of each node.
+    private func scanForward(
+        _ which: Int, from start: Node, base startBase: Int, offset startOffset: Int, key: Int, onPath startOnPath: Bool
+    ) -> (leaf: Node, base: Int, slot: Int)? {
+        var node = start
+        var base = startBase
+        var offset = startOffset
+        var onPath = startOnPath
+        while true {
+            let bits = offset < fanout ? node.mask(which) & (~0 << UInt64(offset)) : 0
+            if bits != 0 {
+                let slot = bits.trailingZeroBitCount
+                if slot != offset { onPath = false }
+                if node.shift == 0 { return (node, base, slot) }
+                base += slot << node.shift
+                node = node.child(slot)
+                offset = onPath ? (key >> node.shift) & slotMask : 0
+            } else {
+                guard let parent = node.parent else { return nil }
+                base -= node.offsetInParent << parent.shift
+                offset = node.offsetInParent + 1
+                node = parent
+                onPath = false
+            }
+        }
+    }
+
+    /// Walks backward from `key` (which `start`, with first key `base`, must cover) to the
+    /// last leaf slot at or before it that is set in the `which` bitmaps.
+    private func scanBackward(
+        _ which: Int, from start: Node, base startBase: Int, key: Int
+    ) -> (leaf: Node, base: Int, slot: Int)? {
+        var node = start
+        var base = startBase
+        var offset = (key >> node.shift) & slotMask
+        var onPath = true
+        while true {
+            let bits: UInt64
+            if offset < 0 {
+                bits = 0
+            } else if offset == slotMask {
+                bits = node.mask(which)
+            } else {
+                bits = node.mask(which) & ((1 << UInt64(offset + 1)) &- 1)
+            }
+            if bits != 0 {
+                let slot = slotMask - bits.leadingZeroBitCount
+                if slot != offset { onPath = false }
+                if node.shift == 0 { return (node, base, slot) }
+                base += slot << node.shift
+                node = node.child(slot)
+                offset = onPath ? (key >> node.shift) & slotMask : slotMask
+            } else {
+                guard let parent = node.parent else { return nil }
+                base -= node.offsetInParent << parent.shift
+                offset = node.offsetInParent - 1
+                node = parent
+                onPath = false
+            }
+        }
+    }
+
+    // MARK: Update
+
+    /// Stores `element` at `key`, which must be non-negative and absent.
+    public func insert(_ key: Int, _ element: Element) {
+        precondition(key >= 0, "CacheIndex.insert: key must be non-negative, got \(key)")
+        var node: Node
+        if let root {
+            node = root
+            while !node.covers(key) {
+                // Grow: the old root becomes slot 0 of a new, taller root.
+                let taller = Node(shift: node.shift + levelBits, parent: nil, offset: 0)
+                taller.slots[0] = node
+                taller.present = 1
+                for tag in 0..<CacheTag.count where node.tags[tag] != 0 { taller.tags[tag] = 1 }
+                node.parent = taller
+                node.offsetInParent = 0
+                node = taller
+            }
+            self.root = node
+        } else {
+            var shift = 0
+            while !Node.covers(shift: shift, key) { shift += levelBits }
+            node = Node(shift: shift, parent: nil, offset: 0)
+            root = node
+        }
+        while node.shift > 0 {
+            let slot = (key >> node.shift) & slotMask
+            if let child = node.slots[slot] {
+                node = unsafeDowncast(child, to: Node.self)
+            } else {
+                let child = Node(shift: node.shift - levelBits, parent: node, offset: slot)
+                node.slots[slot] = child
+                node.present |= 1 << UInt64(slot)
+                node = child
+            }
+        }
+        let slot = key & slotMask
+        precondition(node.slots[slot] == nil, "CacheIndex.insert: key \(key) is already present")
+        node.slots[slot] = element
+        node.present |= 1 << UInt64(slot)
+        count += 1
+        mutations &+= 1
+    }
+
+    /// Removes the entry at `key` and its tags; returns it, or nil when absent.
+    @discardableResult
+    public func remove(_ key: Int) -> Element? {
+        guard let leaf = leaf(for: key) else { return nil }
+        let slot = key & slotMask
+        guard let object = leaf.slots[slot] else { return nil }
+        let bit: UInt64 = 1 << UInt64(slot)
+        leaf.slots[slot] = nil
+        leaf.present &= ~bit
+        for tag in 0..<CacheTag.count where leaf.tags[tag] & bit != 0 {
+            leaf.tags[tag] &= ~bit
+            tagCounts[tag] -= 1
+        }
+        count -= 1
+        mutations &+= 1
+        // Carry the change upward: free nodes that became empty, clear tag bits of
+        // subtrees that lost their last tagged entry.
+        var node = leaf
+        while let parent = node.parent {
+            let parentBit: UInt64 = 1 << UInt64(node.offsetInParent)
+            var changed = false
+            if node.present == 0 {
+                parent.slots[node.offsetInParent] = nil
+                parent.present &= ~parentBit
+                changed = true
+            }
+            for tag in 0..<CacheTag.count where node.tags[tag] == 0 && parent.tags[tag] & parentBit != 0 {
+                parent.tags[tag] &= ~parentBit
+                changed = true
+            }
+            guard changed else { break }
+            node = parent
+        }
+        shrink()
+        return unsafeDowncast(object, to: Element.self)
+    }
+
+    /// Drops an empty root, and root levels that hold only slot 0.
+    private func shrink() {
+        guard var top = root else { return }
+        if top.present == 0 {
+            root = nil
+            return
+        }
+        while top.shift > 0 && top.present == 1 {
+            let child = top.child(0)
+            child.parent = nil
+            child.offsetInParent = 0
+            top = child
+        }
+        root = top
+    }
+
+    /// Removes every entry.
+    public func removeAll() {
+        root = nil
+        count = 0
+        tagCounts = PerTag(repeating: 0)
+        mutations &+= 1
+    }
+
+    // MARK: Tags
+
+    /// Sets `tag` on the entry at `key`, which must be present.
+    public func setTag(_ tag: CacheTag, _ key: Int) {
+        let leaf = leaf(for: key)
+        let slot = key & slotMask
+        precondition(
+            leaf?.slots[slot] != nil, "CacheIndex.setTag: key \(key) is not present (tag \(tag))")
+        var node = leaf.unsafelyUnwrapped
+        var bit: UInt64 = 1 << UInt64(slot)
+        let t = tag.rawValue
+        guard node.tags[t] & bit == 0 else { return }
+        tagCounts[t] += 1
+        while true {
+            let wasClear = node.tags[t] == 0
+            node.tags[t] |= bit
+            // An ancestor's bit is already set when this node already had the tag.
+            guard wasClear, let parent = node.parent else { return }
+            bit = 1 << UInt64(node.offsetInParent)
+            node = parent
+        }
+    }
+
+    /// Clears `tag` on the entry at `key`; does nothing when it is absent or untagged.
+    public func clearTag(_ tag: CacheTag, _ key: Int) {
+        guard var node = leaf(for: key) else { return }
+        var bit: UInt64 = 1 << UInt64(key & slotMask)
+        let t = tag.rawValue
+        guard node.tags[t] & bit != 0 else { return }
+        tagCounts[t] -= 1
+        while true {
+            node.tags[t] &= ~bit
+            // Ancestors keep the bit while this node still has another tagged entry.
+            guard node.tags[t] == 0, let parent = node.parent else { return }
+            bit = 1 << UInt64(node.offsetInParent)
+            node = parent
+        }
+    }
+
+    /// True when the entry at `key` exists and carries `tag`.
+    public func isTagged(_ tag: CacheTag, _ key: Int) -> Bool {
+        guard let leaf = leaf(for: key) else { return false }
+        return leaf.tags[tag.rawValue] & (1 << UInt64(key & slotMask)) != 0
+    }
+
+    /// True when some entry carries `tag`, in O(1).
+    public func hasTagged(_ tag: CacheTag) -> Bool {
+        guard let root else { return false }
+        return root.tags[tag.rawValue] != 0
+    }
+
+    /// The number of entries carrying `tag`.
+    public func taggedCount(_ tag: CacheTag) -> Int { tagCounts[tag.rawValue] }
+
+    // MARK: Checking
+
+    /// Verifies the whole structure in O(n): slot links, present bits, exact tag
+    /// propagation, no empty nodes below the root, and the entry and tag counts. Traps
+    /// with a description of the first violation.
+    public func checkInvariants() {
+        if let violation = invariantViolation() { fatalError("CacheIndex invariant violated: \(violation)") }
+    }
+
+    /// The first structural violation `checkInvariants` would trap on, or nil (for tests
+    /// that want to report it with their own context).
+    func invariantViolation() -> String? {
+        do throws(InvariantViolation) {
+            try checkStructure()
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
+    private func checkStructure() throws(InvariantViolation) {
+        guard let root else {
+            guard count == 0 else { throw InvariantViolation("empty tree but count is \(count)") }
+            for tag in CacheTag.allCases where tagCounts[tag.rawValue] != 0 {
+                throw InvariantViolation("empty tree but \(tag) count is \(tagCounts[tag.rawValue])")
+            }
+            return
+        }
+        if root.parent != nil { throw InvariantViolation("root has a parent") }
+        if root.shift % levelBits != 0 || root.shift >= Int.bitWidth {
+            throw InvariantViolation("root shift \(root.shift) is invalid")
+        }
+        if root.present == 0 { throw InvariantViolation("root is empty but not removed") }
+        if root.shift > 0 && root.present == 1 {
+            throw InvariantViolation("root at shift \(root.shift) holds only slot 0 and should have shrunk")
+        }
+        var entries = 0
+        var tagged = PerTag<Int>(repeating: 0)
+        try check(root, base: 0, entries: &entries, tagged: &tagged)
+        if entries != count {
+            throw InvariantViolation("count is \(count) but the tree holds \(entries) entries")
+        }
+        for tag in CacheTag.allCases where tagged[tag.rawValue] != tagCounts[tag.rawValue] {
+            throw InvariantViolation(
+                "CacheIndex: \(tag) count is \(tagCounts[tag.rawValue]) but \(tagged[tag.rawValue]) entries carry it")
+        }
+    }
+
+    private func check(
+        _ node: Node, base: Int, entries: inout Int, tagged: inout PerTag<Int>
+    ) throws(InvariantViolation) {
+        let here = "node at shift \(node.shift) covering keys from \(base)"
+        var present: UInt64 = 0
+        var expectedTags = PerTag<UInt64>(repeating: 0)
+        for slot in 0..<fanout {
+            guard let object = node.slots[slot] else { continue }
+            let bit: UInt64 = 1 << UInt64(slot)
+            present |= bit
+            if node.shift == 0 {
+                if object is Node {
+                    throw InvariantViolation("\(here): leaf slot \(slot) holds a node")
+                }
+                entries += 1
+                for tag in 0..<CacheTag.count where node.tags[tag] & bit != 0 { tagged[tag] += 1 }
+                continue
+            }
+            guard let child = object as? Node else {
+                throw InvariantViolation("\(here): interior slot \(slot) holds an element")
+            }
+            if child.parent !== node || child.offsetInParent != slot {
+                throw InvariantViolation("\(here): child in slot \(slot) has a wrong parent link")
+            }
+            if child.shift != node.shift - levelBits {
+                throw InvariantViolation("\(here): child in slot \(slot) has shift \(child.shift)")
+            }
+            if child.present == 0 {
+                throw InvariantViolation("\(here): child in slot \(slot) is empty")
+            }
+            for tag in 0..<CacheTag.count where child.tags[tag] != 0 { expectedTags[tag] |= bit }
+            try check(child, base: base + (slot << node.shift), entries: &entries, tagged: &tagged)
+        }
+        if present != node.present {
+            throw InvariantViolation(
+                "\(here): present bits \(hex(node.present)) but occupied slots \(hex(present))")
+        }
+        for tag in CacheTag.allCases {
+            let t = tag.rawValue
+            if node.shift == 0 {
+                if node.tags[t] & ~present != 0 {
+                    throw InvariantViolation("\(here): \(tag) bits \(hex(node.tags[t])) on empty slots")
+                }
+            } else if node.tags[t] != expectedTags[t] {
+                throw InvariantViolation(
+                    "\(here): \(tag) bits \(hex(node.tags[t])) but children carry \(hex(expectedTags[t]))")
+            }
+        }
+    }
+
+    private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+}
+
+/// A description of a broken structural invariant of a CacheIndex.
+struct InvariantViolation: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
