@@ -4,7 +4,7 @@
 // tester can compare them with what the kernel returns for the same call. We use
 // swift-system's `Errno` with typed throws. Programmer errors are preconditions.
 
-@_exported import SystemPackage
+@_exported import struct SystemPackage.Errno
 
 extension Errno {
     /// A short, stable name for logs and JSON (`ENOSPC`, `EIO`, ...).

@@ -185,6 +185,15 @@ public final class AddressSpace: Sendable {
         return true
     }
 
+    /// Drops a locked folio's dirty state without writing it (folio_cancel_dirty).
+    public func cancelDirty(_ folio: Folio) {
+        folio.assertLocked("to cancel its dirty state")
+        folio.clearAllDirtyBits()
+        guard folio.isDirty else { return }
+        folio.clearFlag(Folio.dirtyBit)
+        index.withLock { $0.clearTag(.dirty, folio.index) }
+    }
+
     /// Starts writeback on a locked folio and tags it.
     public func startWriteback(_ folio: Folio) {
         folio.startWriteback()

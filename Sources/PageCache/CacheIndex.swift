@@ -46,7 +46,7 @@ public struct CacheTag: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Three values, one per tag, stored inline so that nodes need no extra allocation.
-struct PerTag<Value> {
+struct PerCacheTag<Value> {
     var v0: Value
     var v1: Value
     var v2: Value
@@ -86,19 +86,27 @@ private let slotMask = fanout - 1
 /// Selects the `present` bitmap in searches instead of a tag bitmap.
 private let presentMask = -1
 
+/// The bit for `slot` (0..<64) in a node bitmap.
+@inline(__always)
+private func slotBit(_ slot: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: slot) }
+
 /// A node of the index. A node with `shift == 0` is a leaf whose slots hold elements; any
 /// other node's slots hold child nodes whose `shift` is six less.
+///
+/// The mutable fields here and in CacheIndex opt out of dynamic exclusivity checking: the
+/// index is confined to one thread at a time by its owner's lock, no access to them spans
+/// a call out of this file, and the checks cost more than the rest of a lookup.
 final class CacheIndexNode {
     /// How far a key is shifted right to find its slot in this node.
     let shift: Int
     /// The node holding this one (not retained: a parent outlives its children).
-    unowned(unsafe) var parent: CacheIndexNode?
+    @exclusivity(unchecked) unowned(unsafe) var parent: CacheIndexNode?
     /// This node's slot in its parent.
-    var offsetInParent: Int
+    @exclusivity(unchecked) var offsetInParent: Int
     /// Bit i is set exactly when slot i is occupied.
-    var present: UInt64 = 0
+    @exclusivity(unchecked) var present: UInt64 = 0
     /// Per tag, bit i is set exactly when slot i holds a tagged entry or a subtree with one.
-    var tags = PerTag<UInt64>(repeating: 0)
+    @exclusivity(unchecked) var tags = PerCacheTag<UInt64>(repeating: 0)
     /// The 64 slots: elements in a leaf, child nodes elsewhere.
     let slots: UnsafeMutablePointer<AnyObject?>
 
@@ -121,12 +129,14 @@ final class CacheIndexNode {
 
     /// The child node in `slot`, which must be occupied (interior nodes only).
     @inline(__always)
-    func child(_ slot: Int) -> CacheIndexNode { unsafeDowncast(slots[slot].unsafelyUnwrapped, to: CacheIndexNode.self) }
+    func child(_ slot: Int) -> CacheIndexNode {
+        unsafeDowncast(slots[slot].unsafelyUnwrapped, to: CacheIndexNode.self)
+    }
 
     /// True when a root at `shift` reaches the non-negative `key` (it reaches 2^(shift + 6) keys).
     @inline(__always)
     static func covers(shift: Int, _ key: Int) -> Bool {
-        shift + levelBits >= Int.bitWidth - 1 || key >> (shift + levelBits) == 0
+        shift + levelBits >= Int.bitWidth - 1 || key &>> (shift + levelBits) == 0
     }
 
     /// True when this node, as a root, reaches the non-negative `key`.
@@ -143,13 +153,13 @@ public final class CacheIndex<Element: AnyObject> {
     typealias Node = CacheIndexNode
 
     /// The top node, or nil when the index is empty.
-    private var root: Node?
+    @exclusivity(unchecked) private var root: Node?
     /// The number of entries.
-    public private(set) var count = 0
+    @exclusivity(unchecked) public private(set) var count = 0
     /// The number of entries carrying each tag.
-    private var tagCounts = PerTag<Int>(repeating: 0)
+    @exclusivity(unchecked) private var tagCounts = PerCacheTag<Int>(repeating: 0)
     /// Bumped by every structural change, so that `forEach` notices a body that mutates.
-    private var mutations = 0
+    @exclusivity(unchecked) private var mutations = 0
 
     /// Creates an empty index.
     public init() {}
@@ -159,12 +169,17 @@ public final class CacheIndex<Element: AnyObject> {
 
     // MARK: Lookup
 
+    // The read-only walks below hold nodes in unowned(unsafe) locals: the tree keeps every
+    // node alive while they run, and skipping a retain and a release per level halves the
+    // cost of a lookup.
+
     /// The leaf whose slots would hold `key`, or nil when no such leaf exists.
     @inline(__always)
     private func leaf(for key: Int) -> Node? {
-        guard key >= 0, var node = root, node.covers(key) else { return nil }
+        guard key >= 0, let top = root, top.covers(key) else { return nil }
+        unowned(unsafe) var node = top
         while node.shift > 0 {
-            guard let child = node.slots[(key >> node.shift) & slotMask] else { return nil }
+            guard let child = node.slots[(key &>> node.shift) & slotMask] else { return nil }
             node = unsafeDowncast(child, to: Node.self)
         }
         return node
@@ -172,7 +187,13 @@ public final class CacheIndex<Element: AnyObject> {
 
     /// The element stored at exactly `key`, or nil.
     public func get(_ key: Int) -> Element? {
-        guard let leaf = leaf(for: key), let object = leaf.slots[key & slotMask] else { return nil }
+        guard key >= 0, let top = root, top.covers(key) else { return nil }
+        unowned(unsafe) var node = top
+        while node.shift > 0 {
+            guard let child = node.slots[(key &>> node.shift) & slotMask] else { return nil }
+            node = unsafeDowncast(child, to: Node.self)
+        }
+        guard let object = node.slots[key & slotMask] else { return nil }
         return unsafeDowncast(object, to: Element.self)
     }
 
@@ -227,7 +248,7 @@ public final class CacheIndex<Element: AnyObject> {
     private func seekForward(_ which: Int, _ key: Int) -> (leaf: Node, base: Int, slot: Int)? {
         guard let root, root.covers(key) else { return nil }
         return scanForward(
-            which, from: root, base: 0, offset: (key >> root.shift) & slotMask, key: key, onPath: true)
+            which, from: root, base: 0, offset: (key &>> root.shift) & slotMask, key: key, onPath: true)
     }
 
     /// Walks forward from `offset` in `start` (whose first key is `base`) to the first leaf
@@ -236,22 +257,22 @@ public final class CacheIndex<Element: AnyObject> {
     private func scanForward(
         _ which: Int, from start: Node, base startBase: Int, offset startOffset: Int, key: Int, onPath startOnPath: Bool
     ) -> (leaf: Node, base: Int, slot: Int)? {
-        var node = start
+        unowned(unsafe) var node = start
         var base = startBase
         var offset = startOffset
         var onPath = startOnPath
         while true {
-            let bits = offset < fanout ? node.mask(which) & (~0 << UInt64(offset)) : 0
+            let bits = offset < fanout ? node.mask(which) & (~0 &<< UInt64(truncatingIfNeeded: offset)) : 0
             if bits != 0 {
                 let slot = bits.trailingZeroBitCount
                 if slot != offset { onPath = false }
                 if node.shift == 0 { return (node, base, slot) }
-                base += slot << node.shift
+                base += slot &<< node.shift
                 node = node.child(slot)
-                offset = onPath ? (key >> node.shift) & slotMask : 0
+                offset = onPath ? (key &>> node.shift) & slotMask : 0
             } else {
                 guard let parent = node.parent else { return nil }
-                base -= node.offsetInParent << parent.shift
+                base -= node.offsetInParent &<< parent.shift
                 offset = node.offsetInParent + 1
                 node = parent
                 onPath = false
@@ -264,9 +285,9 @@ public final class CacheIndex<Element: AnyObject> {
     private func scanBackward(
         _ which: Int, from start: Node, base startBase: Int, key: Int
     ) -> (leaf: Node, base: Int, slot: Int)? {
-        var node = start
+        unowned(unsafe) var node = start
         var base = startBase
-        var offset = (key >> node.shift) & slotMask
+        var offset = (key &>> node.shift) & slotMask
         var onPath = true
         while true {
             let bits: UInt64
@@ -275,18 +296,18 @@ public final class CacheIndex<Element: AnyObject> {
             } else if offset == slotMask {
                 bits = node.mask(which)
             } else {
-                bits = node.mask(which) & ((1 << UInt64(offset + 1)) &- 1)
+                bits = node.mask(which) & (slotBit(offset + 1) &- 1)
             }
             if bits != 0 {
                 let slot = slotMask - bits.leadingZeroBitCount
                 if slot != offset { onPath = false }
                 if node.shift == 0 { return (node, base, slot) }
-                base += slot << node.shift
+                base += slot &<< node.shift
                 node = node.child(slot)
-                offset = onPath ? (key >> node.shift) & slotMask : slotMask
+                offset = onPath ? (key &>> node.shift) & slotMask : slotMask
             } else {
                 guard let parent = node.parent else { return nil }
-                base -= node.offsetInParent << parent.shift
+                base -= node.offsetInParent &<< parent.shift
                 offset = node.offsetInParent - 1
                 node = parent
                 onPath = false
@@ -320,20 +341,20 @@ public final class CacheIndex<Element: AnyObject> {
             root = node
         }
         while node.shift > 0 {
-            let slot = (key >> node.shift) & slotMask
+            let slot = (key &>> node.shift) & slotMask
             if let child = node.slots[slot] {
                 node = unsafeDowncast(child, to: Node.self)
             } else {
                 let child = Node(shift: node.shift - levelBits, parent: node, offset: slot)
                 node.slots[slot] = child
-                node.present |= 1 << UInt64(slot)
+                node.present |= slotBit(slot)
                 node = child
             }
         }
         let slot = key & slotMask
         precondition(node.slots[slot] == nil, "CacheIndex.insert: key \(key) is already present")
         node.slots[slot] = element
-        node.present |= 1 << UInt64(slot)
+        node.present |= slotBit(slot)
         count += 1
         mutations &+= 1
     }
@@ -344,7 +365,7 @@ public final class CacheIndex<Element: AnyObject> {
         guard let leaf = leaf(for: key) else { return nil }
         let slot = key & slotMask
         guard let object = leaf.slots[slot] else { return nil }
-        let bit: UInt64 = 1 << UInt64(slot)
+        let bit: UInt64 = slotBit(slot)
         leaf.slots[slot] = nil
         leaf.present &= ~bit
         for tag in 0..<CacheTag.count where leaf.tags[tag] & bit != 0 {
@@ -357,7 +378,7 @@ public final class CacheIndex<Element: AnyObject> {
         // subtrees that lost their last tagged entry.
         var node = leaf
         while let parent = node.parent {
-            let parentBit: UInt64 = 1 << UInt64(node.offsetInParent)
+            let parentBit: UInt64 = slotBit(node.offsetInParent)
             var changed = false
             if node.present == 0 {
                 parent.slots[node.offsetInParent] = nil
@@ -395,7 +416,7 @@ public final class CacheIndex<Element: AnyObject> {
     public func removeAll() {
         root = nil
         count = 0
-        tagCounts = PerTag(repeating: 0)
+        tagCounts = PerCacheTag(repeating: 0)
         mutations &+= 1
     }
 
@@ -408,7 +429,7 @@ public final class CacheIndex<Element: AnyObject> {
         precondition(
             leaf?.slots[slot] != nil, "CacheIndex.setTag: key \(key) is not present (tag \(tag))")
         var node = leaf.unsafelyUnwrapped
-        var bit: UInt64 = 1 << UInt64(slot)
+        var bit: UInt64 = slotBit(slot)
         let t = tag.rawValue
         guard node.tags[t] & bit == 0 else { return }
         tagCounts[t] += 1
@@ -417,7 +438,7 @@ public final class CacheIndex<Element: AnyObject> {
             node.tags[t] |= bit
             // An ancestor's bit is already set when this node already had the tag.
             guard wasClear, let parent = node.parent else { return }
-            bit = 1 << UInt64(node.offsetInParent)
+            bit = slotBit(node.offsetInParent)
             node = parent
         }
     }
@@ -425,7 +446,7 @@ public final class CacheIndex<Element: AnyObject> {
     /// Clears `tag` on the entry at `key`; does nothing when it is absent or untagged.
     public func clearTag(_ tag: CacheTag, _ key: Int) {
         guard var node = leaf(for: key) else { return }
-        var bit: UInt64 = 1 << UInt64(key & slotMask)
+        var bit: UInt64 = slotBit(key & slotMask)
         let t = tag.rawValue
         guard node.tags[t] & bit != 0 else { return }
         tagCounts[t] -= 1
@@ -433,7 +454,7 @@ public final class CacheIndex<Element: AnyObject> {
             node.tags[t] &= ~bit
             // Ancestors keep the bit while this node still has another tagged entry.
             guard node.tags[t] == 0, let parent = node.parent else { return }
-            bit = 1 << UInt64(node.offsetInParent)
+            bit = slotBit(node.offsetInParent)
             node = parent
         }
     }
@@ -441,7 +462,7 @@ public final class CacheIndex<Element: AnyObject> {
     /// True when the entry at `key` exists and carries `tag`.
     public func isTagged(_ tag: CacheTag, _ key: Int) -> Bool {
         guard let leaf = leaf(for: key) else { return false }
-        return leaf.tags[tag.rawValue] & (1 << UInt64(key & slotMask)) != 0
+        return leaf.tags[tag.rawValue] & slotBit(key & slotMask) != 0
     }
 
     /// True when some entry carries `tag`, in O(1).
@@ -465,7 +486,7 @@ public final class CacheIndex<Element: AnyObject> {
     /// The first structural violation `checkInvariants` would trap on, or nil (for tests
     /// that want to report it with their own context).
     func invariantViolation() -> String? {
-        do throws(InvariantViolation) {
+        do throws(CacheIndexViolation) {
             try checkStructure()
             return nil
         } catch {
@@ -473,79 +494,79 @@ public final class CacheIndex<Element: AnyObject> {
         }
     }
 
-    private func checkStructure() throws(InvariantViolation) {
+    private func checkStructure() throws(CacheIndexViolation) {
         guard let root else {
-            guard count == 0 else { throw InvariantViolation("empty tree but count is \(count)") }
+            guard count == 0 else { throw CacheIndexViolation("empty tree but count is \(count)") }
             for tag in CacheTag.allCases where tagCounts[tag.rawValue] != 0 {
-                throw InvariantViolation("empty tree but \(tag) count is \(tagCounts[tag.rawValue])")
+                throw CacheIndexViolation("empty tree but \(tag) count is \(tagCounts[tag.rawValue])")
             }
             return
         }
-        if root.parent != nil { throw InvariantViolation("root has a parent") }
+        if root.parent != nil { throw CacheIndexViolation("root has a parent") }
         if root.shift % levelBits != 0 || root.shift >= Int.bitWidth {
-            throw InvariantViolation("root shift \(root.shift) is invalid")
+            throw CacheIndexViolation("root shift \(root.shift) is invalid")
         }
-        if root.present == 0 { throw InvariantViolation("root is empty but not removed") }
+        if root.present == 0 { throw CacheIndexViolation("root is empty but not removed") }
         if root.shift > 0 && root.present == 1 {
-            throw InvariantViolation("root at shift \(root.shift) holds only slot 0 and should have shrunk")
+            throw CacheIndexViolation("root at shift \(root.shift) holds only slot 0 and should have shrunk")
         }
         var entries = 0
-        var tagged = PerTag<Int>(repeating: 0)
+        var tagged = PerCacheTag<Int>(repeating: 0)
         try check(root, base: 0, entries: &entries, tagged: &tagged)
         if entries != count {
-            throw InvariantViolation("count is \(count) but the tree holds \(entries) entries")
+            throw CacheIndexViolation("count is \(count) but the tree holds \(entries) entries")
         }
         for tag in CacheTag.allCases where tagged[tag.rawValue] != tagCounts[tag.rawValue] {
-            throw InvariantViolation(
+            throw CacheIndexViolation(
                 "CacheIndex: \(tag) count is \(tagCounts[tag.rawValue]) but \(tagged[tag.rawValue]) entries carry it")
         }
     }
 
     private func check(
-        _ node: Node, base: Int, entries: inout Int, tagged: inout PerTag<Int>
-    ) throws(InvariantViolation) {
+        _ node: Node, base: Int, entries: inout Int, tagged: inout PerCacheTag<Int>
+    ) throws(CacheIndexViolation) {
         let here = "node at shift \(node.shift) covering keys from \(base)"
         var present: UInt64 = 0
-        var expectedTags = PerTag<UInt64>(repeating: 0)
+        var expectedTags = PerCacheTag<UInt64>(repeating: 0)
         for slot in 0..<fanout {
             guard let object = node.slots[slot] else { continue }
-            let bit: UInt64 = 1 << UInt64(slot)
+            let bit: UInt64 = slotBit(slot)
             present |= bit
             if node.shift == 0 {
                 if object is Node {
-                    throw InvariantViolation("\(here): leaf slot \(slot) holds a node")
+                    throw CacheIndexViolation("\(here): leaf slot \(slot) holds a node")
                 }
                 entries += 1
                 for tag in 0..<CacheTag.count where node.tags[tag] & bit != 0 { tagged[tag] += 1 }
                 continue
             }
             guard let child = object as? Node else {
-                throw InvariantViolation("\(here): interior slot \(slot) holds an element")
+                throw CacheIndexViolation("\(here): interior slot \(slot) holds an element")
             }
             if child.parent !== node || child.offsetInParent != slot {
-                throw InvariantViolation("\(here): child in slot \(slot) has a wrong parent link")
+                throw CacheIndexViolation("\(here): child in slot \(slot) has a wrong parent link")
             }
             if child.shift != node.shift - levelBits {
-                throw InvariantViolation("\(here): child in slot \(slot) has shift \(child.shift)")
+                throw CacheIndexViolation("\(here): child in slot \(slot) has shift \(child.shift)")
             }
             if child.present == 0 {
-                throw InvariantViolation("\(here): child in slot \(slot) is empty")
+                throw CacheIndexViolation("\(here): child in slot \(slot) is empty")
             }
             for tag in 0..<CacheTag.count where child.tags[tag] != 0 { expectedTags[tag] |= bit }
-            try check(child, base: base + (slot << node.shift), entries: &entries, tagged: &tagged)
+            try check(child, base: base + (slot &<< node.shift), entries: &entries, tagged: &tagged)
         }
         if present != node.present {
-            throw InvariantViolation(
+            throw CacheIndexViolation(
                 "\(here): present bits \(hex(node.present)) but occupied slots \(hex(present))")
         }
         for tag in CacheTag.allCases {
             let t = tag.rawValue
             if node.shift == 0 {
                 if node.tags[t] & ~present != 0 {
-                    throw InvariantViolation("\(here): \(tag) bits \(hex(node.tags[t])) on empty slots")
+                    throw CacheIndexViolation("\(here): \(tag) bits \(hex(node.tags[t])) on empty slots")
                 }
             } else if node.tags[t] != expectedTags[t] {
-                throw InvariantViolation(
+                throw CacheIndexViolation(
                     "\(here): \(tag) bits \(hex(node.tags[t])) but children carry \(hex(expectedTags[t]))")
             }
         }
@@ -555,7 +576,7 @@ public final class CacheIndex<Element: AnyObject> {
 }
 
 /// A description of a broken structural invariant of a CacheIndex.
-struct InvariantViolation: Error {
+private struct CacheIndexViolation: Error {
     let message: String
     init(_ message: String) { self.message = message }
 }

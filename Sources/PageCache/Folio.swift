@@ -289,6 +289,13 @@ public final class Folio: @unchecked Sendable {
         for i in 0..<w { state[w + i] = 0 }
     }
 
+    /// Clears the per-block dirty bits of blocks `fromBlock` onwards.
+    public func clearDirtyBits(fromBlock: Int) {
+        assertLocked("to clear dirty bits")
+        guard state != nil, fromBlock < blockCount else { return }
+        clearBits(stateWords, fromBlock, blockCount - fromBlock)
+    }
+
     /// Sets every per-block dirty bit (iomap_dirty_folio after ifs_alloc).
     public func setAllDirtyBits() {
         assertLocked("to mark all blocks dirty")

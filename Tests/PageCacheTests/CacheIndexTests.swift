@@ -4,7 +4,7 @@ import Testing
 @testable import PageCache
 
 /// A stand-in for a folio: compared by identity.
-private final class Item {
+private final class IndexedItem {
     let key: Int
     init(_ key: Int) { self.key = key }
 }
@@ -52,9 +52,9 @@ private struct SortedKeys {
 }
 
 /// The reference the index is compared with: a sorted dictionary plus one sorted key set per tag.
-private struct Model {
+private struct IndexModel {
     var keys = SortedKeys()
-    var items: [Int: Item] = [:]
+    var items: [Int: IndexedItem] = [:]
     var tagged = [SortedKeys](repeating: SortedKeys(), count: CacheTag.allCases.count)
 }
 
@@ -74,7 +74,7 @@ private func randomKey(_ rng: inout SeededRandom) -> Int {
 }
 
 /// Compares an index answer with the model's, as optional keys plus element identity.
-private func same(_ got: (key: Int, element: Item)?, _ want: Int?, _ model: Model) -> Bool {
+private func same(_ got: (key: Int, element: IndexedItem)?, _ want: Int?, _ model: IndexModel) -> Bool {
     switch (got, want) {
     case (nil, nil): return true
     case let (got?, want?): return got.key == want && got.element === model.items[want]
@@ -82,7 +82,7 @@ private func same(_ got: (key: Int, element: Item)?, _ want: Int?, _ model: Mode
     }
 }
 
-private func describe(_ got: (key: Int, element: Item)?) -> String {
+private func describe(_ got: (key: Int, element: IndexedItem)?) -> String {
     got.map { "\($0.key)" } ?? "nil"
 }
 
@@ -91,8 +91,8 @@ private func describe(_ got: (key: Int, element: Item)?) -> String {
 /// alternate so that the tree both grows tall and drains back to empty.
 private func runRandomized(seed: UInt64, operations: Int) -> String? {
     var rng = SeededRandom(seed: seed)
-    let index = CacheIndex<Item>()
-    var model = Model()
+    let index = CacheIndex<IndexedItem>()
+    var model = IndexModel()
     let tags = CacheTag.allCases
 
     func existingOrRandomKey(percent: Int = 50) -> Int {
@@ -114,7 +114,7 @@ private func runRandomized(seed: UInt64, operations: Int) -> String? {
             if roll < insertShare {
                 let key = randomKey(&rng)
                 if model.items[key] == nil {
-                    let item = Item(key)
+                    let item = IndexedItem(key)
                     index.insert(key, item)
                     model.items[key] = item
                     model.keys.insert(key)
@@ -231,7 +231,7 @@ struct CacheIndexTests {
 
     @Test("an empty index answers nothing")
     func empty() {
-        let index = CacheIndex<Item>()
+        let index = CacheIndex<IndexedItem>()
         #expect(index.count == 0)
         #expect(index.isEmpty)
         #expect(index.get(0) == nil)
@@ -254,8 +254,8 @@ struct CacheIndexTests {
 
     @Test("floor and ceiling stay right while the tree grows and shrinks")
     func floorCeilingAcrossGrowth() {
-        let index = CacheIndex<Item>()
-        let a = Item(5)
+        let index = CacheIndex<IndexedItem>()
+        let a = IndexedItem(5)
         index.insert(5, a)
         #expect(index.floor(4) == nil)
         #expect(index.floor(1 << 50)?.element === a)
@@ -264,9 +264,9 @@ struct CacheIndexTests {
 
         // Each insert beyond the reach of the root adds levels above it.
         let steps = [63, 64, 4095, 4096, 1 << 20, 1 << 32, 1 << 40, maxTestKey]
-        var items: [Int: Item] = [5: a]
+        var items: [Int: IndexedItem] = [5: a]
         for key in steps {
-            let item = Item(key)
+            let item = IndexedItem(key)
             index.insert(key, item)
             items[key] = item
             index.checkInvariants()
@@ -305,8 +305,8 @@ struct CacheIndexTests {
 
     @Test("remove clears every tag of the entry")
     func removeClearsTags() {
-        let index = CacheIndex<Item>()
-        for key in [1, 2, 1000, 1 << 35] { index.insert(key, Item(key)) }
+        let index = CacheIndex<IndexedItem>()
+        for key in [1, 2, 1000, 1 << 35] { index.insert(key, IndexedItem(key)) }
         for tag in CacheTag.allCases {
             index.setTag(tag, 1000)
             index.setTag(tag, 1000)  // setting twice is harmless
@@ -325,7 +325,7 @@ struct CacheIndexTests {
         #expect(index.nextTagged(.dirty, from: 0)?.key == 2)
 
         // A new entry at the same key starts untagged.
-        index.insert(1000, Item(1000))
+        index.insert(1000, IndexedItem(1000))
         for tag in CacheTag.allCases { #expect(!index.isTagged(tag, 1000)) }
         #expect(index.remove(2) != nil)
         #expect(!index.hasTagged(.dirty))
@@ -341,9 +341,9 @@ struct CacheIndexTests {
 
     @Test("clearTag keeps ancestor bits while a sibling is still tagged")
     func clearTagPropagation() {
-        let index = CacheIndex<Item>()
+        let index = CacheIndex<IndexedItem>()
         let keys = [10, 11, 70, 5000, 1 << 30]
-        for key in keys { index.insert(key, Item(key)) }
+        for key in keys { index.insert(key, IndexedItem(key)) }
         for key in keys { index.setTag(.dirty, key) }
         index.checkInvariants()
         index.clearTag(.dirty, 10)
@@ -368,11 +368,11 @@ struct CacheIndexTests {
 
     @Test("nextTagged skips untagged subtrees")
     func nextTaggedSkips() {
-        let index = CacheIndex<Item>()
+        let index = CacheIndex<IndexedItem>()
         let n = 100_000
-        for key in 0..<n { index.insert(key, Item(key)) }
+        for key in 0..<n { index.insert(key, IndexedItem(key)) }
         let far = (1 << 40) + 17
-        index.insert(far, Item(far))
+        index.insert(far, IndexedItem(far))
         index.setTag(.dirty, 3)
         index.setTag(.dirty, 99_999)
         index.setTag(.dirty, far)
@@ -409,9 +409,9 @@ struct CacheIndexTests {
 
     @Test("keys 0 and 2^41 - 1")
     func extremeKeys() {
-        let index = CacheIndex<Item>()
-        let low = Item(0)
-        let high = Item(maxTestKey)
+        let index = CacheIndex<IndexedItem>()
+        let low = IndexedItem(0)
+        let high = IndexedItem(maxTestKey)
         index.insert(maxTestKey, high)
         index.checkInvariants()
         index.insert(0, low)
@@ -451,9 +451,9 @@ struct CacheIndexTests {
 
     @Test("keys up to Int.max")
     func fullRange() {
-        let index = CacheIndex<Item>()
+        let index = CacheIndex<IndexedItem>()
         let keys = [Int.max, Int.max - 1, 1 << 62, 0, 1 << 41]
-        for key in keys { index.insert(key, Item(key)) }
+        for key in keys { index.insert(key, IndexedItem(key)) }
         index.checkInvariants()
         #expect(index.floor(Int.max)?.key == Int.max)
         #expect(index.ceiling((1 << 62) + 1)?.key == Int.max - 1)
@@ -474,9 +474,9 @@ struct CacheIndexTests {
 
     @Test("forEach stops when asked and tolerates removal of visited entries")
     func forEachBehaviour() {
-        let index = CacheIndex<Item>()
+        let index = CacheIndex<IndexedItem>()
         let keys = Array(stride(from: 0, to: 10_000, by: 7)) + [1 << 33, (1 << 33) + 1]
-        for key in keys { index.insert(key, Item(key)) }
+        for key in keys { index.insert(key, IndexedItem(key)) }
 
         var seen: [Int] = []
         index.forEach(from: 50) { key, item in
@@ -492,7 +492,7 @@ struct CacheIndexTests {
         index.forEach(from: 0) { key, _ in
             visited.append(key)
             index.remove(key)
-            if key == 0 { index.insert((1 << 34), Item(1 << 34)) }
+            if key == 0 { index.insert((1 << 34), IndexedItem(1 << 34)) }
             return true
         }
         #expect(visited == keys + [1 << 34])
@@ -503,17 +503,17 @@ struct CacheIndexTests {
     @Test("a duplicate insert traps")
     func duplicateInsertTraps() async {
         await #expect(processExitsWith: .failure) {
-            let index = CacheIndex<Item>()
-            index.insert(9, Item(9))
-            index.insert(9, Item(9))
+            let index = CacheIndex<IndexedItem>()
+            index.insert(9, IndexedItem(9))
+            index.insert(9, IndexedItem(9))
         }
     }
 
     @Test("tagging an absent key traps")
     func setTagAbsentTraps() async {
         await #expect(processExitsWith: .failure) {
-            let index = CacheIndex<Item>()
-            index.insert(9, Item(9))
+            let index = CacheIndex<IndexedItem>()
+            index.insert(9, IndexedItem(9))
             index.setTag(.dirty, 10)
         }
     }

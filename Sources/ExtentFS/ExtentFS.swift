@@ -1,0 +1,93 @@
+// Counterpart: struct xfs_mount (fs/xfs/xfs_mount.h): one file system on one block device,
+// with its free-space accounting and its files.
+//
+// The file system is deliberately small: one allocation group, no directories, no on-disk
+// metadata yet (a later issue adds a persistent volume). What it does have is exactly what
+// the buffered write path needs from XFS: per-file extent maps with sequence numbers,
+// delayed allocation with exact reservation accounting, and an allocator used by writeback.
+
+import IOMapBase
+import IOMap
+import PageCache
+
+/// How a file system is set up.
+public struct ExtentFSConfig: Sendable {
+    /// File-system block size: 512, 1024, 2048 or 4096 bytes.
+    public var blockSize: Int = 4096
+    /// Largest folio the page cache creates: 4 KiB to 2 MiB.
+    public var maxFolioSize: Int = 2 << 20
+    public var cleanupPolicy: CleanupPolicy = .preserveDirty
+    public var eofRounding: EOFRounding = .blockEnd
+    /// Page-cache memory limit per file in bytes (0: none).
+    public var memoryLimit: Int = 0
+    public var environment: IOMapEnvironment = .live
+
+    public init(
+        blockSize: Int = 4096, maxFolioSize: Int = 2 << 20, cleanupPolicy: CleanupPolicy = .preserveDirty,
+        eofRounding: EOFRounding = .blockEnd, memoryLimit: Int = 0, environment: IOMapEnvironment = .live
+    ) {
+        self.blockSize = blockSize
+        self.maxFolioSize = maxFolioSize
+        self.cleanupPolicy = cleanupPolicy
+        self.eofRounding = eofRounding
+        self.memoryLimit = memoryLimit
+        self.environment = environment
+    }
+}
+
+public final class ExtentFS: Sendable {
+    public let device: any BlockDevice
+    public let space: SpaceManager
+    public let config: ExtentFSConfig
+    public let geometry: BlockGeometry
+    let files = OrderedMutex<[ExtentFile]>(.leaf, "file table", [])
+
+    /// Makes a file system on `device`, whose block size must equal the configured one.
+    public init(device: any BlockDevice, config: ExtentFSConfig = ExtentFSConfig()) {
+        precondition(
+            device.blockSize == config.blockSize,
+            "device block size \(device.blockSize) differs from the file system's \(config.blockSize)")
+        self.device = device
+        self.config = config
+        self.geometry = BlockGeometry(blockSize: config.blockSize)
+        self.space = SpaceManager(totalBlocks: device.blockCount)
+    }
+
+    /// A file system on a new sparse in-memory device of `bytes` bytes.
+    public convenience init(memoryBytes bytes: Int, config: ExtentFSConfig = ExtentFSConfig()) {
+        self.init(device: MemoryBlockDevice(blockSize: config.blockSize, blockCount: bytes / config.blockSize), config: config)
+    }
+
+    /// Creates an empty file.
+    public func createFile() -> ExtentFile {
+        files.withLock { files in
+            let file = ExtentFile(fs: self, id: files.count + 1)
+            files.append(file)
+            return file
+        }
+    }
+
+    /// The files created so far.
+    public var allFiles: [ExtentFile] { files.withLock { $0 } }
+
+    /// D4: the space counters balance with the files' extent maps. Reserved blocks equal the
+    /// delalloc blocks of all files, and free plus allocated blocks equal the device size.
+    /// Call it when no operation is running.
+    public func checkSpaceAccounting() -> String? {
+        space.checkInvariants()
+        var delalloc = 0
+        var allocated = 0
+        for f in allFiles {
+            let (d, a) = f.extents.withLock { ($0.delallocBlocks, $0.allocatedBlocks) }
+            delalloc += d
+            allocated += a
+        }
+        if space.reservedBlocks != delalloc {
+            return "D4: \(space.reservedBlocks) blocks reserved but files hold \(delalloc) delalloc blocks"
+        }
+        if space.freeBlocks + allocated != space.totalBlocks {
+            return "D4: \(space.freeBlocks) free + \(allocated) allocated != \(space.totalBlocks) total blocks"
+        }
+        return nil
+    }
+}

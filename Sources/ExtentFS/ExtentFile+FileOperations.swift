@@ -1,0 +1,287 @@
+// Counterpart: the system-call entry points of fs/xfs/xfs_file.c (xfs_file_buffered_write,
+// xfs_file_write_checks, xfs_file_read_iter, xfs_file_fsync, xfs_file_llseek,
+// xfs_file_fallocate), xfs_setattr_size() in fs/xfs/xfs_iops.c, and
+// xfs_free_file_space() / xfs_alloc_file_space() in fs/xfs/xfs_bmap_util.c, with the VFS
+// checks in front of them (rw_verify_area, generic_write_checks, vfs_fallocate).
+//
+// Bad input is rejected before anything changes, with the errno the kernel gives:
+// EINVAL for negative offsets or lengths and for ranges that overflow, EFBIG for offsets
+// at or past the maximum file size, ENXIO for seeks outside the file.
+
+import IOMapBase
+import IOMap
+import PageCache
+
+extension ExtentFile {
+    // MARK: write and read
+
+    /// pwrite: writes `bytes` at `offset`. Bytes at or after `faultOffset` in `bytes` are
+    /// unreadable, as if that part of the user buffer were unmapped. Returns the bytes
+    /// written, which may be fewer than asked; throws only when none were.
+    @discardableResult
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int, faultOffset: Int? = nil) throws(Errno) -> Int {
+        if offset < 0 { throw .invalidArgument }
+        if offset.addingReportingOverflow(bytes.count).overflow { throw .invalidArgument }
+        if bytes.isEmpty { return 0 }
+        if offset >= maxFileSize { throw .fileTooLarge }
+        // generic_write_check_limits: a write straddling the limit is cut short at it.
+        let count = min(bytes.count, maxFileSize - offset)
+        var source = UserSource(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset)
+        inode.ioLock.lockExclusive()
+        defer { inode.ioLock.unlockExclusive() }
+        if offset + count > inode.size { cleanPastEOF(oldSize: inode.size) }
+        try writeZeroEOF(upTo: offset)
+        return try iomapFileBufferedWrite(inode, pos: offset, source: &source, ops: self)
+    }
+
+    /// Convenience for `[UInt8]`.
+    @discardableResult
+    public func write(_ bytes: [UInt8], at offset: Int, faultOffset: Int? = nil) throws(Errno) -> Int {
+        try bytes.withUnsafeBytes { p in
+            Result { () throws(Errno) -> Int in try write(p, at: offset, faultOffset: faultOffset) }
+        }.get()
+    }
+
+    /// Zeroes the gap between EOF and a write starting past it (xfs_file_write_zero_eof),
+    /// under the invalidate lock.
+    func writeZeroEOF(upTo offset: Int) throws(Errno) {
+        let isize = inode.size
+        guard offset > isize else { return }
+        let lock = inode.mapping.invalidateLock
+        lock.lockExclusive()
+        defer { lock.unlockExclusive() }
+        try iomapZeroRange(inode, pos: isize, length: offset - isize, ops: self)
+    }
+
+    /// Before i_size grows past `oldSize`: the folio holding the old EOF may carry bytes a
+    /// mapping stored past EOF, and dirty bits (set by page_mkwrite) on blocks wholly past
+    /// EOF that have no space behind them. Both are dropped so that the grown file reads
+    /// zeroes there and every dirty block below the new EOF has backing (D3). The kernel
+    /// leaves them until writeback; see docs/DIFFERENCES-FROM-LINUX.md.
+    func cleanPastEOF(oldSize: Int) {
+        let g = geometry
+        guard let folio = inode.mapping.lockFolio(oldSize) else { return }
+        defer { folio.unlock() }
+        folio.zero(from: max(oldSize, folio.pos) - folio.pos, to: folio.size)
+        guard folio.isDirty else { return }
+        let firstBlockPast = g.roundUpToBlock(oldSize)
+        if folio.pos >= firstBlockPast {
+            inode.mapping.cancelDirty(folio)
+        } else if firstBlockPast < folio.end {
+            folio.attachBlockState()
+            folio.clearDirtyBits(fromBlock: (firstBlockPast - folio.pos) >> g.blockShift)
+        }
+    }
+
+    /// pread: reads up to `buffer.count` bytes at `offset`, stopping at EOF.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) -> Int {
+        if offset < 0 { throw .invalidArgument }
+        if offset.addingReportingOverflow(buffer.count).overflow { throw .invalidArgument }
+        if buffer.isEmpty { return 0 }
+        inode.ioLock.lockShared()
+        defer { inode.ioLock.unlockShared() }
+        return try iomapBufferedRead(inode, pos: offset, into: buffer, ops: self)
+    }
+
+    /// Convenience: reads `count` bytes at `offset` into a new array (shorter at EOF).
+    public func read(count: Int, at offset: Int) throws(Errno) -> [UInt8] {
+        if count < 0 { throw .invalidArgument }
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { p in
+            Result { () throws(Errno) -> Int in try read(into: p, at: offset) }
+        }.get()
+        out.removeLast(count - n)
+        return out
+    }
+
+    // MARK: size changes
+
+    /// ftruncate: sets the file size (xfs_setattr_size). Growing zeroes from the old EOF;
+    /// shrinking zeroes the partial block at the new EOF, drops the cache past it and frees
+    /// the blocks past it.
+    public func truncate(to newSize: Int) throws(Errno) {
+        if newSize < 0 { throw .invalidArgument }
+        if newSize > maxFileSize { throw .fileTooLarge }
+        inode.ioLock.lockExclusive()
+        defer { inode.ioLock.unlockExclusive() }
+        let lock = inode.mapping.invalidateLock
+        lock.lockExclusive()
+        defer { lock.unlockExclusive() }
+        try setSizeLocked(newSize)
+    }
+
+    /// The body of a size change; the caller holds the I/O and invalidate locks exclusive.
+    func setSizeLocked(_ newSize: Int) throws(Errno) {
+        let oldSize = inode.size
+        if newSize > oldSize {
+            cleanPastEOF(oldSize: oldSize)
+            try iomapZeroRange(inode, pos: oldSize, length: newSize - oldSize, ops: self)
+            inode.setSize(newSize)
+            pagecacheIsizeExtended(inode, from: oldSize, to: newSize)
+        } else if newSize < oldSize {
+            try iomapTruncatePage(inode, pos: newSize, ops: self)
+            inode.setSize(newSize)
+            inode.mapping.truncatePages(ByteRange(newSize, maxFileSize))
+            freeBlocks(fromBlock: geometry.blocksCovering(newSize), toBlock: geometry.blocksCovering(maxFileSize))
+        }
+    }
+
+    /// Removes every extent in file blocks `[from, to)`, returning their space
+    /// (xfs_itruncate_extents / xfs_unmap_extent).
+    func freeBlocks(fromBlock from: Int, toBlock to: Int) {
+        guard from < to else { return }
+        let removed = extents.withLock { $0.remove(from: from, to: to) }
+        var unreserve = 0
+        for r in removed {
+            if let disk = r.diskBlock {
+                fs.space.free(BlockExtent(start: disk, count: r.blockCount))
+            } else {
+                unreserve += r.blockCount
+            }
+        }
+        if unreserve > 0 { fs.space.unreserve(unreserve) }
+    }
+
+    // MARK: fallocate
+
+    /// The checks vfs_fallocate makes before any mode runs.
+    func checkFallocateRange(offset: Int, length: Int) throws(Errno) {
+        if offset < 0 || length <= 0 { throw .invalidArgument }
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        if overflow || end > maxFileSize { throw .fileTooLarge }
+    }
+
+    /// fallocate(PUNCH_HOLE | KEEP_SIZE) (xfs_free_file_space): writes back and drops the
+    /// page cache over the page-rounded range, unmaps the whole blocks inside it, and zeroes
+    /// the partial blocks at its edges below EOF.
+    public func punchHole(offset: Int, length: Int) throws(Errno) {
+        try checkFallocateRange(offset: offset, length: length)
+        inode.ioLock.lockExclusive()
+        defer { inode.ioLock.unlockExclusive() }
+        let lock = inode.mapping.invalidateLock
+        lock.lockExclusive()
+        defer { lock.unlockExclusive() }
+        try freeFileSpaceLocked(offset: offset, length: length)
+    }
+
+    func freeFileSpaceLocked(offset: Int, length: Int) throws(Errno) {
+        let g = geometry
+        try flushUnmapRange(ByteRange(start: offset, length: length))
+        let startBlock = g.blocksCovering(offset)
+        let endBlock = g.blockIndex(of: offset + length)
+        if endBlock > startBlock { freeBlocks(fromBlock: startBlock, toBlock: endBlock) }
+        let isize = inode.size
+        if offset >= isize { return }
+        try iomapZeroRange(inode, pos: offset, length: min(length, isize - offset), ops: self)
+    }
+
+    /// xfs_flush_unmap_range: write back, then truncate the page cache over `range` rounded
+    /// out to pages.
+    func flushUnmapRange(_ range: ByteRange) throws(Errno) {
+        let rounding = max(geometry.blockSize, pageSize)
+        let start = roundDown(range.start, rounding)
+        let end = min(roundUp(range.end, rounding), maxFileSize)
+        let result = iomapWritepages(inode, range: ByteRange(start, end), ops: self)
+        if let error = result.error { throw error }
+        inode.mapping.truncatePages(ByteRange(start, end))
+    }
+
+    /// fallocate(ZERO_RANGE [| KEEP_SIZE]) (xfs_falloc_zero_range): frees the range, then
+    /// allocates unwritten blocks over it; grows the file unless `keepSize`.
+    public func zeroRange(offset: Int, length: Int, keepSize: Bool) throws(Errno) {
+        try checkFallocateRange(offset: offset, length: length)
+        inode.ioLock.lockExclusive()
+        defer { inode.ioLock.unlockExclusive() }
+        let lock = inode.mapping.invalidateLock
+        lock.lockExclusive()
+        defer { lock.unlockExclusive() }
+        try freeFileSpaceLocked(offset: offset, length: length)
+        let g = geometry
+        try allocateUnwritten(fromBlock: g.blockIndex(of: offset), toBlock: g.blocksCovering(offset + length))
+        if !keepSize && offset + length > inode.size { try setSizeLocked(offset + length) }
+    }
+
+    /// fallocate(0 | KEEP_SIZE) (xfs_alloc_file_space): allocates unwritten blocks over the
+    /// holes of the range; grows the file unless `keepSize`. All or nothing: ENOSPC changes
+    /// nothing.
+    public func allocate(offset: Int, length: Int, keepSize: Bool) throws(Errno) {
+        try checkFallocateRange(offset: offset, length: length)
+        inode.ioLock.lockExclusive()
+        defer { inode.ioLock.unlockExclusive() }
+        let lock = inode.mapping.invalidateLock
+        lock.lockExclusive()
+        defer { lock.unlockExclusive() }
+        let g = geometry
+        try allocateUnwritten(fromBlock: g.blockIndex(of: offset), toBlock: g.blocksCovering(offset + length))
+        if !keepSize && offset + length > inode.size { try setSizeLocked(offset + length) }
+    }
+
+    /// Allocates unwritten extents over the holes in `[from, to)`; delalloc and allocated
+    /// blocks are left as they are.
+    func allocateUnwritten(fromBlock from: Int, toBlock to: Int) throws(Errno) {
+        try extents.withLock { (map: inout ExtentMap) throws(Errno) in
+            var holes: [(Int, Int)] = []
+            var b = from
+            for r in map.records(from: from, to: to) {
+                if r.startBlock > b { holes.append((b, r.startBlock)) }
+                b = r.endBlock
+            }
+            if b < to { holes.append((b, to)) }
+            let needed = holes.reduce(0) { $0 + $1.1 - $1.0 }
+            if needed > fs.space.availableBlocks { throw .noSpace }
+            for (s, e) in holes {
+                var fileBlock = s
+                for piece in try fs.space.allocate(e - s, near: nil, fromReservation: false) {
+                    map.insert(ExtentRecord(startBlock: fileBlock, blockCount: piece.count, state: .unwritten, diskBlock: piece.start))
+                    fileBlock += piece.count
+                }
+            }
+        }
+    }
+
+    // MARK: sync and seek
+
+    /// fsync: writes back every dirty folio, flushes the device and reports a writeback
+    /// error once per handle (this file's default handle).
+    public func fsync() throws(Errno) {
+        inode.ioLock.lockExclusive()
+        defer { inode.ioLock.unlockExclusive() }
+        _ = iomapWritepages(inode, range: ByteRange(0, maxFileSize), ops: self)
+        try fs.device.flush()
+        var seen = fsyncCursor.withLock { $0 }
+        let error = inode.mapping.checkAndAdvanceError(&seen)
+        fsyncCursor.withLock { $0 = seen }
+        if let error { throw error }
+    }
+
+    /// Writes back the dirty folios overlapping `range`, as the flusher or sync_file_range
+    /// would; errors are latched for fsync.
+    @discardableResult
+    public func writeback(_ range: ByteRange = ByteRange(0, maxFileSize)) -> WritebackResult {
+        iomapWritepages(inode, range: range, ops: self)
+    }
+
+    /// lseek(SEEK_DATA).
+    public func seekData(from offset: Int) throws(Errno) -> Int {
+        inode.ioLock.lockShared()
+        defer { inode.ioLock.unlockShared() }
+        return try iomapSeekData(inode, pos: offset, ops: self)
+    }
+
+    /// lseek(SEEK_HOLE).
+    public func seekHole(from offset: Int) throws(Errno) -> Int {
+        inode.ioLock.lockShared()
+        defer { inode.ioLock.unlockShared() }
+        return try iomapSeekHole(inode, pos: offset, ops: self)
+    }
+
+    // MARK: cache control
+
+    /// Evicts clean folios until the file's cache holds at most `targetBytes`.
+    @discardableResult
+    public func reclaim(targetBytes: Int = 0) -> Int { inode.mapping.reclaim(targetBytes: targetBytes) }
+
+    /// Evicts every clean folio (echo 1 > drop_caches for this file).
+    @discardableResult
+    public func dropCaches() -> Int { inode.mapping.dropCaches() }
+}

@@ -1,0 +1,53 @@
+// Counterpart: xfs_map_blocks(), xfs_imap_valid(), xfs_discard_folio() and xfs_end_ioend()
+// in fs/xfs/xfs_aops.c, with xfs_bmapi_convert_delalloc() (fs/xfs/libxfs/xfs_bmap.c) and
+// xfs_iomap_write_unwritten() (fs/xfs/xfs_iomap.c).
+
+import IOMapBase
+import IOMap
+import PageCache
+
+extension ExtentFile: IOMapWritebackOperations {
+    public func mapBlocks(_ inode: Inode, context: inout WritebackContext, offset: Int, length: Int) throws(Errno) -> IOMapping {
+        if let cached = context.mapping, cached.range.contains(offset) {
+            if iomapValid(inode, cached) { return cached }
+            context.staleRemaps += 1
+        }
+        let g = geometry
+        let block = g.blockIndex(of: offset)
+        let m = try extents.withLock { (map: inout ExtentMap) throws(Errno) -> IOMapping in
+            guard let r = map.next(atOrAfter: block), r.startBlock <= block else {
+                let end = map.next(atOrAfter: block)?.startBlock ?? g.blocksCovering(maxFileSize)
+                return IOMapping(
+                    offset: g.offset(ofBlock: block), length: g.offset(ofBlock: end - block), kind: .hole,
+                    validityCookie: map.sequence)
+            }
+            if r.state != .delalloc { return mappingFor(r, sequence: map.sequence) }
+            // Delalloc becomes real blocks for the whole reservation, allocated unwritten: the
+            // conversion can reach parts of a failed write's range that hold no data.
+            let pieces = try fs.space.allocate(r.blockCount, near: nil, fromReservation: true)
+            _ = map.convertDelalloc(holding: block, to: pieces)
+            return mappingFor(map.lookup(block)!, sequence: map.sequence)
+        }
+        context.mapping = m
+        return m
+    }
+
+    public func writeFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, from buffer: UnsafeRawBufferPointer) throws(Errno) {
+        if let faults = inode.environment.faults, faults.fails(.writebackIOError, offset: fileOffset, length: buffer.count) {
+            throw .ioError
+        }
+        let g = geometry
+        let address = mapping.diskAddress(of: fileOffset)
+        try fs.device.write(block: g.blockIndex(of: address), count: buffer.count >> g.blockShift, from: buffer)
+    }
+
+    public func completeIOEnd(_ inode: Inode, _ ioend: IOEnd) {
+        guard ioend.error == nil, ioend.kind == .unwritten else { return }
+        let g = geometry
+        extents.withLock { _ = $0.convertUnwritten(from: g.blockIndex(of: ioend.range.start), to: g.blocksCovering(ioend.range.end)) }
+    }
+
+    public func discardFolio(_ inode: Inode, range: ByteRange) {
+        punchDelalloc(offset: range.start, length: range.length)
+    }
+}

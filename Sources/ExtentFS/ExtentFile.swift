@@ -1,0 +1,53 @@
+// Counterpart: struct xfs_inode (fs/xfs/xfs_inode.h): the generic inode plus the data
+// fork's extent map and its lock (ILOCK).
+
+import IOMapBase
+import IOMap
+import PageCache
+
+public final class ExtentFile: Sendable {
+    public unowned let fs: ExtentFS
+    public let inode: Inode
+    /// The data fork, guarded by the extent-map lock (ILOCK).
+    let extents = OrderedMutex<ExtentMap>(.extentMap, "extent-map lock", ExtentMap())
+    /// Punch calls issued by failure cleanup, recorded for tests (nil: not recording).
+    let punchLog = OrderedMutex<[ByteRange]?>(.leaf, "punch log", nil)
+    /// The sequence of writeback errors this file's default handle has seen (f_wb_err).
+    let fsyncCursor = OrderedMutex<Int>(.leaf, "fsync cursor", 0)
+
+    init(fs: ExtentFS, id: Int) {
+        self.fs = fs
+        let c = fs.config
+        self.inode = Inode(
+            id: id, geometry: fs.geometry, maxFolioSize: c.maxFolioSize, environment: c.environment,
+            policy: c.cleanupPolicy, eofRounding: c.eofRounding)
+        inode.mapping.memoryLimit = c.memoryLimit
+    }
+
+    public var geometry: BlockGeometry { inode.geometry }
+    public var mapping: AddressSpace { inode.mapping }
+    /// i_size.
+    public var size: Int { inode.size }
+
+    /// A snapshot of the extent records.
+    public var extentRecords: [ExtentRecord] { extents.withLock { $0.records } }
+    /// The extent map's sequence number (if_seq).
+    public var extentSequence: UInt64 { extents.withLock { $0.sequence } }
+    /// Delalloc blocks held by this file.
+    public var delallocBlocks: Int { extents.withLock { $0.delallocBlocks } }
+
+    /// The file blocks in `[from, to)` that are delalloc.
+    public func delallocBlockIndices(from: Int = 0, to: Int = Int.max) -> [Int] {
+        extents.withLock { map in
+            map.records(from: from, to: to).filter { $0.state == .delalloc }.flatMap { $0.startBlock..<$0.endBlock }
+        }
+    }
+
+    /// The state of file block `block`, or nil for a hole.
+    public func blockState(_ block: Int) -> ExtentState? { extents.withLock { $0.lookup(block)?.state } }
+
+    /// Starts (or stops) recording the punch calls of failure cleanup.
+    public func recordPunches(_ on: Bool = true) { punchLog.withLock { $0 = on ? [] : nil } }
+    /// The punch calls recorded since `recordPunches()`.
+    public var recordedPunches: [ByteRange] { punchLog.withLock { $0 ?? [] } }
+}

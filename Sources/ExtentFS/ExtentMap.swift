@@ -1,0 +1,201 @@
+// Counterpart: the in-core extent list of an XFS inode fork (fs/xfs/libxfs/xfs_iext_tree.c)
+// with its sequence counter if_seq, and the record edits of fs/xfs/libxfs/xfs_bmap.c
+// (xfs_bmap_add_extent_hole_delay, xfs_bmap_del_extent_delay, the unwritten conversions).
+//
+// A file's extent map: sorted, disjoint records of delalloc reservations, allocated but
+// unwritten blocks, and written blocks; anything not covered is a hole. Neighbouring
+// records of the same state merge (for allocated ones only when their disk blocks are
+// contiguous), as XFS merges them. `sequence` is bumped on every change that alters a
+// record, and only then, so that a mapping's validity cookie goes stale exactly when the
+// map it was taken from has changed.
+//
+// Guarded by: the owning file's extent-map lock (ILOCK).
+
+import IOMapBase
+
+public enum ExtentState: String, Sendable {
+    case delalloc, unwritten, written
+}
+
+/// One record: file blocks `[startBlock, startBlock + blockCount)` in `state`, backed by disk
+/// blocks from `diskBlock` (nil for delalloc).
+public struct ExtentRecord: Sendable, Equatable, CustomStringConvertible {
+    public var startBlock: Int
+    public var blockCount: Int
+    public var state: ExtentState
+    public var diskBlock: Int?
+
+    public init(startBlock: Int, blockCount: Int, state: ExtentState, diskBlock: Int? = nil) {
+        precondition(blockCount > 0, "an extent record needs at least one block")
+        precondition((state == .delalloc) == (diskBlock == nil), "only delalloc records lack a disk block")
+        self.startBlock = startBlock
+        self.blockCount = blockCount
+        self.state = state
+        self.diskBlock = diskBlock
+    }
+
+    public var endBlock: Int { startBlock + blockCount }
+
+    /// The part of this record inside `[from, to)`, or nil.
+    func slice(_ from: Int, _ to: Int) -> ExtentRecord? {
+        let s = max(from, startBlock)
+        let e = min(to, endBlock)
+        guard s < e else { return nil }
+        return ExtentRecord(startBlock: s, blockCount: e - s, state: state, diskBlock: diskBlock.map { $0 + (s - startBlock) })
+    }
+
+    func canMerge(with next: ExtentRecord) -> Bool {
+        guard endBlock == next.startBlock, state == next.state else { return false }
+        guard let a = diskBlock, let b = next.diskBlock else { return true }
+        return a + blockCount == b
+    }
+
+    public var description: String {
+        "\(state) [\(startBlock), \(endBlock))" + (diskBlock.map { " @\($0)" } ?? "")
+    }
+}
+
+public struct ExtentMap: Sendable {
+    public private(set) var records: [ExtentRecord] = []
+    /// if_seq: bumped on every change.
+    public private(set) var sequence: UInt64 = 0
+    /// Blocks held by delalloc records (i_delayed_blks).
+    public private(set) var delallocBlocks = 0
+
+    public init() {}
+
+    /// The index of the first record ending after `block` (the one holding it, or the next).
+    func firstIndex(endingAfter block: Int) -> Int {
+        var lo = 0
+        var hi = records.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if records[mid].endBlock <= block { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// The record holding `block`, if any.
+    public func lookup(_ block: Int) -> ExtentRecord? {
+        let i = firstIndex(endingAfter: block)
+        guard i < records.count, records[i].startBlock <= block else { return nil }
+        return records[i]
+    }
+
+    /// The record holding `block`, or else the first one after it.
+    public func next(atOrAfter block: Int) -> ExtentRecord? {
+        let i = firstIndex(endingAfter: block)
+        return i < records.count ? records[i] : nil
+    }
+
+    /// The records overlapping `[from, to)`, clipped to it.
+    public func records(from: Int, to: Int) -> [ExtentRecord] {
+        var out: [ExtentRecord] = []
+        var i = firstIndex(endingAfter: from)
+        while i < records.count, records[i].startBlock < to {
+            if let s = records[i].slice(from, to) { out.append(s) }
+            i += 1
+        }
+        return out
+    }
+
+    /// Removes everything in `[from, to)`, splitting records at the edges; returns what was
+    /// removed. Bumps the sequence when anything was.
+    @discardableResult
+    public mutating func remove(from: Int, to: Int) -> [ExtentRecord] {
+        remove(from: from, to: to) { _ in true }
+    }
+
+    /// Removes the parts of records in `[from, to)` that satisfy `predicate`.
+    mutating func remove(from: Int, to: Int, where predicate: (ExtentRecord) -> Bool) -> [ExtentRecord] {
+        guard from < to else { return [] }
+        var removed: [ExtentRecord] = []
+        var i = firstIndex(endingAfter: from)
+        var replacement: [ExtentRecord] = []
+        let firstTouched = i
+        while i < records.count, records[i].startBlock < to {
+            let r = records[i]
+            if predicate(r), let mid = r.slice(from, to) {
+                if let left = r.slice(r.startBlock, from) { replacement.append(left) }
+                removed.append(mid)
+                if let right = r.slice(to, r.endBlock) { replacement.append(right) }
+            } else {
+                replacement.append(r)
+            }
+            i += 1
+        }
+        guard !removed.isEmpty else { return [] }
+        records.replaceSubrange(firstTouched..<i, with: replacement)
+        for r in removed where r.state == .delalloc { delallocBlocks -= r.blockCount }
+        sequence &+= 1
+        return removed
+    }
+
+    /// Inserts a record into a hole, merging with neighbours of the same kind.
+    public mutating func insert(_ record: ExtentRecord) {
+        var i = firstIndex(endingAfter: record.startBlock)
+        precondition(
+            i == records.count || records[i].startBlock >= record.endBlock,
+            "inserting \(record) over existing \(records[i])")
+        var r = record
+        if i > 0, records[i - 1].canMerge(with: r) {
+            let prev = records[i - 1]
+            r = ExtentRecord(startBlock: prev.startBlock, blockCount: prev.blockCount + r.blockCount, state: r.state, diskBlock: prev.diskBlock)
+            records.remove(at: i - 1)
+            i -= 1
+        }
+        if i < records.count, r.canMerge(with: records[i]) {
+            r.blockCount += records[i].blockCount
+            records[i] = r
+        } else {
+            records.insert(r, at: i)
+        }
+        if record.state == .delalloc { delallocBlocks += record.blockCount }
+        sequence &+= 1
+    }
+
+    /// Replaces the delalloc record holding `block` with allocated unwritten records over
+    /// `pieces` (in file order, summing to its length). Returns the record replaced.
+    public mutating func convertDelalloc(holding block: Int, to pieces: [BlockExtent]) -> ExtentRecord {
+        guard let r = lookup(block), r.state == .delalloc else { preconditionFailure("no delalloc record holds block \(block)") }
+        precondition(pieces.reduce(0) { $0 + $1.count } == r.blockCount, "allocation does not match \(r)")
+        _ = remove(from: r.startBlock, to: r.endBlock)
+        var fileBlock = r.startBlock
+        for p in pieces {
+            insert(ExtentRecord(startBlock: fileBlock, blockCount: p.count, state: .unwritten, diskBlock: p.start))
+            fileBlock += p.count
+        }
+        return r
+    }
+
+    /// Converts the unwritten parts of `[from, to)` to written (xfs_iomap_write_unwritten).
+    /// Returns whether anything changed.
+    @discardableResult
+    public mutating func convertUnwritten(from: Int, to: Int) -> Bool {
+        let pieces = remove(from: from, to: to) { $0.state == .unwritten }
+        for p in pieces {
+            insert(ExtentRecord(startBlock: p.startBlock, blockCount: p.blockCount, state: .written, diskBlock: p.diskBlock))
+        }
+        return !pieces.isEmpty
+    }
+
+    /// Total blocks allocated on disk (unwritten and written records).
+    public var allocatedBlocks: Int {
+        records.reduce(0) { $0 + ($1.state == .delalloc ? 0 : $1.blockCount) }
+    }
+
+    /// Structural check: sorted, disjoint, merged, counters exact.
+    public func checkInvariants() {
+        var delalloc = 0
+        for (i, r) in records.enumerated() {
+            if r.blockCount <= 0 || r.startBlock < 0 { fatalError("bad extent record \(r)") }
+            if i > 0 {
+                let p = records[i - 1]
+                if p.endBlock > r.startBlock { fatalError("extent records overlap: \(p) and \(r)") }
+                if p.canMerge(with: r) { fatalError("extent records not merged: \(p) and \(r)") }
+            }
+            if r.state == .delalloc { delalloc += r.blockCount }
+        }
+        if delalloc != delallocBlocks { fatalError("delalloc counter \(delallocBlocks) but records hold \(delalloc)") }
+    }
+}
