@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(
             name: "iomap",
             dependencies: [
-                "IOMapBase", "ExtentFS", "IOMapTesting",
+                "IOMapBase", "IOMap", "ExtentFS", "IOMapTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

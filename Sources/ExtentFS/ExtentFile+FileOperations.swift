@@ -68,6 +68,9 @@ extension ExtentFile {
         if folio.pos >= firstBlockPast {
             inode.mapping.cancelDirty(folio)
         } else if firstBlockPast < folio.end {
+            // Write-protect it too, as pagecache_isize_extended does: the next store into the
+            // blocks that EOF will now cover must fault and reserve space.
+            inode.mapping.clearWriteMapped(folio)
             folio.attachBlockState()
             folio.clearDirtyBits(fromBlock: (firstBlockPast - folio.pos) >> g.blockShift)
         }

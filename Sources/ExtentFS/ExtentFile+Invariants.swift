@@ -3,6 +3,7 @@
 // into one check of KERNEL-SPEC §8 that tests run at quiet points.
 //
 // Checked here, per file:
+// - Write-mapped folios have every block below EOF dirty (stores into them do not fault).
 // - K1: every dirty block is uptodate; a folio is uptodate exactly when all its blocks are.
 // - D3: every dirty block below EOF has backing (a delalloc, unwritten or written extent),
 //   so writeback never finds a hole under dirty data.
@@ -35,6 +36,16 @@ extension ExtentFile {
             defer { folio.unlock() }
             folio.checkInvariants()
             if folio.isWriteback { problems.append("folio left under writeback at a quiet point: \(folio.debugState)") }
+            if folio.isWriteMapped {
+                // Stores into a writable folio do not fault, so every block they can reach below
+                // EOF must already be dirty (and so reserved): page_mkwrite dirtied them all, and
+                // whatever cleans a block write-protects its folio first.
+                let firstUnreachable = min(folio.end, g.roundUpToBlock(isize))
+                for b in 0..<folio.blockCount where folio.pos + (b << g.blockShift) < firstUnreachable && !folio.isBlockDirty(b) {
+                    problems.append("write-mapped folio has a clean block \(b) below EOF: \(folio.debugState)")
+                    break
+                }
+            }
             guard folio.isDirty else { continue }
             for b in 0..<folio.blockCount where folio.isBlockDirty(b) {
                 let start = folio.pos + (b << g.blockShift)

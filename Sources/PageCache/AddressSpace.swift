@@ -188,6 +188,7 @@ public final class AddressSpace: Sendable {
     /// Drops a locked folio's dirty state without writing it (folio_cancel_dirty).
     public func cancelDirty(_ folio: Folio) {
         folio.assertLocked("to cancel its dirty state")
+        folio.clearFlag(Folio.writeMappedBit)
         folio.clearAllDirtyBits()
         guard folio.isDirty else { return }
         folio.clearFlag(Folio.dirtyBit)
@@ -304,7 +305,8 @@ public final class AddressSpace: Sendable {
     // MARK: Truncation
 
     /// Removes the folios wholly inside `[start, end)` and zeroes the covered bytes of folios
-    /// that straddle either edge, keeping their state (truncate_inode_pages_range; callers
+    /// that straddle either edge, dropping them if clean and keeping them dirty otherwise
+    /// (truncate_inode_pages_range; callers
     /// with the kernel's inclusive `lend` pass `lend + 1`). Dirty folios are removed too: this
     /// is the operation that destroyed other writers' data before the seed fix.
     public func truncatePages(_ range: ByteRange) {
@@ -320,6 +322,11 @@ public final class AddressSpace: Sendable {
                 let from = max(range.start, f.pos) - f.pos
                 let to = min(range.end, f.end) - f.pos
                 f.zero(from: from, to: to)
+                // The kernel splits a large folio here and drops the pages inside the range,
+                // or drops the whole folio when it is clean and cannot split. We never split;
+                // a clean folio holds nothing the disk does not, so dropping it whole gives the
+                // same contents. A dirty one keeps its zeroed bytes, as in the kernel.
+                if !f.isDirty { remove(f) }
             }
         }
     }
