@@ -69,9 +69,11 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             let written = iomapWriteEnd(inode, folio: folio, pos: pos, length: bytes, copied: copied) ? copied : 0
             if copied < bytes { inode.stats.shortCopiesCounter.add(1, ordering: .relaxed) }
             // i_size moves only after the bytes are in the cache, and before the folio is
-            // unlocked (W1).
+            // unlocked (W1). The kernel's test here is `pos + written > i_size` alone, which
+            // for a write starting past EOF raises i_size to `pos` even when the copy was
+            // rejected; we raise it only over accepted bytes (docs/DIFFERENCES-FROM-LINUX.md).
             let oldSize = inode.size
-            if pos + written > oldSize {
+            if written > 0 && pos + written > oldSize {
                 inode.setSize(pos + written)
                 iter.mapping!.flags.insert(.sizeChanged)
             }
@@ -227,6 +229,11 @@ func blockNeedsZeroing(_ inode: Inode, _ source: IOMapping, at pos: Int) -> Bool
 /// blocks dirty, and the folio dirty.
 func iomapWriteEnd(_ inode: Inode, folio: Folio, pos: Int, length: Int, copied: Int) -> Bool {
     if copied < length && !folio.isUptodate { return false }
+    // The kernel "accepts" a zero-byte copy into an uptodate folio: it dirties the folio
+    // and, for a write starting past EOF, raises i_size to the write's position although
+    // nothing was written. We reject it, so that i_size grows only over accepted bytes (W1).
+    // See docs/DIFFERENCES-FROM-LINUX.md.
+    if copied == 0 { return false }
     let offset = folio.offsetInFolio(pos)
     folio.setRangeUptodate(offset: offset, length: length)
     folio.setRangeDirtyBits(offset: offset, length: copied)

@@ -1,0 +1,53 @@
+// The `iomap` command: thin front ends over the engine and its test support.
+//
+// Exit status, for every subcommand: 0 when what it checks holds, 1 when it found a
+// violation, 2 for bad usage. With --json it prints exactly one JSON object on stdout.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+@main
+struct Entry {
+    /// Runs the command, mapping ArgumentParser's exit codes onto ours: usage errors exit 2.
+    static func main() {
+        do {
+            var command = try IOMapCommand.parseAsRoot()
+            try command.run()
+        } catch {
+            let code = IOMapCommand.exitCode(for: error)
+            let message = IOMapCommand.fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                exit(0)
+            }
+            if code == ExitStatus.violation { exit(1) }
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            exit(2)
+        }
+    }
+}
+
+struct IOMapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iomap",
+        abstract: "A user-space implementation of Linux's iomap buffered write path, and the tools that test it.",
+        subcommands: [Demo.self, Random.self],
+        defaultSubcommand: Demo.self)
+}
+
+/// Exit codes shared by every subcommand.
+enum ExitStatus {
+    static let holds = ExitCode(0)
+    static let violation = ExitCode(1)
+}
+
+extension CleanupPolicy: ExpressibleByArgument {}
+
+func printJSON(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}

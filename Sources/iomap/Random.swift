@@ -1,0 +1,68 @@
+// `iomap random`: the randomized model check of the test suite, for longer runs and other
+// seeds.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+struct Random: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run random operations with injected faults and races against a model; check every invariant after each.")
+
+    @Option(help: "Number of operations.") var ops = 100_000
+    @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
+    @Option(help: "File-system block size in bytes.") var blockSize = 4096
+    @Option(help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
+    @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
+    @Option(help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
+    @Flag(help: "Run without fault injection.") var noFaults = false
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
+        guard [512, 1024, 2048, 4096].contains(blockSize) else {
+            throw ValidationError("--block-size must be 512, 1024, 2048 or 4096, got \(blockSize)")
+        }
+        guard maxFolioSize >= 4096, maxFolioSize <= 2 << 20, maxFolioSize & (maxFolioSize - 1) == 0 else {
+            throw ValidationError("--max-folio-size must be a power of two from 4096 to 2097152, got \(maxFolioSize)")
+        }
+        guard maxFileSize >= 4096, maxFileSize <= 1 << 30 else {
+            throw ValidationError("--max-file-size must be from 4096 to 1 GiB, got \(maxFileSize)")
+        }
+    }
+
+    func run() throws {
+        let seed = self.seed ?? UInt64.random(in: 0..<1 << 48)
+        var config = RandomRunConfig(
+            seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, policy: policy,
+            faults: !noFaults, maxFileSize: maxFileSize, maxOpSize: min(64 << 10, maxFileSize))
+        config.fullCheckEvery = 50
+        FileHandle.standardError.write(Data("iomap random: \(config)\n".utf8))
+        let start = ContinuousClock.now
+        let report = runRandomOps(config) { done in
+            FileHandle.standardError.write(Data("  \(done)/\(ops) operations\n".utf8))
+        }
+        let elapsed = ContinuousClock.now - start
+        if json {
+            printJSON([
+                "seed": seed, "ops": report.opsRun, "block_size": blockSize, "max_folio_size": maxFolioSize,
+                "policy": policy.rawValue, "ops_by_kind": report.opsByKind, "faults_injected": report.faultsInjected,
+                "cleanup_calls": report.cleanups, "punch_calls": report.punches, "races_landed": report.racesLanded,
+                "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
+                "result": report.violation == nil ? "pass" : "violation",
+                "violation": report.violation ?? NSNull(), "violation_op": report.violationOp ?? NSNull(),
+                "elapsed_s": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            ])
+        } else {
+            print("seed \(seed): \(report.opsRun) operations, \(report.cleanups) failure cleanups, \(report.racesLanded) races, \(report.failedWrites) failed and \(report.shortWrites) short writes")
+            print("faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        }
+        if let v = report.violation {
+            FileHandle.standardError.write(Data("VIOLATION at op \(report.violationOp ?? -1): \(v)\n\(report.replayLine)\nreplay: iomap random --seed \(seed) --ops \(ops) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue)\(noFaults ? " --no-faults" : "") --max-file-size \(maxFileSize)\nlast operations:\n\(report.logTail.suffix(20).map { "  \($0)" }.joined(separator: "\n"))\n".utf8))
+            throw ExitStatus.violation
+        }
+    }
+}

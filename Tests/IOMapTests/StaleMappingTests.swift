@@ -1,0 +1,334 @@
+// Scenario tests for stale-mapping detection and retry: V-1…V-4 of KERNEL-SPEC §10.3.
+// The races are forced deterministically through the hook points of §9: H1 (after
+// iomapBegin, before the first folio lock), H2 (in the validity check, folio locked) and
+// H5 (writeback, before mapBlocks). A hook acts as another thread; it changes the extent
+// map without the inode I/O lock, as writeback, I/O completion or a page fault would.
+
+import IOMap
+import IOMapBase
+import PageCache
+import Synchronization
+import Testing
+
+@testable import ExtentFS
+
+@Suite("Stale mappings (KERNEL-SPEC §10.3)")
+struct StaleMappingTests {
+    typealias Kit = WriteTestKit
+
+    /// A file block far past anything the tests write, allocated to bump the extent sequence.
+    static let farBlock = 1000
+
+    /// Changes the extent map away from the write (if_seq++): allocates one unwritten block
+    /// at `block`, like a fallocate of a far range.
+    static func bumpSequence(_ file: ExtentFile, block: Int = farBlock) {
+        let before = file.extentSequence
+        do {
+            try file.allocateUnwritten(fromBlock: block, toBlock: block + 1)
+        } catch {
+            Issue.record("allocating far block \(block) failed: \(error)")
+        }
+        #expect(file.extentSequence != before)
+    }
+
+    /// What a folio looked like at some moment.
+    struct FolioSnapshot: Equatable, Sendable {
+        let cached: Bool
+        let uptodate: Bool
+        let dirty: Bool
+        let hasBlockState: Bool
+        let deviceReads: Int
+    }
+
+    @Test("V-1: a mapping made stale before the first folio lock is remapped at the same position without touching the folio")
+    func v1StaleBeforeFirstFolio() throws {
+        // Goal: a stale MAPPED mapping makes write_begin back out before changing the folio, iomap_end gets written 0, and iomap_begin runs again at the same pos and length.
+        let rig = Kit.makeRig(blockSize: 1024)
+        let old = Kit.pattern(8192, seed: 21)
+        try Kit.makeCleanFile(rig, old)
+        let file = rig.file
+        let device = rig.device
+        let firings = Kit.Counter()
+        let snapshots = Kit.Recorder<FolioSnapshot>()
+        rig.hooks.on(.afterIomapBegin) { _ in
+            if firings.next() == 1 {
+                Self.bumpSequence(file)
+            } else {
+                let folio = file._folio(at: 0)
+                snapshots.append(
+                    FolioSnapshot(
+                        cached: folio != nil, uptodate: folio?.isUptodate ?? false, dirty: folio?.isDirty ?? false,
+                        hasBlockState: folio?.hasBlockState ?? false, deviceReads: device.reads.count))
+            }
+        }
+        let ops = Kit.RecordingOps(file)
+        let new = Kit.pattern(100, seed: 22)
+
+        let result = Kit.directWrite(file, new, at: 1500, ops: ops)
+
+        #expect(result == .success(100))
+        #expect(rig.inode.stats.staleMappings == 1)
+        #expect(
+            ops.begins.all == [
+                Kit.BeginCall(pos: 1500, length: 100, kind: .mapped, isNew: false),
+                Kit.BeginCall(pos: 1500, length: 100, kind: .mapped, isNew: false),
+            ])
+        #expect(
+            ops.ends.all == [
+                Kit.EndCall(pos: 1500, length: 100, written: 0), Kit.EndCall(pos: 1500, length: 100, written: 100),
+            ])
+        #expect(rig.hooks.ranges(.afterIomapBegin) == [ByteRange(0, 8192), ByteRange(0, 8192)])
+        // Between the stale check and the remap the folio exists but is untouched: no block
+        // state, nothing read, not uptodate, not dirty.
+        #expect(
+            snapshots.all == [
+                FolioSnapshot(cached: true, uptodate: false, dirty: false, hasBlockState: false, deviceReads: 0)
+            ])
+        let disk1 = try #require(Kit.diskBlock(of: 1, in: file))
+        #expect(device.reads == [Kit.DeviceIO(block: disk1, count: 1)])
+        #expect(try Kit.contentAfterRemount(file) == Kit.overlay(old, new, at: 1500))
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("V-1: a stale NEW delalloc mapping is released with written 0 and reserved again at the same position")
+    func v1StaleNewDelalloc() throws {
+        // Goal: after a stale check with no progress, iomap_end punches the write's whole new reservation and the remap reserves it again.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let file = rig.file
+        let firings = Kit.Counter()
+        rig.hooks.on(.afterIomapBegin) { _ in
+            if firings.next() == 1 { Self.bumpSequence(file) }
+        }
+        file.recordPunches()
+        let ops = Kit.RecordingOps(file)
+        let data = Kit.pattern(4096, seed: 23)
+
+        let result = Kit.directWrite(file, data, at: 0, ops: ops)
+
+        #expect(result == .success(4096))
+        #expect(rig.inode.stats.staleMappings == 1)
+        #expect(
+            ops.begins.all == [
+                Kit.BeginCall(pos: 0, length: 4096, kind: .delalloc, isNew: true),
+                Kit.BeginCall(pos: 0, length: 4096, kind: .delalloc, isNew: true),
+            ])
+        #expect(
+            ops.ends.all == [Kit.EndCall(pos: 0, length: 4096, written: 0), Kit.EndCall(pos: 0, length: 4096, written: 4096)])
+        #expect(file.recordedPunches == [ByteRange(0, 4096)])
+        #expect(rig.inode.stats.cleanups == 1)
+        #expect(file.delallocBlockIndices() == [0])
+        #expect(try Kit.contentAfterRemount(file) == data)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("V-1: a no-progress iteration without STALE ends the loop; with STALE it remaps once at the same position")
+    func v1NoProgressDoesNotSpin() throws {
+        // Goal: the iterator stops after a body that advanced nothing unless the mapping was marked stale, in which case it remaps at the same pos and length.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let file = rig.file
+        file.inode.ioLock.lockExclusive()
+        defer { file.inode.ioLock.unlockExclusive() }
+
+        let plain = Kit.RecordingOps(file)
+        var iter = IOMapIterator(inode: file.inode, pos: 0, length: 8192, flags: [.write])
+        var bodies = 0
+        while try iter.next(plain) {
+            bodies += 1
+            if bodies > 3 { break }
+        }
+        #expect(bodies == 1)
+        #expect(iter.pos == 0)
+        #expect(plain.begins.all == [Kit.BeginCall(pos: 0, length: 8192, kind: .delalloc, isNew: true)])
+        #expect(plain.ends.all == [Kit.EndCall(pos: 0, length: 8192, written: 0)])
+
+        let stale = Kit.RecordingOps(file)
+        var staleIter = IOMapIterator(inode: file.inode, pos: 0, length: 8192, flags: [.write])
+        var staleBodies = 0
+        while try staleIter.next(stale) {
+            staleBodies += 1
+            if staleBodies == 1 { staleIter.markStale() }
+            if staleBodies > 3 { break }
+        }
+        #expect(staleBodies == 2)
+        #expect(
+            stale.begins.all == [
+                Kit.BeginCall(pos: 0, length: 8192, kind: .delalloc, isNew: true),
+                Kit.BeginCall(pos: 0, length: 8192, kind: .delalloc, isNew: true),
+            ])
+        #expect(stale.ends.all == [Kit.EndCall(pos: 0, length: 8192, written: 0), Kit.EndCall(pos: 0, length: 8192, written: 0)])
+        #expect(file.delallocBlocks == 0)
+    }
+
+    @Test("V-2: a mapping made stale at the third folio is ended with written 8K and remapped at 8K")
+    func v2StaleAfterTwoFolios() throws {
+        // Goal: staleness found after k = 2 folios ends the mapping with written = k folio bytes, punches only the unused tail, and the next iomap_begin starts at pos + written.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let file = rig.file
+        let bumped = Kit.Counter()
+        rig.hooks.on(.iomapValid) { event in
+            if event.range.start == 8192 && bumped.current == 0 {
+                _ = bumped.next()
+                Self.bumpSequence(file)
+            }
+        }
+        file.recordPunches()
+        let ops = Kit.RecordingOps(file)
+        let data = Kit.pattern(16384, seed: 24)
+
+        let result = Kit.directWrite(file, data, at: 0, ops: ops)
+
+        #expect(result == .success(16384))
+        #expect(rig.inode.stats.staleMappings == 1)
+        #expect(rig.hooks.ranges(.iomapValid).map(\.start) == [0, 4096, 8192, 8192, 12288])
+        #expect(
+            ops.begins.all == [
+                Kit.BeginCall(pos: 0, length: 16384, kind: .delalloc, isNew: true),
+                Kit.BeginCall(pos: 8192, length: 8192, kind: .delalloc, isNew: true),
+            ])
+        #expect(
+            ops.ends.all == [
+                Kit.EndCall(pos: 0, length: 16384, written: 8192), Kit.EndCall(pos: 8192, length: 8192, written: 8192),
+            ])
+        #expect(file.recordedPunches == [ByteRange(8192, 16384)])
+        #expect(file.delallocBlockIndices() == [0, 1, 2, 3])
+        #expect(try Kit.contentAfterRemount(file) == data)
+        Kit.expectQuiet(rig)
+    }
+
+    /// The xfs/925 setup: B = P = 4K, [0, 40K) fallocated unwritten, cache empty, then one
+    /// byte 0x58 written at 40K - 1 (left dirty). The hook at H2 for the first folio of the
+    /// next write writes back [36K, 40K) (converting block 9 to written) and evicts that folio.
+    static func makeXFS925(_ rig: Kit.Rig) throws -> Kit.Recorder<String> {
+        let file = rig.file
+        try file.allocate(offset: 0, length: 40960, keepSize: false)
+        try file.fsync()
+        file.dropCaches()
+        #expect(file.extentRecords.map(\.state) == [.unwritten])
+        #expect(try file.write([0x58], at: 40959) == 1)
+        let log = Kit.Recorder<String>()
+        let fired = Kit.Counter()
+        rig.hooks.on(.iomapValid) { event in
+            guard event.range.start == 0, fired.next() == 1 else { return }
+            let wb = file.writeback(ByteRange(36864, 40960))
+            log.append("writeback folios \(wb.folios) bytes \(wb.bytesWritten)")
+            log.append("block 9 \(file.blockState(9).map(\.rawValue) ?? "hole")")
+            log.append("evicted \(file.mapping.invalidateClean(ByteRange(36864, 40960)))")
+        }
+        return log
+    }
+
+    /// The race's side effects, as `makeXFS925`'s hook logs them.
+    static let xfs925RaceLog = ["writeback folios 1 bytes 4096", "block 9 written", "evicted 1"]
+
+    @Test("V-3: xfs/925 — writeback and eviction of the last block during a write keep 0x58 at 40K-1")
+    func v3XFS925() throws {
+        // Goal: the write notices that writeback converted block 9 behind its UNWRITTEN mapping, remaps, and reads that block instead of zeroing it.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let log = try Self.makeXFS925(rig)
+        let data = [UInt8](repeating: 0x57, count: 36864 + 1)
+
+        let n = try rig.file.write(data, at: 0)
+
+        #expect(n == 36865)
+        #expect(log.all == Self.xfs925RaceLog)
+        #expect(rig.inode.stats.staleMappings == 1)
+        let expected = data + [UInt8](repeating: 0, count: 40959 - 36865) + [0x58]
+        let content = try Kit.contentAfterRemount(rig.file)
+        #expect(content.count == 40960)
+        #expect(content == expected)
+        #expect(content.last == 0x58)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("V-3: without the validity check the same race zeroes the byte at 40K-1 (the check matters)")
+    func v3XFS925WithoutValidation() throws {
+        // Goal: show the check is what saves the data: a file system with no ->iomap_valid (always valid) zero-fills block 9 from the stale UNWRITTEN mapping.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let log = try Self.makeXFS925(rig)
+        let data = [UInt8](repeating: 0x57, count: 36864 + 1)
+        let ops = Kit.RecordingOps(rig.file, validates: false)
+
+        let result = Kit.directWrite(rig.file, data, at: 0, ops: ops)
+
+        #expect(result == .success(36865))
+        #expect(log.all == Self.xfs925RaceLog)
+        #expect(rig.inode.stats.staleMappings == 0)
+        #expect(ops.begins.all == [Kit.BeginCall(pos: 0, length: 36865, kind: .unwritten, isNew: false)])
+        let corrupted = data + [UInt8](repeating: 0, count: 40960 - 36865)
+        #expect(try Kit.contentAfterRemount(rig.file) == corrupted)
+        Kit.expectQuiet(rig)
+    }
+
+    /// A file of four 4K blocks written and clean, then folios 0 and 3 rewritten (dirty).
+    static func makeTwoDirtyFolios(_ rig: Kit.Rig) throws -> (old: [UInt8], new: [UInt8]) {
+        let old = Kit.pattern(16384, seed: 31)
+        try Kit.makeCleanFile(rig, old)
+        #expect(rig.file.extentRecords.map(\.state) == [.written])
+        let new0 = Kit.pattern(4096, seed: 32)
+        let new3 = Kit.pattern(4096, seed: 33)
+        #expect(try rig.file.write(new0, at: 0) == 4096)
+        #expect(try rig.file.write(new3, at: 12288) == 4096)
+        rig.hooks.events.reset()
+        return (old, Kit.overlay(Kit.overlay(old, new0, at: 0), new3, at: 12288))
+    }
+
+    @Test("V-4: writeback revalidates its cached mapping after an unrelated extent change and looks it up again")
+    func v4WritebackRemapsAfterSequenceChange() throws {
+        // Goal: a sequence change between two folios of one writeback makes mapBlocks drop its cached mapping and look up again; the data lands where it belongs.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let (_, expected) = try Self.makeTwoDirtyFolios(rig)
+        let file = rig.file
+        let fired = Kit.Counter()
+        rig.hooks.on(.writebackBeforeMapBlocks) { event in
+            if event.range.start == 12288 && fired.next() == 1 { Self.bumpSequence(file) }
+        }
+        let addresses = (0..<4).map { Kit.diskBlock(of: $0, in: file) }
+
+        let result = file.writeback()
+
+        #expect(result.error == nil)
+        #expect(result.folios == 2)
+        #expect(result.bytesWritten == 8192)
+        #expect(result.staleRemaps == 1)
+        #expect(rig.hooks.ranges(.writebackBeforeMapBlocks) == [ByteRange(0, 4096), ByteRange(12288, 16384)])
+        #expect((0..<4).map { Kit.diskBlock(of: $0, in: file) } == addresses)
+        #expect(try Kit.contentAfterRemount(file) == expected)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("V-4: writeback writes a block moved behind its cached mapping to the new address, never the stale one")
+    func v4WritebackNeverWritesStaleAddress() throws {
+        // Goal: when file block 3 is moved to another disk block after writeback cached the mapping, the revalidation sends the data to the new block and leaves the old one untouched.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let (old, expected) = try Self.makeTwoDirtyFolios(rig)
+        let file = rig.file
+        let staleAddress = try #require(Kit.diskBlock(of: 3, in: file))
+        let fired = Kit.Counter()
+        rig.hooks.on(.writebackBeforeMapBlocks) { event in
+            guard event.range.start == 12288, fired.next() == 1 else { return }
+            // Free block 3's disk block, give it to a far file block, and allocate block 3
+            // again elsewhere (as a remap of the block by another actor would).
+            file.freeBlocks(fromBlock: 3, toBlock: 4)
+            do {
+                try file.allocateUnwritten(fromBlock: Self.farBlock, toBlock: Self.farBlock + 1)
+                try file.allocateUnwritten(fromBlock: 3, toBlock: 4)
+            } catch {
+                Issue.record("reallocation failed: \(error)")
+            }
+        }
+
+        let result = file.writeback()
+
+        #expect(result.error == nil)
+        #expect(result.folios == 2)
+        #expect(result.staleRemaps == 1)
+        #expect(Kit.diskBlock(of: Self.farBlock, in: file) == staleAddress)
+        let newAddress = try #require(Kit.diskBlock(of: 3, in: file))
+        #expect(newAddress != staleAddress)
+        #expect(file.blockState(3) == .written)
+        #expect(try rig.device.rawBlock(newAddress) == Array(expected[12288..<16384]))
+        #expect(try rig.device.rawBlock(staleAddress) == Array(old[12288..<16384]))
+        #expect(try Kit.contentAfterRemount(file) == expected)
+        Kit.expectQuiet(rig)
+    }
+}

@@ -1,0 +1,583 @@
+// Scenario tests for the buffered write loop: one test per row W1–W8 of KERNEL-SPEC §10.1.
+// Each test builds the row's exact setup (block size, what is on disk and clean, what is
+// cached), runs the write, and asserts the row's outcome: bytes returned, i_size, the
+// per-block uptodate and dirty bits, the device reads, the punch calls and the final data.
+//
+// WriteTestKit below also serves StaleMappingTests.swift (§10.3).
+
+import IOMap
+import IOMapBase
+import PageCache
+import Synchronization
+import Testing
+
+@testable import ExtentFS
+
+/// Fixtures shared by the write-loop and stale-mapping scenario tests.
+enum WriteTestKit {
+    // MARK: Recording
+
+    /// A thread-safe append-only log.
+    final class Recorder<Element: Sendable>: Sendable {
+        private let items = Mutex<[Element]>([])
+        init() {}
+        func append(_ item: Element) { items.withLock { $0.append(item) } }
+        var all: [Element] { items.withLock { $0 } }
+        var count: Int { items.withLock { $0.count } }
+        func reset() { items.withLock { $0 = [] } }
+    }
+
+    /// A thread-safe counter; `next()` returns the count including this call (1, 2, ...).
+    final class Counter: Sendable {
+        private let value = Mutex(0)
+        init() {}
+        func next() -> Int {
+            value.withLock {
+                $0 += 1
+                return $0
+            }
+        }
+        var current: Int { value.withLock { $0 } }
+    }
+
+    // MARK: Device
+
+    /// One device request, in device blocks.
+    struct DeviceIO: Equatable, Sendable, CustomStringConvertible {
+        let block: Int
+        let count: Int
+        var description: String { "read(block \(block), count \(count))" }
+    }
+
+    /// A memory device that logs every read request.
+    final class CountingDevice: BlockDevice {
+        let inner: MemoryBlockDevice
+        private let readLog = Mutex<[DeviceIO]>([])
+
+        init(blockSize: Int, blockCount: Int) {
+            inner = MemoryBlockDevice(blockSize: blockSize, blockCount: blockCount)
+        }
+
+        var blockSize: Int { inner.blockSize }
+        var blockCount: Int { inner.blockCount }
+
+        func read(block: Int, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+            readLog.withLock { $0.append(DeviceIO(block: block, count: count)) }
+            try inner.read(block: block, count: count, into: buffer)
+        }
+
+        func write(block: Int, count: Int, from buffer: UnsafeRawBufferPointer) throws(Errno) {
+            try inner.write(block: block, count: count, from: buffer)
+        }
+
+        func flush() throws(Errno) { try inner.flush() }
+
+        /// The reads since the last `resetReads()`.
+        var reads: [DeviceIO] { readLog.withLock { $0 } }
+        func resetReads() { readLog.withLock { $0 = [] } }
+        var writeCount: Int { inner.writeCount }
+
+        /// The raw bytes of one device block, read past the log.
+        func rawBlock(_ block: Int) throws -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: blockSize)
+            try out.withUnsafeMutableBytes { (p) throws(Errno) in try inner.read(block: block, count: 1, into: p) }
+            return out
+        }
+    }
+
+    // MARK: Hooks and scripted copies
+
+    /// Records every hook event and runs the action registered for its point.
+    final class Hooks: Sendable {
+        let events = Recorder<HookEvent>()
+        private let actions = Mutex<[HookPoint: @Sendable (HookEvent) -> Void]>([:])
+        init() {}
+
+        func on(_ point: HookPoint, _ action: @escaping @Sendable (HookEvent) -> Void) {
+            actions.withLock { $0[point] = action }
+        }
+
+        func fire(_ event: HookEvent) {
+            events.append(event)
+            let action = actions.withLock { $0[event.point] }
+            action?(event)
+        }
+
+        /// The ranges of the events at `point`, in order.
+        func ranges(_ point: HookPoint) -> [ByteRange] { events.all.filter { $0.point == point }.map(\.range) }
+    }
+
+    /// One copy from the user buffer as the fault injector saw it, with the limit it answered.
+    struct CopyAttempt: Equatable, Sendable, CustomStringConvertible {
+        let offset: Int
+        let length: Int
+        let limit: Int?
+        var description: String { "copy(\(offset), \(length)) -> \(limit.map(String.init) ?? "full")" }
+    }
+
+    /// Decides each copy's limit: `rule(offset, length, earlierAttemptsAtOffset)` returns the
+    /// number of bytes the copy delivers, or nil for a full copy. Every attempt is logged.
+    final class CopyScript: Sendable {
+        typealias Rule = @Sendable (_ offset: Int, _ length: Int, _ earlierAtOffset: Int) -> Int?
+        let attempts = Recorder<CopyAttempt>()
+        private let rule = Mutex<Rule?>(nil)
+        init() {}
+
+        func setRule(_ r: @escaping Rule) { rule.withLock { $0 = r } }
+
+        func answer(_ query: FaultQuery) -> Int? {
+            guard query.site == .shortCopy else { return nil }
+            let earlier = attempts.all.filter { $0.offset == query.offset }.count
+            let r = rule.withLock { $0 }
+            let limit = r?(query.offset, query.length, earlier)
+            attempts.append(CopyAttempt(offset: query.offset, length: query.length, limit: limit))
+            return limit
+        }
+    }
+
+    // MARK: Rig
+
+    /// A file system on a counting device, with hooks and a copy script wired in.
+    struct Rig {
+        let fs: ExtentFS
+        let file: ExtentFile
+        let device: CountingDevice
+        let hooks: Hooks
+        let copies: CopyScript
+        var inode: Inode { file.inode }
+    }
+
+    /// Makes a rig. `maxFolioSize` defaults to one page: large folios off, as in the rows
+    /// that say "P = 4K" or "large folios off".
+    static func makeRig(blockSize: Int, maxFolioSize: Int = pageSize, deviceBytes: Int = 16 << 20) -> Rig {
+        let hooks = Hooks()
+        let copies = CopyScript()
+        let environment = IOMapEnvironment(
+            faults: FaultInjector(script: { copies.answer($0) }), hook: { hooks.fire($0) })
+        let config = ExtentFSConfig(blockSize: blockSize, maxFolioSize: maxFolioSize, environment: environment)
+        let device = CountingDevice(blockSize: blockSize, blockCount: deviceBytes / blockSize)
+        let fs = ExtentFS(device: device, config: config)
+        return Rig(fs: fs, file: fs.createFile(), device: device, hooks: hooks, copies: copies)
+    }
+
+    // MARK: Data
+
+    /// Deterministic bytes, never zero, so that zero-filled bytes stand out.
+    static func pattern(_ count: Int, seed: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 8) &+ seed &* 77) | 1 }
+    }
+
+    /// `base` with `patch` copied in at `offset` (growing `base` with zeroes if needed).
+    static func overlay(_ base: [UInt8], _ patch: [UInt8], at offset: Int) -> [UInt8] {
+        var out = base
+        if out.count < offset + patch.count { out += [UInt8](repeating: 0, count: offset + patch.count - out.count) }
+        out.replaceSubrange(offset..<offset + patch.count, with: patch)
+        return out
+    }
+
+    /// Makes `file` hold `bytes` from offset 0, written to disk and clean, with an empty cache
+    /// (write, fsync, drop caches), then clears the device's read log.
+    static func makeCleanFile(
+        _ rig: Rig, _ bytes: [UInt8], file: ExtentFile? = nil, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let file = file ?? rig.file
+        let n = try file.write(bytes, at: 0)
+        #expect(n == bytes.count, sourceLocation: sourceLocation)
+        try file.fsync()
+        file.dropCaches()
+        #expect(file.mapping.folioCount == 0, sourceLocation: sourceLocation)
+        #expect(file.delallocBlocks == 0, sourceLocation: sourceLocation)
+        rig.device.resetReads()
+        rig.hooks.events.reset()
+    }
+
+    /// The device block holding file block `fileBlock`, or nil when it has none.
+    static func diskBlock(of fileBlock: Int, in file: ExtentFile) -> Int? {
+        for r in file.extentRecords where r.startBlock <= fileBlock && fileBlock < r.endBlock {
+            return r.diskBlock.map { $0 + (fileBlock - r.startBlock) }
+        }
+        return nil
+    }
+
+    /// The per-block uptodate and dirty bits of a folio.
+    static func blockBits(_ folio: Folio) -> (uptodate: [Bool], dirty: [Bool]) {
+        ((0..<folio.blockCount).map { folio.isBlockUptodate($0) }, (0..<folio.blockCount).map { folio.isBlockDirty($0) })
+    }
+
+    /// Bytes `range` of a folio (offsets inside the folio).
+    static func bytes(of folio: Folio, _ range: Range<Int>) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: folio.data + range.lowerBound, count: range.count))
+    }
+
+    /// The whole file as a fresh mount sees it: write everything back, drop the cache, read.
+    static func contentAfterRemount(_ file: ExtentFile, sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
+        try file.fsync()
+        file.dropCaches()
+        #expect(file.mapping.folioCount == 0, "a folio survived fsync + drop caches", sourceLocation: sourceLocation)
+        return try file.read(count: file.size, at: 0)
+    }
+
+    /// KERNEL-SPEC §8 at a quiet point: K1, D1, D3 for the file and D4 for the file system.
+    static func expectQuiet(_ rig: Rig, sourceLocation: SourceLocation = #_sourceLocation) {
+        for file in rig.fs.allFiles {
+            #expect(file.invariantViolations() == [], sourceLocation: sourceLocation)
+        }
+        #expect(rig.fs.checkSpaceAccounting() == nil, sourceLocation: sourceLocation)
+    }
+
+    // MARK: Driving the engine directly
+
+    /// iomapFileBufferedWrite as the write system call runs it (inode I/O lock exclusive),
+    /// but with chosen operations and iteration flags.
+    static func directWrite(
+        _ file: ExtentFile, _ bytes: [UInt8], at pos: Int, ops: any IOMapOperations, flags: IterFlags = [],
+        faultOffset: Int? = nil
+    ) -> Result<Int, Errno> {
+        file.inode.ioLock.lockExclusive()
+        defer { file.inode.ioLock.unlockExclusive() }
+        return bytes.withUnsafeBytes { p in
+            var source = UserSource(p, faultOffset: faultOffset)
+            return Result { () throws(Errno) -> Int in
+                try iomapFileBufferedWrite(file.inode, pos: pos, source: &source, ops: ops, flags: flags)
+            }
+        }
+    }
+
+    /// One ->iomap_begin call and the mapping it produced.
+    struct BeginCall: Equatable, Sendable, CustomStringConvertible {
+        let pos: Int
+        let length: Int
+        let kind: IOMapping.Kind
+        let isNew: Bool
+        var description: String { "begin(\(pos), \(length)) -> \(kind)\(isNew ? " NEW" : "")" }
+    }
+
+    /// One ->iomap_end call.
+    struct EndCall: Equatable, Sendable, CustomStringConvertible {
+        let pos: Int
+        let length: Int
+        let written: Int
+        var description: String { "end(\(pos), \(length), written \(written))" }
+    }
+
+    /// The file's own mapping operations, logged. With `validates: false` the validity
+    /// check always passes: a file system without ->iomap_valid, as before the series.
+    final class RecordingOps: IOMapOperations {
+        let file: ExtentFile
+        let validates: Bool
+        let begins = Recorder<BeginCall>()
+        let ends = Recorder<EndCall>()
+
+        init(_ file: ExtentFile, validates: Bool = true) {
+            self.file = file
+            self.validates = validates
+        }
+
+        func iomapBegin(_ inode: Inode, pos: Int, length: Int, flags: IterFlags) throws(Errno) -> (IOMapping, IOMapping?) {
+            let result = try file.iomapBegin(inode, pos: pos, length: length, flags: flags)
+            begins.append(BeginCall(pos: pos, length: length, kind: result.0.kind, isNew: result.0.flags.contains(.new)))
+            return result
+        }
+
+        func iomapEnd(_ inode: Inode, pos: Int, length: Int, written: Int, flags: IterFlags, mapping: IOMapping) throws(Errno) {
+            ends.append(EndCall(pos: pos, length: length, written: written))
+            try file.iomapEnd(inode, pos: pos, length: length, written: written, flags: flags, mapping: mapping)
+        }
+
+        func iomapValid(_ inode: Inode, _ mapping: IOMapping) -> Bool {
+            validates ? file.iomapValid(inode, mapping) : true
+        }
+
+        func readFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+            try file.readFileRange(inode, mapping: mapping, fileOffset: fileOffset, into: buffer)
+        }
+    }
+}
+
+@Suite("Write loop (KERNEL-SPEC §10.1)")
+struct WriteLoopTests {
+    typealias Kit = WriteTestKit
+
+    @Test("W1: write 100 bytes at 1500 into a clean mapped file reads only block 1")
+    func w1PartialBlockOverMapped() throws {
+        // Goal: a sub-block write over MAPPED data inside EOF reads exactly the block it touches, nothing else.
+        let rig = Kit.makeRig(blockSize: 1024)
+        let old = Kit.pattern(8192, seed: 1)
+        try Kit.makeCleanFile(rig, old)
+        let new = Kit.pattern(100, seed: 2)
+
+        let n = try rig.file.write(new, at: 1500)
+
+        #expect(n == 100)
+        #expect(rig.file.size == 8192)
+        let disk1 = try #require(Kit.diskBlock(of: 1, in: rig.file))
+        #expect(rig.device.reads == [Kit.DeviceIO(block: disk1, count: 1)])
+        let folio = try #require(rig.file._folio(at: 1500))
+        #expect(folio.range == ByteRange(0, 4096))
+        #expect(rig.file.mapping.folioCount == 1)
+        let bits = Kit.blockBits(folio)
+        #expect(bits.uptodate == [false, true, false, false])
+        #expect(bits.dirty == [false, true, false, false])
+        #expect(!folio.isUptodate && folio.isDirty)
+        let expected = Kit.overlay(old, new, at: 1500)
+        #expect(Kit.bytes(of: folio, 1024..<2048) == Array(expected[1024..<2048]))
+        #expect(try Kit.contentAfterRemount(rig.file) == expected)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W2: write 100 bytes at 1500 into a hole inside EOF reserves block 1 only and zero-fills it without I/O")
+    func w2PartialBlockOverHole() throws {
+        // Goal: over a hole inside EOF the write reserves NEW delalloc for its one block (no preallocation) and zero-fills it without reading.
+        let rig = Kit.makeRig(blockSize: 1024)
+        try rig.file.truncate(to: 8192)
+        #expect(rig.file.extentRecords.isEmpty)
+        rig.device.resetReads()
+        rig.hooks.events.reset()
+        let writesBefore = rig.device.writeCount
+        let new = Kit.pattern(100, seed: 2)
+
+        let n = try rig.file.write(new, at: 1500)
+
+        #expect(n == 100)
+        #expect(rig.file.size == 8192)
+        #expect(rig.hooks.ranges(.afterIomapBegin) == [ByteRange(1024, 2048)])
+        #expect(rig.file.extentRecords == [ExtentRecord(startBlock: 1, blockCount: 1, state: .delalloc)])
+        #expect(rig.device.reads == [])
+        #expect(rig.device.writeCount == writesBefore)
+        let folio = try #require(rig.file._folio(at: 1500))
+        #expect(folio.range == ByteRange(0, 4096))
+        let bits = Kit.blockBits(folio)
+        #expect(bits.uptodate == [false, true, false, false])
+        #expect(bits.dirty == [false, true, false, false])
+        #expect(Kit.bytes(of: folio, 1024..<1500) == [UInt8](repeating: 0, count: 476))
+        #expect(Kit.bytes(of: folio, 1500..<1600) == new)
+        #expect(Kit.bytes(of: folio, 1600..<2048) == [UInt8](repeating: 0, count: 448))
+        #expect(try Kit.contentAfterRemount(rig.file) == Kit.overlay([UInt8](repeating: 0, count: 8192), new, at: 1500))
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W3: write [500, 3500) into a partly uptodate folio reads run [0, 1K) and run [2K, 4K) whole")
+    func w3ReadRunsAroundUptodateBlock() throws {
+        // Goal: write_begin reads each not-uptodate run the write only partly covers, as a whole run, and skips the uptodate block.
+        let rig = Kit.makeRig(blockSize: 1024)
+        let old = Kit.pattern(8192, seed: 3)
+        try Kit.makeCleanFile(rig, old)
+        rig.file._installFolio(pos: 0, size: 4096, uptodate: [false, true, false, false], dirty: [false, false, false, false], fill: 0xEE)
+        let new = Kit.pattern(3000, seed: 4)
+
+        let n = try rig.file.write(new, at: 500)
+
+        #expect(n == 3000)
+        #expect(rig.file.size == 8192)
+        let disk0 = try #require(Kit.diskBlock(of: 0, in: rig.file))
+        let disk2 = try #require(Kit.diskBlock(of: 2, in: rig.file))
+        #expect(Kit.diskBlock(of: 3, in: rig.file) == disk2 + 1)
+        #expect(rig.device.reads == [Kit.DeviceIO(block: disk0, count: 1), Kit.DeviceIO(block: disk2, count: 2)])
+        let folio = try #require(rig.file._folio(at: 0))
+        #expect(folio.range == ByteRange(0, 4096))
+        #expect(folio.isUptodate && folio.isDirty)
+        let bits = Kit.blockBits(folio)
+        #expect(bits.uptodate == [true, true, true, true])
+        #expect(bits.dirty == [true, true, true, true])
+        let expected = Kit.overlay(old, new, at: 500)
+        #expect(Kit.bytes(of: folio, 0..<4096) == Array(expected[0..<4096]))
+        #expect(try Kit.contentAfterRemount(rig.file) == expected)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W4: write [4100, 4200) with i_size 5000 reads only the EOF block and leaves blocks past EOF unfilled")
+    func w4EOFStraddle() throws {
+        // Goal: the run holding EOF is read (it is inside EOF), the blocks wholly past EOF are not filled, and i_size does not move.
+        let rig = Kit.makeRig(blockSize: 1024)
+        let old = Kit.pattern(5000, seed: 5)
+        try Kit.makeCleanFile(rig, old)
+        #expect(rig.file.size == 5000)
+        let new = Kit.pattern(100, seed: 6)
+
+        let n = try rig.file.write(new, at: 4100)
+
+        #expect(n == 100)
+        #expect(rig.file.size == 5000)
+        let disk4 = try #require(Kit.diskBlock(of: 4, in: rig.file))
+        #expect(rig.device.reads == [Kit.DeviceIO(block: disk4, count: 1)])
+        let folio = try #require(rig.file._folio(at: 4100))
+        #expect(folio.range == ByteRange(4096, 8192))
+        let bits = Kit.blockBits(folio)
+        #expect(bits.uptodate == [true, false, false, false])
+        #expect(bits.dirty == [true, false, false, false])
+        let expected = Kit.overlay(old, new, at: 4100)
+        #expect(Kit.bytes(of: folio, 0..<904) == Array(expected[4096..<5000]))
+        #expect(try Kit.contentAfterRemount(rig.file) == expected)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W5: a 1000-byte copy into new folio 2 is rejected, retried as 1000 bytes, then EFAULT; write returns 9192")
+    func w5ShortCopyIntoNewFolio() throws {
+        // Goal: a short copy into a folio the write fully covers (not uptodate) is thrown away, retried with the copied length, and the next fault ends the write at 9192 with no punch.
+        let rig = Kit.makeRig(blockSize: 4096)
+        rig.copies.setRule { offset, _, earlier in offset == 8192 && earlier == 0 ? 1000 : nil }
+        rig.file.recordPunches()
+        let ops = Kit.RecordingOps(rig.file)
+        let data = Kit.pattern(12288, seed: 7)
+
+        let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
+
+        #expect(result == .success(9192))
+        #expect(rig.file.size == 9192)
+        #expect(
+            rig.copies.attempts.all == [
+                Kit.CopyAttempt(offset: 0, length: 4096, limit: nil),
+                Kit.CopyAttempt(offset: 4096, length: 4096, limit: nil),
+                Kit.CopyAttempt(offset: 8192, length: 4096, limit: 1000),
+                Kit.CopyAttempt(offset: 8192, length: 1000, limit: nil),
+            ])
+        #expect(rig.inode.stats.shortCopies == 1)
+        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: 12288, written: 9192))
+        #expect(rig.file.recordedPunches == [])
+        #expect(rig.inode.stats.cleanups == 0)
+        #expect(rig.file.delallocBlockIndices() == [0, 1, 2])
+        let folio = try #require(rig.file._folio(at: 8192))
+        #expect(folio.range == ByteRange(8192, 12288))
+        #expect(folio.isUptodate && folio.isDirty)
+        #expect(Kit.bytes(of: folio, 0..<1000) == Array(data[8192..<9192]))
+        #expect(Kit.bytes(of: folio, 1000..<4096) == [UInt8](repeating: 0, count: 3096))
+        #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<9192]))
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W5b: write [0, 10000) with the copy at 8192 returning 1000 of 1808 accepts it at once; write returns 9192")
+    func w5bShortCopyIntoFilledFolio() throws {
+        // Goal: when write_begin's fill has made the folio uptodate, a short copy is accepted as is, with no rejection and no retry.
+        let rig = Kit.makeRig(blockSize: 4096)
+        rig.copies.setRule { offset, _, earlier in offset == 8192 && earlier == 0 ? 1000 : nil }
+        rig.file.recordPunches()
+        let ops = Kit.RecordingOps(rig.file)
+        let data = Kit.pattern(10000, seed: 8)
+
+        let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
+
+        #expect(result == .success(9192))
+        #expect(rig.file.size == 9192)
+        #expect(
+            rig.copies.attempts.all == [
+                Kit.CopyAttempt(offset: 0, length: 4096, limit: nil),
+                Kit.CopyAttempt(offset: 4096, length: 4096, limit: nil),
+                Kit.CopyAttempt(offset: 8192, length: 1808, limit: 1000),
+            ])
+        #expect(rig.inode.stats.shortCopies == 1)
+        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: 10000, written: 9192))
+        #expect(rig.file.recordedPunches == [])
+        #expect(rig.file.delallocBlockIndices() == [0, 1, 2])
+        let folio = try #require(rig.file._folio(at: 8192))
+        #expect(folio.isUptodate && folio.isDirty)
+        #expect(Kit.bytes(of: folio, 0..<1000) == Array(data[8192..<9192]))
+        #expect(Kit.bytes(of: folio, 1808..<4096) == [UInt8](repeating: 0, count: 2288))
+        #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<9192]))
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W6: 0-byte copies into a new 64K folio are rejected, truncated and halve the chunk to a page; write returns the bytes done")
+    func w6ZeroByteCopyHalvesChunk() throws {
+        // Goal: with large folios each rejected 0-byte copy drops the attempted folio (beyond EOF) and halves the chunk 64K→32K→16K→8K→4K, never below a page; the write ends at the user-memory fault and returns what was written before it.
+        let rig = Kit.makeRig(blockSize: 4096, maxFolioSize: 64 * 1024)
+        rig.copies.setRule { offset, _, earlier in offset == 65536 && earlier < 5 ? 0 : nil }
+        struct Attempt: Equatable {
+            let folioSize: Int?
+            let foliosPastEOF: Int
+        }
+        let seen = Kit.Recorder<Attempt>()
+        let file = rig.file
+        rig.hooks.on(.iomapValid) { event in
+            guard event.range.start == 65536 else { return }
+            seen.append(
+                Attempt(
+                    folioSize: file._folio(at: 65536)?.size,
+                    foliosPastEOF: file.mapping.folios(overlapping: ByteRange(65536, 131072)).count))
+        }
+        let data = Kit.pattern(131072, seed: 9)
+
+        let n = try rig.file.write(data, at: 0, faultOffset: 69632)
+
+        #expect(n == 69632)
+        #expect(rig.file.size == 69632)
+        #expect(
+            rig.copies.attempts.all == [
+                Kit.CopyAttempt(offset: 0, length: 65536, limit: nil),
+                Kit.CopyAttempt(offset: 65536, length: 65536, limit: 0),
+                Kit.CopyAttempt(offset: 65536, length: 32768, limit: 0),
+                Kit.CopyAttempt(offset: 65536, length: 16384, limit: 0),
+                Kit.CopyAttempt(offset: 65536, length: 8192, limit: 0),
+                Kit.CopyAttempt(offset: 65536, length: 4096, limit: 0),
+                Kit.CopyAttempt(offset: 65536, length: 4096, limit: nil),
+            ])
+        // Each attempt found a fresh folio of the attempted size and nothing else past EOF:
+        // the rejected folio of the attempt before was truncated away.
+        #expect(
+            seen.all == [65536, 32768, 16384, 8192, 4096, 4096].map { Attempt(folioSize: $0, foliosPastEOF: 1) })
+        #expect(rig.inode.stats.shortCopies == 5)
+        #expect(rig.file.mapping.folios(overlapping: ByteRange(0, maxFileSize)).map(\.range) == [
+            ByteRange(0, 65536), ByteRange(65536, 69632),
+        ])
+        #expect(rig.file.delallocBlockIndices() == Array(0..<17))
+        #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<69632]))
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W7: a short copy of 300 of 1000 bytes into an uptodate folio is accepted and dirties only its own block")
+    func w7ShortCopyIntoUptodateFolio() throws {
+        // Goal: a short copy into an uptodate folio is accepted as the bytes copied, and only the blocks of those bytes become dirty.
+        let rig = Kit.makeRig(blockSize: 1024)
+        let old = Kit.pattern(8192, seed: 10)
+        try Kit.makeCleanFile(rig, old)
+        #expect(try rig.file.read(count: 4096, at: 0) == Array(old[0..<4096]))
+        let cached = try #require(rig.file._folio(at: 0))
+        #expect(cached.range == ByteRange(0, 4096) && cached.isUptodate && !cached.isDirty)
+        rig.copies.setRule { offset, _, earlier in offset == 1100 && earlier == 0 ? 300 : nil }
+        let new = Kit.pattern(1000, seed: 11)
+
+        let n = try rig.file.write(new, at: 1100, faultOffset: 300)
+
+        #expect(n == 300)
+        #expect(rig.file.size == 8192)
+        #expect(rig.copies.attempts.all == [Kit.CopyAttempt(offset: 1100, length: 1000, limit: 300)])
+        #expect(rig.inode.stats.shortCopies == 1)
+        let folio = try #require(rig.file._folio(at: 0))
+        #expect(folio === cached)
+        let bits = Kit.blockBits(folio)
+        #expect(bits.uptodate == [true, true, true, true])
+        #expect(bits.dirty == [false, true, false, false])
+        let expected = Kit.overlay(old, Array(new[0..<300]), at: 1100)
+        #expect(Kit.bytes(of: folio, 0..<4096) == Array(expected[0..<4096]))
+        #expect(try Kit.contentAfterRemount(rig.file) == expected)
+        Kit.expectQuiet(rig)
+    }
+
+    @Test("W8: a NOWAIT write whose folio is not cached returns EAGAIN, or the bytes already done")
+    func w8NowaitUncachedFolio() throws {
+        // Goal: with IOCB_NOWAIT the folio lookup must not create a folio: EAGAIN when nothing was written, else the bytes written before the uncached folio.
+        let rig = Kit.makeRig(blockSize: 4096)
+        let old = Kit.pattern(8192, seed: 12)
+        let new = Kit.pattern(8192, seed: 13)
+
+        // Nothing cached: the first folio lookup fails, nothing is written.
+        let cold = rig.file
+        try Kit.makeCleanFile(rig, old, file: cold)
+        let coldResult = Kit.directWrite(cold, Array(new[0..<4096]), at: 0, ops: cold, flags: [.nowait])
+        #expect(coldResult == .failure(.resourceTemporarilyUnavailable))
+        #expect(cold.mapping.folioCount == 0)
+        #expect(cold.size == 8192)
+        #expect(try Kit.contentAfterRemount(cold) == old)
+
+        // Folio 0 cached and uptodate, folio 1 not: the first folio is written, then EAGAIN
+        // is hidden by that progress.
+        let warm = rig.fs.createFile()
+        try Kit.makeCleanFile(rig, old, file: warm)
+        #expect(try warm.read(count: 4096, at: 0) == Array(old[0..<4096]))
+        let warmResult = Kit.directWrite(warm, new, at: 0, ops: warm, flags: [.nowait])
+        #expect(warmResult == .success(4096))
+        #expect(warm._folio(at: 4096) == nil)
+        #expect(warm.size == 8192)
+        #expect(try Kit.contentAfterRemount(warm) == Kit.overlay(old, Array(new[0..<4096]), at: 0))
+        Kit.expectQuiet(rig)
+    }
+}
