@@ -106,7 +106,10 @@ func iomapWriteBegin(_ iter: inout IOMapIterator, ops: any IOMapOperations, byte
     let pos = iter.pos
     let len = min(iter.mappingLength, bytes)
     precondition(len > 0, "write_begin with nothing to do at \(pos)")
-    let folio = inode.mapping.getFolio(pos, length: len)
+    guard let folio = inode.mapping.getFolio(pos, length: len, nowait: iter.flags.contains(.nowait)) else {
+        bytes = len
+        return .failure(.resourceTemporarilyUnavailable)
+    }
     // The validity check runs after the folio lock and before anything in the folio changes
     // (KERNEL-SPEC §2.4): no block state, no zeroing, no read.
     inode.fire(.iomapValid, ByteRange(start: pos, length: len))

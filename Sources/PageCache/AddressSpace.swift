@@ -130,7 +130,22 @@ public final class AddressSpace: Sendable {
     /// and returns it locked (__filemap_get_folio with FGP_LOCK | FGP_CREAT). A new folio
     /// falls back to smaller sizes where a larger one would overlap a cached folio.
     public func getFolio(_ offset: Int, length: Int) -> Folio {
-        if let f = lockFolio(offset) { return f }
+        getFolio(offset, length: length, nowait: false)!
+    }
+
+    /// As `getFolio`, but with `nowait` (FGP_NOWAIT) a cached folio whose lock is held by
+    /// another task is not waited for: the result is nil, for EAGAIN. A missing folio is
+    /// still created, as the kernel creates it with a non-blocking allocation.
+    public func getFolio(_ offset: Int, length: Int, nowait: Bool) -> Folio? {
+        if nowait {
+            while let f = lookup(offset) {
+                guard f.tryLock() else { return nil }
+                if !f.isRemoved { return f }
+                f.unlock()
+            }
+        } else if let f = lockFolio(offset) {
+            return f
+        }
         var size = preferredFolioSize(offset: offset, length: length)
         let page = pageIndex(of: offset)
         while true {
@@ -153,7 +168,14 @@ public final class AddressSpace: Sendable {
                 return candidate
             case .existing:
                 candidate.unlock()
-                if let f = lockFolio(offset) { return f }
+                if nowait {
+                    guard let f = lookup(offset) else { continue }
+                    guard f.tryLock() else { return nil }
+                    if !f.isRemoved { return f }
+                    f.unlock()
+                } else if let f = lockFolio(offset) {
+                    return f
+                }
             case .overlap:
                 candidate.unlock()
                 precondition(size > pageSize, "a page-sized folio cannot overlap another")

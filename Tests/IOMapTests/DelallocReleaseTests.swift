@@ -264,8 +264,7 @@ struct DelallocReleaseTests {
 
     @Test("S10: writeback converts the write's reservation mid-write; the stale mapping is remapped")
     func s10() throws {
-        // Goal: writeback of folio 0 after its copy makes [0,16K) unwritten; the write remaps at 4K,
-        // its punch [4K,16K) removes nothing, and the data is intact with no delalloc left.
+        // Goal: writeback of folio 0 mid-write makes [0,16K) unwritten; the write remaps at 4K, its punch [4K,16K) removes nothing, data intact.
         let probe = HookProbe<WritebackSnapshot>(at: .afterCopy) { file, _ in
             let wb = file.writeback(ByteRange(0, 4 * K))
             return WritebackSnapshot(folios: wb.folios, bytes: wb.bytesWritten, extents: extentSummary(file))
@@ -326,8 +325,7 @@ struct DelallocReleaseTests {
 
     @Test("S13: a page fault reserves delalloc and never punches")
     func s13() throws {
-        // Goal: an mmap store into a hole within EOF reserves block 2 with no cleanup; a fault-flagged
-        // iomapEnd with 0 bytes done punches nothing either; the data survives writeback.
+        // Goal: an mmap store into a hole reserves block 2 and never punches (nor does a fault iomapEnd with 0 done); data survives.
         let (fs, file) = makeFile()
         try file.truncate(to: 16 * K)
         file.recordPunches()
@@ -375,8 +373,7 @@ struct DelallocReleaseTests {
 
     @Test("S16: zeroing delalloc beyond EOF under truncate completes", .timeLimit(.minutes(1)))
     func s16() throws {
-        // Goal: truncate down then up over dirty delalloc and speculative delalloc past EOF finishes
-        // (no self-deadlock on the invalidate lock) and leaves the right bytes and reservations.
+        // Goal: truncate down, then up over delalloc past EOF, finishes without self-deadlock and leaves exact bytes and reservations.
         let (fs, file) = makeFile()
         let data = pattern(16 * K, seed: 5)
         #expect(try file.write(data, at: 0) == 16 * K)

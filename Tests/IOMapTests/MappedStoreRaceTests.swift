@@ -84,8 +84,7 @@ private let stored: [UInt8] = [0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8]
 struct MappedStoreRaceTests {
     @Test("S2 race, preserveDirty: the stored bytes and block 2's reservation survive")
     func preserveDirtyKeepsStore() throws {
-        // Goal: the failed write punches [0,8K) and [12K,16K) only; block 2 stays delalloc under the
-        // dirty folio until writeback, and the 8 bytes read back after fsync and dropping the cache.
+        // Goal: punches [0,8K) and [12K,16K) only; block 2 stays delalloc until writeback; the 8 bytes survive fsync + dropCaches.
         let o = try race(policy: .preserveDirty, blockSize: 4 * K, size: 16 * K, writeLength: 16 * K, storeAt: 8 * K + 512, bytes: stored)
         #expect(o.writeError == .badAddress)
         #expect(o.store.seen == RacingStore.Seen(delallocAtStore: [0, 1, 2, 3], storeError: nil))
@@ -106,8 +105,7 @@ struct MappedStoreRaceTests {
 
     @Test("S2 race, truncatePageCache: the stored bytes are lost")
     func truncatePageCacheLosesStore() throws {
-        // Goal: the pre-seed cleanup truncates the dirty folio and punches all of [0,16K): after
-        // writeback and dropping the cache the 8 stored bytes read back as zero.
+        // Goal: the pre-seed cleanup truncates the dirty folio and punches [0,16K); the 8 stored bytes read back as zero.
         let o = try race(
             policy: .truncatePageCache, blockSize: 4 * K, size: 16 * K, writeLength: 16 * K, storeAt: 8 * K + 512, bytes: stored)
         #expect(o.writeError == .badAddress)
@@ -125,9 +123,7 @@ struct MappedStoreRaceTests {
 
     @Test("1K blocks: the store lands in the failed write's own folio and keeps all of it", arguments: CleanupPolicy.allCases)
     func sameFolio(policy: CleanupPolicy) throws {
-        // Goal: a write of [0,8K) with 1K blocks fails with nothing written while a store dirtied its
-        // first folio [0,4K): preserveDirty punches only [4K,8K) and keeps blocks 0–3 and the bytes;
-        // truncatePageCache punches [0,8K) and loses the bytes.
+        // Goal: a store dirties the failed write's first folio [0,4K): preserveDirty punches [4K,8K) and keeps blocks 0–3 and the bytes; truncatePageCache loses them.
         let o = try race(policy: policy, blockSize: K, size: 16 * K, writeLength: 8 * K, storeAt: 1536, bytes: stored)
         #expect(o.writeError == .badAddress)
         #expect(o.store.seen == RacingStore.Seen(delallocAtStore: Array(0..<8), storeError: nil))

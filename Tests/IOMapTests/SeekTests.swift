@@ -91,9 +91,7 @@ struct SeekTests {
 
     @Test("lseek: holes, delalloc, written and unwritten probed in the cache; ENXIO outside the file", arguments: bases)
     func fileSeek(base b: Int) throws {
-        // Goal: over hole [0,8K) | delalloc [8K,12K) | hole | written [16K,20K) | hole | unwritten
-        // [32K,48K) with cached data [40K,44K) | hole | delalloc [60K,64K) | hole to EOF 72K
-        // (offsets from base), every SEEK_DATA/SEEK_HOLE answer is exact.
+        // Goal (offsets from base): exact lseek answers over hole|delalloc [8K,12K)|hole|written [16K,20K)|hole|unwritten [32K,48K) cached at [40K,44K)|hole|delalloc [60K,64K)|hole to EOF 72K.
         let fs = ExtentFS(memoryBytes: 64 << 20, config: ExtentFSConfig(blockSize: 4 * K, maxFolioSize: 4 * K))
         let file = fs.createFile()
         try file.truncate(to: b + 72 * K)

@@ -9,6 +9,7 @@ import IOMap
 import IOMapBase
 import PageCache
 import Synchronization
+import Foundation
 import Testing
 
 @testable import ExtentFS
@@ -80,7 +81,10 @@ enum WriteTestKit {
         /// The raw bytes of one device block, read past the log.
         func rawBlock(_ block: Int) throws -> [UInt8] {
             var out = [UInt8](repeating: 0, count: blockSize)
-            try out.withUnsafeMutableBytes { (p) throws(Errno) in try inner.read(block: block, count: 1, into: p) }
+            let result = out.withUnsafeMutableBytes { p in
+                Result { () throws(Errno) in try inner.read(block: block, count: 1, into: p) }
+            }
+            try result.get()
             return out
         }
     }
@@ -176,7 +180,27 @@ enum WriteTestKit {
     }
 
     /// Makes `file` hold `bytes` from offset 0, written to disk and clean, with an empty cache
-    /// (write, fsync, drop caches), then clears the device's read log.
+    /// (write, fsync, drop caches), then clears the logs of device reads, hooks and copies.
+    /// Runs `body` while a second thread holds `folio`'s lock, as a contending task would.
+    static func whileAnotherThreadHolds<R>(_ folio: Folio, _ body: () -> R) -> R {
+        let locked = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let done = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            folio.lock()
+            locked.signal()
+            release.wait()
+            folio.unlock()
+            done.signal()
+        }
+        holder.start()
+        locked.wait()
+        let r = body()
+        release.signal()
+        done.wait()
+        return r
+    }
+
     static func makeCleanFile(
         _ rig: Rig, _ bytes: [UInt8], file: ExtentFile? = nil, sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
@@ -189,6 +213,7 @@ enum WriteTestKit {
         #expect(file.delallocBlocks == 0, sourceLocation: sourceLocation)
         rig.device.resetReads()
         rig.hooks.events.reset()
+        rig.copies.attempts.reset()
     }
 
     /// The device block holding file block `fileBlock`, or nil when it has none.
@@ -552,32 +577,50 @@ struct WriteLoopTests {
         Kit.expectQuiet(rig)
     }
 
-    @Test("W8: a NOWAIT write whose folio is not cached returns EAGAIN, or the bytes already done")
-    func w8NowaitUncachedFolio() throws {
-        // Goal: with IOCB_NOWAIT the folio lookup must not create a folio: EAGAIN when nothing was written, else the bytes written before the uncached folio.
-        let rig = Kit.makeRig(blockSize: 4096)
+    @Test("W8: a NOWAIT write never waits: EAGAIN for a contended folio or a needed read, else the bytes already done")
+    func w8Nowait() throws {
+        // Goal: IOCB_NOWAIT gives EAGAIN (or the bytes done before) exactly where the write
+        // would block: a folio locked by another task, or a partial block that must be read.
+        // KERNEL-SPEC §10.1 says an uncached folio gives EAGAIN; the kernel's
+        // __filemap_get_folio creates it with GFP_NOWAIT instead, and so do we.
+        let rig = Kit.makeRig(blockSize: 1024)
         let old = Kit.pattern(8192, seed: 12)
         let new = Kit.pattern(8192, seed: 13)
 
-        // Nothing cached: the first folio lookup fails, nothing is written.
+        // Nothing cached, whole folios: created without blocking, all written.
         let cold = rig.file
         try Kit.makeCleanFile(rig, old, file: cold)
-        let coldResult = Kit.directWrite(cold, Array(new[0..<4096]), at: 0, ops: cold, flags: [.nowait])
-        #expect(coldResult == .failure(.resourceTemporarilyUnavailable))
-        #expect(cold.mapping.folioCount == 0)
-        #expect(cold.size == 8192)
-        #expect(try Kit.contentAfterRemount(cold) == old)
+        #expect(Kit.directWrite(cold, new, at: 0, ops: cold, flags: [.nowait]) == .success(8192))
+        #expect(try Kit.contentAfterRemount(cold) == new)
 
-        // Folio 0 cached and uptodate, folio 1 not: the first folio is written, then EAGAIN
-        // is hidden by that progress.
-        let warm = rig.fs.createFile()
-        try Kit.makeCleanFile(rig, old, file: warm)
-        #expect(try warm.read(count: 4096, at: 0) == Array(old[0..<4096]))
-        let warmResult = Kit.directWrite(warm, new, at: 0, ops: warm, flags: [.nowait])
-        #expect(warmResult == .success(4096))
-        #expect(warm._folio(at: 4096) == nil)
-        #expect(warm.size == 8192)
-        #expect(try Kit.contentAfterRemount(warm) == Kit.overlay(old, Array(new[0..<4096]), at: 0))
+        // Folio 1 locked by another task: folio 0 is written, then the write stops short.
+        let busy = rig.fs.createFile()
+        try Kit.makeCleanFile(rig, old, file: busy)
+        #expect(try busy.read(count: 8192, at: 0) == old)
+        let folio1 = try #require(busy._folio(at: 4096))
+        let busyResult = Kit.whileAnotherThreadHolds(folio1) {
+            Kit.directWrite(busy, new, at: 0, ops: busy, flags: [.nowait])
+        }
+        #expect(busyResult == .success(4096))
+        #expect(try Kit.contentAfterRemount(busy) == Kit.overlay(old, Array(new[0..<4096]), at: 0))
+
+        // The first folio locked: nothing written, EAGAIN.
+        let first = rig.fs.createFile()
+        try Kit.makeCleanFile(rig, old, file: first)
+        _ = try first.read(count: 4096, at: 0)
+        let folio0 = try #require(first._folio(at: 0))
+        let firstResult = Kit.whileAnotherThreadHolds(folio0) {
+            Kit.directWrite(first, new, at: 0, ops: first, flags: [.nowait])
+        }
+        #expect(firstResult == .failure(.resourceTemporarilyUnavailable))
+        #expect(try Kit.contentAfterRemount(first) == old)
+
+        // A partial block over written data with nothing cached must be read: EAGAIN.
+        let partial = rig.fs.createFile()
+        try Kit.makeCleanFile(rig, old, file: partial)
+        let partialResult = Kit.directWrite(partial, Array(new[0..<100]), at: 1500, ops: partial, flags: [.nowait])
+        #expect(partialResult == .failure(.resourceTemporarilyUnavailable))
+        #expect(try Kit.contentAfterRemount(partial) == old)
         Kit.expectQuiet(rig)
     }
 }
