@@ -40,7 +40,12 @@ public final class ExtentFS: Sendable {
     public let space: SpaceManager
     public let config: ExtentFSConfig
     public let geometry: BlockGeometry
-    let files = OrderedMutex<[ExtentFile]>(.leaf, "file table", [])
+    /// The live files, held weakly: a file keeps its file system alive, not the reverse.
+    let files = OrderedMutex<[WeakFile]>(.leaf, "file table", [])
+
+    struct WeakFile: Sendable {
+        weak var file: ExtentFile?
+    }
 
     /// Makes a file system on `device`, whose block size must equal the configured one.
     public init(device: any BlockDevice, config: ExtentFSConfig = ExtentFSConfig()) {
@@ -61,14 +66,16 @@ public final class ExtentFS: Sendable {
     /// Creates an empty file.
     public func createFile() -> ExtentFile {
         files.withLock { files in
-            let file = ExtentFile(fs: self, id: files.count + 1)
-            files.append(file)
+            files.removeAll { $0.file == nil }
+            let id = (files.last?.file?.inode.id ?? 0) + 1
+            let file = ExtentFile(fs: self, id: id)
+            files.append(WeakFile(file: file))
             return file
         }
     }
 
     /// The files created so far.
-    public var allFiles: [ExtentFile] { files.withLock { $0 } }
+    public var allFiles: [ExtentFile] { files.withLock { $0.compactMap(\.file) } }
 
     /// D4: the space counters balance with the files' extent maps. Reserved blocks equal the
     /// delalloc blocks of all files, and free plus allocated blocks equal the device size.

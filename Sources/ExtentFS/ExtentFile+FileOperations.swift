@@ -244,16 +244,23 @@ extension ExtentFile {
 
     // MARK: sync and seek
 
-    /// fsync: writes back every dirty folio, flushes the device and reports a writeback
-    /// error once per handle (this file's default handle).
+    /// fsync through the file's default handle: writes back every dirty folio, flushes the
+    /// device and reports a writeback error once to this handle.
     public func fsync() throws(Errno) {
+        try fsync(cursor: fsyncCursor)
+    }
+
+    /// Opens another handle on the file; each handle is told of a writeback error once.
+    public func open() -> ExtentFileHandle { ExtentFileHandle(file: self) }
+
+    func fsync(cursor: OrderedMutex<Int>) throws(Errno) {
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
         _ = iomapWritepages(inode, range: ByteRange(0, maxFileSize), ops: self)
         try fs.device.flush()
-        var seen = fsyncCursor.withLock { $0 }
+        var seen = cursor.withLock { $0 }
         let error = inode.mapping.checkAndAdvanceError(&seen)
-        fsyncCursor.withLock { $0 = seen }
+        cursor.withLock { $0 = seen }
         if let error { throw error }
     }
 
@@ -287,4 +294,20 @@ extension ExtentFile {
     /// Evicts every clean folio (echo 1 > drop_caches for this file).
     @discardableResult
     public func dropCaches() -> Int { inode.mapping.dropCaches() }
+}
+
+/// An open file (struct file): what it adds to the file is its own record of which
+/// writeback errors it has been told of (f_wb_err), so that every handle's fsync reports an
+/// error that happened since it opened exactly once.
+public final class ExtentFileHandle: Sendable {
+    public let file: ExtentFile
+    let cursor: OrderedMutex<Int>
+
+    init(file: ExtentFile) {
+        self.file = file
+        self.cursor = OrderedMutex(.leaf, "fsync cursor", file.mapping.errorSequence)
+    }
+
+    /// fsync through this handle.
+    public func fsync() throws(Errno) { try file.fsync(cursor: cursor) }
 }

@@ -6,22 +6,39 @@ import IOMap
 import PageCache
 
 public final class ExtentFile: Sendable {
-    public unowned let fs: ExtentFS
+    /// The file system. A file keeps it alive; the file system holds its files weakly.
+    public let fs: ExtentFS
     public let inode: Inode
     /// The data fork, guarded by the extent-map lock (ILOCK).
     let extents = OrderedMutex<ExtentMap>(.extentMap, "extent-map lock", ExtentMap())
     /// Punch calls issued by failure cleanup, recorded for tests (nil: not recording).
     let punchLog = OrderedMutex<[ByteRange]?>(.leaf, "punch log", nil)
     /// The sequence of writeback errors this file's default handle has seen (f_wb_err).
-    let fsyncCursor = OrderedMutex<Int>(.leaf, "fsync cursor", 0)
+    let fsyncCursor: OrderedMutex<Int>
 
     init(fs: ExtentFS, id: Int) {
         self.fs = fs
+        self.fsyncCursor = OrderedMutex(.leaf, "fsync cursor", 0)
         let c = fs.config
         self.inode = Inode(
             id: id, geometry: fs.geometry, maxFolioSize: c.maxFolioSize, environment: c.environment,
             policy: c.cleanupPolicy, eofRounding: c.eofRounding)
         inode.mapping.memoryLimit = c.memoryLimit
+    }
+
+    /// A file nobody references any more is deleted, as an unlinked inode is on its last
+    /// close: its blocks and reservations go back to the space manager.
+    deinit {
+        let records = extents.withLock { $0.records }
+        var reserved = 0
+        for r in records {
+            if let disk = r.diskBlock {
+                fs.space.free(BlockExtent(start: disk, count: r.blockCount))
+            } else {
+                reserved += r.blockCount
+            }
+        }
+        if reserved > 0 { fs.space.unreserve(reserved) }
     }
 
     public var geometry: BlockGeometry { inode.geometry }
