@@ -128,6 +128,7 @@ public struct ExtentMap: Sendable {
         records.replaceSubrange(firstTouched..<i, with: replacement)
         for r in removed where r.state == .delalloc { delallocBlocks -= r.blockCount }
         sequence &+= 1
+        verifyInvariants()
         return removed
     }
 
@@ -152,6 +153,15 @@ public struct ExtentMap: Sendable {
         }
         if record.state == .delalloc { delallocBlocks += record.blockCount }
         sequence &+= 1
+        verifyInvariants()
+    }
+
+    /// Runs `checkInvariants` after every change in a verify build.
+    @inline(__always)
+    func verifyInvariants() {
+        #if IOMAP_VERIFY
+        checkInvariants()
+        #endif
     }
 
     /// Replaces the delalloc record holding `block` with allocated unwritten records over

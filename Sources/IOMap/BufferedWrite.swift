@@ -241,6 +241,7 @@ func iomapWriteEnd(_ inode: Inode, folio: Folio, pos: Int, length: Int, copied: 
     folio.setRangeUptodate(offset: offset, length: length)
     folio.setRangeDirtyBits(offset: offset, length: copied)
     inode.mapping.markDirty(folio)
+    folio.verifyInvariants()
     return true
 }
 

@@ -65,6 +65,8 @@ func delallocReleaseWalk(_ inode: Inode, startByte: Int, endByte: Int, punch cou
         start = dataEnd
     }
     if punchStart < endByte { counted(punchStart, endByte - punchStart) }
+    // Every punch stayed inside the range the write reserved.
+    verify(punchStart <= max(endByte, startByte), "release moved its punch start past the range end")
 }
 
 /// Walks the folios of one data run, punching before each dirty folio and inside it

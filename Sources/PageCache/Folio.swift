@@ -359,6 +359,14 @@ public final class Folio: @unchecked Sendable {
         (data + from).initializeMemory(as: UInt8.self, repeating: 0, count: to - from)
     }
 
+    /// Runs `checkInvariants` in a verify build; nothing otherwise. The caller holds the lock.
+    @inline(__always)
+    public func verifyInvariants() {
+        #if IOMAP_VERIFY
+        checkInvariants()
+        #endif
+    }
+
     /// A short description for failure messages.
     public var debugState: String {
         var s = "folio [\(pos), \(end)) \(isUptodate ? "U" : "-")\(isDirty ? "D" : "-")\(isWriteback ? "W" : "-")"
