@@ -68,6 +68,7 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             let copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
             let written = iomapWriteEnd(inode, folio: folio, pos: pos, length: bytes, copied: copied) ? copied : 0
             if copied < bytes { inode.stats.shortCopiesCounter.add(1, ordering: .relaxed) }
+            if written == 0 && copied > 0 { discardRejectedCopy(folio, ByteRange(start: pos, length: copied)) }
             // i_size moves only after the bytes are in the cache, and before the folio is
             // unlocked (W1). The kernel's test here is `pos + written > i_size` alone, which
             // for a write starting past EOF raises i_size to `pos` even when the copy was
@@ -243,6 +244,30 @@ func iomapWriteEnd(_ inode: Inode, folio: Folio, pos: Int, length: Int, copied: 
     inode.mapping.markDirty(folio)
     folio.verifyInvariants()
     return true
+}
+
+/// Takes back the bytes of a rejected copy (W2). The fill before the copy marked whole
+/// runs uptodate, including the blocks the copy was to overwrite, and the copy changed some
+/// of their bytes; if the write then fails before its retry rewrites them, the kernel leaves
+/// a failed write's bytes readable in clean "uptodate" blocks until the folio is evicted, and
+/// a later fill can mark such bytes uptodate too. We zero every clean block the copy touched
+/// and mark it not uptodate, so that the bytes of a block that is not uptodate are always
+/// zero and the block is read or zeroed afresh when next needed. Dirty blocks are left: they
+/// have backing, so the retry always reaches them again (docs/DIFFERENCES-FROM-LINUX.md).
+func discardRejectedCopy(_ folio: Folio, _ copied: ByteRange) {
+    guard folio.hasBlockState else {
+        // One unit, and a rejection means it is neither uptodate nor dirty: none of its
+        // bytes are data.
+        folio.zero(from: copied.start - folio.pos, to: copied.end - folio.pos)
+        return
+    }
+    let shift = folio.blockShift
+    let first = (copied.start - folio.pos) >> shift
+    let last = (copied.end - 1 - folio.pos) >> shift
+    for b in first...last where !folio.isBlockDirty(b) {
+        folio.zero(from: b << shift, to: (b + 1) << shift)
+        if folio.isBlockUptodate(b) { folio.clearBlockUptodate(b) }
+    }
 }
 
 /// Throws away page cache beyond EOF over the part of a write that failed, so that only

@@ -271,6 +271,14 @@ public final class Folio: @unchecked Sendable {
         setFlag(Folio.uptodateBit)
     }
 
+    /// Marks one block not uptodate. Only for a block that is not dirty, in a folio that is
+    /// not uptodate as a whole (a rejected copy's blocks).
+    public func clearBlockUptodate(_ block: Int) {
+        assertLocked("to clear a block's uptodate bit")
+        precondition(state != nil && !isUptodate && !bit(stateWords, block), "clearing uptodate on a dirty block or an uptodate folio")
+        clearBits(0, block, 1)
+    }
+
     /// Marks the blocks of `[offset, offset + length)` dirty in the per-block state
     /// (ifs_set_range_dirty). Like the kernel, a zero length at an unaligned offset still
     /// marks the block holding `offset` (KERNEL-SPEC §2.6, the zero-byte-copy quirk).

@@ -20,6 +20,7 @@ struct Random: ParsableCommand {
     @Option(help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
     @Flag(help: "Run without fault injection.") var noFaults = false
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: ArgumentHelp("Print the file's state around this operation.", visibility: .hidden)) var traceOp: Int?
 
     func validate() throws {
         guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
@@ -40,6 +41,7 @@ struct Random: ParsableCommand {
             seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, policy: policy,
             faults: !noFaults, maxFileSize: maxFileSize, maxOpSize: min(64 << 10, maxFileSize))
         config.fullCheckEvery = 50
+        config.traceOp = traceOp
         FileHandle.standardError.write(Data("iomap random: \(config)\n".utf8))
         let start = ContinuousClock.now
         let report = runRandomOps(config) { done in
