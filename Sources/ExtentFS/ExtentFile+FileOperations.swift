@@ -105,12 +105,7 @@ extension ExtentFile {
     public func truncate(to newSize: Int) throws(Errno) {
         if newSize < 0 { throw .invalidArgument }
         if newSize > maxFileSize { throw .fileTooLarge }
-        inode.ioLock.lockExclusive()
-        defer { inode.ioLock.unlockExclusive() }
-        let lock = inode.mapping.invalidateLock
-        lock.lockExclusive()
-        defer { lock.unlockExclusive() }
-        try setSizeLocked(newSize)
+        try withSpaceChangeLocks { () throws(Errno) in try setSizeLocked(newSize) }
     }
 
     /// The body of a size change; the caller holds the I/O and invalidate locks exclusive.
@@ -133,16 +128,7 @@ extension ExtentFile {
     /// (xfs_itruncate_extents / xfs_unmap_extent).
     func freeBlocks(fromBlock from: Int, toBlock to: Int) {
         guard from < to else { return }
-        let removed = extents.withLock { $0.remove(from: from, to: to) }
-        var unreserve = 0
-        for r in removed {
-            if let disk = r.diskBlock {
-                fs.space.free(BlockExtent(start: disk, count: r.blockCount))
-            } else {
-                unreserve += r.blockCount
-            }
-        }
-        if unreserve > 0 { fs.space.unreserve(unreserve) }
+        returnSpace(of: extents.withLock { $0.remove(from: from, to: to) })
     }
 
     // MARK: fallocate
@@ -159,12 +145,7 @@ extension ExtentFile {
     /// the partial blocks at its edges below EOF.
     public func punchHole(offset: Int, length: Int) throws(Errno) {
         try checkFallocateRange(offset: offset, length: length)
-        inode.ioLock.lockExclusive()
-        defer { inode.ioLock.unlockExclusive() }
-        let lock = inode.mapping.invalidateLock
-        lock.lockExclusive()
-        defer { lock.unlockExclusive() }
-        try freeFileSpaceLocked(offset: offset, length: length)
+        try withSpaceChangeLocks { () throws(Errno) in try freeFileSpaceLocked(offset: offset, length: length) }
     }
 
     func freeFileSpaceLocked(offset: Int, length: Int) throws(Errno) {
@@ -193,15 +174,10 @@ extension ExtentFile {
     /// allocates unwritten blocks over it; grows the file unless `keepSize`.
     public func zeroRange(offset: Int, length: Int, keepSize: Bool) throws(Errno) {
         try checkFallocateRange(offset: offset, length: length)
-        inode.ioLock.lockExclusive()
-        defer { inode.ioLock.unlockExclusive() }
-        let lock = inode.mapping.invalidateLock
-        lock.lockExclusive()
-        defer { lock.unlockExclusive() }
-        try freeFileSpaceLocked(offset: offset, length: length)
-        let g = geometry
-        try allocateUnwritten(fromBlock: g.blockIndex(of: offset), toBlock: g.blocksCovering(offset + length))
-        if !keepSize && offset + length > inode.size { try setSizeLocked(offset + length) }
+        try withSpaceChangeLocks { () throws(Errno) in
+            try freeFileSpaceLocked(offset: offset, length: length)
+            try allocateLocked(offset: offset, length: length, keepSize: keepSize)
+        }
     }
 
     /// fallocate(0 | KEEP_SIZE) (xfs_alloc_file_space): allocates unwritten blocks over the
@@ -209,14 +185,24 @@ extension ExtentFile {
     /// nothing.
     public func allocate(offset: Int, length: Int, keepSize: Bool) throws(Errno) {
         try checkFallocateRange(offset: offset, length: length)
+        try withSpaceChangeLocks { () throws(Errno) in try allocateLocked(offset: offset, length: length, keepSize: keepSize) }
+    }
+
+    func allocateLocked(offset: Int, length: Int, keepSize: Bool) throws(Errno) {
+        let g = geometry
+        try allocateUnwritten(fromBlock: g.blockIndex(of: offset), toBlock: g.blocksCovering(offset + length))
+        if !keepSize && offset + length > inode.size { try setSizeLocked(offset + length) }
+    }
+
+    /// Runs `body` with the inode I/O lock and the invalidate lock held exclusive, as
+    /// truncate and every fallocate mode hold them.
+    func withSpaceChangeLocks(_ body: () throws(Errno) -> Void) throws(Errno) {
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
         let lock = inode.mapping.invalidateLock
         lock.lockExclusive()
         defer { lock.unlockExclusive() }
-        let g = geometry
-        try allocateUnwritten(fromBlock: g.blockIndex(of: offset), toBlock: g.blocksCovering(offset + length))
-        if !keepSize && offset + length > inode.size { try setSizeLocked(offset + length) }
+        try body()
     }
 
     /// Allocates unwritten extents over the holes in `[from, to)`; delalloc and allocated

@@ -17,23 +17,8 @@ extension ExtentFile {
     /// wholly past EOF gets) when any byte lies past the page holding EOF, with nothing
     /// stored; ENOSPC when a fault cannot reserve space (bytes before that folio stay stored).
     public func mappedStore(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Errno) {
-        if offset < 0 || offset.addingReportingOverflow(bytes.count).overflow { throw .invalidArgument }
-        guard !bytes.isEmpty else { return }
-        var done = 0
-        while done < bytes.count {
-            let p = offset + done
-            let lock = inode.mapping.invalidateLock
-            lock.lockShared()
-            defer { lock.unlockShared() }
-            if offset + bytes.count > roundUp(inode.size, pageSize) { throw .badAddress }
-            let folio = try faultFolio(at: p)
-            defer { folio.unlock() }
-            if !folio.isWriteMapped {
-                try iomapPageMkwrite(inode, folio: folio, ops: self)
-            }
-            let n = min(bytes.count - done, folio.end - p)
+        try forEachMappedFolio(offset: offset, count: bytes.count, write: true) { folio, p, done, n in
             (folio.data + (p - folio.pos)).copyMemory(from: bytes.baseAddress! + done, byteCount: n)
-            done += n
         }
     }
 
@@ -46,18 +31,33 @@ extension ExtentFile {
     /// past EOF read as the folio holds them. Throws EFAULT when any byte lies past the page
     /// holding EOF.
     public func mappedLoad(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) {
-        if offset < 0 || offset.addingReportingOverflow(buffer.count).overflow { throw .invalidArgument }
+        try forEachMappedFolio(offset: offset, count: buffer.count, write: false) { folio, p, done, n in
+            (buffer.baseAddress! + done).copyMemory(from: folio.data + (p - folio.pos), byteCount: n)
+        }
+    }
+
+    /// Walks `[offset, offset + count)` folio by folio as a sequence of page faults would:
+    /// each folio is faulted in under the invalidate lock held shared, made writable through
+    /// page_mkwrite when `write` and it is not, and handed to `access` locked with the file
+    /// offset, the bytes already done and the bytes to do in it.
+    func forEachMappedFolio(
+        offset: Int, count: Int, write: Bool, _ access: (Folio, Int, Int, Int) -> Void
+    ) throws(Errno) {
+        if offset < 0 || offset.addingReportingOverflow(count).overflow { throw .invalidArgument }
         var done = 0
-        while done < buffer.count {
+        while done < count {
             let p = offset + done
             let lock = inode.mapping.invalidateLock
             lock.lockShared()
             defer { lock.unlockShared() }
-            if offset + buffer.count > roundUp(inode.size, pageSize) { throw .badAddress }
+            if offset + count > roundUp(inode.size, pageSize) { throw .badAddress }
             let folio = try faultFolio(at: p)
             defer { folio.unlock() }
-            let n = min(buffer.count - done, folio.end - p)
-            (buffer.baseAddress! + done).copyMemory(from: folio.data + (p - folio.pos), byteCount: n)
+            if write && !folio.isWriteMapped {
+                try iomapPageMkwrite(inode, folio: folio, ops: self)
+            }
+            let n = min(count - done, folio.end - p)
+            access(folio, p, done, n)
             done += n
         }
     }

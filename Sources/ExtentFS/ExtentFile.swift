@@ -29,9 +29,14 @@ public final class ExtentFile: Sendable {
     /// A file nobody references any more is deleted, as an unlinked inode is on its last
     /// close: its blocks and reservations go back to the space manager.
     deinit {
-        let records = extents.withLock { $0.records }
+        returnSpace(of: extents.withLock { $0.records })
+    }
+
+    /// Gives the blocks of removed records back: allocated ones to free space, delalloc ones
+    /// to the unreserved pool.
+    func returnSpace(of removed: [ExtentRecord]) {
         var reserved = 0
-        for r in records {
+        for r in removed {
             if let disk = r.diskBlock {
                 fs.space.free(BlockExtent(start: disk, count: r.blockCount))
             } else {

@@ -65,7 +65,16 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             let pos = iter.pos
             let inFolio = folio.offsetInFolio(pos)
             let limit = inode.environment.faults?.copyLimit(offset: pos, length: bytes)
-            let copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
+            let copied: Int
+            if !folio.isUptodate && folio.hasDirtyBlocks(overlapping: inFolio..<(inFolio + bytes)) {
+                // A short copy here will be rejected, and it must not leave its bytes in
+                // dirty blocks, which hold data no retry is sure to rewrite: copy through a
+                // bounce buffer and commit only a full copy. Rare: a partial overwrite of
+                // dirty data in a folio that is not wholly uptodate.
+                copied = copyThroughBounce(&source, to: folio.data + inFolio, count: bytes, limit: limit)
+            } else {
+                copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
+            }
             let written = iomapWriteEnd(inode, folio: folio, pos: pos, length: bytes, copied: copied) ? copied : 0
             if copied < bytes { inode.stats.shortCopiesCounter.add(1, ordering: .relaxed) }
             if written == 0 && copied > 0 { discardRejectedCopy(folio, ByteRange(start: pos, length: copied)) }
@@ -246,14 +255,25 @@ func iomapWriteEnd(_ inode: Inode, folio: Folio, pos: Int, length: Int, copied: 
     return true
 }
 
+/// Copies into a temporary buffer and moves the bytes into the folio only when all
+/// `count` arrived, so that a copy the write end will reject never touches the folio.
+func copyThroughBounce(_ source: inout UserSource, to destination: UnsafeMutableRawPointer, count: Int, limit: Int?) -> Int {
+    let bounce = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
+    defer { bounce.deallocate() }
+    let copied = source.copy(to: bounce, count: count, limit: limit)
+    if copied == count { destination.copyMemory(from: bounce, byteCount: count) }
+    return copied
+}
+
 /// Takes back the bytes of a rejected copy (W2). The fill before the copy marked whole
 /// runs uptodate, including the blocks the copy was to overwrite, and the copy changed some
 /// of their bytes; if the write then fails before its retry rewrites them, the kernel leaves
 /// a failed write's bytes readable in clean "uptodate" blocks until the folio is evicted, and
 /// a later fill can mark such bytes uptodate too. We zero every clean block the copy touched
 /// and mark it not uptodate, so that the bytes of a block that is not uptodate are always
-/// zero and the block is read or zeroed afresh when next needed. Dirty blocks are left: they
-/// have backing, so the retry always reaches them again (docs/DIFFERENCES-FROM-LINUX.md).
+/// zero and the block is read or zeroed afresh when next needed. Dirty blocks are never
+/// touched by a copy that can be rejected (see copyThroughBounce), so they are left alone
+/// (docs/DIFFERENCES-FROM-LINUX.md).
 func discardRejectedCopy(_ folio: Folio, _ copied: ByteRange) {
     guard folio.hasBlockState else {
         // One unit, and a rejection means it is neither uptodate nor dirty: none of its

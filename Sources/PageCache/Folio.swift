@@ -338,6 +338,16 @@ public final class Folio: @unchecked Sendable {
         return max(from, b * bs)..<min(limit, e * bs)
     }
 
+    /// Whether any block overlapping folio offsets `range` is dirty.
+    public func hasDirtyBlocks(overlapping range: Range<Int>) -> Bool {
+        guard !range.isEmpty else { return false }
+        guard state != nil else { return isDirty }
+        let first = range.lowerBound >> blockShift
+        let last = (range.upperBound - 1) >> blockShift
+        for b in first...last where bit(stateWords, b) { return true }
+        return false
+    }
+
     /// Whether any per-block dirty bit is set (true for a dirty folio without block state).
     public var hasDirtyBlocks: Bool {
         guard let state else { return isDirty }
