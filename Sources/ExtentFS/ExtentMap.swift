@@ -27,6 +27,7 @@ public struct ExtentRecord: Sendable, Equatable, CustomStringConvertible {
 
     public init(startBlock: Int, blockCount: Int, state: ExtentState, diskBlock: Int? = nil) {
         precondition(blockCount > 0, "an extent record needs at least one block")
+        precondition(startBlock >= 0, "an extent record cannot start at block \(startBlock)")
         precondition((state == .delalloc) == (diskBlock == nil), "only delalloc records lack a disk block")
         self.startBlock = startBlock
         self.blockCount = blockCount

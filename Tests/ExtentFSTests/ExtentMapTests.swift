@@ -54,7 +54,7 @@ struct ExtentMapTests {
         map.insert(rec(8, 4, 200))  // adjacent in the file, not on disk: stays apart
         #expect(map.records == [rec(0, 8, 100), rec(8, 4, 200)])
         map.insert(rec(14, 2, 206))
-        // Contiguous with the right neighbour only.
+        // Adjacent on both sides in the file, contiguous with neither on disk.
         map.insert(rec(12, 2, 300))
         #expect(map.records == [rec(0, 8, 100), rec(8, 4, 200), rec(12, 2, 300), rec(14, 2, 206)])
         map.remove(from: 12, to: 14)
@@ -64,7 +64,11 @@ struct ExtentMapTests {
         map.insert(rec(20, 4, 500))
         map.insert(rec(16, 4, 208))
         #expect(map.records == [rec(0, 8, 100), rec(8, 12, 200), rec(20, 4, 500)])
-        #expect(map.allocatedBlocks == 24)
+        // Contiguous with the right neighbour only (the left one is a different disk run).
+        map.insert(rec(26, 4, 800))
+        map.insert(rec(24, 2, 798))
+        #expect(map.records == [rec(0, 8, 100), rec(8, 12, 200), rec(20, 4, 500), rec(24, 6, 798)])
+        #expect(map.allocatedBlocks == 30)
         #expect(map.delallocBlocks == 0)
         map.checkInvariants()
     }
@@ -115,7 +119,8 @@ struct ExtentMapTests {
         // Removing the middle of one record leaves two pieces with the right disk offsets.
         var one = ExtentMap()
         one.insert(written(0, 16, at: 1000))
-        #expect(one.remove(from: 4, to: 6) == [written(4, 2, at: 1004)])
+        let middle = one.remove(from: 4, to: 6)
+        #expect(middle == [written(4, 2, at: 1004)])
         #expect(one.records == [written(0, 4, at: 1000), written(6, 10, at: 1006)])
         one.checkInvariants()
     }
@@ -128,15 +133,20 @@ struct ExtentMapTests {
         map.insert(written(8, 4, at: 50))
         let seq = map.sequence
         let records = map.records
-        #expect(map.remove(from: 4, to: 8) == [])  // exactly the hole between records
-        #expect(map.remove(from: 12, to: 1000) == [])  // past the last record
-        #expect(map.remove(from: 2, to: 2) == [])  // empty range inside a record
-        #expect(map.remove(from: 3, to: 1) == [])  // inverted range
+        let inHole = map.remove(from: 4, to: 8)  // exactly the hole between records
+        #expect(inHole == [])
+        let pastEnd = map.remove(from: 12, to: 1000)  // past the last record
+        #expect(pastEnd == [])
+        let emptyRange = map.remove(from: 2, to: 2)  // empty range inside a record
+        #expect(emptyRange == [])
+        let inverted = map.remove(from: 3, to: 1)  // inverted range
+        #expect(inverted == [])
         #expect(map.sequence == seq)
         #expect(map.records == records)
         #expect(map.delallocBlocks == 4)
         // The predicate form with nothing matching changes nothing either.
-        #expect(map.remove(from: 0, to: 100, where: { $0.state == .unwritten }) == [])
+        let noneMatching = map.remove(from: 0, to: 100, where: { $0.state == .unwritten })
+        #expect(noneMatching == [])
         #expect(map.sequence == seq)
         #expect(map.records == records)
     }
@@ -156,12 +166,15 @@ struct ExtentMapTests {
         _ = map.convertDelalloc(holding: 0, to: [BlockExtent(start: 100, count: 4)])
         #expect(map.sequence > seq)
         seq = map.sequence
-        #expect(map.convertUnwritten(from: 0, to: 4))
+        let converted = map.convertUnwritten(from: 0, to: 4)
+        #expect(converted)
         #expect(map.sequence > seq)
         seq = map.sequence
         // Converting again finds nothing unwritten: unchanged.
-        #expect(!map.convertUnwritten(from: 0, to: 4))
-        #expect(!map.convertUnwritten(from: 4, to: 100))
+        let again = map.convertUnwritten(from: 0, to: 4)
+        #expect(!again)
+        let beyond = map.convertUnwritten(from: 4, to: 100)
+        #expect(!beyond)
         #expect(map.sequence == seq)
         #expect(map.records == [written(0, 4, at: 100), delalloc(12, 4)])
     }
@@ -227,14 +240,17 @@ struct ExtentMapTests {
         map.insert(delalloc(10, 5))
         map.insert(unwritten(15, 5, at: 200))
         map.insert(written(20, 5, at: 205))
-        #expect(map.convertUnwritten(from: 5, to: 18))
+        let firstPass = map.convertUnwritten(from: 5, to: 18)
+        #expect(firstPass)
         #expect(map.records == [unwritten(0, 5, at: 100), written(5, 5, at: 105), delalloc(10, 5), written(15, 3, at: 200), unwritten(18, 2, at: 203), written(20, 5, at: 205)])
         map.checkInvariants()
         // Converting the rest makes [15, 25) one written run on disk 200...
-        #expect(map.convertUnwritten(from: 15, to: 25))
+        let secondPass = map.convertUnwritten(from: 15, to: 25)
+        #expect(secondPass)
         #expect(map.records == [unwritten(0, 5, at: 100), written(5, 5, at: 105), delalloc(10, 5), written(15, 10, at: 200)])
         // ...and [0, 5) merges into the written record after it.
-        #expect(map.convertUnwritten(from: 0, to: 100))
+        let thirdPass = map.convertUnwritten(from: 0, to: 100)
+        #expect(thirdPass)
         #expect(map.records == [written(0, 10, at: 100), delalloc(10, 5), written(15, 10, at: 200)])
         #expect(map.delallocBlocks == 5)
         #expect(map.allocatedBlocks == 20)
@@ -436,7 +452,7 @@ private struct ExtentMapModelHarness {
             while left > 0 {
                 let n = int(1..<(min(left, 6) + 1))
                 // Sometimes continue the previous piece's run, or the left neighbour's.
-                var start: Int
+                let start: Int
                 if let last = pieces.last, int(0..<3) == 0 {
                     start = last.end
                 } else if pieces.isEmpty, target.startBlock > 0, let l = model[target.startBlock - 1], l.state == .unwritten, int(0..<2) == 0 {
@@ -498,8 +514,10 @@ private struct ExtentMapModelHarness {
         let allocated = model.reduce(0) { $0 + ($1 != nil && $1!.state != .delalloc ? 1 : 0) }
         if map.delallocBlocks != delalloc { return "delallocBlocks \(map.delallocBlocks), model \(delalloc)" }
         if map.allocatedBlocks != allocated { return "allocatedBlocks \(map.allocatedBlocks), model \(allocated)" }
+        var holder = [ExtentRecord?](repeating: nil, count: Self.blocks + 1)
+        for r in expected { for b in r.startBlock..<r.endBlock { holder[b] = r } }
         for b in 0...Self.blocks {
-            let want = b < Self.blocks ? record(holding: b, in: expected) : nil
+            let want = holder[b]
             if map.lookup(b) != want { return "lookup(\(b)) = \(String(describing: map.lookup(b))), expected \(String(describing: want))" }
         }
         let probe = int(0..<(Self.blocks + 1))

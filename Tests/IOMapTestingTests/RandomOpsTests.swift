@@ -21,7 +21,7 @@ let randomMatrix: [(blockSize: Int, maxFolioSize: Int)] = [
 ]
 
 /// Operations per matrix entry; nine entries make at least 100,000 in all.
-let randomOpsPerEntry = 12_000
+let randomOpsPerEntry = 20_000
 
 func baseSeed() -> UInt64 {
     if let s = ProcessInfo.processInfo.environment["IOMAP_RANDOM_SEED"], let v = UInt64(s) { return v }
