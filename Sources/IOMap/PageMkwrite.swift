@@ -20,18 +20,14 @@ public func iomapPageMkwrite(_ inode: Inode, folio: Folio, ops: any IOMapOperati
     if folio.isRemoved || folio.pos >= isize { throw .badAddress }
     let length = min(folio.size, isize - folio.pos)
     var iter = IOMapIterator(inode: inode, pos: folio.pos, length: length, flags: [.write, .fault])
-    do {
-        while try iter.next(ops) {
-            precondition(folio.isUptodate, "page_mkwrite on a folio that is not uptodate: \(folio.debugState)")
-            // Dirty the blocks this mapping covers now, so that a reservation failure in a
-            // later mapping leaves no dirty block without backing.
-            folio.attachBlockState()
-            folio.setRangeDirtyBits(offset: iter.pos - folio.pos, length: iter.mappingLength)
-            inode.mapping.markDirty(folio)
-            try iter.advance(iter.mappingLength)
-        }
-    } catch {
-        throw error
+    while try iter.next(ops) {
+        precondition(folio.isUptodate, "page_mkwrite on a folio that is not uptodate: \(folio.debugState)")
+        // Dirty the blocks this mapping covers now, so that a reservation failure in a
+        // later mapping leaves no dirty block without backing.
+        folio.attachBlockState()
+        folio.setRangeDirtyBits(offset: iter.pos - folio.pos, length: iter.mappingLength)
+        inode.mapping.markDirty(folio)
+        try iter.advance(iter.mappingLength)
     }
     // Success: the whole folio is dirty, past-EOF blocks included (iomap_dirty_folio);
     // writeback clears those.

@@ -121,7 +121,6 @@ func iomapWritepageMap(
     }
     // Dirty bits past EOF (set by page_mkwrite on the EOF folio) are cleared with the rest.
     folio.clearAllDirtyBits()
-    verify(!folio.hasDirtyBlocks || folio.isDirty, "writeback left dirty blocks on a clean folio: \(folio.debugState)")
     folio.verifyInvariants()
     folio.unlock()
     return ioends

@@ -99,8 +99,11 @@ public final class AddressSpace: Sendable {
     public func nextTagged(_ tag: CacheTag, from offset: Int, before end: Int) -> Folio? {
         index.withLock { idx -> Folio? in
             var from = pageIndex(of: offset)
-            if let (_, f) = idx.floor(from), f.end > offset, idx.isTagged(tag, f.index) { return f.pos < end ? f : nil }
-            if let (_, f) = idx.floor(from), f.end > offset { from = pageIndex(of: f.end) }
+            // A folio starting before `offset` but covering it is looked at first.
+            if let (_, f) = idx.floor(from), f.end > offset {
+                if idx.isTagged(tag, f.index) { return f.pos < end ? f : nil }
+                from = pageIndex(of: f.end)
+            }
             guard let (_, f) = idx.nextTagged(tag, from: from), f.pos < end else { return nil }
             return f
         }
