@@ -35,8 +35,8 @@ struct IOMapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iomap",
         abstract: "A user-space implementation of Linux's iomap buffered write path, and the tools that test it.",
-        subcommands: [Demo.self, Random.self],
-        defaultSubcommand: Demo.self)
+        subcommands: [Race.self, Demo.self, Random.self],
+        defaultSubcommand: Race.self)
 }
 
 /// Exit codes shared by every subcommand.

@@ -1,0 +1,66 @@
+// Counterpart: the kthreads and worker processes a kernel stress test starts (fstests'
+// holetest threads, fsstress children): plain OS threads, joined at the end.
+//
+// The harnesses need real preemptive threads, not tasks: the engine's locks sleep the
+// calling thread, and a cooperative pool of two threads would deadlock on them.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An OS thread running one closure; `join()` waits for it.
+public final class JoinableThread: @unchecked Sendable {
+    // Written once in init, before any other thread can see the object.
+    private var handle = pthread_t()
+
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    /// Starts `body` on a new thread.
+    public init(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Body(body)).toOpaque()
+        let rc = pthread_create(&handle, nil, { raw in
+            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
+            body.run()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed with \(rc)")
+    }
+
+    /// Waits for the thread to finish.
+    public func join() {
+        pthread_join(handle, nil)
+    }
+}
+
+/// Runs `body(i)` for `i` in `0..<count`, each on its own thread, and waits for all.
+public func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let threads = (0..<count).map { i in JoinableThread { body(i) } }
+    for t in threads { t.join() }
+}
+
+/// A reusable barrier for a fixed number of threads (pthread_barrier_t).
+public final class ThreadBarrier: @unchecked Sendable {
+    private let barrier: UnsafeMutablePointer<pthread_barrier_t>
+
+    public init(count: Int) {
+        precondition(count > 0, "a barrier needs at least one thread")
+        barrier = .allocate(capacity: 1)
+        pthread_barrier_init(barrier, nil, UInt32(count))
+    }
+
+    deinit {
+        pthread_barrier_destroy(barrier)
+        barrier.deallocate()
+    }
+
+    /// Waits until every thread of the barrier has called `wait()`.
+    public func wait() { _ = pthread_barrier_wait(barrier) }
+}
+
+/// Gives up the CPU, as a preempted kernel thread would.
+public func yieldProcessor() { _ = sched_yield() }
