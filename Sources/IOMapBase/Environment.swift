@@ -124,6 +124,10 @@ public final class FaultInjector: Sendable {
     /// True on a thread running inside `exempting`.
     @TaskLocal static var exempt = false
 
+    /// True when the calling thread runs inside `exempting`: a hook that injects delays uses
+    /// it to act on the threads being failed only.
+    public static var isExempt: Bool { exempt }
+
     /// Runs `body` with no fault injected into anything this thread does, whatever the other
     /// threads are doing: a harness's mapped writers, checkers and flushers run so while its
     /// buffered writers are being failed.

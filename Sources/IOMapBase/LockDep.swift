@@ -54,7 +54,7 @@ public enum LockDep {
         let held = current
         if let inner = held.stack.last, inner.level >= level {
             fatalError(
-                "lock order violation: acquiring \(name()) (\(level)) while holding \(inner.name) (\(inner.level))")
+                "lock order violation: acquiring \(name()) (order \(level.rawValue)) while holding \(inner.name) (order \(inner.level.rawValue))")
         }
         held.stack.append((level, name()))
         #endif

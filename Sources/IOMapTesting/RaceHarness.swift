@@ -51,6 +51,11 @@ public struct RaceConfig: Sendable {
     public var blockSize = 4096
     /// Pages the writers work through together before waiting for each other.
     public var stripePages = 8
+    /// How long a pwrite writer is held up, a quarter of the time, after its iomapBegin and
+    /// before it locks a folio (hook point H1), as XFS's write_delay_ms error tag holds a
+    /// write: the window in which a mapped store lands inside a write that then fails. 0
+    /// turns it off.
+    public var writeDelayMicros = 20
     public var seed: UInt64
 
     public init(seed: UInt64) { self.seed = seed }
@@ -75,6 +80,9 @@ public struct RaceConfig: Sendable {
         if !(failRate >= 0 && failRate <= 1) { return "--fail-rate must be from 0 to 1, got \(failRate)" }
         if ![512, 1024, 2048, 4096].contains(blockSize) { return "--block-size must be 512, 1024, 2048 or 4096, got \(blockSize)" }
         if stripePages < 1 { return "--stripe-pages must be at least 1, got \(stripePages)" }
+        if writeDelayMicros < 0 || writeDelayMicros > 1_000_000 {
+            return "--write-delay-us must be from 0 to 1000000, got \(writeDelayMicros)"
+        }
         return nil
     }
 
@@ -106,7 +114,7 @@ public struct RaceConfig: Sendable {
         "iomap race --size \(sizeMiB) --layout \(layouts.count == RaceLayout.allCases.count ? "all" : layouts.map(\.rawValue).joined(separator: ","))"
             + " --mapped-writers \(mappedWriters) --pwrite-writers \(pwriteWriters) --rounds \(rounds)"
             + " --fail-rate \(failRate) --policy \(policy.rawValue) --block-size \(blockSize)"
-            + " --stripe-pages \(stripePages) --seed \(seed)"
+            + " --stripe-pages \(stripePages) --write-delay-us \(writeDelayMicros) --seed \(seed)"
     }
 }
 
@@ -142,6 +150,8 @@ public struct RaceReport: Sendable {
     public var faultsInjected: [String: Int] = [:]
     public var writebackPasses = 0
     public var foliosReclaimed = 0
+    /// Writes held up at H1.
+    public var writeDelays = 0
     public var elapsedSeconds = 0.0
     /// The first few lost slots.
     public var losses: [RaceLoss] = []
@@ -150,6 +160,26 @@ public struct RaceReport: Sendable {
 
     /// True when no slot was lost and nothing else went wrong.
     public var passed: Bool { slotsLost == 0 && errors.isEmpty }
+}
+
+/// The write-delay hook: holds up a pwrite writer at H1 (never a thread exempt from faults,
+/// such as a mapped writer's page fault, which also passes H1).
+final class RaceDelays: Sendable {
+    let micros: Int
+    let random: Mutex<SeededRandom>
+    let count = Atomic<Int>(0)
+
+    init(_ config: RaceConfig) {
+        micros = config.writeDelayMicros
+        random = Mutex(SeededRandom(seed: config.seed ^ 0xDE1A))
+    }
+
+    func fire(_ event: HookEvent) {
+        guard micros > 0, event.point == .afterIomapBegin, !FaultInjector.isExempt else { return }
+        guard random.withLock({ Int.random(in: 0..<4, using: &$0) == 0 }) else { return }
+        count.add(1, ordering: .relaxed)
+        sleepMicroseconds(micros)
+    }
 }
 
 /// Counters and findings the threads of one run share.
@@ -171,9 +201,10 @@ public func runRace(_ config: RaceConfig, progress: ((String) -> Void)? = nil) -
     var report = RaceReport(config: config)
     let start = ContinuousClock.now
     let injector = FaultInjector(seed: config.seed ^ 0x7261_6365, rates: config.faultRates)
+    let delays = RaceDelays(config)
     let fsConfig = ExtentFSConfig(
         blockSize: config.blockSize, maxFolioSize: 2 << 20, cleanupPolicy: config.policy,
-        environment: IOMapEnvironment(faults: injector))
+        environment: IOMapEnvironment(faults: injector, hook: { delays.fire($0) }))
     // Room for the file twice over: an injected ENOSPC is the only kind there is.
     let fs = ExtentFS(memoryBytes: 2 * config.fileSize + (16 << 20), config: fsConfig)
     let file = fs.createFile()
@@ -202,6 +233,7 @@ public func runRace(_ config: RaceConfig, progress: ((String) -> Void)? = nil) -
             if !shared.errors.withLock({ $0.isEmpty }) { break layoutLoop }
         }
     }
+    report.writeDelays = delays.count.load(ordering: .relaxed)
     report.failedWrites = shared.failedWrites.load(ordering: .relaxed)
     report.writebackPasses = shared.writebackPasses.load(ordering: .relaxed)
     report.foliosReclaimed = shared.reclaimed.load(ordering: .relaxed)

@@ -64,3 +64,6 @@ public final class ThreadBarrier: @unchecked Sendable {
 
 /// Gives up the CPU, as a preempted kernel thread would.
 public func yieldProcessor() { _ = sched_yield() }
+
+/// Sleeps the calling thread for about `micros` microseconds.
+public func sleepMicroseconds(_ micros: Int) { _ = usleep(UInt32(micros)) }

@@ -48,13 +48,15 @@ struct UnitsTests {
 @Suite("Locks")
 struct LockTests {
     @Test("the lock-order checker traps on an inversion and names both locks", .enabled(if: LockDep.isEnabled))
-    func inversionTraps() async {
-        await #expect(processExitsWith: .failure) {
+    func inversionTraps() async throws {
+        let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let outer = RWSleepLock(level: .inodeIO, name: "inode I/O lock")
             let inner = RWSleepLock(level: .invalidate, name: "invalidate lock")
             inner.lockExclusive()
             outer.lockExclusive()  // inode lock inside the invalidate lock: inverted
         }
+        let message = String(decoding: result.standardErrorContent, as: UTF8.self)
+        #expect(message.contains("acquiring inode I/O lock (order 10) while holding invalidate lock (order 20)"), "\(message)")
     }
 
     @Test("the checker accepts the documented order and tracks releases", .enabled(if: LockDep.isEnabled))

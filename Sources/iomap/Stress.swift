@@ -1,0 +1,65 @@
+// `iomap stress`: the threaded stress test of the test suite, for longer runs and other
+// seeds.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+struct Stress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run random operations from several threads on one file, each thread against its own model.")
+
+    @Option(help: "Worker threads, each owning a region of the file.") var workers = 3
+    @Option(help: "Operations per worker.") var ops = 2000
+    @Option(help: "Bytes each worker owns.") var regionSize = 45_000
+    @Option(help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 1024
+    @Option(help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 16 << 10
+    @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
+    @Option(help: "Check the invariants with every thread stopped every this many operations per worker.") var quietEvery = 200
+    @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard (1...16).contains(workers) else { throw ValidationError("--workers must be from 1 to 16, got \(workers)") }
+        guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
+        guard (4096...(4 << 20)).contains(regionSize) else { throw ValidationError("--region-size must be from 4096 to 4 MiB, got \(regionSize)") }
+        guard [512, 1024, 2048, 4096].contains(blockSize) else {
+            throw ValidationError("--block-size must be 512, 1024, 2048 or 4096, got \(blockSize)")
+        }
+        guard maxFolioSize >= 4096, maxFolioSize <= 2 << 20, maxFolioSize & (maxFolioSize - 1) == 0 else {
+            throw ValidationError("--max-folio-size must be a power of two from 4096 to 2097152, got \(maxFolioSize)")
+        }
+        guard quietEvery > 0 else { throw ValidationError("--quiet-every must be positive, got \(quietEvery)") }
+    }
+
+    func run() throws {
+        var config = StressConfig(seed: seed ?? UInt64.random(in: 0..<1 << 48))
+        config.workers = workers
+        config.opsPerWorker = ops
+        config.regionSize = regionSize
+        config.blockSize = blockSize
+        config.maxFolioSize = maxFolioSize
+        config.policy = policy
+        config.quietEvery = quietEvery
+        FileHandle.standardError.write(Data("iomap stress: \(config)\n".utf8))
+        let report = runThreadedStress(config)
+        if json {
+            printJSON([
+                "seed": config.seed, "workers": workers, "ops": report.opsRun, "ops_by_kind": report.opsByKind,
+                "failed_writes": report.failedWrites, "short_writes": report.shortWrites, "cleanup_calls": report.cleanups,
+                "quiet_checks": report.quietChecks, "writeback_passes": report.writebackPasses,
+                "result": report.violation == nil ? "pass" : "violation", "violation": report.violation ?? NSNull(),
+                "elapsed_s": report.elapsedSeconds,
+            ])
+        } else {
+            print("seed \(config.seed): \(report.opsRun) operations on \(workers) threads, \(report.failedWrites) failed and \(report.shortWrites) short writes, \(report.cleanups) failure cleanups, \(report.quietChecks) quiet-point checks, \(report.writebackPasses) writeback passes, \(String(format: "%.1f", report.elapsedSeconds)) s")
+        }
+        if let v = report.violation {
+            FileHandle.standardError.write(Data("VIOLATION: \(v)\nrun again: iomap stress --seed \(config.seed) --workers \(workers) --ops \(ops) --region-size \(regionSize) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue) --quiet-every \(quietEvery)\n".utf8))
+            throw ExitStatus.violation
+        }
+    }
+}
