@@ -49,6 +49,7 @@ let package = Package(
         .testTarget(
             name: "ExtentFSTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
             swiftSettings: strict),
+        .testTarget(name: "IOMapCommandTests", dependencies: ["iomap"], swiftSettings: strict),
         .testTarget(
             name: "IOMapTestingTests",
             dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],

@@ -19,17 +19,17 @@ struct Race: ParsableCommand {
             and mapped stores are lost.
             """)
 
-    @Option(help: "File size in MiB.") var size = 16
+    @Option(parsing: .unconditional, help: "File size in MiB.") var size = 16
     @Option(help: "File layout before each round: hole, unwritten, written or all (comma-separated list allowed).")
     var layout = "all"
-    @Option(help: "Threads storing their id through the shared mapping.") var mappedWriters = 2
-    @Option(help: "Threads writing their id with pwrite, with faults injected.") var pwriteWriters = 1
-    @Option(help: "Rounds per layout.") var rounds = 8
-    @Option(help: "Probability that a buffered write meets an injected fault (0 to 1).") var failRate = 0.05
+    @Option(parsing: .unconditional, help: "Threads storing their id through the shared mapping.") var mappedWriters = 2
+    @Option(parsing: .unconditional, help: "Threads writing their id with pwrite, with faults injected.") var pwriteWriters = 1
+    @Option(parsing: .unconditional, help: "Rounds per layout.") var rounds = 8
+    @Option(parsing: .unconditional, help: "Probability that a buffered write meets an injected fault (0 to 1).") var failRate = 0.05
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
-    @Option(help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
-    @Option(help: "Pages the writers work through together before waiting for each other.") var stripePages = 8
-    @Option(help: "Microseconds a pwrite writer is held up (a quarter of the time) between iomap_begin and its folio lock; 0: never.")
+    @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
+    @Option(parsing: .unconditional, help: "Pages the writers work through together before waiting for each other.") var stripePages = 8
+    @Option(parsing: .unconditional, help: "Microseconds a pwrite writer is held up (a quarter of the time) between iomap_begin and its folio lock; 0: never.")
     var writeDelayUs = 20
     @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
     @Flag(help: "Print one JSON object on stdout.") var json = false

@@ -1,0 +1,112 @@
+// The `iomap` command's contract, run as a user runs it: exit status 0 when what it checks
+// holds, 1 when it found a violation, 2 for bad usage; `--json` prints one object with the
+// documented fields. The main job, `iomap race`, is run here on its defaults.
+
+import Foundation
+import Testing
+
+/// The `iomap` executable built beside this test bundle.
+func iomapExecutable() throws -> URL {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [dir, dir.deletingLastPathComponent()] {
+        let url = candidate.appendingPathComponent("iomap")
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    throw CommandTestError.notFound(dir.path)
+}
+
+enum CommandTestError: Error { case notFound(String) }
+
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    /// stdout parsed as the one JSON object `--json` promises.
+    func json() throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8))
+        return try #require(object as? [String: Any], "stdout is not one JSON object: \(stdout)")
+    }
+}
+
+func runIOMap(_ arguments: [String]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = try iomapExecutable()
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes before waiting, so a full pipe cannot stall the child.
+    let errData = PipeReadResult()
+    let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+    reader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while !errData.isSet { usleep(1000) }
+    return CommandResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData.get(), as: UTF8.self))
+}
+
+/// A one-shot box for the stderr reader's result.
+final class PipeReadResult: @unchecked Sendable {
+    // Guarded by: lock.
+    private let lock = NSLock()
+    private var data: Data?
+    func set(_ d: Data) { lock.withLock { data = d } }
+    var isSet: Bool { lock.withLock { data != nil } }
+    func get() -> Data { lock.withLock { data ?? Data() } }
+}
+
+let seedForCommands = ProcessInfo.processInfo.environment["IOMAP_RANDOM_SEED"] ?? "20221128"
+
+@Suite("iomap race, as a command")
+struct RaceCommandTests {
+    @Test("on defaults it exits 0: no slot lost, and writes failed and cleanups ran")
+    func defaultsHold() throws {
+        let r = try runIOMap(["race", "--json", "--seed", seedForCommands])
+        let j = try r.json()
+        #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
+        #expect(j["slots_lost"] as? Int == 0)
+        #expect((j["failed_writes"] as? Int ?? 0) > 0)
+        #expect((j["cleanup_calls"] as? Int ?? 0) > 0)
+        #expect(j["policy"] as? String == "preserve-dirty")
+        #expect(j["pages"] as? Int == 4096 && j["rounds"] as? Int == 8)
+        #expect(j["layouts"] as? [String] == ["hole", "unwritten", "written"])
+        #expect((j["slots_checked"] as? Int) == 2 * 4096 * 3 * 8 * 3)
+        #expect(j["elapsed_s"] is Double && j["seed"] != nil)
+        // The seed and the progress go to stderr.
+        #expect(r.stderr.contains("seed \(seedForCommands)") && r.stderr.contains("round 8/8"))
+    }
+
+    @Test("with the pre-seed cleanup on defaults it exits 1 with slots lost, and says how to run it again")
+    func truncatePageCacheLoses() throws {
+        let r = try runIOMap(["race", "--policy", "truncate-page-cache", "--json", "--seed", seedForCommands])
+        let j = try r.json()
+        #expect(r.status == 1, "exit \(r.status)\n\(r.stderr)")
+        #expect((j["slots_lost"] as? Int ?? 0) > 0)
+        #expect(j["result"] as? String == "violation")
+        #expect(r.stderr.contains("lost: layout hole"))
+        #expect(r.stderr.contains("run again: iomap race") && r.stderr.contains("--seed \(seedForCommands)"))
+    }
+
+    @Test("bad usage exits 2 with a message naming what was wrong", arguments: [
+        (["--size", "0"], "--size"),
+        (["--fail-rate", "-0.1"], "--fail-rate"),
+        (["--fail-rate", "2"], "--fail-rate"),
+        (["--policy", "nope"], "nope"),
+        (["--bogus"], "--bogus"),
+        (["--layout", "sideways"], "sideways"),
+        (["--rounds", "0"], "--rounds"),
+        (["--block-size", "3000"], "--block-size"),
+        (["--mapped-writers", "0", "--pwrite-writers", "0"], "writer"),
+    ])
+    func badUsage(arguments: [String], named: String) throws {
+        let r = try runIOMap(["race"] + arguments)
+        #expect(r.status == 2, "exit \(r.status) for \(arguments)")
+        #expect(r.stderr.contains(named), "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
+}
