@@ -147,6 +147,8 @@ public struct RaceReport: Sendable {
     public var failedWrites = 0
     public var cleanupCalls = 0
     public var punchCalls = 0
+    /// Mappings found stale after a folio lock (writeback got there first, or injected).
+    public var staleMappings = 0
     public var faultsInjected: [String: Int] = [:]
     public var writebackPasses = 0
     public var foliosReclaimed = 0
@@ -239,6 +241,7 @@ public func runRace(_ config: RaceConfig, progress: ((String) -> Void)? = nil) -
     report.foliosReclaimed = shared.reclaimed.load(ordering: .relaxed)
     report.cleanupCalls = file.inode.stats.cleanups
     report.punchCalls = file.inode.stats.punches
+    report.staleMappings = file.inode.stats.staleMappings
     for (site, n) in injector.injectedCounts { report.faultsInjected[site.rawValue] = n }
     report.errors = shared.errors.withLock { $0 }
     report.elapsedSeconds = elapsed()

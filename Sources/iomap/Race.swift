@@ -78,7 +78,7 @@ struct Race: ParsableCommand {
                 "write_delays": report.writeDelays, "slots_checked": report.slotsChecked,
                 "slots_lost": report.slotsLost, "lost_by_layout": report.lostByLayout,
                 "failed_writes": report.failedWrites, "cleanup_calls": report.cleanupCalls,
-                "punch_calls": report.punchCalls, "faults_injected": report.faultsInjected,
+                "punch_calls": report.punchCalls, "stale_mappings": report.staleMappings, "faults_injected": report.faultsInjected,
                 "writeback_passes": report.writebackPasses, "folios_reclaimed": report.foliosReclaimed,
                 "first_loss": report.losses.first.map { String(describing: $0) } ?? NSNull(),
                 "errors": report.errors, "result": report.passed ? "pass" : "violation",
@@ -86,7 +86,7 @@ struct Race: ParsableCommand {
             ])
         } else {
             print("seed \(config.seed), policy \(config.policy.rawValue): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost")
-            print("\(report.failedWrites) failed writes, \(report.cleanupCalls) failure cleanups, \(report.punchCalls) punches, \(report.writebackPasses) writeback passes, \(report.foliosReclaimed) folios reclaimed, \(String(format: "%.1f", report.elapsedSeconds)) s")
+            print("\(report.failedWrites) failed writes, \(report.cleanupCalls) failure cleanups, \(report.punchCalls) punches, \(report.staleMappings) stale mappings, \(report.writebackPasses) writeback passes, \(report.foliosReclaimed) folios reclaimed, \(String(format: "%.1f", report.elapsedSeconds)) s")
             print("faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
             if report.passed { print("every slot held its owner's value") }
         }
