@@ -212,10 +212,7 @@ public func runRace(_ config: RaceConfig, progress: ((String) -> Void)? = nil) -
     let file = fs.createFile()
     let shared = RaceShared()
 
-    func elapsed() -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+    func elapsed() -> Double { (ContinuousClock.now - start).inSeconds }
 
     layoutLoop: for (layoutIndex, layout) in config.layouts.enumerated() {
         for round in 0..<config.rounds {

@@ -141,8 +141,7 @@ public func runThreadedStress(_ config: StressConfig) -> StressReport {
     report.quietChecks = shared.quietChecks.load(ordering: .relaxed)
     report.writebackPasses = shared.flusherGate.withLock { $0 }
     report.cleanups = file.inode.stats.cleanups
-    let d = ContinuousClock.now - start
-    report.elapsedSeconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
     return report
 }
 
@@ -159,6 +158,17 @@ struct StressWorker {
     /// below EOF; the tail region's model size is i_size minus `base`.
     var model = FileModel()
     var opsByKind: [String: Int] = [:]
+    /// The last operations, for the report of a violation.
+    var log: [String] = []
+
+    mutating func note(_ entry: String) {
+        log.append(entry)
+        if log.count > 16 { log.removeFirst() }
+    }
+
+    func fail(_ what: String) {
+        shared.fail("\(what)\nworker \(index)'s last operations (region at \(base)):\n" + log.map { "  \($0)" }.joined(separator: "\n"))
+    }
 
     init(file: ExtentFile, config: StressConfig, index: Int, shared: StressShared) {
         self.file = file
@@ -208,10 +218,16 @@ struct StressWorker {
         return (0..<count).map { tag ^ UInt8(truncatingIfNeeded: $0 >> 9) | 1 }
     }
 
+    /// The arguments of the operation in progress, absolute offsets, for the log.
+    var lastArgs = ""
+
     mutating func step(_ op: Int) {
+        lastArgs = ""
         let kind = pickKind()
         opsByKind[kind, default: 0] += 1
         let what = "worker \(index) op \(op) \(kind)"
+        let sizeBefore = file.size
+        defer { note("op \(op) \(kind) \(lastArgs) (i_size \(sizeBefore) -> \(file.size))") }
         switch kind {
         case "write":
             // The tail worker may write past EOF, up to the end of its region.
@@ -219,27 +235,31 @@ struct StressWorker {
             guard let (offset, length) = range(limit: limit) else { return }
             let data = stamp(op, length, salt: 0)
             let faultOffset = Int.random(in: 0..<100, using: &rng) < 20 ? Int.random(in: 0..<length, using: &rng) : nil
+            lastArgs = "[\(base + offset), +\(length))\(faultOffset.map { " fault@\($0)" } ?? "")"
             do throws(Errno) {
                 let n = try file.write(data, at: base + offset, faultOffset: faultOffset)
                 if n <= 0 || n > length || (faultOffset.map { n > $0 } ?? false) {
-                    return shared.fail("\(what) [\(base + offset), +\(length)) fault@\(faultOffset ?? -1) returned \(n)")
+                    return fail("\(what) [\(base + offset), +\(length)) fault@\(faultOffset ?? -1) returned \(n)")
                 }
                 if n < length { shared.shortWrites.add(1, ordering: .relaxed) }
+                lastArgs += " -> \(n)"
                 model.write(data[0..<n], at: offset)
             } catch {
                 shared.failedWrites.add(1, ordering: .relaxed)
+                lastArgs += " -> \(error.symbolicName)"
                 if ![.badAddress, .noSpace].contains(error) {
-                    return shared.fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
+                    return fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
                 }
             }
             checkRange(offset - config.blockSize, length + 2 * config.blockSize, what)
         case "mapwrite":
             guard let (offset, length) = range(limit: liveLength) else { return }
             let data = stamp(op, length, salt: 0x5A)
+            lastArgs = "[\(base + offset), +\(length))"
             do throws(Errno) {
                 try FaultInjector.exempting { () throws(Errno) in try file.mappedStore(data, at: base + offset) }
             } catch {
-                return shared.fail("\(what) [\(base + offset), +\(length)) below EOF failed with \(error.symbolicName)")
+                return fail("\(what) [\(base + offset), +\(length)) below EOF failed with \(error.symbolicName)")
             }
             model.store(data[...], at: offset)
             checkRange(offset, length, what)
@@ -256,6 +276,7 @@ struct StressWorker {
             // Beyond EOF only the tail worker may reach; below it, anyone inside the region.
             guard let (offset, length) = range(limit: isTail ? config.regionSize : liveLength) else { return }
             let keepSize = !isTail || Bool.random(using: &rng)
+            lastArgs = "[\(base + offset), +\(length))\(keepSize ? " keep_size" : "")"
             let result = FaultInjector.exempting {
                 Result { () throws(Errno) in
                     switch kind {
@@ -266,18 +287,19 @@ struct StressWorker {
                 }
             }
             if case .failure(let error) = result {
-                return shared.fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
+                return fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
             }
             if kind != "fallocate" { model.zero(offset: offset, length: length) }
             if kind != "punch_hole" && !keepSize && offset + length > model.size { model.truncate(to: offset + length) }
             checkRange(offset - config.blockSize, length + 2 * config.blockSize, what)
         case "fsync":
             let result = FaultInjector.exempting { Result { () throws(Errno) in try file.fsync() } }
-            if case .failure(let error) = result { return shared.fail("\(what) failed with \(error.symbolicName)") }
+            if case .failure(let error) = result { return fail("\(what) failed with \(error.symbolicName)") }
         default:  // truncate, tail worker only
             let newSize = Int.random(in: 0...config.regionSize, using: &rng)
+            lastArgs = "to \(base + newSize)"
             let result = FaultInjector.exempting { Result { () throws(Errno) in try file.truncate(to: base + newSize) } }
-            if case .failure(let error) = result { return shared.fail("\(what) to \(base + newSize) failed with \(error.symbolicName)") }
+            if case .failure(let error) = result { return fail("\(what) to \(base + newSize) failed with \(error.symbolicName)") }
             model.truncate(to: newSize)
             checkRange(newSize - config.blockSize, 2 * config.blockSize, what)
         }
@@ -299,15 +321,15 @@ struct StressWorker {
     func compare(_ got: Result<[UInt8], Errno>, offset: Int, want: [UInt8], _ what: String) {
         switch got {
         case .failure(let error):
-            shared.fail("\(what): reading [\(base + offset), +\(want.count)) failed with \(error.symbolicName)")
+            fail("\(what): reading [\(base + offset), +\(want.count)) failed with \(error.symbolicName)")
         case .success(let bytes):
             if !isTail, bytes.count != want.count {
-                return shared.fail("\(what): read \(bytes.count) bytes at \(base + offset), expected \(want.count)")
+                return fail("\(what): read \(bytes.count) bytes at \(base + offset), expected \(want.count)")
             }
             if let i = firstDifference(bytes, want) {
                 let g = i < bytes.count ? String(bytes[i]) : "EOF"
                 let w = i < want.count ? String(want[i]) : "EOF"
-                shared.fail("\(what): byte at \(base + offset + i) is \(g), worker \(index)'s model has \(w)")
+                fail("\(what): byte at \(base + offset + i) is \(g), worker \(index)'s model has \(w)")
             }
         }
     }

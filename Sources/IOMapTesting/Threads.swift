@@ -67,3 +67,8 @@ public func yieldProcessor() { _ = sched_yield() }
 
 /// Sleeps the calling thread for about `micros` microseconds.
 public func sleepMicroseconds(_ micros: Int) { _ = usleep(UInt32(micros)) }
+
+extension Duration {
+    /// The duration in seconds, for reports.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

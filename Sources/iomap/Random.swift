@@ -56,7 +56,7 @@ struct Random: ParsableCommand {
                 "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
                 "result": report.violation == nil ? "pass" : "violation",
                 "violation": report.violation ?? NSNull(), "violation_op": report.violationOp ?? NSNull(),
-                "elapsed_s": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                "elapsed_s": elapsed.inSeconds,
             ])
         } else {
             print("seed \(seed): \(report.opsRun) operations, \(report.cleanups) failure cleanups, \(report.racesLanded) races, \(report.failedWrites) failed and \(report.shortWrites) short writes")
