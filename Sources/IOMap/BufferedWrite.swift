@@ -274,7 +274,14 @@ func copyThroughBounce(_ source: inout UserSource, to destination: UnsafeMutable
 /// zero and the block is read or zeroed afresh when next needed. Dirty blocks are never
 /// touched by a copy that can be rejected (see copyThroughBounce), so they are left alone
 /// (docs/DIFFERENCES-FROM-LINUX.md).
+///
+/// A clean block of a folio under writeback may hold data that is on the disk but not yet
+/// readable there: until I/O completion converts its unwritten extent, a fresh read would
+/// zero-fill it. So a block is discarded only after the folio's writeback has completed;
+/// completion never needs the folio lock, so waiting for it with the lock held is safe, as
+/// truncation does.
 func discardRejectedCopy(_ folio: Folio, _ copied: ByteRange) {
+    folio.waitWriteback()
     guard folio.hasBlockState else {
         // One unit, and a rejection means it is neither uptodate nor dirty: none of its
         // bytes are data.

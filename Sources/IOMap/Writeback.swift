@@ -131,6 +131,7 @@ func iomapWritepageMap(
 func iomapFinishIOEnds(
     _ inode: Inode, folio: Folio, _ ioends: [IOEnd], ops: any IOMapWritebackOperations, result: inout WritebackResult
 ) {
+    inode.fire(.completionBeforeConversion, folio.range)
     for ioend in ioends {
         if let error = ioend.error {
             inode.mapping.setError(error)

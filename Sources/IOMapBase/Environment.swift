@@ -23,6 +23,10 @@ public enum HookPoint: String, CaseIterable, Sendable {
     case releaseBeforeFolioLookup = "H4b"
     /// H5: in writeback, before the blocks of a folio are mapped.
     case writebackBeforeMapBlocks = "H5"
+    /// H6a: in I/O completion, before the extent conversion: the folio is unlocked and still
+    /// under writeback, its blocks written but their extents not yet converted. (The kernel
+    /// completes I/O asynchronously, so this window is long there.)
+    case completionBeforeConversion = "H6a"
     /// H6: in I/O completion, after the extent conversion and before writeback ends.
     case completionBeforeEndWriteback = "H6"
 }

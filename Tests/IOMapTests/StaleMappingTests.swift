@@ -4,6 +4,7 @@
 // H5 (writeback, before mapBlocks). A hook acts as another thread; it changes the extent
 // map without the inode I/O lock, as writeback, I/O completion or a page fault would.
 
+import Foundation
 import IOMap
 import IOMapBase
 import PageCache
@@ -330,5 +331,49 @@ struct StaleMappingTests {
         #expect(try rig.device.rawBlock(staleAddress) == Array(old[12288..<16384]))
         #expect(try Kit.contentAfterRemount(file) == expected)
         Kit.expectQuiet(rig)
+    }
+
+    @Test("a rejected copy into a folio whose writeback has not completed waits for it, so unconverted blocks are not zero-filled")
+    func rejectedCopyWaitsForCompletion() throws {
+        // Found by the threaded stress (`iomap stress`, 512-byte blocks): writeback wrote block
+        // 0 but had not yet converted its unwritten extent when a write into the same folio had
+        // its copy rejected. Discarding the rejected copy made block 0 not uptodate; the retry
+        // refilled it from the still-unwritten mapping, with zeroes, over data that was only on
+        // the disk. Here writeback runs on thread A and stops at H6a (before the conversion);
+        // thread B's write runs there. With the fix, B waits for A's writeback to complete.
+        let rig = Kit.makeRig(blockSize: 512, maxFolioSize: 4096)
+        let file = rig.file
+        let first = Kit.pattern(512, seed: 5)
+        try file.write(first, at: 0)  // block 0 delalloc and dirty; blocks 1-7 not uptodate
+        let second = Kit.pattern(256, seed: 6)
+        // The first copy of the second write delivers 100 of its 256 bytes: rejected, since
+        // the folio is not wholly uptodate.
+        rig.copies.setRule { offset, _, earlier in offset == 256 && earlier == 0 ? 100 : nil }
+        let bStarted = DispatchSemaphore(value: 0)
+        let bDone = DispatchSemaphore(value: 0)
+        let armed = Mutex(true)
+        let result = Mutex<Result<Int, Errno>?>(nil)
+        rig.hooks.on(.completionBeforeConversion) { _ in
+            guard armed.withLock({ let a = $0; $0 = false; return a }) else { return }
+            Thread {
+                bStarted.signal()
+                let r = Result { () throws(Errno) -> Int in try file.write(second, at: 256) }
+                result.withLock { $0 = r }
+                bDone.signal()
+            }.start()
+            bStarted.wait()
+            // Give B the chance to run inside the window; with the fix it blocks until this
+            // writeback completes, so the wait times out.
+            _ = bDone.wait(timeout: .now() + .milliseconds(300))
+        }
+        let a = Thread { file.writeback() }
+        a.start()
+        bDone.wait()
+        bDone.signal()
+        #expect(try result.withLock { try #require($0) }.get() == 256)
+        try file.fsync()
+        file.dropCaches()
+        #expect(try file.read(count: 512, at: 0) == Kit.overlay(first, second, at: 256))
+        #expect(file.invariantViolations().isEmpty)
     }
 }
