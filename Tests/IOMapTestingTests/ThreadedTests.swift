@@ -16,7 +16,7 @@ struct ThreadedTests {
     func stressConfig(_ entry: Int) -> StressConfig {
         var c = StressConfig(seed: baseSeed() &+ UInt64(entry))
         c.workers = 4
-        c.opsPerWorker = 6000
+        c.opsPerWorker = 12_000
         c.blockSize = Self.stressMatrix[entry].blockSize
         c.maxFolioSize = Self.stressMatrix[entry].maxFolioSize
         return c
