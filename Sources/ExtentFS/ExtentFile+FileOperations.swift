@@ -97,6 +97,26 @@ extension ExtentFile {
         return out
     }
 
+    /// copy_file_range within this file, as the kernel does it without reflink (the checks of
+    /// generic_copy_file_checks, then a splice through the page cache: a read and a buffered
+    /// write). The length is clipped at EOF; a source at or past EOF copies nothing;
+    /// overlapping source and destination ranges are EINVAL. Returns the bytes copied.
+    @discardableResult
+    public func copyFileRange(from source: Int, length: Int, to destination: Int) throws(Errno) -> Int {
+        if source < 0 || destination < 0 || length < 0 { throw .invalidArgument }
+        if source.addingReportingOverflow(length).overflow || destination.addingReportingOverflow(length).overflow {
+            throw .invalidArgument
+        }
+        let size = inode.size
+        let count = source >= size ? 0 : min(length, size - source)
+        if destination + count > source && destination < source + count { throw .invalidArgument }
+        if count == 0 { return 0 }
+        if destination + count > maxFileSize { throw .fileTooLarge }
+        let bytes = try read(count: count, at: source)
+        if bytes.isEmpty { return 0 }
+        return try write(bytes, at: destination)
+    }
+
     // MARK: size changes
 
     /// ftruncate: sets the file size (xfs_setattr_size). Growing zeroes from the old EOF;

@@ -64,6 +64,10 @@ public enum FaultSite: String, CaseIterable, Sendable {
     case readIOError = "read-eio"
     /// A writeback write to the device fails.
     case writebackIOError = "writeback-eio"
+    /// The user buffer cannot be read from some byte on (the rest of it is unmapped): the
+    /// copy stops there for good, and the write returns what it wrote, or EFAULT. The engine
+    /// never asks for this one; a caller passes the faulting offset with the write.
+    case userBufferFault = "efault"
 }
 
 /// What a fault query describes: the site and the operation's position and length.

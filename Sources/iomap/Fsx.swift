@@ -1,0 +1,185 @@
+// `iomap fsx`: fstests' fsx on the engine, with fault injection, fsx-format op logs (record
+// and replay), and on failure the evidence fsx gives plus a minimized log.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+struct Fsx: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fsx",
+        abstract: "Run random fsx operations with injected faults against a model; record or replay fsx op logs.",
+        discussion: """
+            Exit status: 0 when every read, size and invariant matched the model, 1 on a \
+            violation (the evidence and a minimized op log are written to --artifacts), 2 for \
+            bad usage or an unreadable log.
+            """)
+
+    @Option(parsing: .unconditional, help: "Number of operations.") var ops = 100_000
+    @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
+    @Option(parsing: .unconditional, help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
+    @Option(parsing: .unconditional, help: "Largest operation, in bytes.") var maxOpSize = 64 << 10
+    @Option(parsing: .unconditional, help: "Run the whole sequence at this file offset (a multiple of 4096), e.g. 17592186044416 (2^44).")
+    var offsetBase = 0
+    @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
+    @Option(parsing: .unconditional, help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
+    @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
+    @Option(help: "Fault sites: none, all, or a comma-separated list of \(FaultSite.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var faults = "all"
+    @Option(help: "Op classes not to generate, comma-separated (e.g. punch_hole,zero_range).") var disable = ""
+    @Flag(help: "Generate no mapread or mapwrite.") var noMmap = false
+    @Flag(help: "Generate no engine-only events (writeback of a range, reclaim, close_open).") var noEngineEvents = false
+    @Flag(help: "Compare the whole file and check the invariants after every op.") var checkEveryOp = false
+    @Option(help: "Write the op log (fsx format) of the run to this file.") var recordOps: String?
+    @Option(help: "Replay this op log (fsx format) instead of generating ops.") var replayOps: String?
+    @Flag(help: "Skip ops the engine does not support in a replayed log, counting them, instead of failing.")
+    var skipUnsupported = false
+    @Option(help: "Directory for the evidence of a failure (default: iomap-fsx-SEED in the current directory).")
+    var artifacts: String?
+    @Flag(help: "Do not minimize a failing op log.") var noMinimize = false
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func faultSites() throws -> Set<FaultSite> {
+        switch faults {
+        case "all": return Set(FaultSite.allCases)
+        case "none": return []
+        default:
+            return Set(try faults.split(separator: ",").map { name in
+                guard let site = FaultSite(rawValue: String(name)) else {
+                    throw ValidationError("--faults: unknown fault site '\(name)'; sites are \(FaultSite.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return site
+            })
+        }
+    }
+
+    func disabledOps() throws -> Set<FsxOpName> {
+        var out = Set<FsxOpName>()
+        for name in disable.split(separator: ",") {
+            guard let op = FsxOpName(rawValue: String(name)) else {
+                throw ValidationError("--disable: unknown op '\(name)'; ops are \(FsxOpName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            out.insert(op)
+        }
+        if noMmap { out.formUnion([.mapread, .mapwrite]) }
+        return out
+    }
+
+    func config(seed: UInt64) throws -> FsxConfig {
+        var c = FsxConfig(seed: seed)
+        c.ops = ops
+        c.maxFileSize = maxFileSize
+        c.maxOpSize = maxOpSize
+        c.offsetBase = offsetBase
+        c.blockSize = blockSize
+        c.maxFolioSize = maxFolioSize
+        c.policy = policy
+        c.faults = try faultSites()
+        c.disabled = try disabledOps()
+        c.engineEvents = !noEngineEvents
+        c.checkEveryOp = checkEveryOp
+        c.skipUnsupported = skipUnsupported
+        return c
+    }
+
+    func validate() throws {
+        if let p = try config(seed: 0).problem { throw ValidationError(p) }
+    }
+
+    func run() throws {
+        let config = try config(seed: seed ?? UInt64.random(in: 0..<1 << 48))
+        let stderr = FileHandle.standardError
+        func say(_ s: String) { stderr.write(Data((s + "\n").utf8)) }
+        var replay: [FsxEntry]?
+        if let path = replayOps {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("--replay-ops: cannot read '\(path)'")
+            }
+            do {
+                replay = try FsxLog.parse(text)
+            } catch {
+                throw ValidationError("--replay-ops: \(path): \(error)")
+            }
+        }
+        say("iomap fsx: seed \(config.seed), \(replay.map { "replaying \($0.count) entries of \(replayOps!)" } ?? "\(config.ops) ops"), block size \(config.blockSize), folios up to \(config.maxFolioSize), policy \(config.policy.rawValue), faults \(faults), offset base \(config.offsetBase)")
+        let total = replay?.count ?? config.ops
+        let report = runFsx(config, replay: replay) { done in say("  \(done)/\(total) ops") }
+        if let path = recordOps {
+            let header = ["iomap fsx --seed \(config.seed) --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue) --faults \(faults)"]
+            try FsxLog.format(report.entries, header: header).write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        var minimizedCount: Int?
+        var artifactDir: String?
+        if let v = report.violation {
+            let dir = artifacts ?? "iomap-fsx-\(config.seed)"
+            artifactDir = dir
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let header = ["failing run: seed \(config.seed); replay with: iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)"]
+            try FsxLog.format(report.entries, header: header).write(toFile: "\(dir)/failure.fsxops", atomically: true, encoding: .utf8)
+            try Data(report.expectedImage).write(to: URL(fileURLWithPath: "\(dir)/expected.fsxgood"))
+            try Data(report.actualImage).write(to: URL(fileURLWithPath: "\(dir)/actual.fsxbad"))
+            var lines = ["VIOLATION at entry \(v.entryIndex): \(v.what)"]
+            if !v.badBytes.isEmpty {
+                lines.append("OFFSET      GOOD    BAD     RANGE")
+                let first = v.badBytes[0].offset
+                let last = v.badBytes[v.badBytes.count - 1].offset
+                for b in v.badBytes.prefix(16) {
+                    lines.append(String(format: "0x%-9x 0x%02x    0x%02x    0x%x", b.offset, b.good, b.bad, last - first + 1))
+                }
+                let b = v.badBytes[0]
+                let hint = (Int(b.bad) &- (b.offset & 1 == 1 ? Int(fsxOriginalByte(b.offset)) : 0)) & 0xff
+                lines.append("operation# (mod 256) for the bad data may be \(hint)")
+            }
+            lines.append("last operations:")
+            let bad = Set(v.badBytes.map(\.offset))
+            for e in report.entries.suffix(20) { lines.append("  " + fsxLine(e, touching: bad)) }
+            if !noMinimize {
+                say("minimizing the failing log of \(report.entries.count) entries...")
+                let minimized = minimizeFsx(config, report.entries)
+                minimizedCount = minimized.count
+                try FsxLog.format(minimized, header: ["minimized from \(report.entries.count) entries; seed \(config.seed)"])
+                    .write(toFile: "\(dir)/minimized.fsxops", atomically: true, encoding: .utf8)
+                lines.append("minimized op log (\(minimized.count) entries): \(dir)/minimized.fsxops")
+                for e in minimized.prefix(40) { lines.append("  " + fsxLine(e, touching: [])) }
+            }
+            lines.append("seed \(config.seed); replay: iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.offsetBase > 0 ? " --offset-base \(config.offsetBase)" : "")")
+            lines.append("expected image: \(dir)/expected.fsxgood, actual image: \(dir)/actual.fsxbad")
+            say(lines.joined(separator: "\n"))
+        }
+        let opsRun = report.opsByKind.values.reduce(0, +)
+        if json {
+            printJSON([
+                "seed": config.seed, "ops": opsRun, "ops_by_kind": report.opsByKind, "faults_injected": report.faultsInjected,
+                "cleanup_calls": report.cleanupCalls, "result": report.violation == nil ? "pass" : "violation",
+                "first_bad_offset": report.violation?.firstBadOffset ?? NSNull(),
+                "violation": report.violation?.what ?? NSNull(), "violation_entry": report.violation?.entryIndex ?? NSNull(),
+                "skipped_unsupported": report.skippedUnsupported, "minimized_entries": minimizedCount ?? NSNull(),
+                "artifacts": artifactDir ?? NSNull(), "block_size": config.blockSize, "max_folio_size": config.maxFolioSize,
+                "policy": config.policy.rawValue, "offset_base": config.offsetBase, "elapsed_s": report.elapsedSeconds,
+            ])
+        } else {
+            print("seed \(config.seed): \(opsRun) ops, \(report.cleanupCalls) failure cleanups, \(String(format: "%.1f", report.elapsedSeconds)) s, \(report.violation == nil ? "no violation" : "VIOLATION")")
+            print("faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            if !report.skippedUnsupported.isEmpty {
+                print("skipped unsupported: \(report.skippedUnsupported.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            }
+        }
+        if report.violation != nil { throw ExitStatus.violation }
+    }
+}
+
+/// An entry's log line, starred when it touches one of `bad`.
+func fsxLine(_ e: FsxEntry, touching bad: Set<Int>) -> String {
+    var line = FsxLog.format([e]).split(separator: "\n").joined(separator: " ")
+    if case .op(let op) = e, !bad.isEmpty {
+        let ranges: [Range<Int>] =
+            op.name.argumentCount == 4
+            ? [op.offset..<op.offset + op.length, op.destination..<op.destination + op.length]
+            : op.name == .truncate ? [op.newSize..<Int.max] : [op.offset..<op.offset + op.length]
+        if bad.contains(where: { o in ranges.contains { $0.contains(o) } }) { line += " *" }
+    }
+    return line
+}
