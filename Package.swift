@@ -31,8 +31,9 @@ let package = Package(
         .target(name: "PageCache", dependencies: ["IOMapBase"], swiftSettings: strict),
         .target(name: "IOMap", dependencies: ["IOMapBase", "PageCache"], swiftSettings: strict),
         .target(name: "ExtentFS", dependencies: ["IOMapBase", "PageCache", "IOMap"], swiftSettings: strict),
+        .target(name: "CKernelShim", path: "Sources/CKernelShim", publicHeadersPath: "include"),
         .target(
-            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS"],
+            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "CKernelShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "iomap",
@@ -53,6 +54,7 @@ let package = Package(
         .testTarget(
             name: "IOMapTestingTests",
             dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
+            exclude: ["Fixtures"],
             swiftSettings: strict),
     ]
 )

@@ -213,6 +213,13 @@ final class FsxFaultPlan: Sendable {
         var replay: [FsxFault]?
         var fired: [FsxFault] = []
         var counts: [FaultSite: Int] = [:]
+        /// Queries so far in this op, per site (copies as shortCopy) and offset.
+        var queries: [QueryKey: Int] = [:]
+    }
+
+    struct QueryKey: Hashable {
+        var site: FaultSite
+        var offset: Int
     }
 
     let state: Mutex<State>
@@ -229,6 +236,7 @@ final class FsxFaultPlan: Sendable {
         state.withLock {
             $0.replay = replay
             $0.fired = []
+            $0.queries = [:]
         }
     }
 
@@ -261,10 +269,14 @@ final class FsxFaultPlan: Sendable {
         let offset = q.offset - base
         return state.withLock { s -> Int? in
             let isCopy = q.site == .shortCopy
+            let key = QueryKey(site: q.site, offset: offset)
+            let nth = s.queries[key, default: 0]
+            s.queries[key] = nth + 1
             if let replay = s.replay {
                 guard
                     let i = replay.firstIndex(where: {
-                        $0.offset == offset && (isCopy ? ($0.site == .shortCopy || $0.site == .zeroCopy) : $0.site == q.site)
+                        $0.offset == offset && $0.nth == nth
+                            && (isCopy ? ($0.site == .shortCopy || $0.site == .zeroCopy) : $0.site == q.site)
                     })
                 else { return nil }
                 let f = replay[i]
@@ -280,12 +292,12 @@ final class FsxFaultPlan: Sendable {
             var fault: FsxFault?
             if isCopy {
                 if hit(.zeroCopy) {
-                    fault = FsxFault(site: .zeroCopy, offset: offset, value: 0)
+                    fault = FsxFault(site: .zeroCopy, offset: offset, value: 0, nth: nth)
                 } else if q.length > 1 && hit(.shortCopy) {
-                    fault = FsxFault(site: .shortCopy, offset: offset, value: Int.random(in: 1..<q.length, using: &s.random))
+                    fault = FsxFault(site: .shortCopy, offset: offset, value: Int.random(in: 1..<q.length, using: &s.random), nth: nth)
                 }
             } else if hit(q.site) {
-                fault = FsxFault(site: q.site, offset: offset, value: q.site == .writebackIOError ? q.length : 1)
+                fault = FsxFault(site: q.site, offset: offset, value: q.site == .writebackIOError ? q.length : 1, nth: nth)
             }
             guard let fault else { return nil }
             s.fired.append(fault)
@@ -480,6 +492,8 @@ public struct FsxRun {
             op.args[op.name.argumentCount - 1] = model.size
             apply(&op)
             op.faults = plan.end()
+            // A replay keeps the recorded faults; a fault the engine did not ask for again
+            // (ops were taken out before it) simply did not fire.
             if replaying { op.faults = recorded.faults }
             report.entries.append(.op(op))
             if op.closeOpen && report.violation == nil { closeOpen() }

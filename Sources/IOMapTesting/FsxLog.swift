@@ -11,7 +11,7 @@
 //
 // What fsx cannot express lives in comment lines that fsx skips and we read, `#@` then a
 // word: the engine-only events (`#@ writeback OFFSET LENGTH`, `#@ reclaim TARGET`) and the
-// faults that fired during the operation before (`#@ fault SITE OFFSET VALUE`), so that a
+// faults that fired during the operation before (`#@ fault SITE OFFSET VALUE [NTH]`), so that a
 // replay injects exactly the faults the recording saw, and a store through the mapping that
 // landed inside the write before it, between its first copy and its end
 // (`#@ race mapwrite OFFSET LENGTH`): the seed commit's race, single-threaded.
@@ -50,11 +50,15 @@ public struct FsxFault: Sendable, Equatable {
     public var site: FaultSite
     public var offset: Int
     public var value: Int
+    /// Which query of this site at this offset during the op it answered (0 for the first):
+    /// a write retrying at one offset asks again, and only the right answer may fail.
+    public var nth: Int
 
-    public init(site: FaultSite, offset: Int, value: Int) {
+    public init(site: FaultSite, offset: Int, value: Int, nth: Int = 0) {
         self.site = site
         self.offset = offset
         self.value = value
+        self.nth = nth
     }
 }
 
@@ -249,8 +253,8 @@ public enum FsxLog {
                     line: lineNumber,
                     reason: "#@ fault needs a site: \(FaultSite.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let v = try numbers(2, from: 2)
-            return .fault(FsxFault(site: site, offset: v[0], value: v[1]))
+            let v = try numbers(words.count == 5 ? 3 : 2, from: 2)
+            return .fault(FsxFault(site: site, offset: v[0], value: v[1], nth: v.count == 3 ? v[2] : 0))
         default:
             throw FsxLogError(line: lineNumber, reason: "unknown directive '#@ \(words.first ?? "")'")
         }
@@ -270,7 +274,7 @@ public enum FsxLog {
             case .op(let op):
                 lines.append(op.line)
                 for f in op.faults {
-                    lines.append("#@ fault \(f.site.rawValue) 0x\(String(f.offset, radix: 16)) \(f.value)")
+                    lines.append("#@ fault \(f.site.rawValue) 0x\(String(f.offset, radix: 16)) \(f.value)\(f.nth > 0 ? " \(f.nth)" : "")")
                 }
                 if let r = op.race {
                     lines.append("#@ race mapwrite 0x\(String(r.offset, radix: 16)) 0x\(String(r.length, radix: 16))")

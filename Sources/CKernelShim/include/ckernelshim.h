@@ -1,0 +1,58 @@
+// Thin syscall wrappers for the kernel side of the differential tester (IOMapTesting's
+// KernelFile). Every function returns >= 0 on success and -errno on failure, so Swift never
+// has to read the thread-local `errno` (which the Swift runtime may clobber between calls).
+//
+// The header itself needs no feature macros: only fixed-width types cross the boundary.
+// shim.c defines _GNU_SOURCE for SEEK_DATA, SEEK_HOLE, fallocate and copy_file_range,
+// which Swift's Glibc module does not export.
+
+#ifndef CKERNELSHIM_H
+#define CKERNELSHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// fallocate modes, as small codes so Swift need not know the FALLOC_FL_* bits.
+enum {
+    CKS_FALLOC_ALLOCATE = 0,             // mode 0: allocate, extend i_size
+    CKS_FALLOC_ALLOCATE_KEEP_SIZE = 1,   // FALLOC_FL_KEEP_SIZE
+    CKS_FALLOC_PUNCH_HOLE = 2,           // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (required pair)
+    CKS_FALLOC_ZERO_RANGE = 3,           // FALLOC_FL_ZERO_RANGE
+    CKS_FALLOC_ZERO_RANGE_KEEP_SIZE = 4, // FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
+};
+
+/// Opens `path` O_RDWR|O_CREAT|O_TRUNC|O_CLOEXEC, mode 0644. Returns the fd.
+int cks_open(const char *path);
+int cks_close(int fd);
+
+/// pwrite until all `count` bytes are written. Returns the bytes written (short only if an
+/// error stopped a partly done write), or -errno if nothing was written.
+int64_t cks_pwrite(int fd, const void *buf, size_t count, int64_t offset);
+/// pread until `count` bytes or EOF. Returns the bytes read (short at EOF), or -errno.
+int64_t cks_pread(int fd, void *buf, size_t count, int64_t offset);
+
+int cks_ftruncate(int fd, int64_t length);
+/// `mode` is one of the CKS_FALLOC_* codes; an unknown code is -EINVAL.
+int cks_fallocate(int fd, int mode, int64_t offset, int64_t length);
+/// copy_file_range from `src` to `dst` within `fd`, with `length` first clamped to the
+/// source's current EOF, looping until that many bytes are copied or a call copies 0.
+/// Returns the bytes copied, or -errno if nothing was copied.
+int64_t cks_copy_range(int fd, int64_t src, int64_t dst, int64_t length);
+
+int64_t cks_seek_data(int fd, int64_t offset);
+int64_t cks_seek_hole(int fd, int64_t offset);
+int cks_fsync(int fd);
+/// The file size from fstat.
+int64_t cks_size(int fd);
+/// posix_fadvise(POSIX_FADV_DONTNEED) over the whole file: drops clean page-cache pages.
+int cks_drop_cache(int fd);
+/// statfs f_type of the file system holding `fd`, stored in `*type`.
+int cks_fs_type(int fd, uint64_t *type);
+
+/// Stores `count` bytes at `offset` through a MAP_SHARED mapping, then msync(MS_SYNC).
+/// A range reaching past the page holding EOF would raise SIGBUS; it is -EFAULT instead.
+int cks_mapped_store(int fd, const void *buf, size_t count, int64_t offset);
+/// Loads `count` bytes at `offset` through a MAP_SHARED mapping; same SIGBUS rule.
+int cks_mapped_load(int fd, void *buf, size_t count, int64_t offset);
+
+#endif
