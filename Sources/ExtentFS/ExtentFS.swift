@@ -20,12 +20,18 @@ public struct ExtentFSConfig: Sendable {
     public var eofRounding: EOFRounding = .blockEnd
     /// Page-cache memory limit per file in bytes (0: none).
     public var memoryLimit: Int = 0
+    /// Deliberately wrong, and only for showing that the differential tester has teeth: a
+    /// truncate down skips zeroing the rest of the block holding the new EOF, so stale bytes
+    /// come back when the file grows again.
+    public var canarySkipEOFZeroing = false
     public var environment: IOMapEnvironment = .live
 
     public init(
         blockSize: Int = 4096, maxFolioSize: Int = 2 << 20, cleanupPolicy: CleanupPolicy = .preserveDirty,
-        eofRounding: EOFRounding = .blockEnd, memoryLimit: Int = 0, environment: IOMapEnvironment = .live
+        eofRounding: EOFRounding = .blockEnd, memoryLimit: Int = 0, canarySkipEOFZeroing: Bool = false,
+        environment: IOMapEnvironment = .live
     ) {
+        self.canarySkipEOFZeroing = canarySkipEOFZeroing
         self.blockSize = blockSize
         self.maxFolioSize = maxFolioSize
         self.cleanupPolicy = cleanupPolicy

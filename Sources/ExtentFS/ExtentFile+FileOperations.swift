@@ -137,7 +137,7 @@ extension ExtentFile {
             inode.setSize(newSize)
             pagecacheIsizeExtended(inode, from: oldSize, to: newSize)
         } else if newSize < oldSize {
-            try iomapTruncatePage(inode, pos: newSize, ops: self)
+            if !fs.config.canarySkipEOFZeroing { try iomapTruncatePage(inode, pos: newSize, ops: self) }
             inode.setSize(newSize)
             inode.mapping.truncatePages(ByteRange(newSize, maxFileSize))
             freeBlocks(fromBlock: geometry.blocksCovering(newSize), toBlock: geometry.blocksCovering(maxFileSize))

@@ -35,10 +35,15 @@ public struct FsxConfig: Sendable {
     public var disabled: Set<FsxOpName> = []
     /// Generate the engine-only events: writeback of a range, reclaim, close_open.
     public var engineEvents = true
+    /// Make stores through the mapping land inside a third of the writes (`#@ race`); the
+    /// differential tester turns this off, since the kernel side cannot do it.
+    public var races = true
     /// Compare the whole file and check the invariants after every op (else every 100).
     public var checkEveryOp = false
     /// With a replayed log: count and skip ops the engine does not support instead of failing.
     public var skipUnsupported = false
+    /// A deliberately wrong engine, for the differential tester's canary (see ExtentFSConfig).
+    public var canarySkipEOFZeroing = false
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -66,6 +71,34 @@ public struct FsxConfig: Sendable {
     /// The engine's largest file size (2^52).
     public static var maxFileSizeLimit: Int { IOMapBase.maxFileSize }
     var maxFileSizeLimit: Int { Self.maxFileSizeLimit }
+}
+
+/// What an op returned: bytes read, a count, plain success, an errno, or nothing (not run).
+public enum FsxOutcome: Sendable, Equatable, CustomStringConvertible {
+    case bytes([UInt8])
+    case count(Int)
+    case done
+    case error(Errno)
+    case skipped
+
+    public init<T>(_ result: Result<T, Errno>) {
+        switch result {
+        case .failure(let e): self = .error(e)
+        case .success(let v as [UInt8]): self = .bytes(v)
+        case .success(let v as Int): self = .count(v)
+        case .success: self = .done
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .bytes(let b): return "\(b.count) bytes"
+        case .count(let n): return "\(n)"
+        case .done: return "ok"
+        case .error(let e): return e.symbolicName
+        case .skipped: return "not run"
+        }
+    }
 }
 
 /// A byte the model and the engine disagree on.
@@ -360,7 +393,10 @@ public struct FsxRun {
     /// A writeback I/O error fired and no fsync has reported it yet.
     var writebackErrorPending = false
     public private(set) var report: FsxReport
-    var opNumber = 0
+    /// The number of the last op run (fsx's testcalls): the stamp of the data it wrote.
+    public private(set) var opNumber = 0
+    /// What the last op returned, for the differential tester.
+    public private(set) var lastOutcome: FsxOutcome?
 
     public init(_ config: FsxConfig) {
         self.config = config
@@ -373,7 +409,7 @@ public struct FsxRun {
             memoryBytes: 4 * config.maxFileSize + (64 << 20),
             config: ExtentFSConfig(
                 blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, cleanupPolicy: config.policy,
-                eofRounding: config.eofRounding, environment: env))
+                eofRounding: config.eofRounding, canarySkipEOFZeroing: config.canarySkipEOFZeroing, environment: env))
         let newFile = fs.createFile()
         file = newFile
         let base = config.offsetBase
@@ -429,7 +465,7 @@ public struct FsxRun {
             op = FsxOp(name, [o, l, size])
             // The seed commit's race, single-threaded: a store through the mapping lands
             // inside a third of the writes, ahead of its cursor.
-            if name == .write && config.engineEvents && Int.random(in: 0..<3, using: &rng) == 0 {
+            if name == .write && config.engineEvents && config.races && Int.random(in: 0..<3, using: &rng) == 0 {
                 op.raceRequest = (Double.random(in: 0..<1, using: &rng), Int.random(in: 1...64, using: &rng))
             }
         case .truncate:
@@ -525,9 +561,11 @@ public struct FsxRun {
     mutating func apply(_ op: inout FsxOp) {
         let n = opNumber
         let what = "op \(n) (\(op.line))"
+        lastOutcome = .skipped
         switch op.name {
         case .read, .read_dontcache:
             let result = Result { () throws(Errno) -> [UInt8] in try file.read(count: op.length, at: base + op.offset) }
+            lastOutcome = FsxOutcome(result)
             let injected = plan.end().contains { $0.site == .readIOError }
             switch result {
             case .failure(let e):
@@ -554,6 +592,7 @@ public struct FsxRun {
             let result = Result { () throws(Errno) -> Int in
                 try file.write(data, at: base + op.offset, faultOffset: faultOffset.map { $0 - op.offset })
             }
+            lastOutcome = FsxOutcome(result)
             let landed = raceBox.state.withLock { s in
                 let l = s.landed
                 s.request = nil
@@ -585,6 +624,7 @@ public struct FsxRun {
             let result = FaultInjector.exempting {
                 Result { () throws(Errno) -> [UInt8] in try file.mappedLoad(count: count, at: base + op.offset) }
             }
+            lastOutcome = FsxOutcome(result)
             switch result {
             case .failure(let e): fail("\(what): mapped load failed with \(e.symbolicName)")
             case .success(let got):
@@ -602,12 +642,14 @@ public struct FsxRun {
                     _ = file.writeback(ByteRange(start: base + op.offset, length: op.length))
                 }
             }
+            lastOutcome = FsxOutcome(result)
             if case .failure(let e) = result { return fail("\(what): mapped write failed with \(e.symbolicName)") }
             if end > model.size { model.truncate(to: end) }
             model.store(data[...], at: op.offset)
             checkEOFPage(what)
         case .truncate:
             let result = FaultInjector.exempting { Result { () throws(Errno) in try file.truncate(to: base + op.newSize) } }
+            lastOutcome = FsxOutcome(result)
             if case .failure(let e) = result { return fail("\(what): truncate failed with \(e.symbolicName)") }
             model.truncate(to: op.newSize)
         case .fallocate, .punch_hole, .zero_range:
@@ -620,6 +662,7 @@ public struct FsxRun {
                     }
                 }
             }
+            lastOutcome = FsxOutcome(result)
             if case .failure(let e) = result { return fail("\(what): \(op.name.rawValue) failed with \(e.symbolicName)") }
             if op.name != .fallocate { model.zero(offset: op.offset, length: op.length) }
             if op.name != .punch_hole && !op.keepSize && op.offset + op.length > model.size {
@@ -632,6 +675,7 @@ public struct FsxRun {
             let result = FaultInjector.exempting {
                 Result { () throws(Errno) -> Int in try file.copyFileRange(from: base + src, length: len, to: base + dst) }
             }
+            lastOutcome = FsxOutcome(result)
             switch result {
             case .failure(let e):
                 if !(overlap && e == .invalidArgument) { fail("\(what): copy_range failed with \(e.symbolicName)") }
@@ -641,6 +685,7 @@ public struct FsxRun {
             }
         case .fsync:
             let result = Result { () throws(Errno) in try file.fsync() }
+            lastOutcome = FsxOutcome(result)
             noteWritebackFaults(plan.end())
             if case .failure(let e) = result {
                 if !(e == .ioError && writebackErrorPending) { fail("\(what): fsync failed with \(e.symbolicName)") }

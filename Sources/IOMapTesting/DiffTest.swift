@@ -1,0 +1,201 @@
+// Counterpart: none in the kernel tree: the running Linux kernel as the oracle. The same fsx
+// operations with the same data go to the engine (in-process, through `FsxRun`, which also
+// checks the model) and, through syscalls, to a real file (`KernelFile`); after every op
+// the bytes or count returned, the errno, the file size and the bytes of the EOF page past
+// EOF must agree, and at the end the whole content. SEEK_DATA/SEEK_HOLE answers at probe
+// offsets are compared only against XFS, whose semantics we implement (other file systems
+// answer differently and legally: docs/DIFFERENCES-FROM-LINUX.md, "SEEK_DATA and SEEK_HOLE").
+
+import ExtentFS
+import IOMap
+import IOMapBase
+import PageCache
+
+/// How a differential run is set up.
+public struct DiffConfig: Sendable {
+    public var seed: UInt64
+    public var ops = 20_000
+    public var maxFileSize = 256 << 10
+    public var maxOpSize = 64 << 10
+    public var blockSize = 4096
+    public var maxFolioSize = 64 << 10
+    public var disabled: Set<FsxOpName> = []
+    /// Compare SEEK_DATA/SEEK_HOLE answers (only meaningful on XFS).
+    public var compareSeek = false
+    /// Run the deliberately wrong engine (ExtentFSConfig.canarySkipEOFZeroing).
+    public var canary = false
+
+    public init(seed: UInt64) { self.seed = seed }
+
+    var fsxConfig: FsxConfig {
+        var c = FsxConfig(seed: seed)
+        c.ops = ops
+        c.maxFileSize = maxFileSize
+        c.maxOpSize = maxOpSize
+        c.blockSize = blockSize
+        c.maxFolioSize = maxFolioSize
+        c.disabled = disabled
+        c.faults = []
+        c.races = false
+        c.canarySkipEOFZeroing = canary
+        return c
+    }
+}
+
+/// The first place the engine and the kernel disagreed.
+public struct DiffMismatch: Sendable, CustomStringConvertible {
+    /// The 1-based index of the entry in the sequence.
+    public var opIndex: Int
+    public var op: String
+    /// What differed: result, size, eof_page, seek_data, seek_hole, content, model.
+    public var field: String
+    public var engine: String
+    public var kernel: String
+
+    public var description: String { "entry \(opIndex) (\(op)): \(field): engine \(engine), kernel \(kernel)" }
+}
+
+/// What a differential run found.
+public struct DiffReport: Sendable {
+    public var entries = 0
+    public var ops = 0
+    public var compared = 0
+    public var mismatches = 0
+    public var seekProbes = 0
+    public var firstMismatch: DiffMismatch?
+    public var dirFSType = ""
+    public var elapsedSeconds = 0.0
+    /// The entries run, as a log can record them.
+    public var log: [FsxEntry] = []
+}
+
+/// Runs the sequence (generated from the seed, or `replay`) on the engine and on a new file
+/// in `directory`, comparing after every entry.
+public func runDiffTest(_ config: DiffConfig, replay: [FsxEntry]? = nil, directory: String) throws(Errno) -> DiffReport {
+    let start = ContinuousClock.now
+    let kernel = try KernelFile(directory: directory, name: "iomap-difftest-\(config.seed)")
+    var engine = FsxRun(config.fsxConfig)
+    var report = DiffReport()
+    report.dirFSType = kernel.fileSystemType
+    var rng = SeededRandom(seed: config.seed ^ 0x5EE4)
+
+    func mismatch(_ index: Int, _ entry: FsxEntry, _ field: String, _ e: String, _ k: String) {
+        report.mismatches += 1
+        if report.firstMismatch == nil {
+            report.firstMismatch = DiffMismatch(opIndex: index, op: fsxEntryLine(entry), field: field, engine: e, kernel: k)
+        }
+    }
+
+    let total = replay?.count ?? config.ops
+    for i in 0..<total {
+        var entry = replay?[i] ?? engine.generate()
+        // A store landing inside a write cannot be made on the kernel side.
+        if case .op(var op) = entry, op.race != nil {
+            op.race = nil
+            entry = .op(op)
+        }
+        let before = engine.opNumber
+        let ok = engine.run(entry, replaying: replay != nil)
+        let index = i + 1
+        report.entries = index
+        if !ok {
+            let why = engine.report.violation?.what ?? "stopped"
+            mismatch(index, entry, "model", why, "-")
+            break
+        }
+        guard case .op(let op) = entry, !op.skip else { continue }
+        report.ops += 1
+        let n = engine.opNumber
+        precondition(n == before + 1, "the engine ran no op for \(op.line)")
+        let k = kernelApply(op, number: n, kernel)
+        report.compared += 1
+        let e = engine.lastOutcome ?? .skipped
+        if e != k { mismatch(index, entry, "result", e.description, k.description) }
+        let engineSize = engine.file.size
+        if engineSize != kernel.size { mismatch(index, entry, "size", String(engineSize), String(kernel.size)) }
+        // The EOF page past EOF, as a mapping shows it: zeroes on both sides.
+        let size = kernel.size
+        if size % pageSize != 0 && engineSize == size {
+            let tail = roundUp(size, pageSize) - size
+            let et = FsxOutcome(FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.mappedLoad(count: tail, at: size) } })
+            let kt = FsxOutcome(kernel.mappedLoad(count: tail, at: size))
+            if et != kt { mismatch(index, entry, "eof_page", describeBytes(et), describeBytes(kt)) }
+        }
+        if config.compareSeek {
+            var probes = [0, op.offset, max(0, size - 1), size]
+            if size > 0 { probes.append(Int.random(in: 0..<size, using: &rng)) }
+            for p in probes {
+                report.seekProbes += 1
+                let ed = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekData(from: p) })
+                let kd = FsxOutcome(kernel.seekData(from: p))
+                if ed != kd { mismatch(index, entry, "seek_data(\(p))", ed.description, kd.description) }
+                let eh = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekHole(from: p) })
+                let kh = FsxOutcome(kernel.seekHole(from: p))
+                if eh != kh { mismatch(index, entry, "seek_hole(\(p))", eh.description, kh.description) }
+            }
+        }
+        if report.mismatches > 0 { break }
+    }
+    if report.mismatches == 0 {
+        let size = kernel.size
+        let e = FsxOutcome(FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.read(count: size + pageSize, at: 0) } })
+        let k = FsxOutcome(kernel.read(count: size + pageSize, at: 0))
+        report.compared += 1
+        if e != k {
+            var detail = ("\(e)", "\(k)")
+            if case .bytes(let eb) = e, case .bytes(let kb) = k, let i = firstDifference(eb, kb) {
+                detail = ("byte \(i) is \(i < eb.count ? String(eb[i]) : "EOF")", "byte \(i) is \(i < kb.count ? String(kb[i]) : "EOF")")
+            }
+            mismatch(report.entries, .op(FsxOp(.read, [0, size, size])), "content", detail.0, detail.1)
+        }
+    }
+    report.log = engine.report.entries
+    report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
+    return report
+}
+
+func describeBytes(_ o: FsxOutcome) -> String {
+    if case .bytes(let b) = o, let i = b.firstIndex(where: { $0 != 0 }) { return "\(b.count) bytes, byte \(i) is \(b[i])" }
+    return o.description
+}
+
+func fsxEntryLine(_ e: FsxEntry) -> String {
+    FsxLog.format([e]).split(separator: "\n").joined(separator: " ")
+}
+
+/// Applies one fsx op to the real file, with fsx's semantics (ltp/fsx.c): mapread is cut
+/// at EOF and skipped on an empty file; mapwrite grows the file with ftruncate first and
+/// syncs the stored range; close_open writes back and drops the cache.
+func kernelApply(_ op: FsxOp, number n: Int, _ k: KernelFile) -> FsxOutcome {
+    let outcome: FsxOutcome
+    switch op.name {
+    case .read, .read_dontcache:
+        outcome = FsxOutcome(k.read(count: op.length, at: op.offset))
+    case .write, .write_dontcache:
+        outcome = FsxOutcome(k.write(fsxData(op: n, offset: op.offset, count: op.length), at: op.offset))
+    case .mapread:
+        let size = k.size
+        guard size > 0, op.offset < size else { return .skipped }
+        outcome = FsxOutcome(k.mappedLoad(count: min(op.length, size - op.offset), at: op.offset))
+    case .mapwrite:
+        let end = op.offset + op.length
+        if end > k.size, case .failure(let e) = k.truncate(to: end) { return .error(e) }
+        outcome = FsxOutcome(k.mappedStore(fsxData(op: n, offset: op.offset, count: op.length), at: op.offset))
+    case .truncate:
+        outcome = FsxOutcome(k.truncate(to: op.newSize))
+    case .fallocate:
+        outcome = FsxOutcome(k.fallocate(offset: op.offset, length: op.length, mode: .allocate(keepSize: op.keepSize)))
+    case .punch_hole:
+        outcome = FsxOutcome(k.fallocate(offset: op.offset, length: op.length, mode: .punchHole))
+    case .zero_range:
+        outcome = FsxOutcome(k.fallocate(offset: op.offset, length: op.length, mode: .zeroRange(keepSize: op.keepSize)))
+    case .copy_range:
+        outcome = FsxOutcome(k.copyRange(from: op.offset, length: op.length, to: op.destination))
+    case .fsync:
+        outcome = FsxOutcome(k.fsync())
+    default:
+        return .error(.notSupported)
+    }
+    if op.closeOpen { _ = k.dropCache() }
+    return outcome
+}

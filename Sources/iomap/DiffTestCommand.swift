@@ -1,0 +1,125 @@
+// `iomap difftest`: the same fsx operations on the engine and, through syscalls, on a real
+// file; the running kernel judges every byte, size and errno.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+struct DiffTestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "difftest",
+        abstract: "Apply the same fsx operations to the engine and to a real file; compare results, errnos, sizes and content.",
+        discussion: """
+            Exit status: 0 when everything agreed, 1 on any mismatch (the first is named with \
+            its op index), 2 for bad usage. SEEK_DATA/SEEK_HOLE answers are compared only on \
+            XFS (--seek-oracle xfs mounts a loop XFS image; it needs root and loop devices).
+            """)
+
+    @Option(parsing: .unconditional, help: "Number of operations.") var ops = 20_000
+    @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
+    @Option(help: "Replay this op log (fsx format) instead of generating ops.") var replayOps: String?
+    @Option(help: "Directory for the kernel-side file (default: a new temporary directory).") var dir: String?
+    @Option(help: "Where SEEK_DATA/SEEK_HOLE answers come from: xfs (a loop-mounted XFS image) or none.")
+    var seekOracle = "none"
+    @Option(parsing: .unconditional, help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
+    @Option(parsing: .unconditional, help: "Largest operation, in bytes.") var maxOpSize = 64 << 10
+    @Option(parsing: .unconditional, help: "Engine block size: 512, 1024, 2048 or 4096.") var blockSize = 4096
+    @Option(parsing: .unconditional, help: "Engine's largest folio, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
+    @Flag(help: "Generate no mapread or mapwrite.") var noMmap = false
+    @Flag(help: "Run a deliberately wrong engine (truncate down skips zeroing the EOF block) to show the comparison has teeth.")
+    var canary = false
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
+        guard ["xfs", "none"].contains(seekOracle) else { throw ValidationError("--seek-oracle must be xfs or none, got '\(seekOracle)'") }
+        var c = FsxConfig(seed: 0)
+        c.maxFileSize = maxFileSize
+        c.maxOpSize = maxOpSize
+        c.blockSize = blockSize
+        c.maxFolioSize = maxFolioSize
+        if let p = c.problem { throw ValidationError(p) }
+        if let dir, !FileManager.default.fileExists(atPath: dir) { throw ValidationError("--dir: '\(dir)' does not exist") }
+    }
+
+    func run() throws {
+        var config = DiffConfig(seed: seed ?? UInt64.random(in: 0..<1 << 48))
+        config.ops = ops
+        config.maxFileSize = maxFileSize
+        config.maxOpSize = maxOpSize
+        config.blockSize = blockSize
+        config.maxFolioSize = maxFolioSize
+        config.canary = canary
+        if noMmap { config.disabled = [.mapread, .mapwrite] }
+        let stderr = FileHandle.standardError
+        func say(_ s: String) { stderr.write(Data((s + "\n").utf8)) }
+        var replay: [FsxEntry]?
+        if let path = replayOps {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("--replay-ops: cannot read '\(path)'")
+            }
+            do { replay = try FsxLog.parse(text) } catch { throw ValidationError("--replay-ops: \(path): \(error)") }
+        }
+        var directory = dir
+        var mount: XFSLoopMount?
+        var temporary: String?
+        var seekNote: String?
+        if seekOracle == "xfs" {
+            do {
+                mount = try XFSLoopMount.make()
+                directory = mount!.mountPoint
+            } catch {
+                seekNote = "SEEK_DATA/SEEK_HOLE comparison SKIPPED: \(error)"
+                say("*** \(seekNote!) ***")
+            }
+        }
+        if directory == nil {
+            let t = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-difftest-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: t, withIntermediateDirectories: true)
+            temporary = t
+            directory = t
+        }
+        defer {
+            if let temporary { try? FileManager.default.removeItem(atPath: temporary) }
+            if let mount { for p in mount.unmount() { say("cleanup: \(p)") } }
+        }
+        let report: DiffReport
+        do {
+            // SEEK answers are XFS's to give; elsewhere they legally differ.
+            let fstype = try KernelFile(directory: directory!, name: ".iomap-probe").fileSystemType
+            try? FileManager.default.removeItem(atPath: directory! + "/.iomap-probe")
+            config.compareSeek = fstype == "xfs"
+            if !config.compareSeek && seekNote == nil {
+                seekNote = "SEEK_DATA/SEEK_HOLE not compared: \(directory!) is \(fstype), not xfs (use --seek-oracle xfs)"
+                say(seekNote!)
+            }
+            say("iomap difftest: seed \(config.seed), \(replay.map { "replaying \($0.count) entries" } ?? "\(config.ops) ops") in \(directory!) (\(fstype))\(canary ? ", CANARY engine" : "")")
+            report = try runDiffTest(config, replay: replay, directory: directory!)
+            try? FileManager.default.removeItem(atPath: directory! + "/iomap-difftest-\(config.seed)")
+        } catch {
+            throw ValidationError("cannot create a file in \(directory!): \(error.symbolicName)")
+        }
+        if json {
+            var first: Any = NSNull()
+            if let m = report.firstMismatch {
+                first = ["op_index": m.opIndex, "op": m.op, "field": m.field, "engine": m.engine, "kernel": m.kernel]
+            }
+            printJSON([
+                "ops": report.ops, "entries": report.entries, "seed": config.seed, "dir_fstype": report.dirFSType,
+                "compared": report.compared, "mismatches": report.mismatches, "first_mismatch": first,
+                "seek_compared": config.compareSeek, "seek_probes": report.seekProbes, "canary": canary,
+                "seek_note": seekNote ?? NSNull(), "elapsed_s": report.elapsedSeconds,
+            ])
+        } else {
+            print("seed \(config.seed): \(report.ops) ops on \(report.dirFSType), \(report.compared) comparisons, \(report.seekProbes) seek probes, \(report.mismatches) mismatches, \(String(format: "%.1f", report.elapsedSeconds)) s")
+        }
+        if let m = report.firstMismatch {
+            say("MISMATCH at op index \(m.opIndex): \(m)")
+            say("run again: iomap difftest --seed \(config.seed) --ops \(ops)\(replayOps.map { " --replay-ops \($0)" } ?? "")\(canary ? " --canary" : "")\(seekOracle == "xfs" ? " --seek-oracle xfs" : "")")
+            throw ExitStatus.violation
+        }
+    }
+}
