@@ -1,0 +1,55 @@
+// `iomap difftest`'s engine: the running kernel as the oracle for every result, errno, size
+// and byte, on a file in a temporary directory; and its canary, a deliberately wrong engine.
+
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+import Testing
+
+/// A new temporary directory, removed by `body`'s end.
+func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-difftest-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    return try body(dir)
+}
+
+@Suite("Differential test against the kernel")
+struct DiffTestTests {
+    @Test("random fsx ops, mapread and mapwrite included, agree with the kernel op by op", arguments: 0..<3)
+    func agrees(entry: Int) throws {
+        var config = DiffConfig(seed: baseSeed() &+ UInt64(entry))
+        config.ops = 6000
+        config.blockSize = [4096, 1024, 512][entry]
+        print("difftest: seed \(config.seed), \(config.ops) ops, block size \(config.blockSize)")
+        let r = try withTemporaryDirectory { try runDiffTest(config, directory: $0) }
+        #expect(r.mismatches == 0, "\(r.firstMismatch.map(String.init(describing:)) ?? "")")
+        #expect(r.compared > 5000)
+        #expect(r.log.contains { if case .op(let op) = $0 { op.name == .mapwrite } else { false } })
+    }
+
+    @Test("the log fstests' fsx recorded on XFS replays with no mismatch")
+    func sampleLog() throws {
+        let entries = try FsxLog.parse(try fsxSampleLog())
+        let r = try withTemporaryDirectory { try runDiffTest(DiffConfig(seed: 1), replay: entries, directory: $0) }
+        #expect(r.mismatches == 0, "\(r.firstMismatch.map(String.init(describing:)) ?? "")")
+        #expect(r.ops == 2000 - 734)
+    }
+
+    @Test("canary: an engine that skips zeroing the EOF block on truncate down is caught, with the op index")
+    func canary() throws {
+        var config = DiffConfig(seed: 1)
+        config.ops = 5000
+        config.canary = true
+        let bad = try withTemporaryDirectory { try runDiffTest(config, directory: $0) }
+        let m = try #require(bad.firstMismatch)
+        #expect(m.opIndex > 0 && m.opIndex <= bad.entries)
+        // A truncate down came before it.
+        #expect(bad.log.prefix(m.opIndex).contains { if case .op(let op) = $0 { op.name == .truncate && op.newSize < op.sizeBefore } else { false } })
+        config.canary = false
+        let good = try withTemporaryDirectory { try runDiffTest(config, directory: $0) }
+        #expect(good.mismatches == 0, "\(good.firstMismatch.map(String.init(describing:)) ?? "")")
+    }
+}
