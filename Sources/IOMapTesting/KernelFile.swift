@@ -192,9 +192,11 @@ public struct XFSLoopMount: Sendable {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: imagePath))
             try handle.truncate(atOffset: UInt64(sizeBytes))  // sparse: costs no space yet
             try handle.close()
-            let mkfsRun = run(mkfs, ["-q", "-f", imagePath])
+            // No reflink: copy_file_range would share extents (keeping unwritten ones unwritten)
+            // where the engine, without reflink, copies through the page cache as XFS then does.
+            let mkfsRun = run(mkfs, ["-q", "-f", "-m", "reflink=0", imagePath])
             guard mkfsRun.status == 0 else {
-                throw KernelSetupError("mkfs.xfs -q -f \(imagePath) failed (\(mkfsRun.status)): \(mkfsRun.output)")
+                throw KernelSetupError("mkfs.xfs -q -f -m reflink=0 \(imagePath) failed (\(mkfsRun.status)): \(mkfsRun.output)")
             }
             let mountRun = run(mountTool, ["-o", "loop", imagePath, mountPoint])
             guard mountRun.status == 0 else {

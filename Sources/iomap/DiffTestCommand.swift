@@ -31,6 +31,7 @@ struct DiffTestCommand: ParsableCommand {
     @Flag(help: "Generate no mapread or mapwrite.") var noMmap = false
     @Flag(help: "Run a deliberately wrong engine (truncate down skips zeroing the EOF block) to show the comparison has teeth.")
     var canary = false
+    @Flag(help: "Keep the kernel-side file (and, with --dir, leave it there) for inspection.") var keep = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -98,7 +99,7 @@ struct DiffTestCommand: ParsableCommand {
             }
             say("iomap difftest: seed \(config.seed), \(replay.map { "replaying \($0.count) entries" } ?? "\(config.ops) ops") in \(directory!) (\(fstype))\(canary ? ", CANARY engine" : "")")
             report = try runDiffTest(config, replay: replay, directory: directory!)
-            try? FileManager.default.removeItem(atPath: directory! + "/iomap-difftest-\(config.seed)")
+            if !keep { try? FileManager.default.removeItem(atPath: directory! + "/iomap-difftest-\(config.seed)") }
         } catch {
             throw ValidationError("cannot create a file in \(directory!): \(error.symbolicName)")
         }
@@ -118,6 +119,8 @@ struct DiffTestCommand: ParsableCommand {
         }
         if let m = report.firstMismatch {
             say("MISMATCH at op index \(m.opIndex): \(m)")
+            say("last entries:\n" + report.log.suffix(8).map { "  " + FsxLog.format([$0]).split(separator: "\n").joined(separator: " ") }.joined(separator: "\n"))
+            say("engine extents (file blocks of \(blockSize) bytes): " + report.engineExtents.map { "[\($0.startBlock)+\($0.blockCount) \($0.state)]" }.joined(separator: " "))
             say("run again: iomap difftest --seed \(config.seed) --ops \(ops)\(replayOps.map { " --replay-ops \($0)" } ?? "")\(canary ? " --canary" : "")\(seekOracle == "xfs" ? " --seek-oracle xfs" : "")")
             throw ExitStatus.violation
         }
