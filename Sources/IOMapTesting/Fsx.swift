@@ -169,6 +169,8 @@ struct FsxModel {
     mutating func write(_ data: ArraySlice<UInt8>, at offset: Int) {
         guard !data.isEmpty else { return }
         ensure(offset + data.count)
+        // A write past EOF zeroes the gap first.
+        if offset > size { for i in size..<offset { unknown[i] = false } }
         bytes.replaceSubrange(offset..<offset + data.count, with: data)
         for i in offset..<offset + data.count { unknown[i] = false }
         size = max(size, offset + data.count)
@@ -182,6 +184,11 @@ struct FsxModel {
     }
 
     mutating func truncate(to newSize: Int) {
+        if newSize > size {
+            // Growing zeroes what lies between the old and the new EOF.
+            ensure(newSize)
+            for i in size..<newSize { unknown[i] = false }
+        }
         if newSize < size {
             for i in newSize..<min(size, bytes.count) {
                 bytes[i] = 0
@@ -210,10 +217,13 @@ struct FsxModel {
         for (i, u) in flags.enumerated() where u { unknown[dst + i] = true }
     }
 
+    /// Marks bytes indeterminate, past EOF too: a failed writeback of the block holding EOF
+    /// leaves the disk's stale bytes past EOF in place, and a later fault shows them in the
+    /// EOF page, in Linux as here.
     mutating func markUnknown(offset: Int, length: Int) {
-        let end = min(offset + length, size)
-        guard end > offset else { return }
-        for i in offset..<end { unknown[i] = true }
+        guard length > 0 else { return }
+        ensure(offset + length)
+        for i in offset..<offset + length { unknown[i] = true }
     }
 
     func read(offset: Int, count: Int) -> ArraySlice<UInt8> {
@@ -229,7 +239,7 @@ struct FsxModel {
         for (i, b) in got.enumerated() {
             let o = offset + i
             let want: UInt8 = o < size ? bytes[o] : 0
-            if b != want && !(o < size && unknown[o]) {
+            if b != want && !(o < unknown.count && unknown[o]) {
                 out.append(FsxBadByte(offset: o, good: want, bad: b))
                 if out.count >= limit { break }
             }
@@ -704,7 +714,9 @@ public struct FsxRun {
         let tail = FaultInjector.exempting {
             Result { () throws(Errno) -> [UInt8] in try file.mappedLoad(count: pageEnd - size, at: base + size) }
         }
-        if case .success(let bytes) = tail, let i = bytes.firstIndex(where: { $0 != 0 }) {
+        if case .success(let bytes) = tail,
+            let i = bytes.indices.first(where: { bytes[$0] != 0 && !(size + $0 < model.unknown.count && model.unknown[size + $0]) })
+        {
             fail(
                 "\(what): byte \(size + i) of the EOF page, past EOF, reads \(bytes[i]) through the mapping, not 0",
                 bad: [FsxBadByte(offset: size + i, good: 0, bad: bytes[i])])
