@@ -55,15 +55,7 @@ struct DiffTestCommand: ParsableCommand {
         config.maxFolioSize = maxFolioSize
         config.canary = canary
         if noMmap { config.disabled = [.mapread, .mapwrite] }
-        let stderr = FileHandle.standardError
-        func say(_ s: String) { stderr.write(Data((s + "\n").utf8)) }
-        var replay: [FsxEntry]?
-        if let path = replayOps {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ValidationError("--replay-ops: cannot read '\(path)'")
-            }
-            do { replay = try FsxLog.parse(text) } catch { throw ValidationError("--replay-ops: \(path): \(error)") }
-        }
+        let replay = try replayOps.map(readFsxLog)
         var directory = dir
         var mount: XFSLoopMount?
         var temporary: String?

@@ -91,19 +91,7 @@ struct Fsx: ParsableCommand {
 
     func run() throws {
         let config = try config(seed: seed ?? UInt64.random(in: 0..<1 << 48))
-        let stderr = FileHandle.standardError
-        func say(_ s: String) { stderr.write(Data((s + "\n").utf8)) }
-        var replay: [FsxEntry]?
-        if let path = replayOps {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ValidationError("--replay-ops: cannot read '\(path)'")
-            }
-            do {
-                replay = try FsxLog.parse(text)
-            } catch {
-                throw ValidationError("--replay-ops: \(path): \(error)")
-            }
-        }
+        let replay = try replayOps.map(readFsxLog)
         say("iomap fsx: seed \(config.seed), \(replay.map { "replaying \($0.count) entries of \(replayOps!)" } ?? "\(config.ops) ops"), block size \(config.blockSize), folios up to \(config.maxFolioSize), policy \(config.policy.rawValue), faults \(faults), offset base \(config.offsetBase)")
         let total = replay?.count ?? config.ops
         let report = runFsx(config, replay: replay) { done in say("  \(done)/\(total) ops") }
@@ -183,3 +171,19 @@ func fsxLine(_ e: FsxEntry, touching bad: Set<Int>) -> String {
     }
     return line
 }
+
+/// Reads an fsx op log named by --replay-ops; an unreadable or malformed one is a usage
+/// error naming the file, the line and why.
+func readFsxLog(_ path: String) throws -> [FsxEntry] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("--replay-ops: cannot read '\(path)'")
+    }
+    do {
+        return try FsxLog.parse(text)
+    } catch {
+        throw ValidationError("--replay-ops: \(path): \(error)")
+    }
+}
+
+/// Writes a line to standard error.
+func say(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
