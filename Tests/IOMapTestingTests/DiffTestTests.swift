@@ -3,6 +3,9 @@
 
 import ExtentFS
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import IOMap
 import IOMapBase
 import IOMapTesting
@@ -51,5 +54,24 @@ struct DiffTestTests {
         config.canary = false
         let good = try withTemporaryDirectory { try runDiffTest(config, directory: $0) }
         #expect(good.mismatches == 0, "\(good.firstMismatch.map(String.init(describing:)) ?? "")")
+    }
+
+    static var canMountXFS: Bool { geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control") }
+
+    @Test("on a loop-mounted XFS, SEEK_DATA and SEEK_HOLE answers agree too (one-page folios, probes after a sync and a cache drop)",
+          .enabled(if: canMountXFS, "mounting an XFS image needs root and loop devices: the SEEK comparison is skipped"),
+          arguments: 0..<2)
+    func xfsSeek(entry: Int) throws {
+        let mount = try XFSLoopMount.make(sizeBytes: 512 << 20)
+        defer { mount.unmount() }
+        var config = DiffConfig(seed: baseSeed() &+ 100 &+ UInt64(entry))
+        config.ops = 3000
+        config.maxFolioSize = 4096
+        config.compareSeek = true
+        print("difftest on XFS: seed \(config.seed), \(config.ops) ops, SEEK probes every \(config.seekEvery) ops")
+        let r = try runDiffTest(config, directory: mount.mountPoint)
+        #expect(r.dirFSType == "xfs")
+        #expect(r.seekProbes > 1000)
+        #expect(r.mismatches == 0, "\(r.firstMismatch.map(String.init(describing:)) ?? "")")
     }
 }
