@@ -146,6 +146,10 @@ static int map_range(int fd, size_t count, int64_t offset, char **base, size_t *
     *maplen = (size_t)(offset + (int64_t)count - start);
     void *p = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start);
     if (p == MAP_FAILED) return -errno;
+    // No fault-around readahead: each fault brings in the page it touched, as the engine's
+    // fault brings in one folio, so a store's page_mkwrite covers the same blocks on both
+    // sides (the folio size decides what it allocates).
+    (void)madvise(p, *maplen, MADV_RANDOM);
     *base = p;
     *at = (char *)p + (offset - start);
     return 0;
