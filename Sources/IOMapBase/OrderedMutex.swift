@@ -3,10 +3,8 @@
 
 import Synchronization
 
-#if IOMAP_TSAN
 #if canImport(Glibc)
 import Glibc
-#endif
 #endif
 
 /// A closure-scoped mutex that knows its place in the lock hierarchy.
@@ -41,14 +39,15 @@ public final class OrderedMutex<Value: ~Copyable>: Sendable {
     }
 }
 
-#if IOMAP_TSAN
-/// A value behind a pthread mutex, for Thread Sanitizer builds only.
-final class PThreadMutex<Value: ~Copyable>: @unchecked Sendable {
+/// A value behind a pthread mutex. Thread Sanitizer sees its hand-offs, which it cannot see
+/// in Synchronization.Mutex's futex, so sanitizer builds (-DIOMAP_TSAN) use it in place of
+/// Mutex: in OrderedMutex, and in the test harnesses through IOMapTesting's HarnessMutex.
+public final class PThreadMutex<Value: ~Copyable>: @unchecked Sendable {
     // Guarded by: mutex.
     private let value: UnsafeMutablePointer<Value>
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init(_ initial: consuming sending Value) {
+    public init(_ initial: consuming sending Value) {
         value = .allocate(capacity: 1)
         value.initialize(to: initial)
         mutex = .allocate(capacity: 1)
@@ -62,10 +61,9 @@ final class PThreadMutex<Value: ~Copyable>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<R: ~Copyable, E: Error>(_ body: (inout sending Value) throws(E) -> sending R) throws(E) -> sending R {
+    public func withLock<R: ~Copyable, E: Error>(_ body: (inout sending Value) throws(E) -> sending R) throws(E) -> sending R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value.pointee)
     }
 }
-#endif

@@ -265,12 +265,12 @@ final class FsxFaultPlan: Sendable {
         var offset: Int
     }
 
-    let state: Mutex<State>
+    let state: HarnessMutex<State>
     /// Faults are recorded relative to the run's offset base, so a log replays at any base.
     let base: Int
 
     init(seed: UInt64, sites: Set<FaultSite>, base: Int) {
-        state = Mutex(State(random: SeededRandom(seed: seed ^ 0xF5_F5F5), sites: sites))
+        state = HarnessMutex(State(random: SeededRandom(seed: seed ^ 0xF5_F5F5), sites: sites))
         self.base = base
     }
 
@@ -363,7 +363,7 @@ final class FsxRaceBox: Sendable {
         var landed: (FsxRace, [UInt8])?
     }
 
-    let state = Mutex(State())
+    let state = HarnessMutex(State())
 
     func fire(_ event: HookEvent) {
         guard event.point == .afterCopy else { return }

@@ -168,12 +168,12 @@ public struct RaceReport: Sendable {
 /// such as a mapped writer's page fault, which also passes H1).
 final class RaceDelays: Sendable {
     let micros: Int
-    let random: Mutex<SeededRandom>
+    let random: HarnessMutex<SeededRandom>
     let count = Atomic<Int>(0)
 
     init(_ config: RaceConfig) {
         micros = config.writeDelayMicros
-        random = Mutex(SeededRandom(seed: config.seed ^ 0xDE1A))
+        random = HarnessMutex(SeededRandom(seed: config.seed ^ 0xDE1A))
     }
 
     func fire(_ event: HookEvent) {
@@ -190,7 +190,7 @@ final class RaceShared: Sendable {
     let failedWrites = Atomic<Int>(0)
     let writebackPasses = Atomic<Int>(0)
     let reclaimed = Atomic<Int>(0)
-    let errors = Mutex<[String]>([])
+    let errors = HarnessMutex<[String]>([])
 
     func record(_ error: String) {
         errors.withLock { if $0.count < 20 { $0.append(error) } }

@@ -94,7 +94,7 @@ struct RaceState: Sendable {
 }
 
 final class RaceBox: Sendable {
-    let state = Mutex(RaceState())
+    let state = HarnessMutex(RaceState())
     let injector: FaultInjector?
     init(injector: FaultInjector?) { self.injector = injector }
 

@@ -68,17 +68,17 @@ public struct StressReport: Sendable {
 
 /// State the threads of one stress run share.
 final class StressShared: Sendable {
-    let violation = Mutex<String?>(nil)
+    let violation = HarnessMutex<String?>(nil)
     let stopBackground = Atomic<Bool>(false)
     /// Held by the flusher and the reclaimer around each pass; the quiet-point checker takes
     /// both to stop them.
-    let flusherGate = Mutex<Int>(0)
-    let reclaimerGate = Mutex<Int>(0)
-    let ops = Mutex<[String: Int]>([:])
+    let flusherGate = HarnessMutex<Int>(0)
+    let reclaimerGate = HarnessMutex<Int>(0)
+    let ops = HarnessMutex<[String: Int]>([:])
     let failedWrites = Atomic<Int>(0)
     let shortWrites = Atomic<Int>(0)
     let quietChecks = Atomic<Int>(0)
-    let models = Mutex<[Int: FileModel]>([:])
+    let models = HarnessMutex<[Int: FileModel]>([:])
 
     var failed: Bool { violation.withLock { $0 != nil } }
 
