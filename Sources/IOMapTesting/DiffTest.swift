@@ -11,15 +11,12 @@ import IOMap
 import IOMapBase
 import PageCache
 
-/// How a differential run is set up.
+/// How a differential run is set up: the fsx run it generates (ops, seed, sizes, disabled
+/// ops, reachable as `config.ops` and so on) and what the comparison adds. The engine side
+/// always runs without faults or races, which the kernel side cannot reproduce.
+@dynamicMemberLookup
 public struct DiffConfig: Sendable {
-    public var seed: UInt64
-    public var ops = 20_000
-    public var maxFileSize = 256 << 10
-    public var maxOpSize = 64 << 10
-    public var blockSize = 4096
-    public var maxFolioSize = 64 << 10
-    public var disabled: Set<FsxOpName> = []
+    var fsx: FsxConfig
     /// Compare SEEK_DATA/SEEK_HOLE answers (only meaningful on XFS).
     public var compareSeek = false
     /// Probe SEEK answers every this many ops (each probe round syncs and drops both caches).
@@ -27,18 +24,20 @@ public struct DiffConfig: Sendable {
     /// Run the deliberately wrong engine (ExtentFSConfig.canarySkipEOFZeroing).
     public var canary = false
 
-    public init(seed: UInt64) { self.seed = seed }
+    public init(seed: UInt64) {
+        fsx = FsxConfig(seed: seed)
+        fsx.ops = 20_000
+        fsx.faults = []
+        fsx.races = false
+    }
+
+    public subscript<T>(dynamicMember field: WritableKeyPath<FsxConfig, T>) -> T {
+        get { fsx[keyPath: field] }
+        set { fsx[keyPath: field] = newValue }
+    }
 
     var fsxConfig: FsxConfig {
-        var c = FsxConfig(seed: seed)
-        c.ops = ops
-        c.maxFileSize = maxFileSize
-        c.maxOpSize = maxOpSize
-        c.blockSize = blockSize
-        c.maxFolioSize = maxFolioSize
-        c.disabled = disabled
-        c.faults = []
-        c.races = false
+        var c = fsx
         c.canarySkipEOFZeroing = canary
         return c
     }
