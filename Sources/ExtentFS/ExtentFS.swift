@@ -24,13 +24,18 @@ public struct ExtentFSConfig: Sendable {
     /// truncate down skips zeroing the rest of the block holding the new EOF, so stale bytes
     /// come back when the file grows again.
     public var canarySkipEOFZeroing = false
+    /// Deliberately wrong when false, and only for showing that the explorer has teeth: the
+    /// file system has no ->iomap_valid, so a write trusts a mapping that went stale
+    /// (KERNEL-SPEC §10.3 V-3).
+    public var validityCheck = true
     public var environment: IOMapEnvironment = .live
 
     public init(
         blockSize: Int = 4096, maxFolioSize: Int = 2 << 20, cleanupPolicy: CleanupPolicy = .preserveDirty,
         eofRounding: EOFRounding = .blockEnd, memoryLimit: Int = 0, canarySkipEOFZeroing: Bool = false,
-        environment: IOMapEnvironment = .live
+        validityCheck: Bool = true, environment: IOMapEnvironment = .live
     ) {
+        self.validityCheck = validityCheck
         self.canarySkipEOFZeroing = canarySkipEOFZeroing
         self.blockSize = blockSize
         self.maxFolioSize = maxFolioSize

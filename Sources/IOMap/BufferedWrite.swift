@@ -64,6 +64,7 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             }
             let pos = iter.pos
             let inFolio = folio.offsetInFolio(pos)
+            inode.fire(.beforeCopy, ByteRange(start: pos, length: bytes))
             let limit = inode.environment.faults?.copyLimit(offset: pos, length: bytes)
             let copied: Int
             if !folio.isUptodate && folio.hasDirtyBlocks(overlapping: inFolio..<(inFolio + bytes)) {

@@ -29,6 +29,9 @@ public enum HookPoint: String, CaseIterable, Sendable {
     case completionBeforeConversion = "H6a"
     /// H6: in I/O completion, after the extent conversion and before writeback ends.
     case completionBeforeEndWriteback = "H6"
+    /// H7: before a copy from the user buffer into a locked folio (where the injector may
+    /// make the copy short).
+    case beforeCopy = "H7"
 }
 
 /// What a hook is told: where it fired and the byte range the operation was working on.
@@ -196,20 +199,35 @@ public final class FaultInjector: Sendable {
 public struct IOMapEnvironment: Sendable {
     public var faults: FaultInjector?
     public var hook: (@Sendable (HookEvent) -> Void)?
+    /// A deterministic scheduler that decides, at every hook point and lock operation, which
+    /// of its threads runs next (the explorer). Hook points reach it here; lock primitives
+    /// reach it through the threads it binds (see Interleaving).
+    public var interleaver: (any Interleaver)?
 
-    public init(faults: FaultInjector? = nil, hook: (@Sendable (HookEvent) -> Void)? = nil) {
+    public init(
+        faults: FaultInjector? = nil, hook: (@Sendable (HookEvent) -> Void)? = nil, interleaver: (any Interleaver)? = nil
+    ) {
         self.faults = faults
         self.hook = hook
+        self.interleaver = interleaver
     }
 
-    /// No faults, no hooks.
+    /// No faults, no hooks, no interleaver.
     public static let live = IOMapEnvironment()
 
-    /// Fires a hook point. The hook acts as another thread would, so the locks this thread
-    /// holds are hidden from the lock-order check while it runs.
+    /// Fires a hook point: a yield point for the interleaver, if one runs this thread, then
+    /// the hook. The hook acts as another thread would, so the locks this thread holds are
+    /// hidden from the lock-order check while it runs.
     @inline(__always)
     public func fire(_ point: HookPoint, fileID: Int, range: ByteRange) {
+        if let interleaver { yield(interleaver, point, range) }
         guard let hook else { return }
         LockDep.asOtherThread { hook(HookEvent(point: point, fileID: fileID, range: range)) }
+    }
+
+    @inline(never)
+    func yield(_ interleaver: any Interleaver, _ point: HookPoint, _ range: ByteRange) {
+        guard let b = Interleaving.current, b.interleaver === interleaver else { return }
+        interleaver.yield(YieldSite(.hook, point.rawValue, offset: range.start), actor: b.actor)
     }
 }

@@ -30,12 +30,33 @@ public final class OrderedMutex<Value: ~Copyable>: Sendable {
     }
 
     @inline(__always)
-    public func withLock<R: ~Copyable, E: Error>(
+    public func withLock<R, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending R
     ) throws(E) -> sending R {
         LockDep.willAcquire(level, name)
         defer { LockDep.released(level) }
+        if level.isInterleaved, let b = Interleaving.current { return try interleavedWithLock(b, body) }
         return try mutex.withLock(body)
+    }
+
+    /// The same under an interleaver: tries the mutex until it is free (blocked on it
+    /// meanwhile), yields once inside it, and yields again after releasing it.
+    @inline(never)
+    private func interleavedWithLock<R, E: Error>(
+        _ b: Interleaving.Binding, _ body: (inout sending Value) throws(E) -> sending R
+    ) throws(E) -> sending R {
+        b.interleaver.yield(YieldSite(.acquire, name), actor: b.actor)
+        while true {
+            let outcome: Result<R, E>? = mutex.withLockIfAvailable { value -> sending Result<R, E> in
+                b.interleaver.yield(YieldSite(.acquired, name), actor: b.actor)
+                do throws(E) { return .success(try body(&value)) } catch { return .failure(error) }
+            }
+            if let outcome {
+                Interleaving.released(b, self, name)
+                return try outcome.get()
+            }
+            b.interleaver.block(on: ObjectIdentifier(self), YieldSite(.blocked, name), actor: b.actor)
+        }
     }
 }
 
@@ -63,6 +84,13 @@ public final class PThreadMutex<Value: ~Copyable>: @unchecked Sendable {
 
     public func withLock<R: ~Copyable, E: Error>(_ body: (inout sending Value) throws(E) -> sending R) throws(E) -> sending R {
         pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value.pointee)
+    }
+
+    /// Runs `body` if the mutex is free, or returns nil at once (pthread_mutex_trylock).
+    public func withLockIfAvailable<R, E: Error>(_ body: (inout sending Value) throws(E) -> sending R) throws(E) -> sending R? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value.pointee)
     }

@@ -72,6 +72,10 @@ public final class RWSleepLock: @unchecked Sendable {
 
     public func lockShared() {
         LockDep.willAcquire(level, name)
+        if let b = Interleaving.current {
+            Interleaving.acquire(b, self, name) { takeShared() }
+            return
+        }
         slot.lock()
         while writer || waitingWriters > 0 { slot.wait() }
         readers += 1
@@ -79,11 +83,16 @@ public final class RWSleepLock: @unchecked Sendable {
     }
 
     public func tryLockShared() -> Bool {
+        guard takeShared() else { return false }
+        LockDep.didTryAcquire(level, name)
+        return true
+    }
+
+    private func takeShared() -> Bool {
         slot.lock()
         defer { slot.unlock() }
         if writer || waitingWriters > 0 { return false }
         readers += 1
-        LockDep.didTryAcquire(level, name)
         return true
     }
 
@@ -94,12 +103,20 @@ public final class RWSleepLock: @unchecked Sendable {
         if readers == 0 { slot.broadcast() }
         slot.unlock()
         LockDep.released(level)
+        if let b = Interleaving.current { Interleaving.released(b, self, name) }
     }
 
     public func lockExclusive() {
         LockDep.willAcquire(level, name)
         slot.lock()
         waitingWriters += 1
+        if let b = Interleaving.current {
+            // Counted as waiting while it tries, so that new readers queue behind it as they
+            // would behind a sleeping writer.
+            slot.unlock()
+            Interleaving.acquire(b, self, name) { takeExclusive(waiting: true) }
+            return
+        }
         while writer || readers > 0 { slot.wait() }
         waitingWriters -= 1
         writer = true
@@ -108,12 +125,18 @@ public final class RWSleepLock: @unchecked Sendable {
     }
 
     public func tryLockExclusive() -> Bool {
+        guard takeExclusive(waiting: false) else { return false }
+        LockDep.didTryAcquire(level, name)
+        return true
+    }
+
+    private func takeExclusive(waiting: Bool) -> Bool {
         slot.lock()
         defer { slot.unlock() }
         if writer || readers > 0 { return false }
+        if waiting { waitingWriters -= 1 }
         writer = true
         owner = pthread_self()
-        LockDep.didTryAcquire(level, name)
         return true
     }
 
@@ -125,6 +148,7 @@ public final class RWSleepLock: @unchecked Sendable {
         slot.broadcast()
         slot.unlock()
         LockDep.released(level)
+        if let b = Interleaving.current { Interleaving.released(b, self, name) }
     }
 
     /// True when the calling thread holds the lock exclusively (lockdep_assert_held_write).

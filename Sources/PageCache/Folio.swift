@@ -97,20 +97,28 @@ public final class Folio: @unchecked Sendable {
     /// Takes the folio lock, sleeping while another task holds it (folio_lock).
     public func lock() {
         LockDep.willAcquire(.folio, "folio lock")
+        if let b = Interleaving.current {
+            Interleaving.acquire(b, self, "folio lock", offset: pos) { tryAcquireLockBit() }
+            return
+        }
         acquireLockBit()
     }
 
     /// Takes the folio lock if it is free (folio_trylock); never sleeps.
     public func tryLock() -> Bool {
+        guard tryAcquireLockBit() else { return false }
+        LockDep.didTryAcquire(.folio, "folio lock")
+        return true
+    }
+
+    @inline(__always)
+    private func tryAcquireLockBit() -> Bool {
         var old = flags.load(ordering: .relaxed)
         while old & Folio.lockedBit == 0 {
             let (done, seen) = flags.weakCompareExchange(
                 expected: old, desired: old | Folio.lockedBit,
                 successOrdering: .acquiring, failureOrdering: .relaxed)
-            if done {
-                LockDep.didTryAcquire(.folio, "folio lock")
-                return true
-            }
+            if done { return true }
             old = seen
         }
         return false
@@ -137,6 +145,7 @@ public final class Folio: @unchecked Sendable {
         precondition(old & Folio.lockedBit != 0, "unlocking a folio at \(pos) that is not locked")
         LockDep.released(.folio)
         if old & Folio.waitersBit != 0 { wakeWaiters() }
+        if let b = Interleaving.current { Interleaving.released(b, self, "folio lock", offset: pos) }
     }
 
     /// Sleeps until `bit` is observed clear. Sets the waiters bit under the wait slot's mutex
@@ -185,11 +194,17 @@ public final class Folio: @unchecked Sendable {
         let old = flags.bitwiseAnd(~Folio.writebackBit, ordering: .acquiringAndReleasing).oldValue
         precondition(old & Folio.writebackBit != 0, "ending writeback on folio at \(pos) that is not under writeback")
         if old & Folio.waitersBit != 0 { wakeWaiters() }
+        Interleaving.signal(self)
     }
 
     /// Sleeps until the folio is not under writeback (folio_wait_writeback).
     public func waitWriteback() {
-        if isWriteback { sleep(untilClear: Folio.writebackBit) }
+        guard isWriteback else { return }
+        if let b = Interleaving.current {
+            Interleaving.wait(b, self, "writeback of folio", offset: pos) { !isWriteback }
+            return
+        }
+        sleep(untilClear: Folio.writebackBit)
     }
 
     // MARK: Per-block state (iomap_folio_state)

@@ -1,0 +1,197 @@
+// Counterpart: none in the kernel; the driver of `iomap explore`. It runs a scenario under
+// one schedule after another, as a strategy proposes them, checks each run, and reports the
+// first violation with the schedule that replays it.
+
+import IOMapBase
+
+/// The search: exhaustive with a preemption bound, PCT, or seeded random.
+public enum ExploreStrategy: String, CaseIterable, Sendable {
+    case dfs, pct, random
+}
+
+public struct ExploreConfig: Sendable {
+    public var scenario: ExploreScenario
+    public var strategy: ExploreStrategy = .dfs
+    /// dfs: at most this many preemptions per schedule.
+    public var preemptionBound = 2
+    /// pct: the number of ordering constraints a bug may need.
+    public var depth = 3
+    /// pct and random: how many schedules to run; dfs: a cap on them (0: none).
+    public var schedules = 0
+    public var seed: UInt64 = 0
+    /// Run exactly this schedule instead of searching.
+    public var replay: Schedule?
+    public var engine = ExploreEngineOptions()
+    /// Go on after a violation (counting them) instead of stopping at the first. Deadlocks
+    /// and runaway schedules stop the search regardless: their threads cannot be unwound.
+    public var keepGoing = false
+    /// Decisions one schedule may take before it counts as a livelock.
+    public var stepLimit = 200_000
+
+    public init(scenario: ExploreScenario) { self.scenario = scenario }
+
+    /// The number of schedules pct and random run when none is given.
+    public static let defaultRandomSchedules = 2_000
+
+    /// The command that runs this configuration with `schedule` replayed.
+    public func replayCommand(_ schedule: Schedule) -> String {
+        (["iomap", "explore", "--scenario", scenario.rawValue] + engine.flags + ["--replay", schedule.description]).joined(separator: " ")
+    }
+}
+
+/// A violation, with everything needed to see and replay it.
+public struct ExploreViolation: Sendable {
+    public let schedule: Schedule
+    public let finding: ExploreFinding
+    /// Every finding of that schedule.
+    public let findings: [ExploreFinding]
+    /// The context switches of the schedule, one line each.
+    public let trace: [String]
+    public let replayCommand: String
+}
+
+public struct ExploreReport: Sendable {
+    public let config: ExploreConfig
+    public var schedulesExplored = 0
+    /// dfs: every schedule within the bound was run.
+    public var exhausted = false
+    public var violations = 0
+    public var firstViolation: ExploreViolation?
+    /// The most decisions and preemptions any schedule took.
+    public var maxSteps = 0
+    public var maxPreemptions = 0
+    public var seconds = 0.0
+    /// The trace of the single schedule run by a replay.
+    public var replayTrace: [String] = []
+}
+
+/// Runs `config`; `progress` is called about every `progressEvery` with the count so far.
+public func runExplore(
+    _ config: ExploreConfig, progressEvery: Duration = .seconds(5), progress: ((ExploreReport) -> Void)? = nil
+) -> ExploreReport {
+    let clock = ContinuousClock()
+    let start = clock.now
+    var lastProgress = start
+    var report = ExploreReport(config: config)
+    var random = SeededRandom(seed: config.seed)
+    var estimatedSteps = 0
+    let dfs = DFSExplorer(bound: config.preemptionBound)
+
+    while true {
+        if isDone(report, config) { break }
+        let picker: any SchedulePicker
+        if let replay = config.replay {
+            picker = ReplayPicker(replay)
+        } else {
+            switch config.strategy {
+            case .dfs:
+                picker = dfs
+            case .pct:
+                // The first schedule is the default one, which also measures the steps PCT
+                // spreads its priority changes over.
+                picker = report.schedulesExplored == 0
+                    ? ReplayPicker(Schedule())
+                    : PCTPicker(threads: config.scenario.actorNames.count, depth: config.depth, steps: estimatedSteps, random: &random)
+            case .random:
+                picker = RandomPicker(seed: random.next())
+            }
+        }
+
+        let run = runOneSchedule(config, picker: picker)
+        report.schedulesExplored += 1
+        report.maxSteps = max(report.maxSteps, run.decisions.count)
+        report.maxPreemptions = max(report.maxPreemptions, run.decisions.last.map { $0.preemptionsBefore + ($0.preempts($0.chosen) ? 1 : 0) } ?? 0)
+        estimatedSteps = max(estimatedSteps, run.decisions.count)
+        let schedule = Schedule(run.decisions)
+        if config.replay != nil { report.replayTrace = trace(run.decisions, names: run.names) }
+
+        if let first = run.findings.first {
+            report.violations += 1
+            if report.firstViolation == nil {
+                report.firstViolation = ExploreViolation(
+                    schedule: schedule, finding: first, findings: run.findings,
+                    trace: trace(run.decisions, names: run.names), replayCommand: config.replayCommand(schedule))
+            }
+            if !config.keepGoing || run.stuck { break }
+        }
+        if config.replay == nil && config.strategy == .dfs && !dfs.advance(after: run.decisions) {
+            report.exhausted = true
+            break
+        }
+        if let progress, clock.now - lastProgress >= progressEvery {
+            lastProgress = clock.now
+            report.seconds = (clock.now - start).inSeconds
+            progress(report)
+        }
+    }
+    report.seconds = (clock.now - start).inSeconds
+    return report
+}
+
+private func isDone(_ report: ExploreReport, _ config: ExploreConfig) -> Bool {
+    if config.replay != nil { return report.schedulesExplored >= 1 }
+    let limit = config.strategy == .dfs ? config.schedules : (config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules)
+    return limit > 0 && report.schedulesExplored >= limit
+}
+
+struct ScheduleOutcome {
+    let names: [String]
+    let decisions: [ScheduleDecision]
+    let findings: [ExploreFinding]
+    /// The run's threads could not all finish (deadlock, step limit, divergence).
+    let stuck: Bool
+}
+
+/// Runs one schedule of the scenario and checks it.
+func runOneSchedule(_ config: ExploreConfig, picker: any SchedulePicker) -> ScheduleOutcome {
+    let run = ScheduleRun(names: config.scenario.actorNames, picker: picker, stepLimit: config.stepLimit)
+    let instance = config.scenario.make(config.engine, environment: IOMapEnvironment(interleaver: run))
+    var end = run.run(instance.bodies)
+    if end == .finished, let replay = config.replay, let last = replay.choices.last, last.step >= run.decisions.count {
+        end = .diverged("step \(last.step) is past the end: the schedule made \(run.decisions.count) decisions")
+    }
+    switch end {
+    case .finished:
+        return ScheduleOutcome(names: run.names, decisions: run.decisions, findings: instance.check(), stuck: false)
+    case .deadlock(let who):
+        return ScheduleOutcome(
+            names: run.names, decisions: run.decisions, findings: [ExploreFinding("deadlock", "no thread can run: \(who)")], stuck: true)
+    case .stepLimit(let n):
+        return ScheduleOutcome(
+            names: run.names, decisions: run.decisions,
+            findings: [ExploreFinding("livelock", "the schedule took more than \(n) decisions")], stuck: true)
+    case .diverged(let why):
+        let what = config.replay != nil
+            ? "the schedule does not fit this scenario: \(why)"
+            : "the scenario behaved differently under the same choices (is something in it not deterministic?): \(why)"
+        return ScheduleOutcome(
+            names: run.names, decisions: run.decisions,
+            findings: [ExploreFinding(config.replay != nil ? "schedule" : "nondeterminism", what)], stuck: true)
+    }
+}
+
+/// The schedule's context switches as lines: the step, who was running and where it was,
+/// and who ran next.
+public func trace(_ decisions: [ScheduleDecision], names: [String]) -> [String] {
+    var lines: [String] = []
+    for (step, d) in decisions.enumerated() {
+        let next = names[d.chosen]
+        guard let current = d.current else {
+            lines.append("step \(step): start → \(next)")
+            continue
+        }
+        if d.currentEnabled && d.chosen == current { continue }
+        let who = names[current]
+        let site = d.site.map(String.init(describing:)) ?? "?"
+        let how: String
+        if d.currentEnabled {
+            how = "preempted at \(site)"
+        } else if d.site?.kind == .blocked {
+            how = "blocked: \(site.dropFirst("blocked ".count)) is taken"
+        } else {
+            how = "finished"
+        }
+        lines.append("step \(step): \(who) \(how) → \(next)")
+    }
+    return lines
+}

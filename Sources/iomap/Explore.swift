@@ -1,0 +1,139 @@
+// `iomap explore`: deterministic interleaving exploration of the write path's races. Runs a
+// scenario's threads one at a time, switching only at lock operations and hook points, under
+// every schedule within a preemption bound (or PCT / random ones), and prints the schedule of
+// any violation so that `--replay` runs exactly it again.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+extension EOFRounding: ExpressibleByArgument {}
+extension ExploreStrategy: ExpressibleByArgument {}
+
+struct Explore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Explore the thread interleavings of a write-path race scenario, deterministically.",
+        discussion: """
+            Exit status: 0 when no schedule run broke an invariant, 1 when one did (its \
+            schedule and the command that replays it go to stderr), 2 for bad usage. \
+            --policy truncate-page-cache, --no-validity-check and --eof-rounding kernel are \
+            wrong on purpose: they show that the explorer finds what each of them breaks.
+            """)
+
+    @Flag(help: "List the scenarios, one line each, and exit.") var list = false
+    @Option(help: "The scenario to explore (see --list).") var scenario: String?
+    @Option(help: "dfs (every schedule within the preemption bound), pct or random.") var strategy = ExploreStrategy.dfs
+    @Option(parsing: .unconditional, help: "dfs: the most preemptions a schedule may have.") var preemptionBound = 2
+    @Option(parsing: .unconditional, help: "pct: the number of ordering constraints a bug may need (1 to 10).") var depth = 3
+    @Option(parsing: .unconditional, help: "pct and random: schedules to run (default 2000); dfs: stop after this many (default: no limit).")
+    var schedules: Int?
+    @Option(help: "pct and random: seed (default: chosen at random and printed).") var seed: UInt64?
+    @Option(help: "Run exactly this schedule (as printed by a violation, or '-' for the default one) and print its trace.")
+    var replay: String?
+    @Flag(help: "Count every violating schedule instead of stopping at the first.") var keepGoing = false
+    @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache (wrong on purpose).")
+    var policy = CleanupPolicy.preserveDirty
+    @Option(help: "EOF rounding of failure cleanup: block-end or kernel (Linux's, which loses data at an unaligned EOF).")
+    var eofRounding = EOFRounding.blockEnd
+    @Flag(help: "Run without the write path's mapping validity check (wrong on purpose).") var noValidityCheck = false
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        if list { return }
+        guard let scenario else {
+            throw ValidationError("--scenario is required; scenarios: \(ExploreScenario.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard ExploreScenario(rawValue: scenario) != nil else {
+            throw ValidationError(
+                "--scenario: unknown scenario '\(scenario)'; scenarios are \(ExploreScenario.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if preemptionBound < 0 || preemptionBound > 10 { throw ValidationError("--preemption-bound must be from 0 to 10, got \(preemptionBound)") }
+        if depth < 1 || depth > 10 { throw ValidationError("--depth must be from 1 to 10, got \(depth)") }
+        if let schedules, schedules < 1 { throw ValidationError("--schedules must be at least 1, got \(schedules)") }
+        if let replay {
+            do { _ = try Schedule(parsing: replay) } catch { throw ValidationError("--replay: \(error)") }
+        }
+    }
+
+    func run() throws {
+        if list {
+            let width = ExploreScenario.allCases.map(\.rawValue.count).max()!
+            for s in ExploreScenario.allCases {
+                print(s.rawValue.padding(toLength: width + 2, withPad: " ", startingAt: 0) + s.summary)
+            }
+            return
+        }
+        var config = ExploreConfig(scenario: ExploreScenario(rawValue: scenario!)!)
+        config.strategy = strategy
+        config.preemptionBound = preemptionBound
+        config.depth = depth
+        config.schedules = schedules ?? 0
+        config.seed = seed ?? UInt64.random(in: 0..<1 << 48)
+        config.replay = try replay.map { try Schedule(parsing: $0) }
+        config.keepGoing = keepGoing
+        config.engine = ExploreEngineOptions(policy: policy, eofRounding: eofRounding, validityCheck: !noValidityCheck)
+
+        var header = "iomap explore: scenario \(config.scenario.rawValue), policy \(policy.rawValue), eof rounding \(eofRounding.rawValue), validity check \(noValidityCheck ? "off" : "on"), "
+        if let replay = config.replay {
+            header += "replaying \(replay)"
+        } else {
+            switch strategy {
+            case .dfs: header += "dfs with preemption bound \(preemptionBound)"
+            case .pct: header += "pct depth \(depth), \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
+            case .random: header += "random, \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
+            }
+        }
+        say(header)
+        let report = runExplore(config) { r in
+            say("explore: \(r.schedulesExplored) schedules, \(String(format: "%.0f", r.seconds)) s, up to \(r.maxSteps) steps, \(r.violations) violations")
+        }
+
+        let v = report.firstViolation
+        if config.replay != nil, let v, v.finding.invariant == "schedule" {
+            throw ValidationError("--replay: \(v.finding.detail)")
+        }
+        if json {
+            var object: [String: Any] = [
+                "scenario": config.scenario.rawValue, "policy": policy.rawValue, "eof_rounding": eofRounding.rawValue,
+                "validity_check": !noValidityCheck, "strategy": config.replay == nil ? strategy.rawValue : "replay",
+                "schedules_explored": report.schedulesExplored, "exhausted": report.exhausted, "violations": report.violations,
+                "max_steps": report.maxSteps, "max_preemptions": report.maxPreemptions, "elapsed_s": report.seconds,
+                "first_violation": v.map { v -> [String: Any] in
+                    ["schedule": v.schedule.description, "invariant": v.finding.invariant, "detail": v.finding.detail,
+                     "replay": v.replayCommand, "trace": v.trace]
+                } ?? NSNull(),
+            ]
+            switch (config.replay, strategy) {
+            case (.some(let s), _): object["replayed"] = s.description
+            case (nil, .dfs): object["preemption_bound"] = preemptionBound
+            case (nil, .pct):
+                object["depth"] = depth
+                object["seed"] = config.seed
+            case (nil, .random): object["seed"] = config.seed
+            }
+            printJSON(object)
+        } else {
+            if config.replay != nil {
+                print("trace:")
+                for line in report.replayTrace { print("  \(line)") }
+            }
+            let what = report.exhausted ? "all \(report.schedulesExplored) schedules within the bound" : "\(report.schedulesExplored) schedules"
+            print("\(config.scenario.rawValue): \(what) explored in \(String(format: "%.1f", report.seconds)) s, up to \(report.maxSteps) steps and \(report.maxPreemptions) preemptions each; \(report.violations) violating")
+            if v == nil { print(report.exhausted ? "no schedule within the bound breaks an invariant" : "no violation found") }
+        }
+        if let v {
+            var lines = ["violation: \(v.finding)", "schedule: \(v.schedule)"]
+            lines += v.findings.dropFirst().map { "also: \($0)" }
+            if config.replay == nil {
+                lines.append("trace:")
+                lines += v.trace.map { "  \($0)" }
+            }
+            lines.append("replay: \(v.replayCommand)")
+            say(lines.joined(separator: "\n"))
+            throw ExitStatus.violation
+        }
+    }
+}
