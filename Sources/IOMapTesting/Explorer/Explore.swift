@@ -65,10 +65,33 @@ public struct ExploreReport: Sendable {
     public var replayTrace: [String] = []
 }
 
-/// Runs `config`; `progress` is called about every `progressEvery` with the count so far.
+/// What the explorer runs: named actors and a way to make a fresh instance of them, with
+/// its check, for every schedule. The scenarios are targets; tests make their own.
+public struct ExploreTarget: Sendable {
+    public let actorNames: [String]
+    public let make: @Sendable (IOMapEnvironment) -> ScenarioInstance
+    public init(actorNames: [String], make: @escaping @Sendable (IOMapEnvironment) -> ScenarioInstance) {
+        self.actorNames = actorNames
+        self.make = make
+    }
+}
+
+extension ExploreConfig {
+    /// The configured scenario as a target.
+    public var target: ExploreTarget {
+        let scenario = self.scenario
+        let engine = self.engine
+        return ExploreTarget(actorNames: scenario.actorNames) { scenario.make(engine, environment: $0) }
+    }
+}
+
+/// Runs `config` on its scenario, or on `target` when one is given; `progress` is called
+/// about every `progressEvery` with the report so far.
 public func runExplore(
-    _ config: ExploreConfig, progressEvery: Duration = .seconds(5), progress: ((ExploreReport) -> Void)? = nil
+    _ config: ExploreConfig, target: ExploreTarget? = nil, progressEvery: Duration = .seconds(5),
+    progress: ((ExploreReport) -> Void)? = nil
 ) -> ExploreReport {
+    let target = target ?? config.target
     let clock = ContinuousClock()
     let start = clock.now
     var lastProgress = start
@@ -91,13 +114,13 @@ public func runExplore(
                 // spreads its priority changes over.
                 picker = report.schedulesExplored == 0
                     ? ReplayPicker(Schedule())
-                    : PCTPicker(threads: config.scenario.actorNames.count, depth: config.depth, steps: estimatedSteps, random: &random)
+                    : PCTPicker(threads: target.actorNames.count, depth: config.depth, steps: estimatedSteps, random: &random)
             case .random:
                 picker = RandomPicker(seed: random.next())
             }
         }
 
-        let run = runOneSchedule(config, picker: picker)
+        let run = runOneSchedule(config, target, picker: picker)
         report.schedulesExplored += 1
         report.maxSteps = max(report.maxSteps, run.decisions.count)
         report.maxPreemptions = max(report.maxPreemptions, run.decisions.last.map { $0.preemptionsBefore + ($0.preempts($0.chosen) ? 1 : 0) } ?? 0)
@@ -143,9 +166,9 @@ struct ScheduleOutcome {
 }
 
 /// Runs one schedule of the scenario and checks it.
-func runOneSchedule(_ config: ExploreConfig, picker: any SchedulePicker) -> ScheduleOutcome {
-    let run = ScheduleRun(names: config.scenario.actorNames, picker: picker, stepLimit: config.stepLimit)
-    let instance = config.scenario.make(config.engine, environment: IOMapEnvironment(interleaver: run))
+func runOneSchedule(_ config: ExploreConfig, _ target: ExploreTarget, picker: any SchedulePicker) -> ScheduleOutcome {
+    let run = ScheduleRun(names: target.actorNames, picker: picker, stepLimit: config.stepLimit)
+    let instance = target.make(IOMapEnvironment(interleaver: run))
     var end = run.run(instance.bodies)
     if end == .finished, let replay = config.replay, let last = replay.choices.last, last.step >= run.decisions.count {
         end = .diverged("step \(last.step) is past the end: the schedule made \(run.decisions.count) decisions")

@@ -53,6 +53,10 @@ public struct ScenarioInstance {
     /// One body per actor, in the order of the scenario's `actorNames`.
     public let bodies: [@Sendable () -> Void]
     public let check: () -> [ExploreFinding]
+    public init(bodies: [@Sendable () -> Void], check: @escaping () -> [ExploreFinding]) {
+        self.bodies = bodies
+        self.check = check
+    }
 }
 
 public enum ExploreScenario: String, CaseIterable, Sendable {
@@ -295,6 +299,9 @@ func settle(
             findings.append(ExploreFinding(name.count <= 3 ? name : "cache-state", problem))
         }
     }
+    // Dirty data without backing is lost the moment writeback runs (it finds a hole and
+    // writes nothing, which a verify build traps on): the finding is already made.
+    if findings.contains(where: { $0.invariant == "D1" || $0.invariant == "D3" }) { return findings }
     let size = file.size
     let cached: [UInt8]
     do throws(Errno) { cached = try file.read(count: size, at: 0) } catch {
