@@ -120,7 +120,8 @@ struct Explore: ParsableCommand {
                 print("trace:")
                 for line in report.replayTrace { print("  \(line)") }
             }
-            let what = report.exhausted ? "all \(report.schedulesExplored) schedules within the bound" : "\(report.schedulesExplored) schedules"
+            let n = report.schedulesExplored
+            let what = report.exhausted ? "all \(n) schedules within the bound" : n == 1 ? "1 schedule" : "\(n) schedules"
             print("\(config.scenario.rawValue): \(what) explored in \(String(format: "%.1f", report.seconds)) s, up to \(report.maxSteps) steps and \(report.maxPreemptions) preemptions each; \(report.violations) violating")
             if v == nil { print(report.exhausted ? "no schedule within the bound breaks an invariant" : "no violation found") }
         }
