@@ -108,15 +108,23 @@ public final class RWSleepLock: @unchecked Sendable {
 
     public func lockExclusive() {
         LockDep.willAcquire(level, name)
-        slot.lock()
-        waitingWriters += 1
         if let b = Interleaving.current {
-            // Counted as waiting while it tries, so that new readers queue behind it as they
-            // would behind a sleeping writer.
-            slot.unlock()
-            Interleaving.acquire(b, self, name) { takeExclusive(waiting: true) }
+            // Counted as waiting from its first attempt on, so that new readers queue behind
+            // it as they would behind a sleeping writer.
+            var registered = false
+            Interleaving.acquire(b, self, name) {
+                if !registered {
+                    registered = true
+                    slot.lock()
+                    waitingWriters += 1
+                    slot.unlock()
+                }
+                return takeExclusive(waiting: true)
+            }
             return
         }
+        slot.lock()
+        waitingWriters += 1
         while writer || readers > 0 { slot.wait() }
         waitingWriters -= 1
         writer = true
