@@ -51,12 +51,11 @@ public final class ExtentFS: Sendable {
     public let space: SpaceManager
     public let config: ExtentFSConfig
     public let geometry: BlockGeometry
-    /// The live files, held weakly: a file keeps its file system alive, not the reverse.
-    let files = OrderedMutex<[WeakFile]>(.leaf, "file table", [])
-
-    struct WeakFile: Sendable {
-        weak var file: ExtentFile?
-    }
+    /// The extent maps of the live files, for space accounting. Not the files themselves: a
+    /// file keeps its file system alive, not the reverse, and a weak reference would put
+    /// every file's reference count on the slow side-table path, which the write path pays
+    /// on each retain. A file removes its entry when it goes away.
+    let files = OrderedMutex<(nextID: Int, extents: [Int: OrderedMutex<ExtentMap>])>(.leaf, "file table", (1, [:]))
 
     /// Makes a file system on `device`, whose block size must equal the configured one.
     public init(device: any BlockDevice, config: ExtentFSConfig = ExtentFSConfig()) {
@@ -76,17 +75,20 @@ public final class ExtentFS: Sendable {
 
     /// Creates an empty file.
     public func createFile() -> ExtentFile {
-        files.withLock { files in
-            files.removeAll { $0.file == nil }
-            let id = (files.last?.file?.inode.id ?? 0) + 1
-            let file = ExtentFile(fs: self, id: id)
-            files.append(WeakFile(file: file))
-            return file
+        let id = files.withLock { t in
+            defer { t.nextID += 1 }
+            return t.nextID
         }
+        let file = ExtentFile(fs: self, id: id)
+        files.withLock { $0.extents[id] = file.extents }
+        return file
     }
 
-    /// The files created so far.
-    public var allFiles: [ExtentFile] { files.withLock { $0.compactMap(\.file) } }
+    /// Called by a file going away.
+    func forget(fileID: Int) { _ = files.withLock { $0.extents.removeValue(forKey: fileID) } }
+
+    /// The number of live files.
+    public var fileCount: Int { files.withLock { $0.extents.count } }
 
     /// D4: the space counters balance with the files' extent maps. Reserved blocks equal the
     /// delalloc blocks of all files, and free plus allocated blocks equal the device size.
@@ -95,8 +97,8 @@ public final class ExtentFS: Sendable {
         space.checkInvariants()
         var delalloc = 0
         var allocated = 0
-        for f in allFiles {
-            let (d, a) = f.extents.withLock { ($0.delallocBlocks, $0.allocatedBlocks) }
+        for map in files.withLock({ Array($0.extents.values) }) {
+            let (d, a) = map.withLock { ($0.delallocBlocks, $0.allocatedBlocks) }
             delalloc += d
             allocated += a
         }

@@ -6,7 +6,8 @@ import IOMap
 import PageCache
 
 public final class ExtentFile: Sendable {
-    /// The file system. A file keeps it alive; the file system holds its files weakly.
+    /// The file system. A file keeps it alive; the file system keeps only the file's extent
+    /// map, for space accounting, until the file goes away.
     public let fs: ExtentFS
     public let inode: Inode
     /// The data fork, guarded by the extent-map lock (ILOCK).
@@ -30,6 +31,7 @@ public final class ExtentFile: Sendable {
     /// close: its blocks and reservations go back to the space manager.
     deinit {
         returnSpace(of: extents.withLock { $0.records })
+        fs.forget(fileID: inode.id)
     }
 
     /// Gives the blocks of removed records back: allocated ones to free space, delalloc ones

@@ -55,6 +55,9 @@ public final class Inode: Sendable {
     let sizeValue = Atomic<Int>(0)
     let policyValue: Atomic<UInt8>
     let eofValue: Atomic<UInt8>
+    /// Whether the environment has a hook or an interleaver: a hook point in the live
+    /// environment is then one test of a stored flag, with no copy of the environment.
+    let hasHooks: Bool
 
     public init(
         id: Int, geometry: BlockGeometry, maxFolioSize: Int, environment: IOMapEnvironment,
@@ -63,6 +66,7 @@ public final class Inode: Sendable {
         self.id = id
         self.mapping = AddressSpace(geometry: geometry, maxFolioSize: maxFolioSize)
         self.environment = environment
+        self.hasHooks = environment.hook != nil || environment.interleaver != nil
         self.policyValue = Atomic(policy == .preserveDirty ? 0 : 1)
         self.eofValue = Atomic(eofRounding == .blockEnd ? 0 : 1)
     }
@@ -90,7 +94,7 @@ public final class Inode: Sendable {
     }
 
     @inline(__always)
-    func fire(_ point: HookPoint, _ range: ByteRange) {
-        environment.fire(point, fileID: id, range: range)
+    func fire(_ point: HookPoint, _ range: @autoclosure () -> ByteRange) {
+        if hasHooks { environment.fire(point, fileID: id, range: range()) }
     }
 }

@@ -83,7 +83,7 @@ public enum Interleaving {
     }
 
     /// Threads bound anywhere in the process; zero keeps every lock on its fast path.
-    static let boundThreads = Atomic<Int>(0)
+    @usableFromInline static let boundThreads = Atomic<Int>(0)
 
     static let key: pthread_key_t = {
         var key = pthread_key_t()
@@ -96,13 +96,13 @@ public enum Interleaving {
     }()
 
     /// The binding of the calling thread, if an interleaver runs it.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static var current: Binding? {
         if boundThreads.load(ordering: .relaxed) == 0 { return nil }
         return boundBinding()
     }
 
-    @inline(never)
+    @usableFromInline @inline(never)
     static func boundBinding() -> Binding? {
         guard let raw = pthread_getspecific(key) else { return nil }
         return Unmanaged<Binding>.fromOpaque(raw).takeUnretainedValue()

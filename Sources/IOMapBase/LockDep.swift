@@ -46,41 +46,61 @@ public enum LockDep {
     }
     #endif
 
+    // The three entry points below are inlinable and empty unless lockdep is compiled in,
+    // so that the live engine's lock operations make no call into them at all.
+
     /// Records that the calling thread is about to acquire `name` at `level`; traps on an
     /// order violation.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func willAcquire(_ level: LockLevel, _ name: @autoclosure () -> String) {
         #if IOMAP_LOCKDEP
-        let held = current
-        if let inner = held.stack.last, inner.level >= level {
-            fatalError(
-                "lock order violation: acquiring \(name()) (order \(level.rawValue)) while holding \(inner.name) (order \(inner.level.rawValue))")
-        }
-        held.stack.append((level, name()))
+        checkedWillAcquire(level, name())
         #endif
     }
 
     /// Records a successful try-acquire, which cannot deadlock and so is not order-checked,
     /// but must still be tracked so that locks nested inside it are checked.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func didTryAcquire(_ level: LockLevel, _ name: @autoclosure () -> String) {
         #if IOMAP_LOCKDEP
-        current.stack.append((level, name()))
+        checkedDidTryAcquire(level, name())
         #endif
     }
 
     /// Records a release. Locks may be released out of order.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func released(_ level: LockLevel) {
         #if IOMAP_LOCKDEP
+        checkedReleased(level)
+        #endif
+    }
+
+    #if IOMAP_LOCKDEP
+    @usableFromInline
+    static func checkedWillAcquire(_ level: LockLevel, _ name: String) {
+        let held = current
+        if let inner = held.stack.last, inner.level >= level {
+            fatalError(
+                "lock order violation: acquiring \(name) (order \(level.rawValue)) while holding \(inner.name) (order \(inner.level.rawValue))")
+        }
+        held.stack.append((level, name))
+    }
+
+    @usableFromInline
+    static func checkedDidTryAcquire(_ level: LockLevel, _ name: String) {
+        current.stack.append((level, name))
+    }
+
+    @usableFromInline
+    static func checkedReleased(_ level: LockLevel) {
         let held = current
         if let i = held.stack.lastIndex(where: { $0.level == level }) {
             held.stack.remove(at: i)
         } else {
             fatalError("lock bookkeeping: releasing a \(level) this thread does not hold")
         }
-        #endif
     }
+    #endif
 
     /// The levels the calling thread holds, outermost first (empty unless lockdep is on).
     public static func heldLevels() -> [LockLevel] {

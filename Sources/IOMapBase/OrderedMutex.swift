@@ -11,12 +11,14 @@ import Glibc
 public final class OrderedMutex<Value: ~Copyable>: Sendable {
     public let level: LockLevel
     public let name: String
+    // Inlinable, so that every client specializes withLock for its value type: called
+    // unspecialized across modules, it instantiated generic metadata on every call.
     #if IOMAP_TSAN
     // Thread Sanitizer does not see Synchronization.Mutex's futex hand-off and reports
     // false races between critical sections; a pthread mutex it understands.
-    private let mutex: PThreadMutex<Value>
+    @usableFromInline let mutex: PThreadMutex<Value>
     #else
-    private let mutex: Mutex<Value>
+    @usableFromInline let mutex: Mutex<Value>
     #endif
 
     public init(_ level: LockLevel, _ name: String, _ value: consuming sending Value) {
@@ -29,7 +31,7 @@ public final class OrderedMutex<Value: ~Copyable>: Sendable {
         #endif
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func withLock<R, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending R
     ) throws(E) -> sending R {
@@ -41,8 +43,8 @@ public final class OrderedMutex<Value: ~Copyable>: Sendable {
 
     /// The same under an interleaver: tries the mutex until it is free (blocked on it
     /// meanwhile), yields once inside it, and yields again after releasing it.
-    @inline(never)
-    private func interleavedWithLock<R, E: Error>(
+    @usableFromInline @inline(never)
+    func interleavedWithLock<R, E: Error>(
         _ b: Interleaving.Binding, _ body: (inout sending Value) throws(E) -> sending R
     ) throws(E) -> sending R {
         b.interleaver.yield(YieldSite(.acquire, name), actor: b.actor)

@@ -57,12 +57,11 @@ public final class Folio: @unchecked Sendable {
         self.blockShift = blockShift
         // Zero-filled, unlike a kernel page: a short copy accepted into a folio made uptodate
         // by zero-filling must leave zeroes, never stale memory (docs/DIFFERENCES-FROM-LINUX.md).
-        guard let p = calloc(1, size) else { fatalError("out of memory allocating a \(size)-byte folio") }
-        self.data = p
+        self.data = FolioMemory.allocate(shift: size.trailingZeroBitCount)
     }
 
     deinit {
-        free(data)
+        FolioMemory.free(data, shift: sizeShift)
         state?.deallocate()
     }
 

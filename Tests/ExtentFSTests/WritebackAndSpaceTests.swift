@@ -172,6 +172,6 @@ struct SpaceTests {
             #expect(fs.space.freeBlocks == 56 && fs.space.reservedBlocks == 1)
         }
         #expect(fs.space.freeBlocks == 64 && fs.space.reservedBlocks == 0)
-        #expect(fs.allFiles.isEmpty)
+        #expect(fs.fileCount == 0)
     }
 }

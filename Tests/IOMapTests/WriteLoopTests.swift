@@ -244,9 +244,7 @@ enum WriteTestKit {
 
     /// KERNEL-SPEC §8 at a quiet point: K1, D1, D3 for the file and D4 for the file system.
     static func expectQuiet(_ rig: Rig, sourceLocation: SourceLocation = #_sourceLocation) {
-        for file in rig.fs.allFiles {
-            #expect(file.invariantViolations() == [], sourceLocation: sourceLocation)
-        }
+        #expect(rig.file.invariantViolations() == [], sourceLocation: sourceLocation)
         #expect(rig.fs.checkSpaceAccounting() == nil, sourceLocation: sourceLocation)
     }
 

@@ -324,7 +324,7 @@ func settle(
             findings.append(
                 ExploreFinding(
                     "lost-data",
-                    "the bytes \(what) at \(range) read back as \(hex(got)) after fsync and a cache drop, not \(hex(expectedBytes))"))
+                    "the bytes \(what) at \(range) read back as \(hexBytes(got)) after fsync and a cache drop, not \(hexBytes(expectedBytes))"))
         }
     }
     if disk != cached {
@@ -353,9 +353,9 @@ private func difference(_ a: [UInt8], _ b: [UInt8]) -> Int {
     zip(a, b).reduce(abs(a.count - b.count)) { $0 + ($1.0 == $1.1 ? 0 : 1) }
 }
 
-private func byte(_ bytes: [UInt8], _ at: Int) -> String { at < bytes.count ? hex([bytes[at]]) : "nothing (past EOF)" }
+private func byte(_ bytes: [UInt8], _ at: Int) -> String { at < bytes.count ? hexBytes([bytes[at]]) : "nothing (past EOF)" }
 
-private func hex(_ bytes: [UInt8]) -> String {
+private func hexBytes(_ bytes: [UInt8]) -> String {
     bytes.map { b in
         let s = String(b, radix: 16)
         return s.count == 1 ? "0" + s : s
