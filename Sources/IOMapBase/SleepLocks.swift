@@ -59,11 +59,12 @@ public final class RWSleepLock: @unchecked Sendable {
     public let level: LockLevel
     public let name: String
     private let slot = WaitSlot()
-    // Guarded by: slot.
-    private var readers = 0
-    private var writer = false
-    private var waitingWriters = 0
-    private var owner: pthread_t?
+    // Guarded by: slot. No dynamic exclusivity checks: every access is under the slot's
+    // mutex, and the checks cost more than the uncontended lock itself.
+    @exclusivity(unchecked) private var readers = 0
+    @exclusivity(unchecked) private var writer = false
+    @exclusivity(unchecked) private var waitingWriters = 0
+    @exclusivity(unchecked) private var owner: pthread_t?
 
     public init(level: LockLevel, name: String) {
         self.level = level

@@ -45,8 +45,10 @@ public final class Folio: @unchecked Sendable {
     /// The folio's bytes: `size` contiguous bytes, zero-filled when the folio is created.
     public let data: UnsafeMutableRawPointer
     @usableFromInline let flags = Atomic<UInt32>(0)
-    // Guarded by: the folio lock. Uptodate bits in words [0, w), dirty bits in [w, 2w).
-    @usableFromInline var state: UnsafeMutablePointer<UInt64>?
+    // Guarded by: the folio lock. Uptodate bits in words [0, w), dirty bits in [w, 2w). No
+    // dynamic exclusivity checks: the lock already serialises every access, and the write
+    // path reads this several times per copy.
+    @exclusivity(unchecked) @usableFromInline var state: UnsafeMutablePointer<UInt64>?
 
     /// Creates an unlocked, clean, not-uptodate folio of `size` bytes at `pos`.
     public init(pos: Int, size: Int, blockShift: Int) {
