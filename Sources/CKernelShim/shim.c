@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -177,3 +178,5 @@ int cks_mapped_load(int fd, void *buf, size_t count, int64_t offset) {
     memcpy(buf, at, count);
     return munmap(base, maplen) < 0 ? -errno : 0;
 }
+
+int cks_malloc_trim(void) { return malloc_trim(0); }

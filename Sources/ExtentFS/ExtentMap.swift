@@ -67,13 +67,17 @@ public struct ExtentMap: Sendable {
 
     /// The index of the first record ending after `block` (the one holding it, or the next).
     func firstIndex(endingAfter block: Int) -> Int {
-        var lo = 0
-        var hi = records.count
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if records[mid].endBlock <= block { lo = mid + 1 } else { hi = mid }
+        // Every lookup of the write, read and seek paths lands here; searched without bounds
+        // checks, which the loop's own bounds make redundant.
+        records.withUnsafeBufferPointer { r in
+            var lo = 0
+            var hi = r.count
+            while lo < hi {
+                let mid = (lo + hi) >> 1
+                if r[mid].startBlock + r[mid].blockCount <= block { lo = mid + 1 } else { hi = mid }
+            }
+            return lo
         }
-        return lo
     }
 
     /// The record holding `block`, if any.

@@ -19,8 +19,9 @@ public let verifyBuild: Bool = {
     #endif
 }()
 
-/// An expensive invariant check; compiled out unless `IOMAP_VERIFY` is defined.
-@inline(__always)
+/// An expensive invariant check; compiled out unless `IOMAP_VERIFY` is defined (inlinable,
+/// so that it leaves no call behind either).
+@inlinable @inline(__always)
 public func verify(
     _ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
     file: StaticString = #fileID, line: UInt = #line
@@ -33,19 +34,26 @@ public func verify(
 private let warnedSites = Mutex<Set<String>>([])
 
 /// Reports a condition the kernel guards with WARN_ON_ONCE. Returns `condition` so that
-/// callers can write `if warnOnce(x, "...") { throw .ioError }`.
-@discardableResult
+/// callers can write `if warnOnce(x, "...") { throw .ioError }`. Inlinable, so that the
+/// common case (the condition is false) costs one test and no call.
+@inlinable @inline(__always) @discardableResult
 public func warnOnce(
     _ condition: Bool, _ message: @autoclosure () -> String,
     file: StaticString = #fileID, line: UInt = #line
 ) -> Bool {
     guard condition else { return false }
+    warned(message(), file: file, line: line)
+    return true
+}
+
+/// The rare half of warnOnce: traps in a verify build, else prints once per site.
+@usableFromInline @inline(never)
+func warned(_ message: String, file: StaticString, line: UInt) {
     #if IOMAP_VERIFY
-    fatalError("warning: \(message())", file: file, line: line)
+    fatalError("warning: \(message)", file: file, line: line)
     #else
     let site = "\(file):\(line)"
     let first = warnedSites.withLock { $0.insert(site).inserted }
-    if first { print("swift-iomap warning at \(site): \(message())") }
-    return true
+    if first { print("swift-iomap warning at \(site): \(message)") }
     #endif
 }

@@ -55,4 +55,9 @@ int cks_mapped_store(int fd, const void *buf, size_t count, int64_t offset);
 /// Loads `count` bytes at `offset` through a MAP_SHARED mapping; same SIGBUS rule.
 int cks_mapped_load(int fd, void *buf, size_t count, int64_t offset);
 
+/// malloc_trim(0): returns the allocator's free memory to the kernel, so that `iomap bench`
+/// can measure the resident memory one step adds. Swift's Glibc module lacks <malloc.h>.
+/// Returns 1 when memory was released, else 0.
+int cks_malloc_trim(void);
+
 #endif

@@ -1,0 +1,454 @@
+// Counterpart: none in the kernel; the harness resembles fio (and dd for the memcpy line):
+// each workload runs the engine in-process and, with the same sizes and the same bytes, a
+// real file through syscalls, in one process and one run, so that both sides see the same
+// machine, the same CPU frequency and the same memory state.
+//
+// Why it is built this way:
+// - Engine and kernel runs alternate within every repetition (and the order rotates), so
+//   a drift in the machine (a noisy neighbour, thermal throttling, the page cache filling)
+//   lands on both sides instead of on whichever ran last.
+// - One warm-up run per side is thrown away: the first run pays for page faults in the
+//   harness's own buffers, for the allocator growing its arenas and for cold caches.
+// - Medians, not means: one descheduled repetition on a shared 2-core machine would move a
+//   mean by tens of percent and a median not at all.
+// - A memcpy of the same bytes with the same operation size and count is the floor for any
+//   buffered write or read path; showing it beside the two gives the ratios a scale.
+// - After every run a sample of the bytes is read back and compared, so a path that got
+//   faster by not doing its work fails the run instead of winning it.
+//
+// The clock is read here, in test support; the engine itself never reads one.
+
+import CKernelShim
+import ExtentFS
+import Foundation
+import IOMapBase
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - Configuration and results
+
+/// The workloads, by the names `--only` accepts.
+public enum BenchWorkload: String, CaseIterable, Sendable {
+    case overwrite4k = "overwrite-4k"
+    case append4k = "append-4k"
+    case append1m = "append-1m"
+    case read4k = "read-4k"
+    case seekData = "seek-data"
+    case seekHole = "seek-hole"
+    case cleanup
+    case writebackFsync = "writeback-fsync"
+    case liveHooks = "live-hooks"
+    case memory
+
+    /// The result rows the workload produces: memory has two goals, one per folio size.
+    public var rowNames: [String] {
+        self == .memory ? ["memory-4k", "memory-2m"] : [rawValue]
+    }
+
+    /// Parses a comma-separated list; `memory-4k` and `memory-2m` name the memory workload.
+    /// Returns the workloads in run order, or the names it did not know.
+    public static func parse(_ list: String) -> Result<[BenchWorkload], BenchUsageError> {
+        var chosen = Set<BenchWorkload>()
+        var unknown: [String] = []
+        for raw in list.split(separator: ",", omittingEmptySubsequences: false) {
+            let name = raw.trimmingCharacters(in: .whitespaces)
+            if let w = BenchWorkload(rawValue: name) {
+                chosen.insert(w)
+            } else if let w = allCases.first(where: { $0.rowNames.contains(name) }) {
+                chosen.insert(w)
+            } else {
+                unknown.append(name)
+            }
+        }
+        if !unknown.isEmpty {
+            let known = allCases.map(\.rawValue).joined(separator: ", ")
+            let names = unknown.map { "'\($0)'" }.joined(separator: ", ")
+            return .failure(BenchUsageError("--only: unknown workload \(names); workloads are \(known)"))
+        }
+        return .success(allCases.filter { chosen.contains($0) })
+    }
+}
+
+public struct BenchUsageError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// How a benchmark run is set up.
+public struct BenchConfig: Sendable {
+    /// Every workload at 1/16 of its size (what the test suite runs).
+    public var quick = false
+    /// The workloads to run, in run order.
+    public var workloads: [BenchWorkload] = BenchWorkload.allCases
+    /// Where the kernel-side files go (nil: a new directory on tmpfs, /dev/shm when present).
+    public var kernelDirectory: String?
+    /// Where writeback-fsync's device image and kernel file go (nil: a new directory on the
+    /// root file system).
+    public var diskDirectory: String?
+    /// Counted repetitions per side, after one warm-up.
+    public var repetitions = 5
+    /// Runs one memory measurement in a fresh process (the tool starts itself). Without it
+    /// the measurement runs in this process, where memory freed by earlier workloads and
+    /// kept by the folio allocator for reuse hides growth.
+    public var memoryProbe: (@Sendable (BenchMemoryProbe) throws -> BenchMemorySample)?
+
+    public init(quick: Bool = false) { self.quick = quick }
+
+    /// The divisor applied to every size.
+    var scale: Int { quick ? 16 : 1 }
+}
+
+/// One row of the report. Times are medians in nanoseconds per operation; nil where the
+/// workload has no such side.
+public struct BenchResult: Sendable {
+    public var name: String
+    public var engineNsPerOp: Double?
+    public var kernelNsPerOp: Double?
+    public var memcpyNsPerOp: Double?
+    /// kernel / engine where there is a kernel side; cleanup: the largest range's time over
+    /// the smallest's; live-hooks: hooked / live - 1; memory: the overhead fraction.
+    public var ratio: Double?
+    public var goal: String
+    public var holds: Bool
+    /// Further named numbers (cleanup's per-size times, memory's byte counts, ...).
+    public var detail: [String: Double] = [:]
+    /// Why the workload could not run correctly; the run then exits 1.
+    public var error: String?
+
+    public init(name: String, goal: String) {
+        self.name = name
+        self.goal = goal
+        self.holds = false
+    }
+}
+
+/// What a benchmark run measured.
+public struct BenchReport: Sendable {
+    public var results: [BenchResult] = []
+    public var kernelDirFSType = ""
+    public var diskDirFSType = ""
+    public var kernelDirectory = ""
+    public var diskDirectory = ""
+    public var repetitions = 0
+    public var quick = false
+    public var elapsedSeconds = 0.0
+
+    /// The rows whose workload could not run correctly.
+    public var failures: [BenchResult] { results.filter { $0.error != nil } }
+}
+
+/// A workload that could not run correctly: a data check failed or an operation errored.
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The run could not be set up (a directory could not be made or written).
+public struct BenchSetupError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+// MARK: - The run
+
+/// Runs the configured workloads; `progress` gets one line per step (the tool prints them on
+/// standard error). Directories the run creates are removed before it returns.
+public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void = { _ in }) throws(BenchSetupError) -> BenchReport {
+    let start = ContinuousClock.now
+    var created: [String] = []
+    defer { for dir in created { try? FileManager.default.removeItem(atPath: dir) } }
+
+    var kernelDir = config.kernelDirectory ?? ""
+    if kernelDir.isEmpty {
+        kernelDir = try makeBenchDirectory(disk: false)
+        created.append(kernelDir)
+    }
+    var diskDir = config.diskDirectory ?? ""
+    if diskDir.isEmpty && config.workloads.contains(.writebackFsync) {
+        diskDir = try makeBenchDirectory(disk: true)
+        created.append(diskDir)
+    }
+
+    var report = BenchReport()
+    report.repetitions = config.repetitions
+    report.quick = config.quick
+    report.kernelDirectory = kernelDir
+    report.kernelDirFSType = try fileSystemType(of: kernelDir)
+    if !diskDir.isEmpty {
+        report.diskDirectory = diskDir
+        report.diskDirFSType = try fileSystemType(of: diskDir)
+    }
+    let context = BenchContext(
+        scale: config.scale, repetitions: config.repetitions, kernelDir: kernelDir, diskDir: diskDir,
+        memoryProbe: config.memoryProbe, progress: progress)
+    for workload in config.workloads {
+        progress("\(workload.rawValue): starting")
+        let began = ContinuousClock.now
+        do {
+            report.results += try context.run(workload)
+        } catch {
+            progress("\(workload.rawValue): FAILED: \(error)")
+            report.results += workload.rowNames.map { name in
+                var r = BenchResult(name: name, goal: goalText(name))
+                r.error = "\(error)"
+                return r
+            }
+        }
+        progress("\(workload.rawValue): done in \(String(format: "%.1f", seconds(since: began))) s")
+    }
+    report.elapsedSeconds = seconds(since: start)
+    return report
+}
+
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// Makes a new directory for a run's files: for the kernel side on tmpfs (/dev/shm when
+/// present), so that the kernel rows measure the page cache and not a disk; for
+/// writeback-fsync (`disk`) in /var/tmp rather than /tmp, which is tmpfs on many systems.
+public func makeBenchDirectory(disk: Bool) throws(BenchSetupError) -> String {
+    let fm = FileManager.default
+    let parent =
+        disk
+        ? (fm.isWritableFile(atPath: "/var/tmp") ? "/var/tmp" : fm.temporaryDirectory.path)
+        : (fm.fileExists(atPath: "/dev/shm") ? "/dev/shm" : fm.temporaryDirectory.path)
+    let path = parent + "/iomap-bench-\(UUID().uuidString)"
+    do {
+        try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
+    } catch {
+        throw BenchSetupError("cannot create a directory in \(parent): \(error.localizedDescription)")
+    }
+    return path
+}
+
+/// The prefix of every file this process's runs make in a directory: with the process id in
+/// it, runs sharing a directory do not open each other's files, and an interrupted run's
+/// files are found without touching anybody else's.
+public var benchFilePrefix: String { "iomap-bench-\(getpid())-" }
+
+func benchFileName(_ role: String) -> String { benchFilePrefix + role }
+
+/// The statfs type name of `directory`, found by creating (and removing) a probe file, which
+/// also proves the directory writable.
+public func fileSystemType(of directory: String) throws(BenchSetupError) -> String {
+    let name = benchFileName("probe")
+    do {
+        let probe = try KernelFile(directory: directory, name: name)
+        defer { try? FileManager.default.removeItem(atPath: probe.path) }
+        return probe.fileSystemType
+    } catch {
+        throw BenchSetupError("cannot create a file in \(directory): \(error.symbolicName)")
+    }
+}
+
+/// What every workload needs: sizes, repetitions, directories and the progress sink.
+struct BenchContext {
+    let scale: Int
+    let repetitions: Int
+    let kernelDir: String
+    let diskDir: String
+    let memoryProbe: (@Sendable (BenchMemoryProbe) throws -> BenchMemorySample)?
+    let progress: (String) -> Void
+
+    func run(_ workload: BenchWorkload) throws -> [BenchResult] {
+        switch workload {
+        case .overwrite4k: return [try overwrite4k()]
+        case .append4k: return [try append(opSize: 4096, name: workload.rawValue)]
+        case .append1m: return [try append(opSize: 1 << 20, name: workload.rawValue)]
+        case .read4k: return [try read4k()]
+        case .seekData: return [try seek(data: true)]
+        case .seekHole: return [try seek(data: false)]
+        case .cleanup: return [try cleanup()]
+        case .writebackFsync: return [try writebackFsync()]
+        case .liveHooks: return [try liveHooks()]
+        case .memory: return try memory()
+        }
+    }
+
+    /// Runs one warm-up and then `repetitions` counted rounds; in every round each side runs
+    /// once, the order rotating from round to round. Each side gets the round number (0 is
+    /// the warm-up), from which it derives its data, and returns its nanoseconds per
+    /// operation. Returns the counted samples, one array per side.
+    func alternate(_ name: String, _ sides: [(Int) throws -> Double]) throws -> [[Double]] {
+        var samples = Array(repeating: [Double](), count: sides.count)
+        for round in 0...repetitions {
+            let label = round == 0 ? "warm-up" : "repetition \(round)/\(repetitions)"
+            progress("\(name): \(label)")
+            for k in 0..<sides.count {
+                let i = (k + round) % sides.count
+                let ns = try sides[i](round)
+                guard ns.isFinite && ns > 0 else { throw BenchFailure("\(name): side \(i) measured \(ns) ns per op") }
+                if round > 0 { samples[i].append(ns) }
+            }
+        }
+        return samples
+    }
+}
+
+/// The goal of each row, as the issue states it.
+func goalText(_ row: String) -> String {
+    switch row {
+    case "overwrite-4k": return "engine ≥ 2.0× kernel, ≤ 1.5× memcpy"
+    case "append-4k": return "engine ≥ 1.2× kernel"
+    case "append-1m": return "engine ≥ 1.0× kernel"
+    case "read-4k": return "engine ≥ 2.0× kernel"
+    case "seek-data", "seek-hole": return "engine ≥ 5× kernel"
+    case "cleanup": return "1 TiB ≤ 2× 1 MiB"
+    case "writeback-fsync": return "engine ≥ 0.9× kernel"
+    case "live-hooks": return "cost ≤ 2%"
+    case "memory-4k": return "overhead ≤ 3%"
+    case "memory-2m": return "overhead ≤ 0.5%"
+    default: return ""
+    }
+}
+
+// MARK: - Statistics and clocks
+
+func median(_ values: [Double]) -> Double {
+    precondition(!values.isEmpty, "median of nothing")
+    let s = values.sorted()
+    let n = s.count
+    return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: a vDSO call, cheap enough to bracket a whole timed loop.
+@inline(__always)
+func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// Nanoseconds `body` took.
+@inline(__always)
+func timed(_ body: () throws -> Void) rethrows -> Double {
+    let t0 = monotonicNs()
+    try body()
+    return Double(monotonicNs() &- t0)
+}
+
+// MARK: - Data
+
+/// A page-aligned source buffer whose bytes are a function of their index and a tag; each
+/// run uses a new tag, so reading back the previous run's bytes is caught.
+final class PatternBuffer {
+    let count: Int
+    let base: UnsafeMutableRawPointer
+    private(set) var tag = 0
+
+    init(count: Int) {
+        self.count = count
+        var p: UnsafeMutableRawPointer?
+        precondition(posix_memalign(&p, 4096, count) == 0 && p != nil, "cannot allocate \(count) bytes")
+        base = p!
+        fill(tag: 0)
+    }
+
+    deinit { free(base) }
+
+    @inline(__always)
+    static func byte(_ i: Int, tag: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: i &* 131 &+ tag &* 7 &+ (i >> 12) &+ (i >> 20) &* 13)
+    }
+
+    func fill(tag: Int) {
+        self.tag = tag
+        let p = base.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<count { p[i] = Self.byte(i, tag: tag) }
+    }
+
+    /// The `length` source bytes of an operation at file offset `offset`: the buffer is
+    /// used cyclically, so file byte `o` holds source byte `o % count`.
+    @inline(__always)
+    func bytes(forFileOffset offset: Int, length: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + offset % count, count: length)
+    }
+
+    /// What file byte `offset` holds after a run with the current tag.
+    func expected(atFileOffset offset: Int) -> UInt8 { Self.byte(offset % count, tag: tag) }
+}
+
+/// Offsets spread over `[0, size)` to check after a run: both ends and 62 between.
+func sampleOffsets(size: Int, length: Int = 16) -> [Int] {
+    let last = size - length
+    var out = [0, last]
+    var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+    for _ in 0..<62 {
+        x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        out.append(Int((x >> 16) % UInt64(last + 1)))
+    }
+    return out
+}
+
+/// Compares `read(offset, 16)` with the expected bytes at every sample offset.
+func checkSamples(
+    _ what: String, size: Int, expected: (Int) -> UInt8, read: (Int, Int) throws -> [UInt8]
+) throws {
+    for offset in sampleOffsets(size: size) {
+        let got = try read(offset, 16)
+        let want = (0..<16).map { expected(offset + $0) }
+        if got != want {
+            throw BenchFailure(
+                "\(what): data check failed at offset \(offset): read \(hex(got)), expected \(hex(want))")
+        }
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined(separator: " ") }
+
+// MARK: - Kernel side
+
+extension KernelFile {
+    /// pwrite of raw bytes, which the benchmark needs to keep array bridging out of the timed
+    /// loops; returns the bytes written or throws the errno.
+    @inline(__always)
+    func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws -> Int {
+        let n = cks_pwrite(fd, bytes.baseAddress, bytes.count, Int64(offset))
+        if n < 0 { throw BenchFailure("pwrite(\(path), \(bytes.count) bytes at \(offset)): \(Errno(rawValue: Int32(-n)).symbolicName)") }
+        return Int(n)
+    }
+
+    @inline(__always)
+    func preadAll(_ buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws -> Int {
+        let n = cks_pread(fd, buffer.baseAddress, buffer.count, Int64(offset))
+        if n < 0 { throw BenchFailure("pread(\(path), \(buffer.count) bytes at \(offset)): \(Errno(rawValue: Int32(-n)).symbolicName)") }
+        return Int(n)
+    }
+
+    func check<T>(_ what: String, _ result: Result<T, Errno>) throws -> T {
+        switch result {
+        case .success(let v): return v
+        case .failure(let e): throw BenchFailure("\(what) on \(path): \(e.symbolicName)")
+        }
+    }
+
+    /// Removes the file from its directory (the open descriptor keeps it until released).
+    func unlink() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+// MARK: - Resident memory
+
+/// A field of /proc/self/status in bytes (VmRSS, VmHWM), or nil where there is none.
+func procStatusBytes(_ field: String) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+        let digits = line.dropFirst(field.count + 1).filter(\.isNumber)
+        return Int(digits).map { $0 * 1024 }
+    }
+    return nil
+}
+
+/// Resets VmHWM to the current RSS (clear_refs 5), so the peak measured next belongs to the
+/// next step only. False where the kernel does not allow it.
+func resetPeakRSS() -> Bool {
+    let fd = open("/proc/self/clear_refs", O_WRONLY)
+    if fd < 0 { return false }
+    defer { close(fd) }
+    return write(fd, "5", 1) == 1
+}

@@ -1,0 +1,720 @@
+// Counterpart: none in the kernel; the workloads of `iomap bench`, each shaped like an fio
+// job (sequential psync writes and reads of a fixed block size, a new file for appends,
+// an fsync at the end for writeback) and run against the engine and a real file with the
+// same sizes and bytes. See Bench.swift for how runs are alternated, timed and checked.
+
+import CKernelShim
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import PageCache
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+private let KiB = 1 << 10
+private let MiB = 1 << 20
+private let GiB = 1 << 30
+private let TiB = 1 << 40
+
+/// An interleaver that decides nothing: every yield returns at once. Installed in the
+/// environment and bound to the timing thread, it sends every lock operation and hook point
+/// down the explorer's path, which is the cost live-hooks measures.
+final class NoOpInterleaver: Interleaver {
+    func yield(_ site: YieldSite, actor: Int) {}
+    func block(on key: ObjectIdentifier, _ site: YieldSite, actor: Int) {}
+    func signal(_ key: ObjectIdentifier) {}
+}
+
+/// An engine on a sparse memory device: the device is a dictionary of chunks filled only by
+/// writeback, so a device as large as the biggest reservation costs nothing.
+private func makeEngine(deviceBytes: Int, maxFolioSize: Int = 2 * MiB, environment: IOMapEnvironment = .live) -> ExtentFS {
+    ExtentFS(
+        memoryBytes: deviceBytes,
+        config: ExtentFSConfig(blockSize: 4096, maxFolioSize: maxFolioSize, environment: environment))
+}
+
+/// A source buffer for operations of `opSize`: a multiple of the operation size, and large
+/// enough that neighbouring operations carry different bytes.
+private func sourceBuffer(opSize: Int) -> PatternBuffer { PatternBuffer(count: max(MiB, 3 * opSize)) }
+
+// MARK: - Timed loops
+//
+// Each loop is the whole timed region: no allocation, no array bridging, one call per
+// operation, so what is measured is the path under test and a loop counter.
+
+@inline(never)
+private func engineWrites(_ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+    try timed {
+        var off = 0
+        while off < size {
+            let n = try file.write(src.bytes(forFileOffset: off, length: opSize), at: off)
+            if n != opSize { throw BenchFailure("engine write at \(off) wrote \(n) of \(opSize) bytes") }
+            off += opSize
+        }
+    }
+}
+
+@inline(never)
+private func kernelWrites(_ file: KernelFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+    try timed {
+        var off = 0
+        while off < size {
+            let n = try file.pwriteAll(src.bytes(forFileOffset: off, length: opSize), at: off)
+            if n != opSize { throw BenchFailure("pwrite at \(off) wrote \(n) of \(opSize) bytes") }
+            off += opSize
+        }
+    }
+}
+
+@inline(never)
+private func memcpyWrites(into dest: UnsafeMutableRawPointer, _ src: PatternBuffer, size: Int, opSize: Int) -> Double {
+    timed {
+        var off = 0
+        while off < size {
+            memcpy(dest + off, src.base + off % src.count, opSize)
+            off += opSize
+        }
+    }
+}
+
+// MARK: - Checks
+
+private func checkEngine(_ what: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int) throws {
+    try checkSamples(what, size: size, expected: src.expected(atFileOffset:)) { offset, count in
+        try file.read(count: count, at: offset)
+    }
+}
+
+private func checkKernel(_ what: String, _ file: KernelFile, _ src: PatternBuffer, size: Int) throws {
+    try checkSamples(what, size: size, expected: src.expected(atFileOffset:)) { offset, count in
+        try file.check("pread", file.read(count: count, at: offset))
+    }
+}
+
+private func checkMemory(_ what: String, _ dest: UnsafeMutableRawPointer, _ src: PatternBuffer, size: Int) throws {
+    try checkSamples(what, size: size, expected: src.expected(atFileOffset:)) { offset, count in
+        [UInt8](UnsafeRawBufferPointer(start: dest + offset, count: count))
+    }
+}
+
+/// A destination buffer of `size` bytes, every page already touched, for memcpy baselines of
+/// workloads whose target is already cached.
+private func touchedBuffer(_ size: Int) -> UnsafeMutableRawPointer {
+    var p: UnsafeMutableRawPointer?
+    precondition(posix_memalign(&p, 4096, size) == 0 && p != nil, "cannot allocate \(size) bytes")
+    memset(p!, 0, size)
+    return p!
+}
+
+private func makeFileDevice(path: String, bytes: Int) throws -> FileBlockDevice {
+    do {
+        return try FileBlockDevice(path: path, blockSize: 4096, blockCount: bytes / 4096, create: true)
+    } catch {
+        throw BenchFailure("cannot create the device image \(path): \(error.symbolicName)")
+    }
+}
+
+private func sizeLabel(_ bytes: Int) -> String {
+    if bytes >= TiB && bytes % TiB == 0 { return "\(bytes / TiB)TiB" }
+    if bytes >= GiB && bytes % GiB == 0 { return "\(bytes / GiB)GiB" }
+    if bytes >= MiB && bytes % MiB == 0 { return "\(bytes / MiB)MiB" }
+    return "\(bytes / KiB)KiB"
+}
+
+extension BenchContext {
+    // MARK: overwrite-4k
+
+    func overwrite4k() throws -> BenchResult {
+        let name = BenchWorkload.overwrite4k.rawValue
+        let size = 64 * MiB / scale
+        let opSize = 4 * KiB
+        let ops = Double(size / opSize)
+        let src = sourceBuffer(opSize: opSize)
+        let fs = makeEngine(deviceBytes: size + 16 * MiB)
+        let file = fs.createFile()
+        _ = try engineWrites(file, src, size: size, opSize: MiB)
+        let kfile = try KernelFile(directory: kernelDir, name: benchFileName("overwrite"))
+        defer { kfile.unlink() }
+        _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
+        let dest = touchedBuffer(size)
+        defer { free(dest) }
+
+        let samples = try alternate(name, [
+            { round in
+                src.fill(tag: round + 1)
+                let ns = try engineWrites(file, src, size: size, opSize: opSize)
+                try checkEngine("engine \(name)", file, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                try checkKernel("kernel \(name)", kfile, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
+                try checkMemory("memcpy \(name)", dest, src, size: size)
+                return ns / ops
+            },
+        ])
+        var r = BenchResult(name: name, goal: goalText(name))
+        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
+        r.engineNsPerOp = e
+        r.kernelNsPerOp = k
+        r.memcpyNsPerOp = m
+        r.ratio = k / e
+        r.holds = k / e >= 2.0 && e <= 1.5 * m
+        r.detail["engine_over_memcpy"] = e / m
+        r.detail["bytes"] = Double(size)
+        return r
+    }
+
+    // MARK: append-4k, append-1m
+
+    func append(opSize: Int, name: String) throws -> BenchResult {
+        let size = GiB / scale
+        let ops = Double(size / opSize)
+        let src = sourceBuffer(opSize: opSize)
+        // The whole append is reserved as delalloc, so the device must hold it; being sparse
+        // and never written back here, it costs no memory.
+        let fs = makeEngine(deviceBytes: size + 64 * MiB)
+        let kernelName = benchFileName(name)
+
+        let samples = try alternate(name, [
+            { round in
+                src.fill(tag: round + 1)
+                // A new file each time; the old one, and its cache, went when its last
+                // reference did at the end of the previous run.
+                let file = fs.createFile()
+                let ns = try engineWrites(file, src, size: size, opSize: opSize)
+                try checkEngine("engine \(name)", file, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let kfile = try KernelFile(directory: kernelDir, name: kernelName)
+                // Unlinking frees tmpfs pages as soon as the descriptor closes.
+                defer { kfile.unlink() }
+                let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                try checkKernel("kernel \(name)", kfile, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                // Untouched memory, faulted in as the copy goes, as cache memory is
+                // allocated as the append goes.
+                guard let dest = malloc(size) else { throw BenchFailure("cannot allocate \(size) bytes") }
+                defer { free(dest) }
+                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
+                try checkMemory("memcpy \(name)", dest, src, size: size)
+                return ns / ops
+            },
+        ])
+        var r = BenchResult(name: name, goal: goalText(name))
+        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
+        r.engineNsPerOp = e
+        r.kernelNsPerOp = k
+        r.memcpyNsPerOp = m
+        r.ratio = k / e
+        r.holds = k / e >= (opSize == 4 * KiB ? 1.2 : 1.0)
+        r.detail["bytes"] = Double(size)
+        return r
+    }
+
+    // MARK: read-4k
+
+    func read4k() throws -> BenchResult {
+        let name = BenchWorkload.read4k.rawValue
+        let size = 64 * MiB / scale
+        let opSize = 4 * KiB
+        let ops = size / opSize
+        let src = sourceBuffer(opSize: opSize)
+        let fs = makeEngine(deviceBytes: size + 16 * MiB)
+        let file = fs.createFile()
+        _ = try engineWrites(file, src, size: size, opSize: MiB)
+        let kfile = try KernelFile(directory: kernelDir, name: benchFileName("read"))
+        defer { kfile.unlink() }
+        _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
+        // The memcpy baseline reads from a cache-sized source into the same small user
+        // buffer the reads fill.
+        let cache = touchedBuffer(size)
+        defer { free(cache) }
+        for off in stride(from: 0, to: size, by: src.count) {
+            memcpy(cache + off, src.base, min(src.count, size - off))
+        }
+        let buffer = touchedBuffer(opSize)
+        defer { free(buffer) }
+        let user = UnsafeMutableRawBufferPointer(start: buffer, count: opSize)
+
+        // Every read is checked cheaply: one word at a position that moves with the
+        // operation is summed, and the sum compared with what the file holds there.
+        @inline(__always) func probe(_ k: Int) -> Int { (k &* 8) & (opSize - 8) }
+        var expectedSum: UInt64 = 0
+        for k in 0..<ops {
+            var word: UInt64 = 0
+            for b in 0..<8 { word |= UInt64(src.expected(atFileOffset: k * opSize + probe(k) + b)) << (8 * b) }
+            expectedSum &+= word
+        }
+        func checkSum(_ side: String, _ sum: UInt64) throws {
+            if sum != expectedSum {
+                throw BenchFailure("\(side) \(name): data check failed: the read data sums to \(sum), the file to \(expectedSum)")
+            }
+        }
+
+        let samples = try alternate(name, [
+            { _ in
+                memset(buffer, 0, opSize)
+                var sum: UInt64 = 0
+                let ns = try timed {
+                    for k in 0..<ops {
+                        let n = try file.read(into: user, at: k * opSize)
+                        if n != opSize { throw BenchFailure("engine read at \(k * opSize) returned \(n) bytes") }
+                        sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                    }
+                }
+                try checkSum("engine", sum)
+                return ns / Double(ops)
+            },
+            { _ in
+                memset(buffer, 0, opSize)
+                var sum: UInt64 = 0
+                let ns = try timed {
+                    for k in 0..<ops {
+                        let n = try kfile.preadAll(user, at: k * opSize)
+                        if n != opSize { throw BenchFailure("pread at \(k * opSize) returned \(n) bytes") }
+                        sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                    }
+                }
+                try checkSum("kernel", sum)
+                return ns / Double(ops)
+            },
+            { _ in
+                memset(buffer, 0, opSize)
+                var sum: UInt64 = 0
+                let ns = timed {
+                    for k in 0..<ops {
+                        memcpy(buffer, cache + k * opSize, opSize)
+                        sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                    }
+                }
+                try checkSum("memcpy", sum)
+                return ns / Double(ops)
+            },
+        ])
+        var r = BenchResult(name: name, goal: goalText(name))
+        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
+        r.engineNsPerOp = e
+        r.kernelNsPerOp = k
+        r.memcpyNsPerOp = m
+        r.ratio = k / e
+        r.holds = k / e >= 2.0
+        r.detail["bytes"] = Double(size)
+        return r
+    }
+
+    // MARK: seek-data, seek-hole
+
+    /// SEEK_DATA from the hole before every data run, or SEEK_HOLE from inside every run, on
+    /// a sparse file of 1,000 runs of 64 KiB spread over 1 GiB (quick: 62 runs over 64 MiB).
+    func seek(data: Bool) throws -> BenchResult {
+        let name = data ? BenchWorkload.seekData.rawValue : BenchWorkload.seekHole.rawValue
+        let size = GiB / scale
+        let runs = 1000 / scale
+        let runLength = 64 * KiB
+        let spacing = size / runs / runLength * runLength
+        let runStarts = (0..<runs).map { $0 * spacing + spacing / 2 / runLength * runLength }
+        // Enough passes over the probes that one repetition is long against the clock.
+        let passes = 100
+        let probes = data ? runStarts.map { $0 - spacing / 4 } : runStarts.map { $0 + 4 * KiB }
+        let answers = data ? runStarts : runStarts.map { $0 + runLength }
+        let expectedSum = answers.reduce(0, &+) &* passes
+        let src = sourceBuffer(opSize: runLength)
+
+        let fs = makeEngine(deviceBytes: max(16 * MiB, 2 * runs * runLength))
+        let file = fs.createFile()
+        try file.truncate(to: size)
+        for start in runStarts {
+            let n = try file.write(src.bytes(forFileOffset: start, length: runLength), at: start)
+            if n != runLength { throw BenchFailure("engine write at \(start) wrote \(n) bytes") }
+        }
+        try file.fsync()
+        let kfile = try KernelFile(directory: kernelDir, name: benchFileName(name))
+        defer { kfile.unlink() }
+        try kfile.check("ftruncate", kfile.truncate(to: size))
+        for start in runStarts {
+            _ = try kfile.pwriteAll(src.bytes(forFileOffset: start, length: runLength), at: start)
+        }
+        try kfile.check("fsync", kfile.fsync())
+
+        let engineSeek: (Int) throws -> Int = data ? file.seekData(from:) : file.seekHole(from:)
+        let kernelSeek: (Int) -> Int64 = data ? { cks_seek_data(kfile.fd, Int64($0)) } : { cks_seek_hole(kfile.fd, Int64($0)) }
+        func check(_ side: String, _ sum: Int, _ answer: (Int) throws -> Int) throws {
+            for (i, p) in probes.enumerated() {
+                let got = try answer(p)
+                if got != answers[i] {
+                    throw BenchFailure("\(side) \(name) from \(p) answered \(got), expected \(answers[i])")
+                }
+            }
+            if sum != expectedSum { throw BenchFailure("\(side) \(name): the answers sum to \(sum), expected \(expectedSum)") }
+        }
+        let ops = Double(passes * runs)
+
+        let samples = try alternate(name, [
+            { _ in
+                var sum = 0
+                let ns = try timed {
+                    for _ in 0..<passes {
+                        for p in probes { sum &+= try engineSeek(p) }
+                    }
+                }
+                try check("engine", sum, engineSeek)
+                return ns / ops
+            },
+            { _ in
+                var sum = 0
+                let ns = try timed {
+                    for _ in 0..<passes {
+                        for p in probes {
+                            let rc = kernelSeek(p)
+                            if rc < 0 { throw BenchFailure("lseek from \(p): \(Errno(rawValue: Int32(-rc)).symbolicName)") }
+                            sum &+= Int(rc)
+                        }
+                    }
+                }
+                try check("kernel", sum) { p in
+                    let rc = kernelSeek(p)
+                    if rc < 0 { throw BenchFailure("lseek from \(p): \(Errno(rawValue: Int32(-rc)).symbolicName)") }
+                    return Int(rc)
+                }
+                return ns / ops
+            },
+        ])
+        var r = BenchResult(name: name, goal: goalText(name))
+        let (e, k) = (median(samples[0]), median(samples[1]))
+        r.engineNsPerOp = e
+        r.kernelNsPerOp = k
+        r.ratio = k / e
+        r.holds = k / e >= 5.0
+        r.detail["data_runs"] = Double(runs)
+        r.detail["file_bytes"] = Double(size)
+        return r
+    }
+
+    // MARK: cleanup
+
+    /// The failure cleanup of a write that reserved NEW delalloc over a whole range and copied
+    /// nothing, with 8 folios dirtied through a mapping inside the range after the
+    /// reservation (the seed's race). A real write reserves at most
+    /// `ExtentFile.maxReservationBytes` per mapping, so the range is reserved and handed to
+    /// iomapEnd as that write's iomapBegin would have if it were not capped: what is timed
+    /// is iomapEnd and nothing else.
+    func cleanup() throws -> BenchResult {
+        let name = BenchWorkload.cleanup.rawValue
+        let sizes = [MiB / scale, GiB / scale, TiB / scale]
+        let iterations = scale == 1 ? 200 : 16
+        let dirtyFolios = 8
+        let bs = 4096
+        var punchesSeen = 0
+        var keptBlocks = 0
+
+        let sides: [(Int) throws -> Double] = sizes.map { size in
+            let fs = makeEngine(deviceBytes: size + 64 * MiB)
+            let blocks = size / bs
+            let offsets = (0..<dirtyFolios).map { k in (k * (size / dirtyFolios) + size / (2 * dirtyFolios)) / pageSize * pageSize }
+            return { round in
+                var total = 0.0
+                for it in 0..<iterations {
+                    let file = fs.createFile()
+                    try file.truncate(to: size)
+                    try file._reserveDelalloc(fromBlock: 0, toBlock: blocks)
+                    let m = file._newDelallocMapping(fromBlock: 0, toBlock: blocks)
+                    let stamps = (0..<dirtyFolios).map { k in
+                        (0..<8).map { b in UInt8(truncatingIfNeeded: k &* 37 &+ b &+ it &* 3 &+ round) }
+                    }
+                    for (k, offset) in offsets.enumerated() { try file.mappedStore(stamps[k], at: offset + 100) }
+                    total += timed { file._failWrite(pos: 0, length: size, written: 0, mapping: m) }
+                    // The cleanup ran, kept the reservation under exactly the dirty folios,
+                    // and left their bytes alone.
+                    var kept = 0
+                    for offset in offsets {
+                        guard let folio = file._folio(at: offset), folio.isDirty else {
+                            throw BenchFailure("cleanup over \(sizeLabel(size)): the dirty folio at \(offset) is gone")
+                        }
+                        kept += folio.size / bs
+                    }
+                    if file.inode.stats.cleanups != 1 || file.delallocBlocks != kept {
+                        throw BenchFailure(
+                            "cleanup over \(sizeLabel(size)): \(file.inode.stats.cleanups) cleanups left \(file.delallocBlocks) delalloc blocks, expected 1 leaving \(kept)")
+                    }
+                    for (k, offset) in offsets.enumerated() where try file.mappedLoad(count: 8, at: offset + 100) != stamps[k] {
+                        throw BenchFailure("cleanup over \(sizeLabel(size)): the bytes stored at \(offset + 100) changed")
+                    }
+                    if let problem = fs.checkSpaceAccounting() { throw BenchFailure("cleanup over \(sizeLabel(size)): \(problem)") }
+                    punchesSeen = file.inode.stats.punches
+                    keptBlocks = kept
+                }
+                return total / Double(iterations)
+            }
+        }
+        let samples = try alternate(name, sides)
+        let times = samples.map(median)
+        var r = BenchResult(name: name, goal: goalText(name))
+        r.engineNsPerOp = times[2]
+        r.ratio = times[2] / times[0]
+        r.holds = times[2] <= 2 * times[0]
+        for (size, t) in zip(sizes, times) { r.detail["ns_per_op_\(sizeLabel(size))"] = t }
+        r.detail["punches_per_cleanup"] = Double(punchesSeen)
+        r.detail["dirty_folios"] = Double(dirtyFolios)
+        r.detail["kept_delalloc_blocks"] = Double(keptBlocks)
+        r.detail["reserved_bytes_largest"] = Double(sizes[2])
+        return r
+    }
+
+    // MARK: writeback-fsync
+
+    func writebackFsync() throws -> BenchResult {
+        let name = BenchWorkload.writebackFsync.rawValue
+        let size = 256 * MiB / scale
+        let opSize = MiB
+        let ops = Double(size / opSize)
+        let src = sourceBuffer(opSize: opSize)
+        let devicePath = diskDir + "/" + benchFileName("device.img")
+        let kernelName = benchFileName("writeback")
+        defer {
+            try? FileManager.default.removeItem(atPath: devicePath)
+            try? FileManager.default.removeItem(atPath: diskDir + "/" + kernelName)
+        }
+
+        let samples = try alternate(name, [
+            { round in
+                src.fill(tag: round + 1)
+                defer { try? FileManager.default.removeItem(atPath: devicePath) }
+                let device = try makeFileDevice(path: devicePath, bytes: size + 16 * MiB)
+                let fs = ExtentFS(device: device, config: ExtentFSConfig(blockSize: 4096))
+                let file = fs.createFile()
+                let ns = try timed {
+                    _ = try engineWrites(file, src, size: size, opSize: opSize)
+                    try file.fsync()
+                }
+                // Read back from the device, not the cache: the check is of what writeback
+                // wrote.
+                file.dropCaches()
+                if file.mapping.folioCount != 0 {
+                    throw BenchFailure("engine \(name): \(file.mapping.folioCount) folios still cached after fsync and a cache drop")
+                }
+                try checkEngine("engine \(name)", file, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let kfile = try KernelFile(directory: diskDir, name: kernelName)
+                defer { kfile.unlink() }
+                let ns = try timed {
+                    _ = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                    try kfile.check("fsync", kfile.fsync())
+                }
+                try checkKernel("kernel \(name)", kfile, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                guard let dest = malloc(size) else { throw BenchFailure("cannot allocate \(size) bytes") }
+                defer { free(dest) }
+                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
+                try checkMemory("memcpy \(name)", dest, src, size: size)
+                return ns / ops
+            },
+        ])
+        var r = BenchResult(name: name, goal: goalText(name))
+        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
+        r.engineNsPerOp = e
+        r.kernelNsPerOp = k
+        r.memcpyNsPerOp = m
+        r.ratio = k / e
+        r.holds = k / e >= 0.9
+        r.detail["bytes"] = Double(size)
+        return r
+    }
+
+    // MARK: live-hooks
+
+    /// overwrite-4k with the explorer's machinery switched on but deciding nothing, against
+    /// the live environment. The ratio is the cost: hooked / live - 1. Hooked means both
+    /// halves of the explorer's reach: the interleaver in the environment (the hook points)
+    /// and bound to the timing thread (every sleeping lock). A third engine has it in the
+    /// environment only, which is what a file system configured for exploration costs a
+    /// thread the explorer does not run; it is reported as detail.
+    func liveHooks() throws -> BenchResult {
+        let name = BenchWorkload.liveHooks.rawValue
+        let size = 64 * MiB / scale
+        let opSize = 4 * KiB
+        let ops = Double(size / opSize)
+        let src = sourceBuffer(opSize: opSize)
+        let interleaver = NoOpInterleaver()
+        let environment = IOMapEnvironment(interleaver: interleaver)
+        let liveFS = makeEngine(deviceBytes: size + 16 * MiB)
+        let hookedFS = makeEngine(deviceBytes: size + 16 * MiB, environment: environment)
+        let envOnlyFS = makeEngine(deviceBytes: size + 16 * MiB, environment: environment)
+        let live = liveFS.createFile()
+        let hooked = hookedFS.createFile()
+        let envOnly = envOnlyFS.createFile()
+        for file in [live, hooked, envOnly] { _ = try engineWrites(file, src, size: size, opSize: MiB) }
+        let dest = touchedBuffer(size)
+        defer { free(dest) }
+
+        let samples = try alternate(name, [
+            { round in
+                src.fill(tag: round + 1)
+                let ns = try Interleaving.bound(to: interleaver, actor: 0) {
+                    try engineWrites(hooked, src, size: size, opSize: opSize)
+                }
+                try checkEngine("hooked engine \(name)", hooked, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let ns = try engineWrites(live, src, size: size, opSize: opSize)
+                try checkEngine("live engine \(name)", live, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let ns = try engineWrites(envOnly, src, size: size, opSize: opSize)
+                try checkEngine("environment-only engine \(name)", envOnly, src, size: size)
+                return ns / ops
+            },
+            { round in
+                src.fill(tag: round + 1)
+                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
+                try checkMemory("memcpy \(name)", dest, src, size: size)
+                return ns / ops
+            },
+        ])
+        var r = BenchResult(name: name, goal: goalText(name))
+        let (h, l, env, m) = (median(samples[0]), median(samples[1]), median(samples[2]), median(samples[3]))
+        r.engineNsPerOp = h
+        r.memcpyNsPerOp = m
+        r.ratio = h / l - 1
+        r.holds = h / l - 1 <= 0.02
+        r.detail["live_ns_per_op"] = l
+        r.detail["environment_only_ns_per_op"] = env
+        r.detail["environment_only_cost"] = env / l - 1
+        return r
+    }
+
+    // MARK: memory
+
+    /// Peak resident memory while caching 1 GiB (quick: 64 MiB) of written data, with 4 KiB
+    /// folios and with 2 MiB folios, over the bytes cached. Each measurement runs in a fresh
+    /// process when the caller can start one (`BenchConfig.memoryProbe`): the folio allocator
+    /// keeps freed blocks for reuse, so in a process that has cached data before, caching
+    /// again reuses resident memory and the growth measured would be far too small.
+    func memory() throws -> [BenchResult] {
+        let size = GiB / scale
+        let folioSizes = [4 * KiB, 2 * MiB]
+        let names = BenchWorkload.memory.rowNames
+        var overheads = Array(repeating: [Double](), count: folioSizes.count)
+        var deltas = Array(repeating: [Double](), count: folioSizes.count)
+        var peakMeasured = true
+        for round in 0...repetitions {
+            progress("memory: \(round == 0 ? "warm-up" : "repetition \(round)/\(repetitions)")")
+            for k in 0..<folioSizes.count {
+                let i = (k + round) % folioSizes.count
+                let probe = BenchMemoryProbe(folioSize: folioSizes[i], bytes: size, tag: round + 1)
+                let sample = try memoryProbe.map { try $0(probe) } ?? runBenchMemoryProbe(probe)
+                if sample.cachedBytes != size {
+                    throw BenchFailure("\(names[i]): \(sample.cachedBytes) bytes cached, expected \(size)")
+                }
+                peakMeasured = peakMeasured && sample.peakMeasured
+                if round > 0 {
+                    let delta = sample.peakRSS - sample.baselineRSS
+                    deltas[i].append(Double(delta))
+                    overheads[i].append(Double(delta - size) / Double(size))
+                }
+            }
+        }
+        return folioSizes.indices.map { i in
+            var r = BenchResult(name: names[i], goal: goalText(names[i]))
+            let overhead = median(overheads[i])
+            r.ratio = overhead
+            r.holds = overhead <= (folioSizes[i] == 4 * KiB ? 0.03 : 0.005)
+            r.detail["cached_bytes"] = Double(size)
+            r.detail["rss_delta_bytes"] = median(deltas[i])
+            r.detail["overhead_bytes"] = overhead * Double(size)
+            r.detail["folio_bytes"] = Double(folioSizes[i])
+            r.detail["peak_rss_measured"] = peakMeasured ? 1 : 0
+            r.detail["separate_process"] = memoryProbe == nil ? 0 : 1
+            return r
+        }
+    }
+}
+
+/// One memory measurement: cache `bytes` of written data with folios of at most `folioSize`.
+public struct BenchMemoryProbe: Sendable {
+    public var folioSize: Int
+    public var bytes: Int
+    /// Selects the data written (a different tag writes different bytes).
+    public var tag: Int
+
+    public init(folioSize: Int, bytes: Int, tag: Int) {
+        self.folioSize = folioSize
+        self.bytes = bytes
+        self.tag = tag
+    }
+
+    /// A problem with the values, or nil.
+    public var problem: String? {
+        if folioSize < 4 * KiB || folioSize > 2 * MiB || folioSize & (folioSize - 1) != 0 {
+            return "folio size must be a power of two from 4096 to 2097152, got \(folioSize)"
+        }
+        if bytes <= 0 || bytes % MiB != 0 { return "bytes must be a positive multiple of 1 MiB, got \(bytes)" }
+        return nil
+    }
+}
+
+/// What one memory measurement saw, in bytes.
+public struct BenchMemorySample: Sendable {
+    /// Resident memory just before the file system was made.
+    public var baselineRSS: Int
+    /// Peak resident memory while caching (current resident memory where the peak could not
+    /// be reset).
+    public var peakRSS: Int
+    /// Bytes the page cache held at the end.
+    public var cachedBytes: Int
+    public var peakMeasured: Bool
+
+    public init(baselineRSS: Int, peakRSS: Int, cachedBytes: Int, peakMeasured: Bool) {
+        self.baselineRSS = baselineRSS
+        self.peakRSS = peakRSS
+        self.cachedBytes = cachedBytes
+        self.peakMeasured = peakMeasured
+    }
+}
+
+/// Runs one memory measurement in this process. Meaningful in a process that has cached
+/// nothing before (see `BenchContext.memory`); `iomap bench` runs it in a child process.
+public func runBenchMemoryProbe(_ probe: BenchMemoryProbe) throws -> BenchMemorySample {
+    if let problem = probe.problem { throw BenchFailure("memory probe: \(problem)") }
+    let opSize = MiB
+    // The source buffer is allocated, and its pages touched, before the baseline.
+    let src = sourceBuffer(opSize: opSize)
+    src.fill(tag: probe.tag)
+    _ = cks_malloc_trim()
+    let reset = resetPeakRSS()
+    guard let before = procStatusBytes("VmRSS") else { throw BenchFailure("cannot read VmRSS from /proc/self/status") }
+    let fs = makeEngine(deviceBytes: probe.bytes + 64 * MiB, maxFolioSize: probe.folioSize)
+    let file = fs.createFile()
+    _ = try engineWrites(file, src, size: probe.bytes, opSize: opSize)
+    guard let peak = procStatusBytes(reset ? "VmHWM" : "VmRSS") else {
+        throw BenchFailure("cannot read resident memory from /proc/self/status")
+    }
+    try checkEngine("engine memory (folios of \(probe.folioSize) bytes)", file, src, size: probe.bytes)
+    return BenchMemorySample(baselineRSS: before, peakRSS: peak, cachedBytes: file.mapping.cachedBytes, peakMeasured: reset)
+}

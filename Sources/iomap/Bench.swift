@@ -1,0 +1,294 @@
+// Counterpart: none in the kernel; `iomap bench` is the engine's fio: each workload on the
+// engine in-process and, with the same sizes and bytes, through syscalls on a real file, in
+// one run, with the ratios and the goals they are held to.
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark the engine against the kernel's page cache: writes, appends, reads, seeks, cleanup, writeback, hooks, memory.",
+        discussion: """
+            Each workload runs on the engine in-process and through syscalls on a real file in \
+            --dir, alternating engine and kernel runs, one warm-up and 5 counted repetitions, \
+            reporting medians in ns per operation beside a memcpy of the same bytes. Workloads: \
+            \(BenchWorkload.allCases.map(\.rawValue).joined(separator: ", ")). Exit status: 0 when \
+            every workload ran (goals that do not hold are reported, not an error), 1 when a \
+            workload could not run correctly (a data check failed), 2 for bad usage.
+            """)
+
+    @Flag(help: "Run every workload at 1/16 of its size.") var quick = false
+    @Option(help: "Comma-separated workloads to run (default: all).") var only: String?
+    @Option(help: "Directory for the kernel-side files (default: a new directory on tmpfs, /dev/shm when present).")
+    var dir: String?
+    @Option(help: "Directory for writeback-fsync's device image and kernel file (default: a new directory in /var/tmp).")
+    var dirDisk: String?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+    // The memory workload's measurements, each run by a child process of the tool (see
+    // BenchConfig.memoryProbe): the folio size, the bytes to cache and the data tag.
+    @Option(help: .hidden) var memoryProbe: Int?
+    @Option(help: .hidden) var memoryProbeBytes: Int?
+    @Option(help: .hidden) var memoryProbeTag = 1
+
+    func workloads() throws -> [BenchWorkload] {
+        guard let only else { return BenchWorkload.allCases }
+        switch BenchWorkload.parse(only) {
+        case .success(let w): return w
+        case .failure(let e): throw ValidationError(e.description)
+        }
+    }
+
+    func validate() throws {
+        _ = try workloads()
+        for (flag, path) in [("--dir", dir), ("--dir-disk", dirDisk)] {
+            guard let path else { continue }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("\(flag): '\(path)' is not a directory")
+            }
+            do {
+                _ = try fileSystemType(of: path)
+            } catch {
+                throw ValidationError("\(flag): \(error)")
+            }
+        }
+    }
+
+    func run() throws {
+        if let folioSize = memoryProbe { return try runMemoryProbe(folioSize: folioSize) }
+        var config = BenchConfig(quick: quick)
+        config.workloads = try workloads()
+        config.memoryProbe = memoryProbeInChild
+        // The tool makes the default directories itself, so that an interrupted run can
+        // remove them too.
+        var created: [String] = []
+        do {
+            config.kernelDirectory = try dir ?? { () throws(BenchSetupError) -> String in
+                let d = try makeBenchDirectory(disk: false)
+                created.append(d)
+                return d
+            }()
+            if config.workloads.contains(.writebackFsync) {
+                config.diskDirectory = try dirDisk ?? { () throws(BenchSetupError) -> String in
+                    let d = try makeBenchDirectory(disk: true)
+                    created.append(d)
+                    return d
+                }()
+            }
+        } catch {
+            for d in created { try? FileManager.default.removeItem(atPath: d) }
+            say("iomap bench: \(error)")
+            throw ExitStatus.violation
+        }
+        let cleanup = BenchCleanup(created: created, used: [dir, dirDisk].compactMap { $0 })
+        let signalSources = cleanup.removeOnSignals()
+        defer {
+            for s in signalSources { s.cancel() }
+            cleanup.run()
+        }
+        say("iomap bench: \(config.workloads.map(\.rawValue).joined(separator: ", "))\(quick ? " (quick: 1/16 size)" : ""), \(config.repetitions) repetitions after a warm-up")
+        let report: BenchReport
+        do {
+            report = try runBench(config) { say("  " + $0) }
+        } catch {
+            say("iomap bench: \(error)")
+            throw ExitStatus.violation
+        }
+        if json {
+            printJSON([
+                "results": report.results.map(jsonObject), "kernel_dir_fstype": report.kernelDirFSType,
+                "disk_dir_fstype": report.diskDirFSType.isEmpty ? NSNull() : report.diskDirFSType,
+                "repetitions": report.repetitions, "quick": report.quick, "elapsed_s": report.elapsedSeconds,
+            ])
+        } else {
+            print(table(report))
+        }
+        for f in report.failures { say("FAILED: \(f.name): \(f.error ?? "")") }
+        if !report.failures.isEmpty { throw ExitStatus.violation }
+    }
+}
+
+extension Bench {
+    /// The child's side of a memory measurement: one JSON object on stdout.
+    func runMemoryProbe(folioSize: Int) throws {
+        let probe = BenchMemoryProbe(folioSize: folioSize, bytes: memoryProbeBytes ?? (1 << 30), tag: memoryProbeTag)
+        if let problem = probe.problem { throw ValidationError("--memory-probe: \(problem)") }
+        do {
+            let s = try runBenchMemoryProbe(probe)
+            printJSON([
+                "baseline_rss": s.baselineRSS, "peak_rss": s.peakRSS, "cached_bytes": s.cachedBytes,
+                "peak_measured": s.peakMeasured,
+            ])
+        } catch {
+            say("memory probe: \(error)")
+            throw ExitStatus.violation
+        }
+    }
+}
+
+/// Removes what a run left: the directories the tool made, and the run's files in the
+/// directories it was given. Runs at the end of a run and on SIGINT or SIGTERM.
+final class BenchCleanup: Sendable {
+    let created: [String]
+    let used: [String]
+
+    init(created: [String], used: [String]) {
+        self.created = created
+        self.used = used
+    }
+
+    func run() {
+        let fm = FileManager.default
+        for d in created { try? fm.removeItem(atPath: d) }
+        for d in used {
+            for name in (try? fm.contentsOfDirectory(atPath: d)) ?? [] where name.hasPrefix(benchFilePrefix) {
+                try? fm.removeItem(atPath: d + "/" + name)
+            }
+        }
+    }
+
+    /// Handles SIGINT and SIGTERM on a dispatch thread while the run goes on in this one:
+    /// clean up, then exit as the signal would have.
+    func removeOnSignals() -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in
+                run()
+                exit(128 + sig)
+            }
+            source.resume()
+            return source
+        }
+    }
+}
+
+/// Runs one memory measurement in a fresh child process of this tool.
+@Sendable private func memoryProbeInChild(_ probe: BenchMemoryProbe) throws -> BenchMemorySample {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = [
+        "bench", "--memory-probe", "\(probe.folioSize)", "--memory-probe-bytes", "\(probe.bytes)", "--memory-probe-tag",
+        "\(probe.tag)",
+    ]
+    // One pipe for both streams, read to its end before waiting: a child that fails loudly
+    // (a crash report) cannot fill a pipe nobody reads and hang the run. The JSON object
+    // is the line that starts with a brace.
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    let line = output.split(separator: "\n").last { $0.hasPrefix("{") }
+    guard process.terminationStatus == 0, let line,
+        let j = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let baseline = j["baseline_rss"] as? Int, let peak = j["peak_rss"] as? Int, let cached = j["cached_bytes"] as? Int,
+        let measured = j["peak_measured"] as? Bool
+    else {
+        throw BenchProbeError(
+            "the memory probe (\(executable) \(process.arguments!.joined(separator: " "))) exited \(process.terminationStatus): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+    }
+    return BenchMemorySample(baselineRSS: baseline, peakRSS: peak, cachedBytes: cached, peakMeasured: measured)
+}
+
+struct BenchProbeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+private func jsonNumber(_ x: Double?) -> Any { x.map { $0 as Any } ?? NSNull() }
+
+private func jsonObject(_ r: BenchResult) -> [String: Any] {
+    var o: [String: Any] = [
+        "name": r.name, "engine_ns_per_op": jsonNumber(r.engineNsPerOp), "kernel_ns_per_op": jsonNumber(r.kernelNsPerOp),
+        "memcpy_ns_per_op": jsonNumber(r.memcpyNsPerOp), "ratio": jsonNumber(r.ratio), "goal": r.goal, "holds": r.holds,
+        "detail": r.detail,
+    ]
+    if let e = r.error { o["error"] = e }
+    return o
+}
+
+/// A time per operation, in the unit that keeps three significant digits readable.
+private func formatNs(_ ns: Double?) -> String {
+    guard let ns else { return "—" }
+    if ns < 1_000 { return String(format: "%.0f ns", ns) }
+    if ns < 1_000_000 { return String(format: "%.2f µs", ns / 1_000) }
+    return String(format: "%.2f ms", ns / 1_000_000)
+}
+
+private func formatRatio(_ r: BenchResult) -> String {
+    guard let x = r.ratio else { return "—" }
+    switch r.name {
+    case "live-hooks": return String(format: "%+.1f%%", x * 100)
+    case "memory-4k", "memory-2m": return String(format: "%.2f%%", x * 100)
+    default: return String(format: "%.2f×", x)
+    }
+}
+
+/// Pads (by characters, not bytes: the table has µ, × and ≥ in it).
+private func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+}
+
+private func table(_ report: BenchReport) -> String {
+    let header = ["workload", "engine", "kernel", "memcpy", "ratio", "goal", "holds"]
+    var rows = [header]
+    for r in report.results {
+        let holds = r.error != nil ? "FAILED" : (r.holds ? "yes" : "NO")
+        rows.append([
+            r.name, formatNs(r.engineNsPerOp), formatNs(r.kernelNsPerOp), formatNs(r.memcpyNsPerOp), formatRatio(r), r.goal,
+            holds,
+        ])
+    }
+    let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
+    var lines = [
+        "kernel side: \(report.kernelDirectory) (\(report.kernelDirFSType))"
+            + (report.diskDirectory.isEmpty ? "" : "; writeback-fsync: \(report.diskDirectory) (\(report.diskDirFSType))"),
+        "medians of \(report.repetitions) repetitions after a warm-up, per operation\(report.quick ? "; quick (1/16 size)" : "")",
+        "",
+    ]
+    for row in rows {
+        lines.append(row.indices.map { pad(row[$0], widths[$0]) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+    }
+    var notes: [String] = []
+    for r in report.results where !r.detail.isEmpty && r.error == nil {
+        switch r.name {
+        case "cleanup":
+            let sizes = r.detail.keys.filter { $0.hasPrefix("ns_per_op_") }.sorted { sizeKeyBytes($0) < sizeKeyBytes($1) }
+            notes.append("cleanup: " + sizes.map { "\($0.dropFirst("ns_per_op_".count)) \(formatNs(r.detail[$0]))" }.joined(separator: ", ")
+                + ", \(Int(r.detail["punches_per_cleanup"] ?? 0)) punches per cleanup, "
+                + "\(Int(r.detail["kept_delalloc_blocks"] ?? 0)) delalloc blocks kept under the dirty folios")
+        case "live-hooks":
+            notes.append(
+                "live-hooks: hooked \(formatNs(r.engineNsPerOp)), live \(formatNs(r.detail["live_ns_per_op"])); "
+                    + "interleaver in the environment only (no thread bound) "
+                    + "\(formatNs(r.detail["environment_only_ns_per_op"])), "
+                    + String(format: "%+.1f%%", (r.detail["environment_only_cost"] ?? 0) * 100))
+        case "memory-4k", "memory-2m":
+            let mib = { (x: Double?) in String(format: "%.1f MiB", (x ?? 0) / 1_048_576) }
+            notes.append("\(r.name): resident memory grew \(mib(r.detail["rss_delta_bytes"])) caching \(mib(r.detail["cached_bytes"])) (\(r.detail["peak_rss_measured"] == 1 ? "peak" : "current") RSS\(r.detail["separate_process"] == 1 ? ", in a fresh process" : ", in this process"))")
+        case "overwrite-4k":
+            notes.append(String(format: "overwrite-4k: engine %.2f× memcpy", r.detail["engine_over_memcpy"] ?? 0))
+        default: break
+        }
+    }
+    if !notes.isEmpty { lines += [""] + notes }
+    lines.append(String(format: "\n%.1f s", report.elapsedSeconds))
+    return lines.joined(separator: "\n")
+}
+
+/// The bytes a cleanup detail key names ("ns_per_op_64MiB"), for sorting.
+private func sizeKeyBytes(_ key: String) -> Int {
+    let label = key.dropFirst("ns_per_op_".count)
+    let units: [(String, Int)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+    for (suffix, factor) in units where label.hasSuffix(suffix) {
+        return (Int(label.dropLast(3)) ?? 0) * factor
+    }
+    return 0
+}

@@ -1,0 +1,87 @@
+// Counterpart: none in the kernel; tests of `iomap bench`, the engine's fio, as a command.
+//
+// `iomap bench` as a user runs it: the quick configuration of every workload exits 0 and
+// prints the documented JSON; --only runs just the named workloads; an unknown name is bad
+// usage (exit 2) and is named in the message. No timing is asserted.
+
+import Foundation
+import Testing
+
+private let allRows = [
+    "overwrite-4k", "append-4k", "append-1m", "read-4k", "seek-data", "seek-hole", "cleanup", "writeback-fsync",
+    "live-hooks", "memory-4k", "memory-2m",
+]
+
+private let resultFields: Set<String> = [
+    "name", "engine_ns_per_op", "kernel_ns_per_op", "memcpy_ns_per_op", "ratio", "goal", "holds",
+]
+
+/// A JSON number or null, as a Double; nil for null (and for anything else, which fails).
+private func number(_ value: Any?, _ what: String) -> Double? {
+    if value is NSNull { return nil }
+    guard let x = value as? Double else {
+        Issue.record("\(what) is neither a number nor null: \(String(describing: value))")
+        return nil
+    }
+    return x
+}
+
+@Suite("iomap bench, as a command")
+struct BenchCommandTests {
+    @Test("--quick --json runs every workload and prints the documented fields")
+    func quickJSON() throws {
+        let r = try runIOMap(["bench", "--quick", "--json"])
+        #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
+        let j = try r.json()
+        #expect(j["repetitions"] as? Int == 5)
+        #expect((j["kernel_dir_fstype"] as? String)?.isEmpty == false)
+        let results = try #require(j["results"] as? [[String: Any]])
+        #expect(results.compactMap { $0["name"] as? String } == allRows)
+        for row in results {
+            let name = row["name"] as? String ?? "?"
+            #expect(resultFields.isSubset(of: Set(row.keys)), "\(name) lacks \(resultFields.subtracting(row.keys))")
+            #expect((row["goal"] as? String)?.isEmpty == false, "\(name) has no goal")
+            #expect(row["holds"] is Bool, "\(name): holds is not a boolean")
+            #expect(row["error"] == nil, "\(name): \(row["error"] ?? "")")
+            let engine = number(row["engine_ns_per_op"], "\(name) engine")
+            let kernel = number(row["kernel_ns_per_op"], "\(name) kernel")
+            let memcpy = number(row["memcpy_ns_per_op"], "\(name) memcpy")
+            for t in [engine, kernel, memcpy].compactMap({ $0 }) { #expect(t.isFinite && t > 0, "\(name): time \(t)") }
+            let ratio = try #require(number(row["ratio"], "\(name) ratio"), "\(name) has no ratio")
+            #expect(ratio.isFinite)
+            if let engine, let kernel { #expect(abs(ratio - kernel / engine) <= 1e-9 * ratio, "\(name): ratio \(ratio)") }
+        }
+        // Every workload with a kernel side has one; cleanup, live-hooks and memory do not.
+        let kernelSides = results.filter { !($0["kernel_ns_per_op"] is NSNull) }.compactMap { $0["name"] as? String }
+        #expect(kernelSides == ["overwrite-4k", "append-4k", "append-1m", "read-4k", "seek-data", "seek-hole", "writeback-fsync"])
+        // Progress goes to stderr, never into the JSON.
+        #expect(r.stderr.contains("overwrite-4k: repetition 5/5"))
+    }
+
+    @Test("--only overwrite-4k,read-4k runs just those, in the human table too")
+    func only() throws {
+        let r = try runIOMap(["bench", "--quick", "--json", "--only", "overwrite-4k,read-4k"])
+        #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
+        let results = try #require(try r.json()["results"] as? [[String: Any]])
+        #expect(results.compactMap { $0["name"] as? String } == ["overwrite-4k", "read-4k"])
+        #expect(!r.stderr.contains("append-4k"))
+
+        let human = try runIOMap(["bench", "--quick", "--only", "cleanup"])
+        #expect(human.status == 0, "exit \(human.status)\n\(human.stderr)")
+        let lines = human.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("workload") && $0.contains("ratio") && $0.contains("goal") && $0.contains("holds") })
+        #expect(lines.contains { $0.hasPrefix("cleanup ") && $0.contains("1 TiB ≤ 2× 1 MiB") })
+        #expect(!lines.contains { $0.hasPrefix("overwrite-4k") })
+    }
+
+    @Test("bad usage exits 2 with a message naming the problem")
+    func badUsage() throws {
+        let r = try runIOMap(["bench", "--quick", "--only", "nope"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("nope"), "stderr: \(r.stderr)")
+        #expect(r.stdout.isEmpty)
+        let missing = try runIOMap(["bench", "--quick", "--dir", "/nonexistent/iomap-bench"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("/nonexistent/iomap-bench"), "stderr: \(missing.stderr)")
+    }
+}
