@@ -41,4 +41,17 @@ struct FolioMemoryTests {
             #expect(UInt(bitPattern: f.data) & UInt(size - 1) == 0)
         }
     }
+
+    @Test("trim releases free blocks, which come back zero-filled")
+    func trim() {
+        let p = FolioMemory.allocate(shift: 14)
+        p.initializeMemory(as: UInt8.self, repeating: 0x5A, count: 16384)
+        FolioMemory.free(p, shift: 14)
+        // (Other tests allocate in parallel, so how much is released is not asserted.)
+        FolioMemory.trim()
+        let q = FolioMemory.allocate(shift: 14)
+        let bytes = q.assumingMemoryBound(to: UInt8.self)
+        #expect(bytes[0] == 0 && bytes[16383] == 0)
+        FolioMemory.free(q, shift: 14)
+    }
 }
