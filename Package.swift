@@ -24,9 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
+        .target(name: "CIOMapBase", path: "Sources/CIOMapBase", publicHeadersPath: "include"),
         .target(
             name: "IOMapBase",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["CIOMapBase", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
         .target(name: "PageCache", dependencies: ["IOMapBase"], swiftSettings: strict),
         .target(name: "IOMap", dependencies: ["IOMapBase", "PageCache"], swiftSettings: strict),

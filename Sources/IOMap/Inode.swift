@@ -58,6 +58,8 @@ public final class Inode: Sendable {
     /// Whether the environment has a hook or an interleaver: a hook point in the live
     /// environment is then one test of a stored flag, with no copy of the environment.
     let hasHooks: Bool
+    /// Whether the environment has a hook closure (not only an interleaver).
+    let hasHookClosure: Bool
 
     public init(
         id: Int, geometry: BlockGeometry, maxFolioSize: Int, environment: IOMapEnvironment,
@@ -67,6 +69,7 @@ public final class Inode: Sendable {
         self.mapping = AddressSpace(geometry: geometry, maxFolioSize: maxFolioSize)
         self.environment = environment
         self.hasHooks = environment.hook != nil || environment.interleaver != nil
+        self.hasHookClosure = environment.hook != nil
         self.policyValue = Atomic(policy == .preserveDirty ? 0 : 1)
         self.eofValue = Atomic(eofRounding == .blockEnd ? 0 : 1)
     }
@@ -95,6 +98,10 @@ public final class Inode: Sendable {
 
     @inline(__always)
     func fire(_ point: HookPoint, _ range: @autoclosure () -> ByteRange) {
-        if hasHooks { environment.fire(point, fileID: id, range: range()) }
+        guard hasHooks else { return }
+        // An interleaver only acts on the threads it runs: on any other thread the hook point
+        // costs one load of the process-wide count of such threads, as the locks pay.
+        if !hasHookClosure && Interleaving.current == nil { return }
+        environment.fire(point, fileID: id, range: range())
     }
 }

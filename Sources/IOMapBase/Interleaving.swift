@@ -14,7 +14,7 @@
 // again, so the scheduler never hands control to a thread that cannot make progress, and
 // knows when no thread can (a deadlock).
 
-import Synchronization
+import CIOMapBase
 
 #if canImport(Glibc)
 import Glibc
@@ -82,42 +82,33 @@ public enum Interleaving {
         }
     }
 
-    /// Threads bound anywhere in the process; zero keeps every lock on its fast path.
-    @usableFromInline static let boundThreads = Atomic<Int>(0)
-
-    static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let rc = pthread_key_create(&key) { raw in
-            guard let raw else { return }
-            Unmanaged<Binding>.fromOpaque(raw).release()
-        }
-        precondition(rc == 0, "pthread_key_create failed")
-        return key
-    }()
+    // The process-wide count of bound threads and the calling thread's binding live in C
+    // (CIOMapBase), where Swift reads them without an accessor call: every lock operation of
+    // the live engine reads the count.
 
     /// The binding of the calling thread, if an interleaver runs it.
     @inlinable @inline(__always)
     public static var current: Binding? {
-        if boundThreads.load(ordering: .relaxed) == 0 { return nil }
+        if ciomap_bound_thread_count() == 0 { return nil }
         return boundBinding()
     }
 
     @usableFromInline @inline(never)
     static func boundBinding() -> Binding? {
-        guard let raw = pthread_getspecific(key) else { return nil }
+        guard let raw = ciomap_get_thread_binding() else { return nil }
         return Unmanaged<Binding>.fromOpaque(raw).takeUnretainedValue()
     }
 
     /// Runs `body` on the calling thread with `interleaver` deciding at every yield point,
     /// as its thread number `actor`.
     public static func bound<R>(to interleaver: any Interleaver, actor: Int, _ body: () throws -> R) rethrows -> R {
-        precondition(pthread_getspecific(key) == nil, "a thread can be bound to one interleaver at a time")
+        precondition(ciomap_get_thread_binding() == nil, "a thread can be bound to one interleaver at a time")
         let binding = Binding(interleaver, actor: actor)
-        pthread_setspecific(key, Unmanaged.passRetained(binding).toOpaque())
-        boundThreads.add(1, ordering: .relaxed)
+        ciomap_set_thread_binding(Unmanaged.passRetained(binding).toOpaque())
+        ciomap_add_bound_threads(1)
         defer {
-            boundThreads.subtract(1, ordering: .relaxed)
-            pthread_setspecific(key, nil)
+            ciomap_add_bound_threads(-1)
+            ciomap_set_thread_binding(nil)
             Unmanaged.passUnretained(binding).release()
         }
         return try body()

@@ -266,10 +266,10 @@ private func table(_ report: BenchReport) -> String {
                 + "\(Int(r.detail["kept_delalloc_blocks"] ?? 0)) delalloc blocks kept under the dirty folios")
         case "live-hooks":
             notes.append(
-                "live-hooks: hooked \(formatNs(r.engineNsPerOp)), live \(formatNs(r.detail["live_ns_per_op"])); "
-                    + "interleaver in the environment only (no thread bound) "
-                    + "\(formatNs(r.detail["environment_only_ns_per_op"])), "
-                    + String(format: "%+.1f%%", (r.detail["environment_only_cost"] ?? 0) * 100))
+                "live-hooks: no-op interleaver installed \(formatNs(r.engineNsPerOp)), live \(formatNs(r.detail["live_ns_per_op"])); "
+                    + "with the timing thread bound to it (the explorer's scheduling path at every yield point) "
+                    + "\(formatNs(r.detail["bound_thread_ns_per_op"])), "
+                    + String(format: "%+.1f%%", (r.detail["bound_thread_cost"] ?? 0) * 100))
         case "memory-4k", "memory-2m":
             let mib = { (x: Double?) in String(format: "%.1f MiB", (x ?? 0) / 1_048_576) }
             notes.append("\(r.name): resident memory grew \(mib(r.detail["rss_delta_bytes"])) caching \(mib(r.detail["cached_bytes"])) (\(r.detail["peak_rss_measured"] == 1 ? "peak" : "current") RSS\(r.detail["separate_process"] == 1 ? ", in a fresh process" : ", in this process"))")

@@ -1,0 +1,29 @@
+// Counterpart: none in the kernel; the per-CPU/per-task words lockdep-style hooks read, here
+// for the interleaving hooks (see IOMapBase/Interleaving.swift).
+//
+// The two words the interleaving hooks of IOMapBase read on every lock operation, kept in C
+// so that Swift reads them directly: a Swift global or static goes through a lazy-init
+// accessor call each time, and pthread_getspecific is a call too. Both accessors inline.
+
+#ifndef CIOMAPBASE_H
+#define CIOMAPBASE_H
+
+/// Threads bound to an interleaver anywhere in the process.
+extern long ciomap_bound_threads;
+
+/// The calling thread's interleaver binding (an unmanaged Swift object), or NULL.
+extern _Thread_local void *ciomap_thread_binding;
+
+static inline long ciomap_bound_thread_count(void) {
+    return __atomic_load_n(&ciomap_bound_threads, __ATOMIC_RELAXED);
+}
+
+static inline void ciomap_add_bound_threads(long delta) {
+    __atomic_fetch_add(&ciomap_bound_threads, delta, __ATOMIC_RELAXED);
+}
+
+static inline void *ciomap_get_thread_binding(void) { return ciomap_thread_binding; }
+
+static inline void ciomap_set_thread_binding(void *binding) { ciomap_thread_binding = binding; }
+
+#endif
