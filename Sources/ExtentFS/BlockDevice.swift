@@ -33,8 +33,24 @@ public protocol BlockDevice: AnyObject, Sendable {
     /// Writes `count` blocks starting at `block` from `buffer`, whose size must be
     /// `count * blockSize`. A range outside the device throws `.ioError`.
     func write(block: Int, count: Int, from buffer: UnsafeRawBufferPointer) throws(Errno)
+    /// Writes `count` blocks starting at `block` from `buffers` laid end to end (a bio of
+    /// several pages); their sizes must add up to `count * blockSize`.
+    func write(block: Int, count: Int, from buffers: [UnsafeRawBufferPointer]) throws(Errno)
     /// Makes every write that completed before the call durable (a cache flush / FUA).
     func flush() throws(Errno)
+}
+
+extension BlockDevice {
+    /// One write per buffer, for devices with nothing better to do.
+    public func write(block: Int, count: Int, from buffers: [UnsafeRawBufferPointer]) throws(Errno) {
+        precondition(buffers.reduce(0) { $0 + $1.count } == count * blockSize, "buffers do not add up to \(count) blocks")
+        var b = block
+        for buffer in buffers {
+            let n = buffer.count / blockSize
+            try write(block: b, count: n, from: buffer)
+            b += n
+        }
+    }
 }
 
 /// Checks a block size against the supported geometry.
@@ -257,6 +273,57 @@ public final class FileBlockDevice: BlockDevice {
         var done = 0
         while done < total {
             let n = pwrite(fd, base + done, total - done, off_t(start + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Errno(rawValue: errno)
+            }
+            if n == 0 { throw .ioError }
+            done += n
+        }
+    }
+
+    /// One pwritev for the whole request (through O_DIRECT when every piece is aligned), so
+    /// that the kernel can put the pieces on the disk in one go.
+    public func write(block: Int, count: Int, from buffers: [UnsafeRawBufferPointer]) throws(Errno) {
+        let total = buffers.reduce(0) { $0 + $1.count }
+        precondition(total == count * blockSize, "buffers do not add up to \(count) blocks")
+        try checkDeviceRequest(block: block, count: count, bufferCount: total, blockSize: blockSize, blockCount: blockCount)
+        guard buffers.count > 1, buffers.count <= 1024 else {
+            var b = block
+            for buffer in buffers {
+                try write(block: b, count: buffer.count / blockSize, from: buffer)
+                b += buffer.count / blockSize
+            }
+            return
+        }
+        let start = block * blockSize
+        let aligned = directFD >= 0 && buffers.allSatisfy { (Int(bitPattern: $0.baseAddress) | $0.count) & (pageSize - 1) == 0 }
+            && (start | total) & (pageSize - 1) == 0
+        let fd = aligned ? directFD : self.fd
+        var vectors = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        var n: Int
+        repeat {
+            n = vectors.withUnsafeMutableBufferPointer { pwritev(fd, $0.baseAddress, Int32($0.count), off_t(start)) }
+        } while n < 0 && errno == EINTR
+        if n < 0 { throw Errno(rawValue: errno) }
+        if n == total { return }
+        // A short vectored write (rare): finish the rest piece by piece.
+        var done = 0
+        for buffer in buffers {
+            let end = done + buffer.count
+            if end > n {
+                let skip = max(0, n - done)
+                try writeBytes(UnsafeRawBufferPointer(rebasing: buffer[skip...]), at: start + done + skip)
+            }
+            done = end
+        }
+    }
+
+    /// pwrite until every byte of `bytes` is at `offset`, on the buffered descriptor.
+    private func writeBytes(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw Errno(rawValue: errno)

@@ -41,6 +41,39 @@ extension ExtentFile: IOMapWritebackOperations {
         try fs.device.write(block: g.blockIndex(of: address), count: buffer.count >> g.blockShift, from: buffer)
     }
 
+    public func writeFileRanges(_ inode: Inode, mapping: IOMapping, fileOffset: Int, from buffers: [UnsafeRawBufferPointer]) -> [Errno?] {
+        let g = geometry
+        let base = mapping.diskAddress(of: fileOffset)
+        var errors = [Errno?](repeating: nil, count: buffers.count)
+        // Injected faults are asked for run by run, in order, as when each run was its own
+        // request: a failing run fails alone, and the runs around it are written in groups.
+        let faults = inode.environment.faults
+        var groupStart = 0
+        var offset = fileOffset
+        func writeGroup(_ end: Int, at groupOffset: Int) {
+            guard groupStart < end else { return }
+            let group = Array(buffers[groupStart..<end])
+            let blocks = group.reduce(0) { $0 + $1.count } >> g.blockShift
+            do throws(Errno) {
+                try fs.device.write(block: g.blockIndex(of: base + (groupOffset - fileOffset)), count: blocks, from: group)
+            } catch {
+                for i in groupStart..<end { errors[i] = error }
+            }
+        }
+        var groupOffset = fileOffset
+        for (i, buffer) in buffers.enumerated() {
+            if let faults, faults.fails(.writebackIOError, offset: offset, length: buffer.count) {
+                writeGroup(i, at: groupOffset)
+                errors[i] = .ioError
+                groupStart = i + 1
+                groupOffset = offset + buffer.count
+            }
+            offset += buffer.count
+        }
+        writeGroup(buffers.count, at: groupOffset)
+        return errors
+    }
+
     public func completeIOEnd(_ inode: Inode, _ ioend: IOEnd) {
         guard ioend.error == nil, ioend.kind == .unwritten else { return }
         let g = geometry

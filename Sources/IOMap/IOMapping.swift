@@ -135,10 +135,36 @@ public protocol IOMapWritebackOperations: AnyObject, Sendable {
     /// Writes file bytes to the disk blocks of `mapping` (bio submission).
     func writeFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, from buffer: UnsafeRawBufferPointer) throws(Errno)
 
+    /// Writes runs that lie back to back in the file, starting at `fileOffset`, and on the
+    /// disk, starting at `mapping`'s address for `fileOffset`, as one request (a bio of
+    /// several folios). Returns, per run, the error it met or nil.
+    func writeFileRanges(_ inode: Inode, mapping: IOMapping, fileOffset: Int, from buffers: [UnsafeRawBufferPointer]) -> [Errno?]
+
     /// Completes one ioend before its folios leave writeback (xfs_end_ioend): converts the
     /// unwritten extents it wrote to written.
     func completeIOEnd(_ inode: Inode, _ ioend: IOEnd)
 
     /// Cleans up after a mapping error on a folio (xfs_discard_folio).
     func discardFolio(_ inode: Inode, range: ByteRange)
+}
+
+extension IOMapWritebackOperations {
+    /// Writes each run on its own, for file systems with nothing better to do.
+    public func writeFileRanges(_ inode: Inode, mapping: IOMapping, fileOffset: Int, from buffers: [UnsafeRawBufferPointer]) -> [Errno?] {
+        let base = mapping.diskAddress(of: fileOffset)
+        var offset = fileOffset
+        return buffers.map { buffer in
+            defer { offset += buffer.count }
+            // Later runs may lie past `mapping`: each gets a mapping of its own at its address.
+            let run = IOMapping(
+                offset: offset, length: buffer.count, kind: mapping.kind, diskAddress: base + (offset - fileOffset),
+                validityCookie: mapping.validityCookie)
+            do throws(Errno) {
+                try writeFileRange(inode, mapping: run, fileOffset: offset, from: buffer)
+                return nil
+            } catch {
+                return error
+            }
+        }
+    }
 }
