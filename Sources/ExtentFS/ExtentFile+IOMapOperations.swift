@@ -60,6 +60,10 @@ extension ExtentFile: IOMapOperations {
             diskAddress: r.diskBlock.map { g.offset(ofBlock: $0) }, validityCookie: sequence)
     }
 
+    /// Only writes can have reserved anything to release (xfs_read_iomap_ops and
+    /// xfs_seek_iomap_ops have no ->iomap_end).
+    public func hasIomapEnd(_ flags: IterFlags) -> Bool { flags.contains(.write) }
+
     public func iomapEnd(_ inode: Inode, pos: Int, length: Int, written: Int, flags: IterFlags, mapping: IOMapping) throws(Errno) {
         // Only what this call reserved may be released; page faults never release.
         guard mapping.kind == .delalloc, mapping.flags.contains(.new), !flags.contains(.fault) else { return }

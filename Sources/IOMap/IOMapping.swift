@@ -94,6 +94,11 @@ public protocol IOMapOperations: AnyObject, Sendable {
     /// than it reserved cleans up.
     func iomapEnd(_ inode: Inode, pos: Int, length: Int, written: Int, flags: IterFlags, mapping: IOMapping) throws(Errno)
 
+    /// Whether `iomapEnd` has anything to do for an operation with `flags`. XFS gives reads
+    /// and seeks an operations table without ->iomap_end; answering false here lets the
+    /// iterator skip the call the same way.
+    func hasIomapEnd(_ flags: IterFlags) -> Bool
+
     /// Whether a record's validity cookie still matches the extent map (->iomap_valid).
     func iomapValid(_ inode: Inode, _ mapping: IOMapping) -> Bool
 
@@ -167,4 +172,9 @@ extension IOMapWritebackOperations {
             }
         }
     }
+}
+
+extension IOMapOperations {
+    /// Every operation calls iomapEnd, unless a file system says otherwise.
+    public func hasIomapEnd(_ flags: IterFlags) -> Bool { true }
 }

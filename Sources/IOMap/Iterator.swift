@@ -24,6 +24,9 @@ public struct IOMapIterator {
     public private(set) var startPos: Int
     /// The body's status: nil or the error that stops the loop.
     public var status: Errno?
+    /// Whether the file system wants iomapEnd for this operation; asked once, at the first
+    /// mapping.
+    var callsEnd: Bool?
 
     public init(inode: Inode, pos: Int, length: Int, flags: IterFlags) {
         self.inode = inode
@@ -69,18 +72,21 @@ public struct IOMapIterator {
             let stale = current.flags.contains(.stale)
             let advanced = pos - startPos
             let originalLength = length + advanced
-            do {
-                try ops.iomapEnd(
-                    inode, pos: startPos, length: trimmedLength(from: startPos, originalLength),
-                    written: advanced, flags: flags, mapping: current)
-            } catch {
-                if advanced == 0 { throw error }
+            if callsEnd! {
+                do {
+                    try ops.iomapEnd(
+                        inode, pos: startPos, length: trimmedLength(from: startPos, originalLength),
+                        written: advanced, flags: flags, mapping: current)
+                } catch {
+                    if advanced == 0 { throw error }
+                }
             }
             mapping = nil
             sourceMapping = nil
             if let status { throw status }
             if length == 0 || (advanced == 0 && !stale) { return false }
         }
+        if callsEnd == nil { callsEnd = ops.hasIomapEnd(flags) }
         let (m, src) = try ops.iomapBegin(inode, pos: pos, length: length, flags: flags)
         // A file system that returns a mapping not covering pos, or one already stale, is
         // broken; the kernel warns and fails the operation.
