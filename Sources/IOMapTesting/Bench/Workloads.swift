@@ -126,6 +126,58 @@ private func sizeLabel(_ bytes: Int) -> String {
     return "\(bytes / KiB)KiB"
 }
 
+/// A row comparing the engine with the kernel: medians of the first two sides (and of the
+/// memcpy baseline when there is a third), ratio kernel / engine, held when at least
+/// `minimum`.
+private func kernelRatioRow(_ name: String, _ samples: [[Double]], minimum: Double) -> BenchResult {
+    var r = BenchResult(name: name, goal: goalText(name))
+    let (e, k) = (median(samples[0]), median(samples[1]))
+    r.engineNsPerOp = e
+    r.kernelNsPerOp = k
+    if samples.count > 2 { r.memcpyNsPerOp = median(samples[2]) }
+    r.ratio = k / e
+    r.holds = k / e >= minimum
+    return r
+}
+
+/// The memcpy baseline of a workload whose target memory is new: untouched memory, faulted
+/// in as the copy goes, as cache memory is allocated as an append goes.
+private func freshMemcpySide(_ name: String, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double) -> (Int) throws -> Double {
+    { round in
+        src.fill(tag: round + 1)
+        guard let dest = malloc(size) else { throw BenchFailure("cannot allocate \(size) bytes") }
+        defer { free(dest) }
+        let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
+        try checkMemory("memcpy \(name)", dest, src, size: size)
+        return ns / ops
+    }
+}
+
+/// Rewrites of a cached engine file, checked after each run.
+private func engineRewriteSide(_ label: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double)
+    -> (Int) throws -> Double
+{
+    { round in
+        src.fill(tag: round + 1)
+        let ns = try engineWrites(file, src, size: size, opSize: opSize)
+        try checkEngine(label, file, src, size: size)
+        return ns / ops
+    }
+}
+
+/// The memcpy baseline of a workload whose target is already cached: copies into `dest`,
+/// every page of it already touched.
+private func touchedMemcpySide(_ name: String, _ dest: UnsafeMutableRawPointer, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double)
+    -> (Int) throws -> Double
+{
+    { round in
+        src.fill(tag: round + 1)
+        let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
+        try checkMemory("memcpy \(name)", dest, src, size: size)
+        return ns / ops
+    }
+}
+
 extension BenchContext {
     // MARK: overwrite-4k
 
@@ -145,24 +197,14 @@ extension BenchContext {
         defer { free(dest) }
 
         let samples = try alternate(name, [
-            { round in
-                src.fill(tag: round + 1)
-                let ns = try engineWrites(file, src, size: size, opSize: opSize)
-                try checkEngine("engine \(name)", file, src, size: size)
-                return ns / ops
-            },
+            engineRewriteSide("engine \(name)", file, src, size: size, opSize: opSize, ops: ops),
             { round in
                 src.fill(tag: round + 1)
                 let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
                 try checkKernel("kernel \(name)", kfile, src, size: size)
                 return ns / ops
             },
-            { round in
-                src.fill(tag: round + 1)
-                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
-                try checkMemory("memcpy \(name)", dest, src, size: size)
-                return ns / ops
-            },
+            touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
         ])
         var r = BenchResult(name: name, goal: goalText(name))
         let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
@@ -206,24 +248,9 @@ extension BenchContext {
                 try checkKernel("kernel \(name)", kfile, src, size: size)
                 return ns / ops
             },
-            { round in
-                src.fill(tag: round + 1)
-                // Untouched memory, faulted in as the copy goes, as cache memory is
-                // allocated as the append goes.
-                guard let dest = malloc(size) else { throw BenchFailure("cannot allocate \(size) bytes") }
-                defer { free(dest) }
-                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
-                try checkMemory("memcpy \(name)", dest, src, size: size)
-                return ns / ops
-            },
+            freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
         ])
-        var r = BenchResult(name: name, goal: goalText(name))
-        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
-        r.engineNsPerOp = e
-        r.kernelNsPerOp = k
-        r.memcpyNsPerOp = m
-        r.ratio = k / e
-        r.holds = k / e >= (opSize == 4 * KiB ? 1.2 : 1.0)
+        var r = kernelRatioRow(name, samples, minimum: opSize == 4 * KiB ? 1.2 : 1.0)
         r.detail["bytes"] = Double(size)
         return r
     }
@@ -308,13 +335,7 @@ extension BenchContext {
                 return ns / Double(ops)
             },
         ])
-        var r = BenchResult(name: name, goal: goalText(name))
-        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
-        r.engineNsPerOp = e
-        r.kernelNsPerOp = k
-        r.memcpyNsPerOp = m
-        r.ratio = k / e
-        r.holds = k / e >= 2.0
+        var r = kernelRatioRow(name, samples, minimum: 2.0)
         r.detail["bytes"] = Double(size)
         return r
     }
@@ -396,12 +417,7 @@ extension BenchContext {
                 return ns / ops
             },
         ])
-        var r = BenchResult(name: name, goal: goalText(name))
-        let (e, k) = (median(samples[0]), median(samples[1]))
-        r.engineNsPerOp = e
-        r.kernelNsPerOp = k
-        r.ratio = k / e
-        r.holds = k / e >= 5.0
+        var r = kernelRatioRow(name, samples, minimum: 5.0)
         r.detail["data_runs"] = Double(runs)
         r.detail["file_bytes"] = Double(size)
         return r
@@ -523,22 +539,9 @@ extension BenchContext {
                 try checkKernel("kernel \(name)", kfile, src, size: size)
                 return ns / ops
             },
-            { round in
-                src.fill(tag: round + 1)
-                guard let dest = malloc(size) else { throw BenchFailure("cannot allocate \(size) bytes") }
-                defer { free(dest) }
-                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
-                try checkMemory("memcpy \(name)", dest, src, size: size)
-                return ns / ops
-            },
+            freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
         ])
-        var r = BenchResult(name: name, goal: goalText(name))
-        let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
-        r.engineNsPerOp = e
-        r.kernelNsPerOp = k
-        r.memcpyNsPerOp = m
-        r.ratio = k / e
-        r.holds = k / e >= 0.9
+        var r = kernelRatioRow(name, samples, minimum: 0.9)
         r.detail["bytes"] = Double(size)
         return r
     }
@@ -578,24 +581,9 @@ extension BenchContext {
                 try checkEngine("hooked engine \(name)", hooked, src, size: size)
                 return ns / ops
             },
-            { round in
-                src.fill(tag: round + 1)
-                let ns = try engineWrites(live, src, size: size, opSize: opSize)
-                try checkEngine("live engine \(name)", live, src, size: size)
-                return ns / ops
-            },
-            { round in
-                src.fill(tag: round + 1)
-                let ns = try engineWrites(envOnly, src, size: size, opSize: opSize)
-                try checkEngine("environment-only engine \(name)", envOnly, src, size: size)
-                return ns / ops
-            },
-            { round in
-                src.fill(tag: round + 1)
-                let ns = memcpyWrites(into: dest, src, size: size, opSize: opSize)
-                try checkMemory("memcpy \(name)", dest, src, size: size)
-                return ns / ops
-            },
+            engineRewriteSide("live engine \(name)", live, src, size: size, opSize: opSize, ops: ops),
+            engineRewriteSide("environment-only engine \(name)", envOnly, src, size: size, opSize: opSize, ops: ops),
+            touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
         ])
         var r = BenchResult(name: name, goal: goalText(name))
         let (h, l, env, m) = (median(samples[0]), median(samples[1]), median(samples[2]), median(samples[3]))
