@@ -7,6 +7,8 @@
 // closure scope cannot express, and which need a condition variable that Synchronization
 // lacks; so they sit on pthread mutexes and condition variables.
 
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -55,21 +57,89 @@ public enum WaitTable {
 
 /// A sleeping reader/writer lock in the lock hierarchy; writers are preferred so that a
 /// stream of readers cannot starve truncate or a buffered write.
+///
+/// Like the kernel's rwsem, the uncontended cases are one atomic operation on one word (the
+/// write path takes i_rwsem on every call, seek and read take it shared); only a thread that
+/// must wait takes the wait slot's mutex and sleeps on its condition variable.
 public final class RWSleepLock: @unchecked Sendable {
+    // Guarded by: the state word is atomic; the sleeper and waiting-writer counts by `slot`.
     public let level: LockLevel
     public let name: String
+    /// Bit 0: held for writing. Bit 1: a writer waits (new readers queue behind it). Bit 2:
+    /// some thread sleeps in the slot (an unlock must wake them). Bits 3 and up: readers.
+    private let state = Atomic<Int>(0)
+    private static let writerBit = 1
+    private static let writerWaitingBit = 2
+    private static let sleepersBit = 4
+    private static let reader = 8
+    /// pthread_self of the exclusive holder, 0 when none.
+    private let owner = Atomic<UInt>(0)
     private let slot = WaitSlot()
-    // Guarded by: slot. No dynamic exclusivity checks: every access is under the slot's
-    // mutex, and the checks cost more than the uncontended lock itself.
-    @exclusivity(unchecked) private var readers = 0
-    @exclusivity(unchecked) private var writer = false
+    @exclusivity(unchecked) private var sleepers = 0
     @exclusivity(unchecked) private var waitingWriters = 0
-    @exclusivity(unchecked) private var owner: pthread_t?
 
     public init(level: LockLevel, name: String) {
         self.level = level
         self.name = name
     }
+
+    // MARK: Attempts
+
+    private func takeShared() -> Bool {
+        var s = state.load(ordering: .relaxed)
+        while s & (Self.writerBit | Self.writerWaitingBit) == 0 {
+            let (done, seen) = state.weakCompareExchange(
+                expected: s, desired: s + Self.reader, successOrdering: .acquiring, failureOrdering: .relaxed)
+            if done { return true }
+            s = seen
+        }
+        return false
+    }
+
+    private func takeExclusive() -> Bool {
+        var s = state.load(ordering: .relaxed)
+        while s & Self.writerBit == 0 && s < Self.reader {
+            let (done, seen) = state.weakCompareExchange(
+                expected: s, desired: s | Self.writerBit, successOrdering: .acquiring, failureOrdering: .relaxed)
+            if done {
+                owner.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
+                return true
+            }
+            s = seen
+        }
+        return false
+    }
+
+    // MARK: Waiting (slot held)
+
+    private func startSleeping() {
+        sleepers += 1
+        if sleepers == 1 { state.bitwiseOr(Self.sleepersBit, ordering: .acquiringAndReleasing) }
+    }
+
+    private func stopSleeping() {
+        sleepers -= 1
+        if sleepers == 0 { state.bitwiseAnd(~Self.sleepersBit, ordering: .acquiringAndReleasing) }
+    }
+
+    private func startWaitingAsWriter() {
+        waitingWriters += 1
+        if waitingWriters == 1 { state.bitwiseOr(Self.writerWaitingBit, ordering: .acquiringAndReleasing) }
+    }
+
+    private func stopWaitingAsWriter() {
+        waitingWriters -= 1
+        if waitingWriters == 0 { state.bitwiseAnd(~Self.writerWaitingBit, ordering: .acquiringAndReleasing) }
+    }
+
+    /// After a release that saw sleepers: wake them all to re-check.
+    private func wakeSleepers() {
+        slot.lock()
+        slot.broadcast()
+        slot.unlock()
+    }
+
+    // MARK: Shared
 
     public func lockShared() {
         LockDep.willAcquire(level, name)
@@ -77,9 +147,11 @@ public final class RWSleepLock: @unchecked Sendable {
             Interleaving.acquire(b, self, name) { takeShared() }
             return
         }
+        if takeShared() { return }
         slot.lock()
-        while writer || waitingWriters > 0 { slot.wait() }
-        readers += 1
+        startSleeping()
+        while !takeShared() { slot.wait() }
+        stopSleeping()
         slot.unlock()
     }
 
@@ -89,90 +161,78 @@ public final class RWSleepLock: @unchecked Sendable {
         return true
     }
 
-    private func takeShared() -> Bool {
-        slot.lock()
-        defer { slot.unlock() }
-        if writer || waitingWriters > 0 { return false }
-        readers += 1
-        return true
-    }
-
     public func unlockShared() {
-        slot.lock()
-        precondition(readers > 0, "\(name): shared unlock without a shared holder")
-        readers -= 1
-        if readers == 0 { slot.broadcast() }
-        slot.unlock()
+        let old = state.subtract(Self.reader, ordering: .releasing).oldValue
+        precondition(old >= Self.reader, "\(name): shared unlock without a shared holder")
+        if old & Self.sleepersBit != 0 { wakeSleepers() }
         LockDep.released(level)
         if let b = Interleaving.current { Interleaving.released(b, self, name) }
     }
+
+    // MARK: Exclusive
 
     public func lockExclusive() {
         LockDep.willAcquire(level, name)
         if let b = Interleaving.current {
-            // Counted as waiting from its first attempt on, so that new readers queue behind
-            // it as they would behind a sleeping writer.
+            // Counted as waiting from its first failed attempt on, so that new readers queue
+            // behind it as they would behind a sleeping writer.
             var registered = false
             Interleaving.acquire(b, self, name) {
+                if takeExclusive() {
+                    if registered {
+                        slot.lock()
+                        stopWaitingAsWriter()
+                        slot.unlock()
+                    }
+                    return true
+                }
                 if !registered {
                     registered = true
                     slot.lock()
-                    waitingWriters += 1
+                    startWaitingAsWriter()
                     slot.unlock()
                 }
-                return takeExclusive(waiting: true)
+                return false
             }
             return
         }
+        if takeExclusive() { return }
         slot.lock()
-        waitingWriters += 1
-        while writer || readers > 0 { slot.wait() }
-        waitingWriters -= 1
-        writer = true
-        owner = pthread_self()
+        startWaitingAsWriter()
+        startSleeping()
+        while !takeExclusive() { slot.wait() }
+        stopSleeping()
+        stopWaitingAsWriter()
         slot.unlock()
     }
 
     public func tryLockExclusive() -> Bool {
-        guard takeExclusive(waiting: false) else { return false }
+        guard takeExclusive() else { return false }
         LockDep.didTryAcquire(level, name)
         return true
     }
 
-    private func takeExclusive(waiting: Bool) -> Bool {
-        slot.lock()
-        defer { slot.unlock() }
-        if writer || readers > 0 { return false }
-        if waiting { waitingWriters -= 1 }
-        writer = true
-        owner = pthread_self()
-        return true
-    }
-
     public func unlockExclusive() {
-        slot.lock()
-        precondition(writer, "\(name): exclusive unlock without an exclusive holder")
-        writer = false
-        owner = nil
-        slot.broadcast()
-        slot.unlock()
+        precondition(state.load(ordering: .relaxed) & Self.writerBit != 0, "\(name): exclusive unlock without an exclusive holder")
+        owner.store(0, ordering: .relaxed)
+        let old = state.bitwiseAnd(~Self.writerBit, ordering: .releasing).oldValue
+        if old & Self.sleepersBit != 0 { wakeSleepers() }
         LockDep.released(level)
         if let b = Interleaving.current { Interleaving.released(b, self, name) }
     }
 
+    // MARK: Queries
+
     /// True when the calling thread holds the lock exclusively (lockdep_assert_held_write).
     public var isHeldExclusiveByCurrentThread: Bool {
-        slot.lock()
-        defer { slot.unlock() }
-        guard writer, let owner else { return false }
-        return pthread_equal(owner, pthread_self()) != 0
+        state.load(ordering: .acquiring) & Self.writerBit != 0
+            && owner.load(ordering: .relaxed) == UInt(bitPattern: Int(bitPattern: pthread_self()))
     }
 
     /// True when anybody holds the lock, shared or exclusive.
     public var isLocked: Bool {
-        slot.lock()
-        defer { slot.unlock() }
-        return writer || readers > 0
+        let s = state.load(ordering: .acquiring)
+        return s & Self.writerBit != 0 || s >= Self.reader
     }
 
     @inline(__always)
