@@ -37,7 +37,8 @@ public enum FolioMemory {
         var arenaBytes = 0
     }
 
-    static let pool = Mutex(Pool())
+    // A leaf in the lock order: a folio may go away (and free its memory) under any lock.
+    static let pool = OrderedMutex(.leaf, "folio memory", Pool())
 
     /// A zero-filled block of `1 << shift` bytes aligned to its size.
     public static func allocate(shift: Int) -> UnsafeMutableRawPointer {
