@@ -6,6 +6,7 @@
 import IOMapBase
 import IOMap
 import PageCache
+import Synchronization
 
 extension ExtentFile: IOMapOperations {
     /// The largest hole a single write mapping reserves, in bytes (XFS caps it at 1024 pages
@@ -19,7 +20,9 @@ extension ExtentFile: IOMapOperations {
         let reserving = flags.contains(.write) && !flags.contains(.zero) && !flags.contains(.unshare)
         let faults = inode.environment.faults
         return try extents.withLock { (map: inout ExtentMap) throws(Errno) -> (IOMapping, IOMapping?) in
-            let found = map.next(atOrAfter: offsetBlock)
+            var cursor = extentCursor.load(ordering: .relaxed)
+            let found = map.next(atOrAfter: offsetBlock, cursor: &cursor)
+            extentCursor.store(cursor, ordering: .relaxed)
             if let r = found, r.startBlock <= offsetBlock {
                 return (mappingFor(r, sequence: map.sequence), nil)
             }

@@ -4,6 +4,7 @@
 import IOMapBase
 import IOMap
 import PageCache
+import Synchronization
 
 public final class ExtentFile: Sendable {
     /// The file system. A file keeps it alive; the file system keeps only the file's extent
@@ -12,6 +13,9 @@ public final class ExtentFile: Sendable {
     public let inode: Inode
     /// The data fork, guarded by the extent-map lock (ILOCK).
     let extents = OrderedMutex<ExtentMap>(.extentMap, "extent-map lock", ExtentMap())
+    /// Where the last mapping lookup landed in the extent records (the extent cursor); only a
+    /// hint, checked before use.
+    let extentCursor = Atomic<Int>(0)
     /// Punch calls issued by failure cleanup, recorded for tests (nil: not recording).
     let punchLog = OrderedMutex<[ByteRange]?>(.leaf, "punch log", nil)
     /// The sequence of writeback errors this file's default handle has seen (f_wb_err).

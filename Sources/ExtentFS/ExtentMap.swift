@@ -80,6 +80,31 @@ public struct ExtentMap: Sendable {
         }
     }
 
+    /// The first record ending after `block`, trying `cursor` and the record after it before
+    /// searching (xfs_iext_lookup_extent with a cursor: sequential lookups, a write's next
+    /// mapping or a seek's next extent, land on the record after the last one). Any cursor
+    /// is safe: it is used only when it is the answer. Updates `cursor` to the answer.
+    func firstIndex(endingAfter block: Int, cursor: inout Int) -> Int {
+        let found = records.withUnsafeBufferPointer { r -> Int? in
+            func answers(_ i: Int) -> Bool {
+                i >= 0 && i < r.count && r[i].startBlock + r[i].blockCount > block
+                    && (i == 0 || r[i - 1].startBlock + r[i - 1].blockCount <= block)
+            }
+            if answers(cursor) { return cursor }
+            if answers(cursor + 1) { return cursor + 1 }
+            return nil
+        }
+        let i = found ?? firstIndex(endingAfter: block)
+        cursor = i
+        return i
+    }
+
+    /// The first record ending after `block`, with a cursor (see above).
+    public func next(atOrAfter block: Int, cursor: inout Int) -> ExtentRecord? {
+        let i = firstIndex(endingAfter: block, cursor: &cursor)
+        return i < records.count ? records[i] : nil
+    }
+
     /// The record holding `block`, if any.
     public func lookup(_ block: Int) -> ExtentRecord? {
         let i = firstIndex(endingAfter: block)

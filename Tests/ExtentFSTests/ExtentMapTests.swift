@@ -351,6 +351,33 @@ struct ExtentMapTests {
         #expect(harness.counts.count == 4, "seed \(seed): operation mix \(harness.counts)")
         #expect(harness.maxRecords > 10, "seed \(seed): the map never grew past \(harness.maxRecords) records")
     }
+    @Test("a lookup with a cursor finds what the search finds, whatever the cursor holds")
+    func cursorLookup() {
+        var random = SeededRandom(seed: 4242)
+        var map = ExtentMap()
+        var block = 0
+        for _ in 0..<200 {
+            block += Int.random(in: 1...5, using: &random)
+            let count = Int.random(in: 1...4, using: &random)
+            map.insert(ExtentRecord(startBlock: block, blockCount: count, state: .delalloc))
+            block += count
+        }
+        print("cursor test over \(map.records.count) records")
+        var cursor = 0
+        var hits = 0
+        for probe in 0..<(block + 10) {
+            for start in [cursor, -3, 0, map.records.count, map.records.count + 7, Int.random(in: 0..<map.records.count, using: &random)] {
+                var c = start
+                #expect(map.next(atOrAfter: probe, cursor: &c) == map.next(atOrAfter: probe), "block \(probe), cursor \(start)")
+                #expect(c == map.firstIndex(endingAfter: probe))
+            }
+            // Walking forward, the cursor is right (or one short) almost every time.
+            let before = cursor
+            _ = map.next(atOrAfter: probe, cursor: &cursor)
+            if cursor == before || cursor == before + 1 { hits += 1 }
+        }
+        #expect(hits > block * 9 / 10)
+    }
 }
 
 /// One block of the model: nil is a hole.
@@ -530,4 +557,5 @@ private struct ExtentMapModelHarness {
         }
         return nil
     }
+
 }
