@@ -165,7 +165,7 @@ public struct XFSLoopMount: Sendable {
     public let imagePath: String
 
     /// Needs root, /dev/loop-control and mkfs.xfs (installed with apt-get if missing).
-    public static func make(sizeBytes: Int = 1 << 30) throws -> XFSLoopMount {
+    public static func make(sizeBytes: Int = 1 << 30, blockSize: Int? = nil) throws -> XFSLoopMount {
         let uid = geteuid()
         guard uid == 0 else {
             throw KernelSetupError("mounting an XFS image needs root; running as uid \(uid)")
@@ -194,9 +194,10 @@ public struct XFSLoopMount: Sendable {
             try handle.close()
             // No reflink: copy_file_range would share extents (keeping unwritten ones unwritten)
             // where the engine, without reflink, copies through the page cache as XFS then does.
-            let mkfsRun = run(mkfs, ["-q", "-f", "-m", "reflink=0", imagePath])
+            let mkfsArguments = ["-q", "-f", "-m", "reflink=0"] + (blockSize.map { ["-b", "size=\($0)"] } ?? []) + [imagePath]
+            let mkfsRun = run(mkfs, mkfsArguments)
             guard mkfsRun.status == 0 else {
-                throw KernelSetupError("mkfs.xfs -q -f -m reflink=0 \(imagePath) failed (\(mkfsRun.status)): \(mkfsRun.output)")
+                throw KernelSetupError("mkfs.xfs \(mkfsArguments.joined(separator: " ")) failed (\(mkfsRun.status)): \(mkfsRun.output)")
             }
             let mountRun = run(mountTool, ["-o", "loop", imagePath, mountPoint])
             guard mountRun.status == 0 else {

@@ -60,4 +60,22 @@ int cks_mapped_load(int fd, void *buf, size_t count, int64_t offset);
 /// Returns 1 when memory was released, else 0.
 int cks_malloc_trim(void);
 
+/// How one attempt of the EOF-block probe went (eofprobe.c).
+struct cks_probe_attempt {
+    /// The store landed while the write's reservation was visible (race: fstat's block count
+    /// had grown) or while the write was stalled in its pre-fault (userfaultfd).
+    int window_hit;
+    /// The stored bytes read back as something else after msync, fsync and a cache drop.
+    int lost;
+    /// What the write returned: bytes written, or -errno.
+    int64_t write_result;
+};
+
+enum { CKS_PROBE_RACE = 0, CKS_PROBE_USERFAULTFD = 1 };
+
+/// One attempt of the EOF-block probe on a new file at `path` (removed afterwards): 4 KiB at
+/// 0, fsync, ftruncate to `isize`; a write of 4 KiB at 5120 that fails with nothing written
+/// while 8 bytes are stored through a shared mapping at `store_offset`. Returns 0 or -errno.
+int cks_probe_eof_block(const char *path, int64_t isize, int64_t store_offset, int method, struct cks_probe_attempt *out);
+
 #endif
