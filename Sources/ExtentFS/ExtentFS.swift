@@ -18,6 +18,7 @@ public struct ExtentFSConfig: Sendable {
     public var maxFolioSize: Int = 2 << 20
     public var cleanupPolicy: CleanupPolicy = .preserveDirty
     public var eofRounding: EOFRounding = .blockEnd
+    public var writeEnd: WriteEndPolicy = .zeroTail
     /// Page-cache memory limit per file in bytes (0: none).
     public var memoryLimit: Int = 0
     /// Deliberately wrong, and only for showing that the differential tester has teeth: a
@@ -33,8 +34,9 @@ public struct ExtentFSConfig: Sendable {
     public init(
         blockSize: Int = 4096, maxFolioSize: Int = 2 << 20, cleanupPolicy: CleanupPolicy = .preserveDirty,
         eofRounding: EOFRounding = .blockEnd, memoryLimit: Int = 0, canarySkipEOFZeroing: Bool = false,
-        validityCheck: Bool = true, environment: IOMapEnvironment = .live
+        validityCheck: Bool = true, writeEnd: WriteEndPolicy = .zeroTail, environment: IOMapEnvironment = .live
     ) {
+        self.writeEnd = writeEnd
         self.validityCheck = validityCheck
         self.canarySkipEOFZeroing = canarySkipEOFZeroing
         self.blockSize = blockSize

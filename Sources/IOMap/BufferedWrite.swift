@@ -8,6 +8,10 @@
 // returned only when nothing was written. A short copy into a folio that is not uptodate
 // is thrown away whole, because a block written in part would be neither uptodate nor safe
 // to read; the loop retries with what did copy, halving its chunk each time.
+//
+// Folio memory holds anything until it is zeroed, read or written (FolioMemory.fill): the
+// fill before a copy zeroes only what the write will not cover, so whatever a short copy
+// leaves of the write's range is zeroed before the blocks can be read (zeroUncopied).
 
 import IOMapBase
 import PageCache
@@ -52,7 +56,8 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
                 break outer
             }
             let folio: Folio
-            switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes) {
+            var zeroed = ZeroedRuns()
+            switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes, zeroed: &zeroed) {
             case .failure(let error):
                 iomapWriteFailed(inode, pos: iter.pos, length: bytes)
                 status = error
@@ -67,14 +72,21 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             inode.fire(.beforeCopy, ByteRange(start: pos, length: bytes))
             let limit = inode.environment.faults?.copyLimit(offset: pos, length: bytes)
             let copied: Int
+            // How many of the copied bytes reached the folio.
+            let reached: Int
             if !folio.isUptodate && folio.hasDirtyBlocks(overlapping: inFolio..<(inFolio + bytes)) {
                 // A short copy here will be rejected, and it must not leave its bytes in
                 // dirty blocks, which hold data no retry is sure to rewrite: copy through a
                 // bounce buffer and commit only a full copy. Rare: a partial overwrite of
                 // dirty data in a folio that is not wholly uptodate.
                 copied = copyThroughBounce(&source, to: folio.data + inFolio, count: bytes, limit: limit)
+                reached = copied == bytes ? copied : 0
             } else {
                 copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
+                reached = copied
+            }
+            if reached < bytes && inode.writeEnd == .zeroTail {
+                zeroUncopied(folio, ByteRange(pos + reached, pos + bytes), zeroed)
             }
             let written = iomapWriteEnd(inode, folio: folio, pos: pos, length: bytes, copied: copied) ? copied : 0
             if copied < bytes { inode.stats.shortCopiesCounter.add(1, ordering: .relaxed) }
@@ -112,7 +124,10 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
 /// Gets and locks the folio for the next step, checks the mapping is still valid and fills
 /// the blocks the write will not cover (iomap_write_begin). On success `bytes` is trimmed to
 /// the folio; `.success(nil)` means the mapping went stale and nothing was touched.
-func iomapWriteBegin(_ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int) -> Result<Folio?, Errno> {
+/// `zeroed` gets the runs the fill zeroed around the write.
+func iomapWriteBegin(
+    _ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int, zeroed: inout ZeroedRuns
+) -> Result<Folio?, Errno> {
     let inode = iter.inode
     let pos = iter.pos
     let len = min(iter.mappingLength, bytes)
@@ -136,7 +151,7 @@ func iomapWriteBegin(_ iter: inout IOMapIterator, ops: any IOMapOperations, byte
         return .success(nil)
     }
     let trimmed = min(len, folio.end - pos)
-    if let error = iomapWriteBeginFill(iter, ops: ops, folio: folio, pos: pos, length: trimmed) {
+    if let error = iomapWriteBeginFill(iter, ops: ops, folio: folio, pos: pos, length: trimmed, zeroed: &zeroed) {
         folio.unlock()
         bytes = trimmed
         return .failure(error)
@@ -145,9 +160,25 @@ func iomapWriteBegin(_ iter: inout IOMapIterator, ops: any IOMapOperations, byte
     return .success(folio)
 }
 
+/// The runs of blocks (folio offsets) that write-begin made uptodate by zeroing around the
+/// write: at most two, the run holding the write's start and the run holding its end. Inside
+/// them the write's own range holds whatever the memory held until the copy fills it; the
+/// kernel's buffer heads call such blocks new (BH_New).
+struct ZeroedRuns {
+    var first: Range<Int>?
+    var second: Range<Int>?
+
+    mutating func append(_ run: Range<Int>) {
+        if first == nil { first = run } else { second = run }
+    }
+}
+
 /// Fills the parts of the blocks under `[pos, pos + length)` that the write does not cover,
-/// by zeroing or by reading, and marks them uptodate (__iomap_write_begin).
-func iomapWriteBeginFill(_ iter: IOMapIterator, ops: any IOMapOperations, folio: Folio, pos: Int, length: Int) -> Errno? {
+/// by zeroing or by reading, and marks them uptodate (__iomap_write_begin). The runs it
+/// zeroed go into `zeroed`.
+func iomapWriteBeginFill(
+    _ iter: IOMapIterator, ops: any IOMapOperations, folio: Folio, pos: Int, length: Int, zeroed: inout ZeroedRuns
+) -> Errno? {
     let inode = iter.inode
     let geometry = inode.geometry
     let unshare = iter.flags.contains(.unshare)
@@ -172,6 +203,7 @@ func iomapWriteBeginFill(_ iter: IOMapIterator, ops: any IOMapOperations, folio:
                 if unshare { return .ioError }
                 folio.zero(from: poff, to: from)
                 folio.zero(from: to, to: poff + plen)
+                zeroed.append(poff..<(poff + plen))
             } else {
                 if iter.flags.contains(.nowait) { return .resourceTemporarilyUnavailable }
                 if let faults = inode.environment.faults, faults.fails(.readIOError, offset: blockStart, length: plen) {
@@ -254,6 +286,22 @@ func iomapWriteEnd(_ inode: Inode, folio: Folio, pos: Int, length: Int, copied: 
     inode.mapping.markDirty(folio)
     folio.verifyInvariants()
     return true
+}
+
+/// Zeroes the part `uncopied` of the write's range that the copy did not reach, inside the
+/// runs write-begin zeroed around the write (folio_zero_new_buffers, which buffer heads'
+/// block_write_end calls on a short copy). The fill marked those runs uptodate before the
+/// copy, counting on it to fill the rest; left alone, what the memory held there would be
+/// readable, in the cache and, once the block is written back, on disk. The kernel's iomap
+/// leaves it (WriteEndPolicy.kernel; docs/DIFFERENCES-FROM-LINUX.md §4). Outside those runs
+/// the range holds data read from the disk or already uptodate, which must stay.
+func zeroUncopied(_ folio: Folio, _ uncopied: ByteRange, _ zeroed: ZeroedRuns) {
+    let from = folio.offsetInFolio(uncopied.start)
+    let to = from + uncopied.length
+    for run in [zeroed.first, zeroed.second] {
+        guard let run else { break }
+        folio.zero(from: max(run.lowerBound, from), to: min(run.upperBound, to))
+    }
 }
 
 /// Copies into a temporary buffer and moves the bytes into the folio only when all

@@ -27,6 +27,17 @@ public enum EOFRounding: String, Sendable, CaseIterable {
     case kernel = "kernel"
 }
 
+/// What a buffered write does with the part of its range a short copy did not reach, inside
+/// the blocks its write-begin zeroed around the write (docs/DIFFERENCES-FROM-LINUX.md §4).
+public enum WriteEndPolicy: String, Sendable, CaseIterable {
+    /// Ours, as buffer heads' block_write_end zeroes new buffers: zero it, so that a block
+    /// the fill made uptodate holds only zeroes and copied bytes.
+    case zeroTail = "zero-tail"
+    /// The kernel's __iomap_write_end: leave it. Whatever the folio's memory held there is
+    /// then readable, and goes to disk with the dirty block.
+    case kernel = "kernel"
+}
+
 /// Counters the tools and tests read.
 public final class InodeStats: Sendable {
     let cleanupsCounter = Atomic<Int>(0)
@@ -55,6 +66,7 @@ public final class Inode: Sendable {
     let sizeValue = Atomic<Int>(0)
     let policyValue: Atomic<UInt8>
     let eofValue: Atomic<UInt8>
+    let writeEndValue: Atomic<UInt8>
     /// Whether the environment has a hook or an interleaver: a hook point in the live
     /// environment is then one test of a stored flag, with no copy of the environment.
     let hasHooks: Bool
@@ -63,7 +75,8 @@ public final class Inode: Sendable {
 
     public init(
         id: Int, geometry: BlockGeometry, maxFolioSize: Int, environment: IOMapEnvironment,
-        policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd
+        policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd,
+        writeEnd: WriteEndPolicy = .zeroTail
     ) {
         self.id = id
         self.mapping = AddressSpace(geometry: geometry, maxFolioSize: maxFolioSize)
@@ -72,6 +85,7 @@ public final class Inode: Sendable {
         self.hasHookClosure = environment.hook != nil
         self.policyValue = Atomic(policy == .preserveDirty ? 0 : 1)
         self.eofValue = Atomic(eofRounding == .blockEnd ? 0 : 1)
+        self.writeEndValue = Atomic(writeEnd == .zeroTail ? 0 : 1)
     }
 
     @inlinable public var geometry: BlockGeometry { mapping.geometry }
@@ -94,6 +108,11 @@ public final class Inode: Sendable {
     public var eofRounding: EOFRounding {
         get { eofValue.load(ordering: .relaxed) == 0 ? .blockEnd : .kernel }
         set { eofValue.store(newValue == .blockEnd ? 0 : 1, ordering: .relaxed) }
+    }
+
+    public var writeEnd: WriteEndPolicy {
+        get { writeEndValue.load(ordering: .relaxed) == 0 ? .zeroTail : .kernel }
+        set { writeEndValue.store(newValue == .zeroTail ? 0 : 1, ordering: .relaxed) }
     }
 
     @inline(__always)

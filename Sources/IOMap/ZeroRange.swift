@@ -43,7 +43,8 @@ func iomapZeroIter(_ iter: inout IOMapIterator, ops: any IOMapOperations) -> Err
     repeat {
         var bytes = iter.mappingLength
         let folio: Folio
-        switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes) {
+        var zeroed = ZeroedRuns()  // the whole range is zeroed below
+        switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes, zeroed: &zeroed) {
         case .failure(let error): return error
         case .success(nil): return nil
         case .success(let f?): folio = f

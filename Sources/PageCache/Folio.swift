@@ -42,7 +42,8 @@ public final class Folio: @unchecked Sendable {
     public let sizeShift: Int
     /// log2 of the file system's block size.
     public let blockShift: Int
-    /// The folio's bytes: `size` contiguous bytes, zero-filled when the folio is created.
+    /// The folio's bytes: `size` contiguous bytes, holding what `FolioMemory.fill` says when
+    /// the folio is created: nothing a reader may see before it is zeroed, read or written.
     public let data: UnsafeMutableRawPointer
     @usableFromInline let flags = Atomic<UInt32>(0)
     // Guarded by: the folio lock. Uptodate bits in words [0, w), dirty bits in [w, 2w). No
@@ -57,8 +58,6 @@ public final class Folio: @unchecked Sendable {
         self.pos = pos
         self.sizeShift = size.trailingZeroBitCount
         self.blockShift = blockShift
-        // Zero-filled, unlike a kernel page: a short copy accepted into a folio made uptodate
-        // by zero-filling must leave zeroes, never stale memory (docs/DIFFERENCES-FROM-LINUX.md).
         self.data = FolioMemory.allocate(shift: size.trailingZeroBitCount)
     }
 

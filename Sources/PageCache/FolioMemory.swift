@@ -8,12 +8,20 @@
 // page per folio. Here every block is aligned to its own size and carries no header.
 //
 // Blocks come from 2 MiB arenas mapped from the operating system and split into blocks of
-// one size; a freed block goes back on its size's free list and is zeroed when handed out
-// again (fresh arena memory is zero already). Nothing is coalesced: the cache's folio sizes
+// one size; a freed block goes back on its size's free list and is handed out again as it
+// is. Nothing is coalesced: the cache's folio sizes
 // settle quickly for a workload, and a free list per size is enough. Free blocks stay
 // mapped, as the kernel keeps free pages: unmapping a 2 MiB folio and mapping a new one
 // costs 512 page faults and the kernel's zeroing of every page, which made writing a new
 // file several times slower than rewriting one. `trim()` gives them back.
+//
+// What a new folio holds is `FolioMemory.fill`. As from the kernel's page allocator (without
+// init_on_alloc), memory handed out may hold anything: a recycled block keeps the bytes of
+// whatever folio had it last. The engine must zero or read every byte it lets a reader see,
+// and the poison fill proves it does: every block handed out is filled with a recognisable
+// pattern, and the checkers name a poison byte that reaches a reader, a mapping, the disk or
+// a model comparison. Verify builds poison by default; `IOMAP_POISON_FOLIOS=1` (or `0`)
+// turns it on (or off) in any build, for every tool.
 
 import IOMapBase
 import Synchronization
@@ -23,6 +31,18 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// What the memory of a new folio holds.
+public enum FolioFill: UInt8, Sendable, CaseIterable {
+    /// Whatever the block held before: zeroes from a fresh arena, a previous folio's bytes
+    /// from a free list (the kernel's page allocator without init_on_alloc).
+    case asIs
+    /// Zeroes (init_on_alloc=1).
+    case zero
+    /// The poison pattern (`FolioMemory.poisonPattern`), so that memory never written or
+    /// zeroed is recognisable wherever it surfaces.
+    case poison
+}
 
 public enum FolioMemory {
     static let arenaShift = 21
@@ -40,20 +60,70 @@ public enum FolioMemory {
     // A leaf in the lock order: a folio may go away (and free its memory) under any lock.
     static let pool = OrderedMutex(.leaf, "folio memory", Pool())
 
-    /// A zero-filled block of `1 << shift` bytes aligned to its size.
+    /// The fill of a build with nothing in the environment: poison in verify builds, so that
+    /// every test run proves the engine never shows memory it did not write or zero.
+    public static let defaultFill: FolioFill = verifyBuild ? .poison : .asIs
+
+    static let fillValue = Atomic<UInt8>(initialFill().rawValue)
+
+    /// What new folios hold from now on. Set it before the folios it is meant for are made.
+    public static var fill: FolioFill {
+        get { FolioFill(rawValue: fillValue.load(ordering: .relaxed))! }
+        set { fillValue.store(newValue.rawValue, ordering: .relaxed) }
+    }
+
+    /// `IOMAP_POISON_FOLIOS`: 1 poisons, 0 does not (the default fill, or as-is where the
+    /// default is poison); unset, the default. Anything else stops the program, naming it.
+    static func initialFill() -> FolioFill {
+        guard let raw = getenv("IOMAP_POISON_FOLIOS") else { return defaultFill }
+        switch String(cString: raw) {
+        case "1": return .poison
+        case "0": return defaultFill == .poison ? .asIs : defaultFill
+        case let other: fatalError("IOMAP_POISON_FOLIOS must be 0 or 1, got '\(other)'")
+        }
+    }
+
+    /// The poison pattern, repeated through a block from its first byte: "dead f011 0dea df01".
+    /// Blocks are aligned to at least a page and hold file data at the same offset modulo the
+    /// page size, and every block device keeps the offset modulo 512, so the poison byte that
+    /// belongs at a file offset is `poisonPattern[offset % 8]` wherever it is found.
+    public static let poisonPattern: [UInt8] = [0xDE, 0xAD, 0xF0, 0x11, 0x0D, 0xEA, 0xDF, 0x01]
+    static let poisonWord: UInt64 = poisonPattern.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) }
+
+    /// The poison byte that belongs at file offset `offset`.
+    @inlinable public static func poisonByte(atFileOffset offset: Int) -> UInt8 {
+        // The pattern again, as a literal: an inlinable function cannot read the array's
+        // storage without a call.
+        let word: UInt64 = 0x01DF_EA0D_11F0_ADDE
+        return UInt8(truncatingIfNeeded: word >> (8 * UInt64(offset & 7)))
+    }
+
+    /// Whether `byte` is the poison byte that belongs at file offset `offset`.
+    @inlinable public static func isPoison(_ byte: UInt8, atFileOffset offset: Int) -> Bool {
+        byte == poisonByte(atFileOffset: offset)
+    }
+
+    /// A block of `1 << shift` bytes aligned to its size, holding what `fill` says.
     public static func allocate(shift: Int) -> UnsafeMutableRawPointer {
+        let block = take(shift: shift)
+        switch fill {
+        case .asIs: break
+        case .zero: memset(block, 0, 1 << shift)
+        case .poison:
+            block.initializeMemory(as: UInt64.self, repeating: poisonWord, count: (1 << shift) / 8)
+        }
+        return block
+    }
+
+    /// A block off its free list, or the first of a new arena.
+    static func take(shift: Int) -> UnsafeMutableRawPointer {
         precondition(shift >= minShift && shift <= arenaShift, "no folio memory of 2^\(shift) bytes")
-        let size = 1 << shift
         let c = shift - minShift
         let recycled = pool.withLock { p -> UInt? in
             p.inUse += 1
             return p.free[c].popLast()
         }
-        if let address = recycled {
-            let p = UnsafeMutableRawPointer(bitPattern: address)!
-            memset(p, 0, size)
-            return p
-        }
+        if let address = recycled { return UnsafeMutableRawPointer(bitPattern: address)! }
         let arena = mapArena()
         let count = 1 << (arenaShift - shift)
         pool.withLock { p in
@@ -75,7 +145,7 @@ public enum FolioMemory {
     }
 
     /// Returns the memory of every free block to the operating system (the blocks stay
-    /// mapped and come back zero-filled on their next use). Returns the bytes released.
+    /// mapped, and read as zeroes until written again). Returns the bytes released.
     @discardableResult
     public static func trim() -> Int {
         pool.withLock { p in
