@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "iomap",
             dependencies: [
-                "IOMapBase", "IOMap", "ExtentFS", "IOMapTesting",
+                "IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

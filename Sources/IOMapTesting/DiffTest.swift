@@ -163,6 +163,7 @@ public func runDiffTest(_ config: DiffConfig, replay: [FsxEntry]? = nil, directo
             var detail = ("\(e)", "\(k)")
             if case .bytes(let eb) = e, case .bytes(let kb) = k, let i = firstDifference(eb, kb) {
                 detail = ("byte \(i) is \(i < eb.count ? String(eb[i]) : "EOF")", "byte \(i) is \(i < kb.count ? String(kb[i]) : "EOF")")
+                detail.0 = PoisonCheck.describe(detail.0, got: eb, expected: kb, fileOffset: 0) { $0 }
             }
             mismatch(report.entries, .op(FsxOp(.read, [0, size, size])), "content", detail.0, detail.1)
         }

@@ -29,6 +29,8 @@ public struct FsxConfig: Sendable {
     public var maxFolioSize = 64 << 10
     public var policy: CleanupPolicy = .preserveDirty
     public var eofRounding: EOFRounding = .blockEnd
+    /// `.kernel` leaves the tail of a short copy as Linux does (wrong on purpose).
+    public var writeEnd: WriteEndPolicy = .zeroTail
     /// The fault sites that may fire.
     public var faults: Set<FaultSite> = Set(FaultSite.allCases)
     /// Op classes not generated.
@@ -419,7 +421,8 @@ public struct FsxRun {
             memoryBytes: 4 * config.maxFileSize + (64 << 20),
             config: ExtentFSConfig(
                 blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, cleanupPolicy: config.policy,
-                eofRounding: config.eofRounding, canarySkipEOFZeroing: config.canarySkipEOFZeroing, environment: env))
+                eofRounding: config.eofRounding, canarySkipEOFZeroing: config.canarySkipEOFZeroing,
+                writeEnd: config.writeEnd, environment: env))
         let newFile = fs.createFile()
         file = newFile
         let base = config.offsetBase
@@ -442,7 +445,11 @@ public struct FsxRun {
 
     mutating func fail(_ what: String, bad: [FsxBadByte] = []) {
         guard report.violation == nil else { return }
-        report.violation = FsxViolation(entryIndex: report.entries.count, what: what, badBytes: bad)
+        // Bad bytes holding the poison of their (absolute) offset are memory the engine never
+        // wrote or zeroed; say so first.
+        let poison = bad.first { FolioMemory.isPoison($0.bad, atFileOffset: base + $0.offset) }
+        let described = poison.map { "\(PoisonCheck.message(offset: $0.offset)): \(what)" } ?? what
+        report.violation = FsxViolation(entryIndex: report.entries.count, what: described, badBytes: bad)
     }
 
     // MARK: Generation

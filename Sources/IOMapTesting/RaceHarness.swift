@@ -129,9 +129,18 @@ public struct RaceLoss: Sendable, CustomStringConvertible {
     public var check: String
     public var expected: UInt64
     public var found: UInt64
+    /// The slot's file offset.
+    public var offset: Int
 
     public var description: String {
-        "layout \(layout.rawValue) round \(round + 1), page \(page): \(byPwrite ? "pwrite" : "mapped") writer \(writer)'s slot "
+        // A slot's 8 bytes hold the poison of their offsets when memory the engine never
+        // wrote or zeroed reached the reader.
+        let foundBytes = (0..<8).map { UInt8(truncatingIfNeeded: found >> (8 * UInt64($0))) }
+        let expectedBytes = (0..<8).map { UInt8(truncatingIfNeeded: expected >> (8 * UInt64($0))) }
+        let poison = PoisonCheck.firstPoison(foundBytes, expected: expectedBytes, fileOffset: offset).map {
+            PoisonCheck.message(offset: offset + $0) + ": "
+        }
+        return (poison ?? "") + "layout \(layout.rawValue) round \(round + 1), page \(page): \(byPwrite ? "pwrite" : "mapped") writer \(writer)'s slot "
             + "holds 0x\(String(found, radix: 16)), expected 0x\(String(expected, radix: 16)) (\(check))"
     }
 }
@@ -435,7 +444,8 @@ func raceCheckSlots(
                     report.losses.append(
                         RaceLoss(
                             layout: config.layouts[layout], round: round, page: page, writer: w,
-                            byPwrite: config.isPwriteWriter(w), check: check, expected: expected, found: found))
+                            byPwrite: config.isPwriteWriter(w), check: check, expected: expected, found: found,
+                            offset: chunkStart + at))
                 }
             }
         }

@@ -22,6 +22,8 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible {
     public var maxFolioSize: Int
     public var policy: CleanupPolicy
     public var eofRounding: EOFRounding
+    /// `.kernel` leaves the tail of a short copy as Linux does (wrong on purpose).
+    public var writeEnd: WriteEndPolicy = .zeroTail
     /// Inject faults at the write path's sites.
     public var faults: Bool
     public var maxFileSize: Int
@@ -54,7 +56,7 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible {
     /// The line that replays this run.
     public var description: String {
         "seed=\(seed) ops=\(ops) blockSize=\(blockSize) maxFolioSize=\(maxFolioSize) policy=\(policy.rawValue) "
-            + "eofRounding=\(eofRounding.rawValue) faults=\(faults) maxFileSize=\(maxFileSize) maxOpSize=\(maxOpSize)"
+            + "eofRounding=\(eofRounding.rawValue) writeEnd=\(writeEnd.rawValue) faults=\(faults) maxFileSize=\(maxFileSize) maxOpSize=\(maxOpSize)"
     }
 }
 
@@ -149,7 +151,7 @@ public func runRandomOps(_ config: RandomRunConfig, progress: ((Int) -> Void)? =
     let env = IOMapEnvironment(faults: injector, hook: { race.fire($0) })
     let fsConfig = ExtentFSConfig(
         blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, cleanupPolicy: config.policy,
-        eofRounding: config.eofRounding, environment: env)
+        eofRounding: config.eofRounding, writeEnd: config.writeEnd, environment: env)
     let fs = ExtentFS(memoryBytes: 256 << 20, config: fsConfig)
     let file = fs.createFile()
     race.state.withLock { $0.file = file }
@@ -164,6 +166,11 @@ public func runRandomOps(_ config: RandomRunConfig, progress: ((Int) -> Void)? =
     func fail(_ op: Int, _ what: String) {
         report.violation = what
         report.violationOp = op
+    }
+
+    /// `what`, led by the poison message when a differing byte read at `offset` is poison.
+    func poisoned(_ what: String, _ got: [UInt8], _ want: [UInt8], _ offset: Int) -> String {
+        PoisonCheck.describe(what, got: got, expected: want, fileOffset: offset) { offset + $0 }
     }
 
     /// Reads the engine's bytes with faults off (a check must not be failed by injection).
@@ -184,7 +191,7 @@ public func runRandomOps(_ config: RandomRunConfig, progress: ((Int) -> Void)? =
                 let i = (0..<min(got.count, want.count)).first { got[$0] != want[$0] } ?? min(got.count, want.count)
                 let g = i < got.count ? String(got[i]) : "EOF"
                 let w = i < want.count ? String(want[i]) : "EOF"
-                fail(op, "\(what): byte at \(offset + i) is \(g), model has \(w) (read \(got.count) of \(want.count) bytes)")
+                fail(op, poisoned("\(what): byte at \(offset + i) is \(g), model has \(w) (read \(got.count) of \(want.count) bytes)", got, want, offset))
                 return false
             }
             return true
@@ -314,7 +321,7 @@ public func runRandomOps(_ config: RandomRunConfig, progress: ((Int) -> Void)? =
                 let want = Array(model.read(offset: offset, count: length))
                 if got != want {
                     let i = (0..<min(got.count, want.count)).first { got[$0] != want[$0] } ?? 0
-                    fail(op, "mapped load of [\(offset), \(offset + length)) differs from the model at \(offset + i): \(got[i]) vs \(want[i])")
+                    fail(op, poisoned("mapped load of [\(offset), \(offset + length)) differs from the model at \(offset + i): \(got[i]) vs \(want[i])", got, want, offset))
                     break opLoop
                 }
             }
@@ -336,7 +343,7 @@ public func runRandomOps(_ config: RandomRunConfig, progress: ((Int) -> Void)? =
                 if readErrorInjected && got.count < want.count { want.removeLast(want.count - got.count) }
                 if got != want {
                     let i = (0..<min(got.count, want.count)).first { got[$0] != want[$0] } ?? min(got.count, want.count)
-                    fail(op, "read of [\(offset), \(offset + length)) differs from the model at \(offset + i): \(i < got.count ? String(got[i]) : "EOF") vs \(i < want.count ? String(want[i]) : "EOF") (\(got.count) vs \(want.count) bytes)")
+                    fail(op, poisoned("read of [\(offset), \(offset + length)) differs from the model at \(offset + i): \(i < got.count ? String(got[i]) : "EOF") vs \(i < want.count ? String(want[i]) : "EOF") (\(got.count) vs \(want.count) bytes)", got, want, offset))
                     break opLoop
                 }
             }

@@ -329,7 +329,8 @@ struct StressWorker {
             if let i = firstDifference(bytes, want) {
                 let g = i < bytes.count ? String(bytes[i]) : "EOF"
                 let w = i < want.count ? String(want[i]) : "EOF"
-                fail("\(what): byte at \(base + offset + i) is \(g), worker \(index)'s model has \(w)")
+                let message = "\(what): byte at \(base + offset + i) is \(g), worker \(index)'s model has \(w)"
+                fail(PoisonCheck.describe(message, got: bytes, expected: want, fileOffset: base + offset) { base + offset + $0 })
             }
         }
     }

@@ -64,7 +64,7 @@ public enum FolioMemory {
     /// every test run proves the engine never shows memory it did not write or zero.
     public static let defaultFill: FolioFill = verifyBuild ? .poison : .asIs
 
-    static let fillValue = Atomic<UInt8>(initialFill().rawValue)
+    static let fillValue = Atomic<UInt8>(environmentFill.fill.rawValue)
 
     /// What new folios hold from now on. Set it before the folios it is meant for are made.
     public static var fill: FolioFill {
@@ -72,16 +72,19 @@ public enum FolioMemory {
         set { fillValue.store(newValue.rawValue, ordering: .relaxed) }
     }
 
-    /// `IOMAP_POISON_FOLIOS`: 1 poisons, 0 does not (the default fill, or as-is where the
-    /// default is poison); unset, the default. Anything else stops the program, naming it.
-    static func initialFill() -> FolioFill {
-        guard let raw = getenv("IOMAP_POISON_FOLIOS") else { return defaultFill }
+    /// What is wrong with `IOMAP_POISON_FOLIOS`, if anything; the fill is then the default.
+    /// Tools check it before they start and refuse to run (with this message) when it is set.
+    public static var environmentProblem: String? { environmentFill.problem }
+
+    /// `IOMAP_POISON_FOLIOS`: 1 poisons, 0 does not (as-is); unset, the default.
+    static let environmentFill: (fill: FolioFill, problem: String?) = {
+        guard let raw = getenv("IOMAP_POISON_FOLIOS") else { return (defaultFill, nil) }
         switch String(cString: raw) {
-        case "1": return .poison
-        case "0": return defaultFill == .poison ? .asIs : defaultFill
-        case let other: fatalError("IOMAP_POISON_FOLIOS must be 0 or 1, got '\(other)'")
+        case "1": return (.poison, nil)
+        case "0": return (.asIs, nil)
+        case let other: return (defaultFill, "IOMAP_POISON_FOLIOS must be 0 or 1, got '\(other)'")
         }
-    }
+    }()
 
     /// The poison pattern, repeated through a block from its first byte: "dead f011 0dea df01".
     /// Blocks are aligned to at least a page and hold file data at the same offset modulo the
@@ -104,7 +107,10 @@ public enum FolioMemory {
     }
 
     /// A block of `1 << shift` bytes aligned to its size, holding what `fill` says.
-    public static func allocate(shift: Int) -> UnsafeMutableRawPointer {
+    public static func allocate(shift: Int) -> UnsafeMutableRawPointer { allocate(shift: shift, fill: fill) }
+
+    /// A block of `1 << shift` bytes aligned to its size, holding what `fill` says.
+    public static func allocate(shift: Int, fill: FolioFill) -> UnsafeMutableRawPointer {
         let block = take(shift: shift)
         switch fill {
         case .asIs: break

@@ -11,6 +11,7 @@ import IOMapBase
 import IOMapTesting
 
 extension EOFRounding: ExpressibleByArgument {}
+extension WriteEndPolicy: ExpressibleByArgument {}
 extension ExploreStrategy: ExpressibleByArgument {}
 
 struct Explore: ParsableCommand {
@@ -39,6 +40,8 @@ struct Explore: ParsableCommand {
     @Option(help: "EOF rounding of failure cleanup: block-end or kernel (Linux's, which loses data at an unaligned EOF).")
     var eofRounding = EOFRounding.blockEnd
     @Flag(help: "Run without the write path's mapping validity check (wrong on purpose).") var noValidityCheck = false
+    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's, which leaves stale memory; wrong on purpose).")
+    var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -74,9 +77,10 @@ struct Explore: ParsableCommand {
         config.seed = seed ?? UInt64.random(in: 0..<1 << 48)
         config.replay = try replay.map { try Schedule(parsing: $0) }
         config.keepGoing = keepGoing
-        config.engine = ExploreEngineOptions(policy: policy, eofRounding: eofRounding, validityCheck: !noValidityCheck)
+        config.engine = ExploreEngineOptions(
+            policy: policy, eofRounding: eofRounding, validityCheck: !noValidityCheck, writeEnd: writeEnd)
 
-        var header = "iomap explore: scenario \(config.scenario.rawValue), policy \(policy.rawValue), eof rounding \(eofRounding.rawValue), validity check \(noValidityCheck ? "off" : "on"), "
+        var header = "iomap explore: scenario \(config.scenario.rawValue), policy \(policy.rawValue), eof rounding \(eofRounding.rawValue), write end \(writeEnd.rawValue), validity check \(noValidityCheck ? "off" : "on"), "
         if let replay = config.replay {
             header += "replaying \(replay)"
         } else {
@@ -98,6 +102,7 @@ struct Explore: ParsableCommand {
         if json {
             var object: [String: Any] = [
                 "scenario": config.scenario.rawValue, "policy": policy.rawValue, "eof_rounding": eofRounding.rawValue,
+                "write_end": writeEnd.rawValue,
                 "validity_check": !noValidityCheck, "strategy": config.replay == nil ? strategy.rawValue : "replay",
                 "schedules_explored": report.schedulesExplored, "exhausted": report.exhausted, "violations": report.violations,
                 "max_steps": report.maxSteps, "max_preemptions": report.maxPreemptions, "elapsed_s": report.seconds,

@@ -27,6 +27,8 @@ struct Fsx: ParsableCommand {
     @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
     @Option(parsing: .unconditional, help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
+    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's, which leaves stale memory; wrong on purpose).")
+    var writeEnd = WriteEndPolicy.zeroTail
     @Option(help: "Fault sites: none, all, or a comma-separated list of \(FaultSite.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults = "all"
     @Option(help: "Op classes not to generate, comma-separated (e.g. punch_hole,zero_range).") var disable = ""
@@ -77,6 +79,7 @@ struct Fsx: ParsableCommand {
         c.blockSize = blockSize
         c.maxFolioSize = maxFolioSize
         c.policy = policy
+        c.writeEnd = writeEnd
         c.faults = try faultSites()
         c.disabled = try disabledOps()
         c.engineEvents = !noEngineEvents
@@ -96,7 +99,7 @@ struct Fsx: ParsableCommand {
         let total = replay?.count ?? config.ops
         let report = runFsx(config, replay: replay) { done in say("  \(done)/\(total) ops") }
         if let path = recordOps {
-            let header = ["iomap fsx --seed \(config.seed) --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue) --faults \(faults)"]
+            let header = ["iomap fsx --seed \(config.seed) --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)") --faults \(faults)"]
             try FsxLog.format(report.entries, header: header).write(toFile: path, atomically: true, encoding: .utf8)
         }
         var minimizedCount: Int?
@@ -105,7 +108,7 @@ struct Fsx: ParsableCommand {
             let dir = artifacts ?? "iomap-fsx-\(config.seed)"
             artifactDir = dir
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let header = ["failing run: seed \(config.seed); replay with: iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)"]
+            let header = ["failing run: seed \(config.seed); replay with: \(poisonPrefix)iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)")"]
             try FsxLog.format(report.entries, header: header).write(toFile: "\(dir)/failure.fsxops", atomically: true, encoding: .utf8)
             try Data(report.expectedImage).write(to: URL(fileURLWithPath: "\(dir)/expected.fsxgood"))
             try Data(report.actualImage).write(to: URL(fileURLWithPath: "\(dir)/actual.fsxbad"))
@@ -133,7 +136,7 @@ struct Fsx: ParsableCommand {
                 lines.append("minimized op log (\(minimized.count) entries): \(dir)/minimized.fsxops")
                 for e in minimized.prefix(40) { lines.append("  " + fsxLine(e, touching: [])) }
             }
-            lines.append("seed \(config.seed); replay: iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.offsetBase > 0 ? " --offset-base \(config.offsetBase)" : "")")
+            lines.append("seed \(config.seed); replay: \(poisonPrefix)iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)")\(config.offsetBase > 0 ? " --offset-base \(config.offsetBase)" : "")")
             lines.append("expected image: \(dir)/expected.fsxgood, actual image: \(dir)/actual.fsxbad")
             say(lines.joined(separator: "\n"))
         }
@@ -146,7 +149,7 @@ struct Fsx: ParsableCommand {
                 "violation": report.violation?.what ?? NSNull(), "violation_entry": report.violation?.entryIndex ?? NSNull(),
                 "skipped_unsupported": report.skippedUnsupported, "minimized_entries": minimizedCount ?? NSNull(),
                 "artifacts": artifactDir ?? NSNull(), "block_size": config.blockSize, "max_folio_size": config.maxFolioSize,
-                "policy": config.policy.rawValue, "offset_base": config.offsetBase, "elapsed_s": report.elapsedSeconds,
+                "policy": config.policy.rawValue, "write_end": config.writeEnd.rawValue, "offset_base": config.offsetBase, "elapsed_s": report.elapsedSeconds,
             ])
         } else {
             print("seed \(config.seed): \(opsRun) ops, \(report.cleanupCalls) failure cleanups, \(String(format: "%.1f", report.elapsedSeconds)) s, \(report.violation == nil ? "no violation" : "VIOLATION")")

@@ -9,11 +9,16 @@ import Foundation
 import IOMap
 import IOMapBase
 import IOMapTesting
+import PageCache
 
 @main
 struct Entry {
     /// Runs the command, mapping ArgumentParser's exit codes onto ours: usage errors exit 2.
     static func main() {
+        if let problem = FolioMemory.environmentProblem {
+            FileHandle.standardError.write(Data("iomap: \(problem)\n".utf8))
+            exit(2)
+        }
         do {
             var command = try IOMapCommand.parseAsRoot()
             try command.run()
@@ -46,6 +51,10 @@ enum ExitStatus {
 }
 
 extension CleanupPolicy: ExpressibleByArgument {}
+
+/// What a printed replay command starts with so that it poisons folio memory as the run did,
+/// in any build.
+var poisonPrefix: String { FolioMemory.fill == .poison ? "IOMAP_POISON_FOLIOS=1 " : "" }
 
 func printJSON(_ object: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])

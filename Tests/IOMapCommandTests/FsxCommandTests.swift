@@ -27,6 +27,31 @@ struct FsxCommandTests {
         #expect(fixed.status == 0, "\(fixed.stderr)")
     }
 
+    @Test("fsx --write-end kernel with poisoned folios exits 1 naming the poison; the printed replay keeps the switch")
+    func fsxWriteEndKernel() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-fsx-we-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let poison = ["IOMAP_POISON_FOLIOS": "1"]
+        let r = try runIOMap(["fsx", "--seed", "1", "--ops", "10000", "--write-end", "kernel", "--artifacts", dir, "--json"], environment: poison)
+        #expect(r.status == 1, "exit \(r.status)\n\(r.stderr)")
+        #expect(r.stderr.contains("poison at offset"), "\(r.stderr)")
+        #expect(try r.json()["write_end"] as? String == "kernel")
+        #expect(r.stderr.contains("--write-end kernel"), "the replay line must keep the switch")
+        let replay = try runIOMap(
+            ["fsx", "--replay-ops", "\(dir)/minimized.fsxops", "--write-end", "kernel", "--no-minimize", "--artifacts", dir + "/again"],
+            environment: poison)
+        #expect(replay.status == 1 && replay.stderr.contains("poison at offset"), "\(replay.stderr)")
+        let fixed = try runIOMap(["fsx", "--replay-ops", "\(dir)/minimized.fsxops", "--artifacts", dir + "/fixed"], environment: poison)
+        #expect(fixed.status == 0, "\(fixed.stderr)")
+    }
+
+    @Test("a bad IOMAP_POISON_FOLIOS is a usage error naming it")
+    func badPoisonSwitch() throws {
+        let r = try runIOMap(["fsx", "--ops", "10"], environment: ["IOMAP_POISON_FOLIOS": "yes"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("IOMAP_POISON_FOLIOS must be 0 or 1, got 'yes'"), "\(r.stderr)")
+    }
+
     @Test("a malformed log is a usage error naming the line")
     func malformedLog() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).fsxops").path
@@ -56,7 +81,8 @@ struct FsxCommandTests {
 
     @Test("bad fsx and difftest usage exits 2", arguments: [
         ["fsx", "--faults", "nosuch"], ["fsx", "--disable", "frob"], ["fsx", "--block-size", "3000"], ["fsx", "--ops", "0"],
-        ["fsx", "--offset-base", "12"], ["difftest", "--seek-oracle", "btrfs"], ["difftest", "--dir", "/no/such/dir"],
+        ["fsx", "--offset-base", "12"], ["fsx", "--write-end", "sometimes"], ["random", "--write-end", "x"],
+        ["explore", "--scenario", "eof-block", "--write-end", "x"], ["difftest", "--seek-oracle", "btrfs"], ["difftest", "--dir", "/no/such/dir"],
     ])
     func badUsage(arguments: [String]) throws {
         let r = try runIOMap(arguments)

@@ -29,10 +29,11 @@ struct CommandResult {
     }
 }
 
-func runIOMap(_ arguments: [String]) throws -> CommandResult {
+func runIOMap(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = try iomapExecutable()
     process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out

@@ -7,6 +7,7 @@ import Foundation
 import IOMap
 import IOMapBase
 import IOMapTesting
+import PageCache
 import Testing
 
 /// The log fstests' fsx recorded on XFS, kept beside this file.
@@ -123,6 +124,28 @@ struct FsxTests {
         config.policy = .preserveDirty
         #expect(runFsx(config).violation == nil)
         #expect(runFsx(config, replay: minimized).violation == nil)
+    }
+
+    @Test("canary: the kernel's write end leaves poison after a short copy; fsx finds it within 10,000 ops and minimizes it")
+    func kernelWriteEndIsCaught() {
+        FolioMemory.fill = .poison
+        var config = FsxConfig(seed: 1)
+        config.ops = 10_000
+        config.writeEnd = .kernel
+        let bad = runFsx(config)
+        guard let v = bad.violation else {
+            Issue.record("the kernel's write end went uncaught in 10,000 ops of seed 1")
+            return
+        }
+        #expect(v.what.hasPrefix("poison at offset"), "\(v.what)")
+        let minimized = minimizeFsx(config, bad.entries)
+        #expect(minimized.count <= 4, "minimized to \(minimized.count) entries")
+        #expect(runFsx(config, replay: minimized).violation?.what.hasPrefix("poison at offset") == true)
+        // A short write: the minimized log holds a write whose buffer faulted or whose copy came up short.
+        #expect(minimized.contains { if case .op(let op) = $0 { op.name == .write && !op.faults.isEmpty } else { false } })
+        config.writeEnd = .zeroTail
+        #expect(runFsx(config, replay: minimized).violation == nil)
+        #expect(runFsx(config).violation == nil)
     }
 
     static let matrix: [(blockSize: Int, maxFolioSize: Int)] = [(512, 4096), (1024, 64 << 10), (2048, 16 << 10), (4096, 2 << 20)]

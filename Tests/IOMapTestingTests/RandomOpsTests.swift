@@ -11,6 +11,7 @@ import Foundation
 import IOMap
 import IOMapBase
 import IOMapTesting
+import PageCache
 import Testing
 
 /// The matrix: every block size with folio maxima from 4 KiB to 2 MiB.
@@ -76,6 +77,16 @@ struct RandomOpsTests {
             }
         }
         #expect(found, "eight runs with the kernel's EOF rounding found nothing")
+    }
+
+    @Test("canary: the kernel's write end leaves poison after a short copy", arguments: [(4096, 4096), (1024, 64 << 10)])
+    func kernelWriteEndIsCaught(bs: Int, folio: Int) {
+        FolioMemory.fill = .poison
+        var config = RandomRunConfig(seed: baseSeed(), ops: randomOpsPerEntry, blockSize: bs, maxFolioSize: folio)
+        config.writeEnd = .kernel
+        print("canary run: \(config)")
+        let r = runRandomOps(config)
+        #expect(r.violation?.hasPrefix("poison at offset") == true, "\(r.violation ?? "no violation in \(r.opsRun) ops")")
     }
 
     @Test("the same seed replays the same run")

@@ -1,6 +1,6 @@
-// The folio allocator: blocks aligned to their size, zero when handed out (fresh or
-// recycled). Its counters are process-wide and other tests allocate folios in parallel, so
-// they are not asserted here.
+// The folio allocator: blocks aligned to their size, holding what the fill says when handed
+// out (fresh or recycled). Its counters are process-wide and other tests allocate folios in
+// parallel, so they are not asserted here.
 
 import IOMapBase
 import PageCache
@@ -8,15 +8,18 @@ import Testing
 
 @Suite("Folio memory")
 struct FolioMemoryTests {
-    @Test("every block is aligned to its size and zero-filled, also when it is handed out again", arguments: [12, 13, 16, 20, 21])
+    /// Every 512th byte of a block, and its last.
+    static func samples(_ size: Int) -> [Int] { Array(stride(from: 0, to: size, by: 512)) + [size - 1] }
+
+    @Test("every block is aligned to its size and zeroed under the zero fill, also when it is handed out again", arguments: [12, 13, 16, 20, 21])
     func alignedAndZero(shift: Int) {
         let size = 1 << shift
         var blocks: [UnsafeMutableRawPointer] = []
         for _ in 0..<3 {
-            let p = FolioMemory.allocate(shift: shift)
+            let p = FolioMemory.allocate(shift: shift, fill: .zero)
             #expect(UInt(bitPattern: p) & UInt(size - 1) == 0, "block of \(size) bytes at \(p) is not aligned")
             let bytes = p.assumingMemoryBound(to: UInt8.self)
-            #expect(bytes[0] == 0 && bytes[size / 2] == 0 && bytes[size - 1] == 0)
+            #expect(Self.samples(size).allSatisfy { bytes[$0] == 0 })
             p.initializeMemory(as: UInt8.self, repeating: 0xA5, count: size)
             blocks.append(p)
         }
@@ -24,14 +27,48 @@ struct FolioMemoryTests {
         for p in blocks { FolioMemory.free(p, shift: shift) }
         // Handed out again (from the free list for sizes below 2 MiB): zero once more.
         for _ in 0..<3 {
-            let p = FolioMemory.allocate(shift: shift)
+            let p = FolioMemory.allocate(shift: shift, fill: .zero)
             let bytes = p.assumingMemoryBound(to: UInt8.self)
-            var nonZero = 0
-            for i in stride(from: 0, to: size, by: 512) where bytes[i] != 0 { nonZero += 1 }
-            #expect(nonZero == 0, "a recycled \(size)-byte block was not zeroed")
+            #expect(Self.samples(size).allSatisfy { bytes[$0] == 0 }, "a recycled \(size)-byte block was not zeroed")
             blocks.append(p)
         }
         for p in blocks.suffix(3) { FolioMemory.free(p, shift: shift) }
+    }
+
+    @Test("under the poison fill every byte of a block holds the poison of its offset, also when handed out again", arguments: [12, 16, 21])
+    func poisoned(shift: Int) {
+        let size = 1 << shift
+        for round in 0..<2 {
+            let p = FolioMemory.allocate(shift: shift, fill: .poison)
+            let bytes = p.assumingMemoryBound(to: UInt8.self)
+            let wrong = (0..<size).first { !FolioMemory.isPoison(bytes[$0], atFileOffset: $0) }
+            #expect(wrong == nil, "round \(round): byte \(wrong ?? -1) of a \(size)-byte block is not poison")
+            // As a folio at any aligned file offset sees it.
+            #expect(FolioMemory.isPoison(bytes[5], atFileOffset: 5 + (7 << 20)))
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+            FolioMemory.free(p, shift: shift)
+        }
+    }
+
+    @Test("the poison pattern is what the checkers look for, and zero is never poison")
+    func pattern() {
+        #expect(FolioMemory.poisonPattern == [0xDE, 0xAD, 0xF0, 0x11, 0x0D, 0xEA, 0xDF, 0x01])
+        for offset in 0..<16 {
+            #expect(FolioMemory.poisonByte(atFileOffset: offset) == FolioMemory.poisonPattern[offset % 8])
+            #expect(!FolioMemory.isPoison(0, atFileOffset: offset))
+        }
+    }
+
+    @Test("the as-is fill hands a recycled block back with the bytes it held")
+    func asIs() {
+        // Other tests allocate in parallel and may take the freed block first; the claim is
+        // only about the block when it does come back.
+        let p = FolioMemory.allocate(shift: 15, fill: .asIs)
+        p.initializeMemory(as: UInt8.self, repeating: 0x3C, count: 1 << 15)
+        FolioMemory.free(p, shift: 15)
+        let q = FolioMemory.allocate(shift: 15, fill: .asIs)
+        if q == p { #expect(q.load(fromByteOffset: 100, as: UInt8.self) == 0x3C) }
+        FolioMemory.free(q, shift: 15)
     }
 
     @Test("a folio's bytes are aligned to the folio's size")
@@ -42,16 +79,21 @@ struct FolioMemoryTests {
         }
     }
 
-    @Test("trim releases free blocks, which come back zero-filled")
+    @Test("trim releases free blocks, which read as zeroes until written again")
     func trim() {
-        let p = FolioMemory.allocate(shift: 14)
+        let p = FolioMemory.allocate(shift: 14, fill: .asIs)
         p.initializeMemory(as: UInt8.self, repeating: 0x5A, count: 16384)
         FolioMemory.free(p, shift: 14)
         // (Other tests allocate in parallel, so how much is released is not asserted.)
         FolioMemory.trim()
-        let q = FolioMemory.allocate(shift: 14)
+        let q = FolioMemory.allocate(shift: 14, fill: .asIs)
         let bytes = q.assumingMemoryBound(to: UInt8.self)
-        #expect(bytes[0] == 0 && bytes[16383] == 0)
+        if q == p { #expect(bytes[0] == 0 && bytes[16383] == 0) }
         FolioMemory.free(q, shift: 14)
+    }
+
+    @Test("verify builds poison folio memory unless IOMAP_POISON_FOLIOS says otherwise")
+    func defaultFill() {
+        #expect(FolioMemory.defaultFill == (verifyBuild ? .poison : .asIs))
     }
 }

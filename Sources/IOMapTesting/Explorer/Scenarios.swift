@@ -21,7 +21,12 @@ public struct ExploreEngineOptions: Sendable, Equatable {
     public var policy: CleanupPolicy = .preserveDirty
     public var eofRounding: EOFRounding = .blockEnd
     public var validityCheck = true
-    public init(policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd, validityCheck: Bool = true) {
+    public var writeEnd: WriteEndPolicy = .zeroTail
+    public init(
+        policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd, validityCheck: Bool = true,
+        writeEnd: WriteEndPolicy = .zeroTail
+    ) {
+        self.writeEnd = writeEnd
         self.policy = policy
         self.eofRounding = eofRounding
         self.validityCheck = validityCheck
@@ -33,6 +38,7 @@ public struct ExploreEngineOptions: Sendable, Equatable {
         if policy != .preserveDirty { f += ["--policy", policy.rawValue] }
         if eofRounding != .blockEnd { f += ["--eof-rounding", eofRounding.rawValue] }
         if !validityCheck { f.append("--no-validity-check") }
+        if writeEnd != .zeroTail { f += ["--write-end", writeEnd.rawValue] }
         return f
     }
 }
@@ -113,7 +119,8 @@ extension ExploreScenario {
             memoryBytes: 8 << 20,
             config: ExtentFSConfig(
                 blockSize: blockSize, maxFolioSize: pageSize, cleanupPolicy: options.policy,
-                eofRounding: options.eofRounding, validityCheck: options.validityCheck, environment: environment))
+                eofRounding: options.eofRounding, validityCheck: options.validityCheck, writeEnd: options.writeEnd,
+                environment: environment))
         return (fs, fs.createFile())
     }
 
@@ -325,6 +332,15 @@ func settle(
                 ExploreFinding(
                     "lost-data",
                     "the bytes \(what) at \(range) read back as \(hexBytes(got)) after fsync and a cache drop, not \(hexBytes(expectedBytes))"))
+        }
+    }
+    // Poison in the file, in the cache or on disk, is memory never written or zeroed.
+    for (image, whereFrom) in [(cached, "the cache"), (disk, "disk")] {
+        let closest = legal.min { difference($0, image) < difference($1, image) }!
+        if let at = PoisonCheck.firstPoison(image, expected: closest, fileOffset: 0) {
+            return findings + [
+                ExploreFinding("poison", "\(PoisonCheck.message(offset: at)): byte \(at) read \(byte(image, at)) from \(whereFrom)")
+            ]
         }
     }
     if disk != cached {
