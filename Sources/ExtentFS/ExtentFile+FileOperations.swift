@@ -17,16 +17,19 @@ extension ExtentFile {
 
     /// pwrite: writes `bytes` at `offset`. Bytes at or after `faultOffset` in `bytes` are
     /// unreadable, as if that part of the user buffer were unmapped. Returns the bytes
-    /// written, which may be fewer than asked; throws only when none were.
+    /// written, which may be fewer than asked; throws only when none were. `protection` lets
+    /// another thread make the buffer unreadable while the write runs.
     @discardableResult
-    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int, faultOffset: Int? = nil) throws(Errno) -> Int {
+    public func write(
+        _ bytes: UnsafeRawBufferPointer, at offset: Int, faultOffset: Int? = nil, protection: SourceProtection? = nil
+    ) throws(Errno) -> Int {
         if offset < 0 { throw .invalidArgument }
         if offset.addingReportingOverflow(bytes.count).overflow { throw .invalidArgument }
         if bytes.isEmpty { return 0 }
         if offset >= maxFileSize { throw .fileTooLarge }
         // generic_write_check_limits: a write straddling the limit is cut short at it.
         let count = min(bytes.count, maxFileSize - offset)
-        var source = UserSource(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset)
+        var source = UserSource(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset, protection: protection)
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
         if offset + count > inode.size { cleanPastEOF(oldSize: inode.size) }
@@ -36,9 +39,11 @@ extension ExtentFile {
 
     /// Convenience for `[UInt8]`.
     @discardableResult
-    public func write(_ bytes: [UInt8], at offset: Int, faultOffset: Int? = nil) throws(Errno) -> Int {
+    public func write(
+        _ bytes: [UInt8], at offset: Int, faultOffset: Int? = nil, protection: SourceProtection? = nil
+    ) throws(Errno) -> Int {
         try bytes.withUnsafeBytes { p in
-            Result { () throws(Errno) -> Int in try write(p, at: offset, faultOffset: faultOffset) }
+            Result { () throws(Errno) -> Int in try write(p, at: offset, faultOffset: faultOffset, protection: protection) }
         }.get()
     }
 

@@ -5,9 +5,26 @@
 // part of the buffer were unmapped: fault-in fails there and copies stop there. On top of
 // that the environment's fault injector can make any single copy short at an arbitrary byte
 // (hook point H7), which a retry then gets past, as a race with munmap or memory pressure
-// would.
+// would. A `SourceProtection` shared with another thread is mprotect on the buffer: it can
+// make the rest of the buffer unreadable between the fault-in and the copy.
 
 import IOMapBase
+import Synchronization
+
+/// The readable extent of a user buffer that another thread may shrink, as mprotect or
+/// munmap on part of it would (the tail becomes unreadable).
+public final class SourceProtection: Sendable {
+    let readableEndValue = Atomic<Int>(Int.max)
+    public init() {}
+
+    /// Makes bytes at and after index `offset` of the buffer unreadable.
+    public func revoke(from offset: Int) {
+        precondition(offset >= 0, "revoking from \(offset)")
+        readableEndValue.store(offset, ordering: .releasing)
+    }
+
+    var readableEnd: Int { readableEndValue.load(ordering: .acquiring) }
+}
 
 public struct UserSource {
     public let buffer: UnsafeRawBufferPointer
@@ -15,16 +32,19 @@ public struct UserSource {
     public private(set) var consumed = 0
     /// Index in `buffer` from which bytes are unreadable, or nil.
     public let faultOffset: Int?
+    /// Where another thread can make the buffer unreadable, or nil.
+    public let protection: SourceProtection?
 
-    public init(_ buffer: UnsafeRawBufferPointer, faultOffset: Int? = nil) {
+    public init(_ buffer: UnsafeRawBufferPointer, faultOffset: Int? = nil, protection: SourceProtection? = nil) {
         self.buffer = buffer
         self.faultOffset = faultOffset
+        self.protection = protection
     }
 
     /// iov_iter_count.
     public var remaining: Int { buffer.count - consumed }
 
-    var readableEnd: Int { min(buffer.count, faultOffset ?? Int.max) }
+    var readableEnd: Int { min(buffer.count, faultOffset ?? Int.max, protection?.readableEnd ?? Int.max) }
 
     /// fault_in_iov_iter_readable: how many of the next `bytes` bytes could NOT be faulted in.
     public func faultInReadable(_ bytes: Int) -> Int {

@@ -11,8 +11,11 @@ struct ExploreCommandTests {
         let r = try runIOMap(["explore", "--list"])
         #expect(r.status == 0)
         let lines = r.stdout.split(separator: "\n")
-        #expect(lines.count == 5)
-        for name in ["write-fail-vs-mapped-store", "stale-mapping", "eof-block", "writeback-vs-truncate", "fault-vs-punch-hole"] {
+        #expect(lines.count == 6)
+        for name in [
+            "write-fail-vs-mapped-store", "stale-mapping", "eof-block", "writeback-vs-truncate", "fault-vs-punch-hole",
+            "short-copy-vs-protect",
+        ] {
             #expect(lines.contains { $0.hasPrefix(name + " ") }, "\(name) missing from\n\(r.stdout)")
         }
     }

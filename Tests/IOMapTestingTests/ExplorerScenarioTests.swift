@@ -1,6 +1,7 @@
 // The explorer on the engine's races: each scenario exhausts every schedule within
 // preemption bound 2 with no violation, and each switch that breaks the engine on purpose
-// (the pre-seed cleanup, no validity check, the kernel's EOF rounding) is caught, with a
+// (the pre-seed cleanup, no validity check, the kernel's EOF rounding, the kernel's write
+// end) is caught, with a
 // schedule that replays to the same violation.
 
 import IOMap
@@ -72,6 +73,20 @@ struct ExplorerScenarioTests {
         #expect(v.finding.invariant == "D1")
         #expect(v.finding.detail.contains("dirty block at 4096 below EOF 6144 has no backing"))
         try expectReplays(v, .eofBlock, engine)
+    }
+
+    @Test("short-copy-vs-protect: the kernel's write end leaves poison readable after a write that failed with EFAULT")
+    func shortCopyCanary() throws {
+        let engine = ExploreEngineOptions(writeEnd: .kernel)
+        let report = explore(.shortCopyVsProtect, engine)
+        let v = try #require(report.firstViolation)
+        #expect(v.finding.invariant == "poison")
+        #expect(v.finding.detail.hasPrefix("poison at offset 8492"), "\(v.finding.detail)")
+        try expectReplays(v, .shortCopyVsProtect, engine)
+        // The same schedule with our write end leaves zeroes.
+        var fixed = ExploreConfig(scenario: .shortCopyVsProtect)
+        fixed.replay = v.schedule
+        #expect(runExplore(fixed).violations == 0)
     }
 
     @Test("pct and random find the seed's corruption within a few hundred schedules")

@@ -71,6 +71,7 @@ public enum ExploreScenario: String, CaseIterable, Sendable {
     case eofBlock = "eof-block"
     case writebackVsTruncate = "writeback-vs-truncate"
     case faultVsPunchHole = "fault-vs-punch-hole"
+    case shortCopyVsProtect = "short-copy-vs-protect"
 
     /// One line for `iomap explore --list`.
     public var summary: String {
@@ -85,6 +86,8 @@ public enum ExploreScenario: String, CaseIterable, Sendable {
             return "writeback of 12K of dirty delalloc (1K blocks) against truncate to 5000 and a mapped store at 1000"
         case .faultVsPunchHole:
             return "a mapped store at 4100 against a hole punch of [4K,8K) and a flusher, over a clean written file (1K blocks)"
+        case .shortCopyVsProtect:
+            return "a write of 300 bytes at 8492 into a hole while another thread makes its buffer unreadable (poisoned folio memory; a flusher runs)"
         }
     }
 
@@ -96,6 +99,7 @@ public enum ExploreScenario: String, CaseIterable, Sendable {
         case .eofBlock: return ["writer", "mapper"]
         case .writebackVsTruncate: return ["flusher", "truncator", "mapper"]
         case .faultVsPunchHole: return ["mapper", "puncher", "flusher"]
+        case .shortCopyVsProtect: return ["writer", "protector", "flusher"]
         }
     }
 
@@ -107,6 +111,7 @@ public enum ExploreScenario: String, CaseIterable, Sendable {
         case .eofBlock: return Self.eofBlock(options, environment)
         case .writebackVsTruncate: return Self.writebackVsTruncate(options, environment)
         case .faultVsPunchHole: return Self.faultVsPunchHole(options, environment)
+        case .shortCopyVsProtect: return Self.shortCopyVsProtect(options, environment)
         }
     }
 }
@@ -177,6 +182,40 @@ extension ExploreScenario {
                 var findings: [ExploreFinding] = []
                 if let e = results.error("writer") { findings.append(ExploreFinding("write", "the write failed: \(e)")) }
                 return findings + settle(fs, file, failedWrite: nil, legal: [expected], stores: [(ByteRange(40959, 40960), "written before the race")])
+            })
+    }
+
+    /// The variant of a short copy that needs a race: the buffer is readable when the write
+    /// faults it in and not when it copies, so the write fails with EFAULT, having written
+    /// nothing, after write-begin zeroed around its range and marked the block uptodate. What
+    /// the folio's memory held in [8492, 8792) must not become readable (Linux's write end
+    /// leaves it, `--write-end kernel`). Poisons folio memory, so stale bytes are recognisable.
+    static func shortCopyVsProtect(_ options: ExploreEngineOptions, _ environment: IOMapEnvironment) -> ScenarioInstance {
+        FolioMemory.fill = .poison
+        let (fs, file) = newFile(options, environment, blockSize: 4096)
+        try! file.truncate(to: 16384)
+        let data = pattern(300, seed: 0x29)
+        let protection = SourceProtection()
+        let results = Outcomes()
+        return ScenarioInstance(
+            bodies: [
+                { results.record("writer") { () throws(Errno) in try file.write(data, at: 8492, protection: protection) } },
+                { protection.revoke(from: 0) },
+                { _ = file.writeback() },
+            ],
+            check: {
+                let zeroes = [UInt8](repeating: 0, count: 16384)
+                var whole = zeroes
+                whole.replaceSubrange(8492..<8792, with: data)
+                var findings: [ExploreFinding] = []
+                if let written = results.value("writer"), written != data.count {
+                    findings.append(ExploreFinding("write", "the write returned \(written): its buffer was either readable or not"))
+                }
+                if let e = results.error("writer"), e != .badAddress {
+                    findings.append(ExploreFinding("write", "the write failed with \(e), not EFAULT"))
+                }
+                let legal = results.value("writer") == nil ? [zeroes] : [whole]
+                return findings + settle(fs, file, failedWrite: nil, legal: legal, stores: [])
             })
     }
 
