@@ -169,6 +169,7 @@ struct ZeroedRuns {
     var second: Range<Int>?
 
     mutating func append(_ run: Range<Int>) {
+        precondition(second == nil, "write-begin zeroed a third run, at \(run)")
         if first == nil { first = run } else { second = run }
     }
 }

@@ -394,8 +394,8 @@ func checkSamples(
         let got = try read(offset, 16)
         let want = (0..<16).map { expected(offset + $0) }
         if got != want {
-            throw BenchFailure(
-                "\(what): data check failed at offset \(offset): read \(hex(got)), expected \(hex(want))")
+            let message = "\(what): data check failed at offset \(offset): read \(hex(got)), expected \(hex(want))"
+            throw BenchFailure(PoisonCheck.describe(message, got: got, expected: want, fileOffset: offset) { offset + $0 })
         }
     }
 }
