@@ -7,7 +7,6 @@ import ExtentFS
 import Foundation
 import IOMapBase
 import IOMapTesting
-import Synchronization
 
 extension EOFProbeMethod: ExpressibleByArgument {}
 
@@ -66,28 +65,15 @@ struct EOFBlockProbe: ParsableCommand {
 
     func run() throws {
         let config = self.config
-        // An interrupted probe still unmounts and removes its image.
-        let cleanup = ProbeCleanup()
-        let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> any DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                cleanup.run()
-                Foundation.exit(128 + sig)
-            }
-            source.resume()
-            return source
-        }
-        defer { for s in sources { s.cancel() } }
         let report: EOFProbeReport
         do {
-            report = try runEOFProbe(config, mounted: { cleanup.set($0) }) { say("eof-block: \($0)") }
+            report = try withCleanupOnSignals { scratch in
+                try runEOFProbe(config, scratch: scratch) { say("eof-block: \($0)") }
+            }
         } catch {
-            cleanup.clear()
             say("eof-block: the probe could not run: \(error)")
             throw ExitCode(2)
         }
-        cleanup.clear()
         if json {
             printJSON([
                 "kernel": report.kernel, "fs": report.fs, "block_size": config.blockSize, "isize": config.isize,
@@ -109,12 +95,23 @@ struct EOFBlockProbe: ParsableCommand {
     }
 }
 
-/// The image a probe mounted, for the signal handler.
-final class ProbeCleanup: Sendable {
-    private let mount = HarnessMutex<XFSLoopMount?>(nil)
-    func set(_ m: XFSLoopMount) { mount.withLock { $0 = m } }
-    func clear() { mount.withLock { $0 = nil } }
-    func run() {
-        if let m = mount.withLock({ $0 }) { m.unmount() }
+/// Runs `body` with scratch space that SIGINT and SIGTERM take down before the program
+/// exits, so that an interrupted probe still unmounts and removes its images.
+func withCleanupOnSignals<T>(_ body: (ProbeScratch) throws -> T) rethrows -> T {
+    let scratch = ProbeScratch()
+    let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> any DispatchSourceSignal in
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            for problem in scratch.removeAll() { say("cleanup: \(problem)") }
+            Foundation.exit(128 + sig)
+        }
+        source.resume()
+        return source
     }
+    defer {
+        for s in sources { s.cancel() }
+        for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) }
+    }
+    return try body(scratch)
 }
