@@ -1,5 +1,6 @@
-// `iomap kernel-probe eof-block`: shows, on the host kernel, the data loss our model predicts
-// at an unaligned EOF (KERNEL-SPEC §3.8 O1), beside the aligned control and our engine.
+// `iomap kernel-probe`: shows, on the host kernel, behaviour our model predicts, beside
+// controls and our engine. `eof-block`: the data loss at an unaligned EOF (KERNEL-SPEC §3.8
+// O1). `short-copy`: what a buffered write leaves where its copy from user memory stopped.
 
 import ArgumentParser
 import Dispatch
@@ -14,7 +15,7 @@ struct KernelProbe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernel-probe",
         abstract: "Probe the host kernel for behaviour our model predicts.",
-        subcommands: [EOFBlockProbe.self])
+        subcommands: [EOFBlockProbe.self, ShortCopyProbe.self])
 }
 
 struct EOFBlockProbe: ParsableCommand {
