@@ -112,10 +112,11 @@ private func runCases(
     }
 }
 
-/// Runs one write `attempts` times in `directory` and sums what they found.
-func shortCopyTally(
-    _ write: ShortCopyWrite, in directory: String, attempts: Int, user: (uid: Int, gid: Int)?, label: String,
-    progress: (String) -> Void
+/// Runs one write `attempts` times in `directory` (as `user` when given, which needs root)
+/// and sums what they found.
+public func shortCopyTally(
+    _ write: ShortCopyWrite, in directory: String, attempts: Int, user: (uid: Int, gid: Int)? = nil, label: String = "",
+    progress: (String) -> Void = { _ in }
 ) throws -> ShortCopyTally {
     let path = directory + "/iomap-short-copy-probe-\(getpid())"
     var params = cks_short_copy_params(
