@@ -1,6 +1,6 @@
-// The engine side of the short-copy probe: the kernel cases' writes through ExtentFile, with
-// every new folio poisoned, so that memory the write path neither zeroed nor wrote is
-// recognisable wherever it surfaces.
+// Counterpart: none in the kernel; the engine side of the short-copy probe: the kernel
+// cases' writes through ExtentFile, with every new folio poisoned, so that memory the write
+// path neither zeroed nor wrote is recognisable wherever it surfaces.
 
 import ExtentFS
 import Foundation

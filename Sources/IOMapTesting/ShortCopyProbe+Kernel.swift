@@ -1,5 +1,6 @@
-// The kernel side of the short-copy probe: the cases on XFS (images it makes, or a directory
-// it is given), and the controls: readable buffers on the same file systems, tmpfs, ext4.
+// Counterpart: none in the kernel; the kernel side of the short-copy probe: the cases on XFS
+// (images it makes, or a directory it is given), and the controls: readable buffers on the
+// same file systems, tmpfs, ext4.
 
 import CKernelShim
 import Foundation
