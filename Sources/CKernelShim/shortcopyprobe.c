@@ -26,7 +26,6 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -92,17 +91,25 @@ static int page_is_one_of(int fd, int64_t offset, const uint64_t *pfns) {
     return 0;
 }
 
+// Memory for the attempt's own buffers straight from mmap rather than malloc: the
+// unprivileged attempt runs in a child forked from a multithreaded program, where only
+// such calls are sure not to find a lock another thread held at the fork.
+static void *scratch_alloc(size_t bytes) {
+    void *p = mmap(0, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? 0 : p;
+}
+
 // Counts the bytes of the file outside [lo, hi) that are not zero, and how many of those
 // equal the marker at their offset.
 static int count_stale(int fd, int64_t file_size, int64_t lo, int64_t hi, int64_t *stale, int64_t *markers) {
-    unsigned char *buf = malloc((size_t)file_size);
+    unsigned char *buf = scratch_alloc((size_t)file_size);
     if (!buf) return -ENOMEM;
     int64_t got = 0;
     while (got < file_size) {
         ssize_t n = pread(fd, buf + got, (size_t)(file_size - got), got);
         if (n < 0) {
             int e = errno;
-            free(buf);
+            munmap(buf, (size_t)file_size);
             return -e;
         }
         if (n == 0) break;
@@ -115,7 +122,7 @@ static int count_stale(int fd, int64_t file_size, int64_t lo, int64_t hi, int64_
         *stale += 1;
         if (buf[o] == marker[o % 8]) *markers += 1;
     }
-    free(buf);
+    munmap(buf, (size_t)file_size);
     return 0;
 }
 
@@ -159,7 +166,7 @@ static int write_and_count(int fd, const struct cks_short_copy_params *p, struct
     size_t maplen;
     unsigned char *buf = guarded_buffer(p->length, p->readable, &base, &maplen);
     if (!buf) return -errno;
-    uint64_t *pfns = calloc(SPRAY_PAGES, sizeof *pfns);
+    uint64_t *pfns = scratch_alloc(SPRAY_PAGES * sizeof *pfns);
     cpu_set_t before;
     int pinned = pin_here(&before);
     int shown = spray_marker(pfns);
@@ -170,7 +177,7 @@ static int write_and_count(int fd, const struct cks_short_copy_params *p, struct
     int64_t hi = p->offset + (n > 0 ? n : 0);
     int rc = count_stale(fd, p->file_size, p->offset, hi, &out->stale_in_cache, &out->marker_in_cache);
     out->recycled = shown && rc == 0 ? page_is_one_of(fd, p->offset, pfns) : -1;
-    free(pfns);
+    if (pfns) munmap(pfns, SPRAY_PAGES * sizeof *pfns);
     if (rc < 0) return rc;
     if (fsync(fd) < 0) return -errno;
     if ((rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) != 0) return -rc;
