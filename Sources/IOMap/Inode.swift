@@ -33,8 +33,9 @@ public enum WriteEndPolicy: String, Sendable, CaseIterable {
     /// Ours, as buffer heads' block_write_end zeroes new buffers: zero it, so that a block
     /// the fill made uptodate holds only zeroes and copied bytes.
     case zeroTail = "zero-tail"
-    /// The kernel's __iomap_write_end: leave it. Whatever the folio's memory held there is
-    /// then readable, and goes to disk with the dirty block.
+    /// Linux's __iomap_write_end as its source reads: leave it. Whatever the folio's memory
+    /// held there is then readable, and goes to disk with the dirty block. (Linux 6.18 on
+    /// the machine we probe shows zeroes there all the same: `iomap kernel-probe short-copy`.)
     case kernel = "kernel"
 }
 

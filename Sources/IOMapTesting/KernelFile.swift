@@ -156,33 +156,47 @@ public struct KernelSetupError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// A fresh XFS file system on a loop-mounted sparse image in a temporary directory, so
-/// the differential tester compares against the file system the engine is modelled on.
-public struct XFSLoopMount: Sendable {
+/// The file system a loop-mounted image is made with.
+public enum LoopImageFileSystem: String, Sendable {
+    /// XFS, the file system the engine is modelled on.
+    case xfs
+    /// ext4, whose buffered writes do not go through iomap: a control for the kernel probes.
+    case ext4
+}
+
+/// A fresh file system on a loop-mounted sparse image in a temporary directory, so the
+/// differential tester and the kernel probes compare against the file system the engine is
+/// modelled on (or, for a control, another one).
+public typealias XFSLoopMount = LoopMount
+
+public struct LoopMount: Sendable {
     public let mountPoint: String
     /// The temporary directory holding the image and the mount point.
     public let directory: String
     public let imagePath: String
 
-    /// Needs root, /dev/loop-control and mkfs.xfs (installed with apt-get if missing).
-    public static func make(sizeBytes: Int = 1 << 30, blockSize: Int? = nil) throws -> XFSLoopMount {
+    /// Needs root, /dev/loop-control and the file system's mkfs (installed with apt-get if
+    /// missing).
+    public static func make(sizeBytes: Int = 1 << 30, blockSize: Int? = nil, fileSystem: LoopImageFileSystem = .xfs) throws -> LoopMount {
         let uid = geteuid()
+        let name = fileSystem == .xfs ? "an XFS image" : "an ext4 image"
         guard uid == 0 else {
-            throw KernelSetupError("mounting an XFS image needs root; running as uid \(uid)")
+            throw KernelSetupError("mounting \(name) needs root; running as uid \(uid)")
         }
         guard FileManager.default.fileExists(atPath: "/dev/loop-control") else {
             throw KernelSetupError(
-                "mounting an XFS image needs loop devices; /dev/loop-control does not exist "
+                "mounting \(name) needs loop devices; /dev/loop-control does not exist "
                     + "(loop module not loaded, or a container without access to /dev/loop*)")
         }
-        let mkfs = try findOrInstallMkfsXFS()
+        let mkfs = fileSystem == .xfs
+            ? try findOrInstall("mkfs.xfs", package: "xfsprogs") : try findOrInstall("mkfs.ext4", package: "e2fsprogs")
         guard let mountTool = findExecutable("mount") else {
-            throw KernelSetupError("mounting an XFS image needs mount(8); it is not on PATH, /sbin or /usr/sbin")
+            throw KernelSetupError("mounting \(name) needs mount(8); it is not on PATH, /sbin or /usr/sbin")
         }
 
         let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("iomap-xfs-\(UUID().uuidString)").path
-        let imagePath = directory + "/xfs.img"
+            .appendingPathComponent("iomap-\(fileSystem.rawValue)-\(UUID().uuidString)").path
+        let imagePath = directory + "/\(fileSystem.rawValue).img"
         let mountPoint = directory + "/mnt"
         do {
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
@@ -192,12 +206,10 @@ public struct XFSLoopMount: Sendable {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: imagePath))
             try handle.truncate(atOffset: UInt64(sizeBytes))  // sparse: costs no space yet
             try handle.close()
-            // No reflink: copy_file_range would share extents (keeping unwritten ones unwritten)
-            // where the engine, without reflink, copies through the page cache as XFS then does.
-            let mkfsArguments = ["-q", "-f", "-m", "reflink=0"] + (blockSize.map { ["-b", "size=\($0)"] } ?? []) + [imagePath]
+            let mkfsArguments = mkfsArguments(fileSystem, blockSize: blockSize, image: imagePath)
             let mkfsRun = run(mkfs, mkfsArguments)
             guard mkfsRun.status == 0 else {
-                throw KernelSetupError("mkfs.xfs \(mkfsArguments.joined(separator: " ")) failed (\(mkfsRun.status)): \(mkfsRun.output)")
+                throw KernelSetupError("\(mkfs) \(mkfsArguments.joined(separator: " ")) failed (\(mkfsRun.status)): \(mkfsRun.output)")
             }
             let mountRun = run(mountTool, ["-o", "loop", imagePath, mountPoint])
             guard mountRun.status == 0 else {
@@ -206,9 +218,22 @@ public struct XFSLoopMount: Sendable {
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             if let error = error as? KernelSetupError { throw error }
-            throw KernelSetupError("preparing \(directory) for an XFS image failed: \(error)")
+            throw KernelSetupError("preparing \(directory) for \(name) failed: \(error)")
         }
-        return XFSLoopMount(mountPoint: mountPoint, directory: directory, imagePath: imagePath)
+        return LoopMount(mountPoint: mountPoint, directory: directory, imagePath: imagePath)
+    }
+
+    private static func mkfsArguments(_ fileSystem: LoopImageFileSystem, blockSize: Int?, image: String) -> [String] {
+        switch fileSystem {
+        case .xfs:
+            // No reflink: copy_file_range would share extents (keeping unwritten ones unwritten)
+            // where the engine, without reflink, copies through the page cache as XFS then does.
+            return ["-q", "-f", "-m", "reflink=0"] + (blockSize.map { ["-b", "size=\($0)"] } ?? []) + [image]
+        case .ext4:
+            // Initialised up front, so no background thread writes to the image while it is
+            // in use or holds up the unmount.
+            return ["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"] + (blockSize.map { ["-b", "\($0)"] } ?? []) + [image]
+        }
     }
 
     /// Unmounts, detaches any loop device still bound to the image, and removes the
@@ -243,38 +268,38 @@ public struct XFSLoopMount: Sendable {
     }
 }
 
-/// mkfs.xfs from PATH; if absent, `apt-get install -y xfsprogs`, with `apt-get update`
-/// first on a second attempt (a fresh image often has no package lists).
-private func findOrInstallMkfsXFS() throws -> String {
-    if let mkfs = findExecutable("mkfs.xfs") { return mkfs }
+/// `tool` from PATH; if absent, `apt-get install -y package`, with `apt-get update` first on
+/// a second attempt (a fresh image often has no package lists).
+private func findOrInstall(_ tool: String, package: String) throws -> String {
+    if let found = findExecutable(tool) { return found }
     guard let apt = findExecutable("apt-get") else {
-        throw KernelSetupError("mkfs.xfs is not on PATH and there is no apt-get to install xfsprogs")
+        throw KernelSetupError("\(tool) is not on PATH and there is no apt-get to install \(package)")
     }
-    var install = run(apt, ["install", "-y", "xfsprogs"])
+    var install = run(apt, ["install", "-y", package])
     if install.status != 0 {
         let update = run(apt, ["update"])
         if update.status != 0 {
-            throw KernelSetupError("mkfs.xfs is not on PATH and `apt-get update` failed: \(tail(update.output))")
+            throw KernelSetupError("\(tool) is not on PATH and `apt-get update` failed: \(tail(update.output))")
         }
-        install = run(apt, ["install", "-y", "xfsprogs"])
+        install = run(apt, ["install", "-y", package])
     }
-    guard install.status == 0, let mkfs = findExecutable("mkfs.xfs") else {
+    guard install.status == 0, let found = findExecutable(tool) else {
         throw KernelSetupError(
-            "mkfs.xfs is not on PATH and `apt-get install -y xfsprogs` failed: \(tail(install.output))")
+            "\(tool) is not on PATH and `apt-get install -y \(package)` failed: \(tail(install.output))")
     }
-    return mkfs
+    return found
 }
 
 /// The first executable called `name` on PATH or in the sbin directories, which a non-login
 /// PATH often omits.
-private func findExecutable(_ name: String) -> String? {
+func findExecutable(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
     let dirs = path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"]
     return dirs.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
 /// Runs a command to completion, stdout and stderr merged.
-private func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

@@ -70,33 +70,22 @@ public struct EOFProbeReport: Sendable {
 }
 
 /// Runs the probe: the kernel attempts at `isize`, the aligned control, and the engine.
-/// `mounted` is told of the image it mounts, so that a signal handler can remove it.
+/// An image it makes is made through `scratch`, so that a signal handler can remove it.
 public func runEOFProbe(
-    _ config: EOFProbeConfig, mounted: (XFSLoopMount) -> Void = { _ in }, progress: (String) -> Void
+    _ config: EOFProbeConfig, scratch: ProbeScratch = ProbeScratch(), progress: (String) -> Void
 ) throws -> EOFProbeReport {
-    var report = EOFProbeReport(config: config)
-    var names = utsname()
-    uname(&names)
-    report.kernel = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     let clock = ContinuousClock()
     let start = clock.now
+    var report = try withProbeDirectory(config.directory, blockSize: config.blockSize, scratch: scratch, progress: progress) {
+        try runEOFProbe(config, in: $0, progress: progress)
+    }
+    report.seconds = (clock.now - start).inSeconds
+    return report
+}
 
-    var mount: XFSLoopMount?
-    let directory: String
-    if let given = config.directory {
-        directory = given
-    } else {
-        progress("making an XFS image with \(config.blockSize)-byte blocks and loop-mounting it")
-        let m = try XFSLoopMount.make(sizeBytes: 1 << 30, blockSize: config.blockSize)
-        mount = m
-        mounted(m)
-        directory = m.mountPoint
-    }
-    defer {
-        if let mount {
-            for problem in mount.unmount() { progress("cleanup: \(problem)") }
-        }
-    }
+func runEOFProbe(_ config: EOFProbeConfig, in directory: String, progress: (String) -> Void) throws -> EOFProbeReport {
+    var report = EOFProbeReport(config: config)
+    report.kernel = kernelRelease()
     report.fs = try fileSystemName(directory)
     let path = directory + "/iomap-eof-probe-\(getpid())"
     let method = config.method == .race ? Int32(CKS_PROBE_RACE) : Int32(CKS_PROBE_USERFAULTFD)
@@ -128,7 +117,6 @@ public func runEOFProbe(
     report.writesNotFailed += control.notFailed
     for _ in 0..<config.attempts where engineLosesStore(config) { report.engineLost += 1 }
     progress("engine: \(config.attempts) attempts, \(report.engineLost) lost")
-    report.seconds = (clock.now - start).inSeconds
     return report
 }
 
@@ -172,6 +160,13 @@ final class EngineProbeHook: Sendable {
         }
         body?()
     }
+}
+
+/// The running kernel's release, as uname -r prints it.
+func kernelRelease() -> String {
+    var names = utsname()
+    uname(&names)
+    return withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
 }
 
 /// The statfs type of the file system holding `directory`, by name where known.

@@ -40,7 +40,7 @@ struct Explore: ParsableCommand {
     @Option(help: "EOF rounding of failure cleanup: block-end or kernel (Linux's, which loses data at an unaligned EOF).")
     var eofRounding = EOFRounding.blockEnd
     @Flag(help: "Run without the write path's mapping validity check (wrong on purpose).") var noValidityCheck = false
-    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's, which leaves stale memory; wrong on purpose).")
+    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose).")
     var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object on stdout.") var json = false
 

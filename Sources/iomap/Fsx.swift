@@ -27,7 +27,7 @@ struct Fsx: ParsableCommand {
     @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
     @Option(parsing: .unconditional, help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
-    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's, which leaves stale memory; wrong on purpose).")
+    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose).")
     var writeEnd = WriteEndPolicy.zeroTail
     @Option(help: "Fault sites: none, all, or a comma-separated list of \(FaultSite.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults = "all"

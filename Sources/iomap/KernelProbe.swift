@@ -1,5 +1,6 @@
-// `iomap kernel-probe eof-block`: shows, on the host kernel, the data loss our model predicts
-// at an unaligned EOF (KERNEL-SPEC §3.8 O1), beside the aligned control and our engine.
+// `iomap kernel-probe`: shows, on the host kernel, behaviour our model predicts, beside
+// controls and our engine. `eof-block`: the data loss at an unaligned EOF (KERNEL-SPEC §3.8
+// O1). `short-copy`: what a buffered write leaves where its copy from user memory stopped.
 
 import ArgumentParser
 import Dispatch
@@ -7,7 +8,6 @@ import ExtentFS
 import Foundation
 import IOMapBase
 import IOMapTesting
-import Synchronization
 
 extension EOFProbeMethod: ExpressibleByArgument {}
 
@@ -15,7 +15,7 @@ struct KernelProbe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernel-probe",
         abstract: "Probe the host kernel for behaviour our model predicts.",
-        subcommands: [EOFBlockProbe.self])
+        subcommands: [EOFBlockProbe.self, ShortCopyProbe.self])
 }
 
 struct EOFBlockProbe: ParsableCommand {
@@ -66,28 +66,15 @@ struct EOFBlockProbe: ParsableCommand {
 
     func run() throws {
         let config = self.config
-        // An interrupted probe still unmounts and removes its image.
-        let cleanup = ProbeCleanup()
-        let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> any DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                cleanup.run()
-                Foundation.exit(128 + sig)
-            }
-            source.resume()
-            return source
-        }
-        defer { for s in sources { s.cancel() } }
         let report: EOFProbeReport
         do {
-            report = try runEOFProbe(config, mounted: { cleanup.set($0) }) { say("eof-block: \($0)") }
+            report = try withCleanupOnSignals { scratch in
+                try runEOFProbe(config, scratch: scratch) { say("eof-block: \($0)") }
+            }
         } catch {
-            cleanup.clear()
             say("eof-block: the probe could not run: \(error)")
             throw ExitCode(2)
         }
-        cleanup.clear()
         if json {
             printJSON([
                 "kernel": report.kernel, "fs": report.fs, "block_size": config.blockSize, "isize": config.isize,
@@ -109,12 +96,23 @@ struct EOFBlockProbe: ParsableCommand {
     }
 }
 
-/// The image a probe mounted, for the signal handler.
-final class ProbeCleanup: Sendable {
-    private let mount = HarnessMutex<XFSLoopMount?>(nil)
-    func set(_ m: XFSLoopMount) { mount.withLock { $0 = m } }
-    func clear() { mount.withLock { $0 = nil } }
-    func run() {
-        if let m = mount.withLock({ $0 }) { m.unmount() }
+/// Runs `body` with scratch space that SIGINT and SIGTERM take down before the program
+/// exits, so that an interrupted probe still unmounts and removes its images.
+func withCleanupOnSignals<T>(_ body: (ProbeScratch) throws -> T) rethrows -> T {
+    let scratch = ProbeScratch()
+    let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> any DispatchSourceSignal in
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            for problem in scratch.removeAll() { say("cleanup: \(problem)") }
+            Foundation.exit(128 + sig)
+        }
+        source.resume()
+        return source
     }
+    defer {
+        for s in sources { s.cancel() }
+        for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) }
+    }
+    return try body(scratch)
 }

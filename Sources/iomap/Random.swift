@@ -19,7 +19,7 @@ struct Random: ParsableCommand {
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
     @Option(help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
     @Flag(help: "Run without fault injection.") var noFaults = false
-    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's, which leaves stale memory; wrong on purpose).")
+    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose).")
     var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: ArgumentHelp("Print the file's state around this operation.", visibility: .hidden)) var traceOp: Int?

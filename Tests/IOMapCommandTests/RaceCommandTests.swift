@@ -29,10 +29,18 @@ struct CommandResult {
     }
 }
 
-func runIOMap(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+/// Runs `iomap` with `arguments`, with `environment` added to this process's; with a
+/// `launcher` (a command and its arguments, such as setpriv's), runs that with the
+/// executable's path and `arguments` after its own.
+func runIOMap(_ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> CommandResult {
     let process = Process()
-    process.executableURL = try iomapExecutable()
-    process.arguments = arguments
+    if let command = launcher.first {
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = Array(launcher.dropFirst()) + [try iomapExecutable().path] + arguments
+    } else {
+        process.executableURL = try iomapExecutable()
+        process.arguments = arguments
+    }
     if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe()
     let err = Pipe()

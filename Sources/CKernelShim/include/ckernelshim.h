@@ -78,4 +78,48 @@ enum { CKS_PROBE_RACE = 0, CKS_PROBE_USERFAULTFD = 1 };
 /// while 8 bytes are stored through a shared mapping at `store_offset`. Returns 0 or -errno.
 int cks_probe_eof_block(const char *path, int64_t isize, int64_t store_offset, int method, struct cks_probe_attempt *out);
 
+/// One write of the short-copy probe (shortcopyprobe.c).
+struct cks_short_copy_params {
+    /// The file's size: all of it a hole, or (`unwritten`) fallocated.
+    int64_t file_size;
+    int unwritten;
+    /// The write: `length` bytes at `offset`, of which the first `readable` can be read from
+    /// the user buffer; the next byte starts a PROT_NONE page.
+    int64_t offset;
+    int64_t length;
+    int64_t readable;
+    /// When >= 0, the write and the reads run in a child process as this uid and gid, on a
+    /// file it owns (the caller must be root).
+    int64_t uid;
+    int64_t gid;
+    /// A self-check of the counting: this many marker bytes (at most 4096, all below
+    /// `offset`) are written at the start of the file when it is laid out, and must be
+    /// counted as stale. 0 in a real attempt.
+    int64_t planted;
+};
+
+/// What one attempt of the short-copy probe found. Stale bytes: not zero, and outside the
+/// bytes the write reported written.
+struct cks_short_copy_attempt {
+    /// What pwrite returned: bytes written, or -errno.
+    int64_t write_result;
+    /// Read back through the page cache right after the write.
+    int64_t stale_in_cache;
+    /// Read back after fsync and a cache drop.
+    int64_t stale_on_disk;
+    /// Of those, the bytes equal to the marker the attempt filled freed memory with.
+    int64_t marker_in_cache;
+    int64_t marker_on_disk;
+    /// Whether the page-cache page holding the write's offset was one of the pages the
+    /// marker was freed from: 1 or 0, or -1 when frame numbers do not show (they need
+    /// CAP_SYS_ADMIN, so never in the unprivileged child).
+    int recycled;
+};
+
+/// One attempt of the short-copy probe on a new file at `path` (removed afterwards): lay the
+/// file out, fsync, drop its cache, fill and free anonymous memory with a marker, write, and
+/// count stale bytes in the cache and on disk. Returns 0 or -errno (-ECHILD: the child
+/// sent no report).
+int cks_probe_short_copy(const char *path, const struct cks_short_copy_params *params, struct cks_short_copy_attempt *out);
+
 #endif
