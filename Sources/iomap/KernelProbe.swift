@@ -54,27 +54,11 @@ struct EOFBlockProbe: ParsableCommand {
         return c
     }
 
-    func validate() throws {
-        if let problem = config.problem { throw ValidationError(problem) }
-        if let dir {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("--dir \(dir) is not a directory")
-            }
-        }
-    }
+    func validate() throws { try validateProbe(problem: config.problem, dir: dir) }
 
     func run() throws {
         let config = self.config
-        let report: EOFProbeReport
-        do {
-            report = try withCleanupOnSignals { scratch in
-                try runEOFProbe(config, scratch: scratch) { say("eof-block: \($0)") }
-            }
-        } catch {
-            say("eof-block: the probe could not run: \(error)")
-            throw ExitCode(2)
-        }
+        let report = try runProbe("eof-block") { scratch, progress in try runEOFProbe(config, scratch: scratch, progress: progress) }
         if json {
             printJSON([
                 "kernel": report.kernel, "fs": report.fs, "block_size": config.blockSize, "isize": config.isize,
@@ -93,6 +77,28 @@ struct EOFBlockProbe: ParsableCommand {
             if report.writesNotFailed > 0 { print("  note: \(report.writesNotFailed) writes did not fail with EFAULT as intended") }
         }
         if report.lost > 0 { throw ExitStatus.violation }
+    }
+}
+
+/// A probe's settings problem, or a --dir that is not a directory, as a usage error.
+func validateProbe(problem: String?, dir: String?) throws {
+    if let problem { throw ValidationError(problem) }
+    if let dir {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--dir \(dir) is not a directory")
+        }
+    }
+}
+
+/// Runs probe `name` with its scratch space cleaned up on signals, its progress on stderr;
+/// a probe that cannot run exits 2, saying why.
+func runProbe<R>(_ name: String, _ body: (ProbeScratch, (String) -> Void) throws -> R) throws -> R {
+    do {
+        return try withCleanupOnSignals { scratch in try body(scratch) { say("\(name): \($0)") } }
+    } catch {
+        say("\(name): the probe could not run: \(error)")
+        throw ExitCode(2)
     }
 }
 

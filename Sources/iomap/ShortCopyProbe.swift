@@ -42,26 +42,12 @@ struct ShortCopyProbe: ParsableCommand {
         return c
     }
 
-    func validate() throws {
-        if let problem = config.problem { throw ValidationError(problem) }
-        if let dir {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("--dir \(dir) is not a directory")
-            }
-        }
-    }
+    func validate() throws { try validateProbe(problem: config.problem, dir: dir) }
 
     func run() throws {
         let config = self.config
-        let report: ShortCopyProbeReport
-        do {
-            report = try withCleanupOnSignals { scratch in
-                try runShortCopyProbe(config, scratch: scratch) { say("short-copy: \($0)") }
-            }
-        } catch {
-            say("short-copy: the probe could not run: \(error)")
-            throw ExitCode(2)
+        let report = try runProbe("short-copy") { scratch, progress in
+            try runShortCopyProbe(config, scratch: scratch, progress: progress)
         }
         if json {
             printJSON(Self.jsonObject(report))
