@@ -1,9 +1,29 @@
 // swift-tools-version:6.2
 import PackageDescription
 
-// Layering mirrors the kernel: base (units, locks, environment) → page cache (mm/filemap.c)
-// → iomap (fs/iomap/) → extent file system (fs/xfs/) → testing support → the `iomap` tool.
-// Each module depends only on the layers beneath it.
+// Linux only: the engine and its tools use Linux system calls and the kernel's behaviour as
+// their oracle (SEEK_DATA, fallocate, loop devices, userfaultfd).
+//
+// Layering mirrors the kernel, each module depending only on the layers beneath it:
+//
+//   IOMapBase (+ CIOMapBase)  units, errnos, sleeping locks, lockdep, the environment
+//   PageCache                 mm/: folios, folio memory, the cache index, the address space
+//   IOMap                     fs/iomap/: the buffered write and read paths, writeback, seek
+//   ExtentFS                  fs/xfs/: extent maps, space, block devices, file operations
+//   IOMapTesting              engine-only test support: model, fsx, threads, explorer,
+//                             the faulty device (no Foundation, no system calls of its own)
+//   IOMapKernelSide (+ CKernelShim)  the host kernel as oracle: real files, XFS and ext4
+//                             images, the differential tester, the kernel probes; the only
+//                             library module with Foundation and the C shim
+//   IOMapBench                the benchmark, over IOMapKernelSide for the kernel's side
+//   iomap                     the command-line tool
+//
+// Build flags (-Xswiftc -D…), independent of the optimisation level:
+//   IOMAP_VERIFY   expensive invariant checks (`verify`), warnings that trap, and folio
+//                  memory poisoned when handed out (FolioMemory.fill); CI runs the tests so.
+//   IOMAP_LOCKDEP  the lock-order checker on every sleeping-lock and mutex acquisition.
+//   IOMAP_TSAN     the short-held mutexes on pthread mutexes, whose hand-off Thread
+//                  Sanitizer can see (Synchronization.Mutex's futex it cannot).
 
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -13,7 +33,6 @@ let strict: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-iomap",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "ExtentFS", targets: ["ExtentFS"]),
         .library(name: "IOMapTesting", targets: ["IOMapTesting"]),
@@ -31,15 +50,23 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "PageCache", dependencies: ["IOMapBase"], swiftSettings: strict),
         .target(name: "IOMap", dependencies: ["IOMapBase", "PageCache"], swiftSettings: strict),
-        .target(name: "ExtentFS", dependencies: ["IOMapBase", "PageCache", "IOMap"], swiftSettings: strict),
+        .target(name: "ExtentFS", dependencies: ["CIOMapBase", "IOMapBase", "PageCache", "IOMap"], swiftSettings: strict),
+        .target(
+            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS"],
+            swiftSettings: strict),
         .target(name: "CKernelShim", path: "Sources/CKernelShim", publicHeadersPath: "include"),
         .target(
-            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "CKernelShim"],
+            name: "IOMapKernelSide",
+            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "CKernelShim"],
+            swiftSettings: strict),
+        .target(
+            name: "IOMapBench",
+            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide"],
             swiftSettings: strict),
         .executableTarget(
             name: "iomap",
             dependencies: [
-                "IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting",
+                "IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide", "IOMapBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -51,11 +78,17 @@ let package = Package(
         .testTarget(
             name: "ExtentFSTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
             swiftSettings: strict),
-        .testTarget(name: "IOMapCommandTests", dependencies: ["iomap"], swiftSettings: strict),
         .testTarget(
             name: "IOMapTestingTests",
             dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
             exclude: ["Fixtures"],
             swiftSettings: strict),
+        .testTarget(
+            name: "IOMapKernelSideTests",
+            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide"],
+            swiftSettings: strict),
+        .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench"], swiftSettings: strict),
+        .testTarget(name: "IOMapCommandTests", dependencies: ["iomap"], swiftSettings: strict),
+        .testTarget(name: "TidyTests", swiftSettings: strict),
     ]
 )

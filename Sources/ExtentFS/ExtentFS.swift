@@ -27,7 +27,7 @@ public struct ExtentFSConfig: Sendable {
     public var canarySkipEOFZeroing = false
     /// Deliberately wrong when false, and only for showing that the explorer has teeth: the
     /// file system has no ->iomap_valid, so a write trusts a mapping that went stale
-    /// (KERNEL-SPEC §10.3 V-3).
+    /// (docs/KERNEL-MODEL.md §10.3 V-3).
     public var validityCheck = true
     public var environment: IOMapEnvironment = .live
 

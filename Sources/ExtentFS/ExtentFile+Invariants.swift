@@ -1,6 +1,6 @@
 // Counterpart: the kernel's debug checks around delalloc (the WARN in
 // iomap_write_delalloc_release, xfs_check_delalloc, the ASSERTs on i_delayed_blks), gathered
-// into one check of KERNEL-SPEC §8 that tests run at quiet points.
+// into one check of docs/KERNEL-MODEL.md §8 that tests run at quiet points.
 //
 // Checked here, per file:
 // - Write-mapped folios have every block below EOF dirty (stores into them do not fault).

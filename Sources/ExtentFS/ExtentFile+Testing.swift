@@ -1,5 +1,5 @@
 // Counterpart: none; white-box hooks for scenario tests: build an exact cache and extent state (as the
-// kernel's scenario descriptions in KERNEL-SPEC §10 give it) without going through the
+// kernel's scenario descriptions in docs/KERNEL-MODEL.md §10 give it) without going through the
 // operations that would normally produce it. Underscored: not API, and never used by the
 // engine itself.
 

@@ -137,7 +137,7 @@ func iomapWriteBegin(
         return .failure(.resourceTemporarilyUnavailable)
     }
     // The validity check runs after the folio lock and before anything in the folio changes
-    // (KERNEL-SPEC §2.4): no block state, no zeroing, no read.
+    // (docs/KERNEL-MODEL.md §2.4): no block state, no zeroing, no read.
     inode.fire(.iomapValid, ByteRange(start: pos, length: len))
     let injectedStale = inode.environment.faults.map { faults in
         let first = pos == iter.startPos

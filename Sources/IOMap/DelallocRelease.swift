@@ -41,7 +41,7 @@ func delallocReleaseWalk(_ inode: Inode, startByte: Int, endByte: Int, punch cou
     var start = startByte
     var punchStart = startByte
     // SEEK_DATA knows nothing of EOF: only data below EOF may protect delalloc, since
-    // writeback never writes blocks wholly past EOF. Where we stop is DESIGN.md decision 5:
+    // writeback never writes blocks wholly past EOF. Where we stop is docs/DESIGN.md decision 5:
     // the kernel stops at i_size; we stop at the end of the block holding EOF, so that a
     // dirty EOF block keeps its reservation.
     let isize = inode.size
@@ -112,7 +112,7 @@ func iomapWriteDelallocBlockPunch(_ inode: Inode, folio: Folio, _ run: ByteRange
     }
 }
 
-/// The behaviour before the seed fix (DESIGN.md decision 4, KERNEL-SPEC §3.1): throw away
+/// The behaviour before the seed fix (docs/DESIGN.md decision 4, docs/KERNEL-MODEL.md §3.1): throw away
 /// the page cache over the range, whoever dirtied it, then punch all delalloc in it.
 public func iomapWriteDelallocTruncate(_ inode: Inode, startByte: Int, endByte: Int, punch: PunchDelalloc) {
     precondition(

@@ -6,7 +6,7 @@ import PageCache
 import Synchronization
 
 /// What a buffered write does with the unused part of its new delalloc reservation when it
-/// fails part-way (DESIGN.md decision 4).
+/// fails part-way (docs/DESIGN.md decision 4).
 public enum CleanupPolicy: String, Sendable, CaseIterable {
     /// The seed's algorithm in its newest shape: walk the cache, keep delalloc under dirty
     /// data (per block in partly dirty folios), punch the rest. Never truncate the cache.
@@ -16,8 +16,8 @@ public enum CleanupPolicy: String, Sendable, CaseIterable {
     case truncatePageCache = "truncate-page-cache"
 }
 
-/// How the delalloc release treats an unaligned end of file (KERNEL-SPEC §3.8 O1,
-/// DESIGN.md decision 5).
+/// How the delalloc release treats an unaligned end of file (docs/KERNEL-MODEL.md §3.8 O1,
+/// docs/DESIGN.md decision 5).
 public enum EOFRounding: String, Sendable, CaseIterable {
     /// Ours: the scan for dirty data runs to the end of the block holding EOF, so a block
     /// with dirty bytes below EOF keeps its reservation.

@@ -8,7 +8,7 @@
 // reservation), write those blocks, clear every dirty bit and unlock. Completion converts
 // the unwritten extents it wrote to written BEFORE the folio leaves writeback: a folio can
 // only be evicted after that, so a writer that finds no folio and creates a new one is sure
-// to see the conversion in the sequence number (KERNEL-SPEC §5.2).
+// to see the conversion in the sequence number (docs/KERNEL-MODEL.md §5.2).
 
 import IOMapBase
 import PageCache

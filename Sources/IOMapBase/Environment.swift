@@ -2,13 +2,13 @@
 // write_delay_ms and wb_delay_ms, CONFIG_FAIL_*), gathered into one injected value.
 //
 // Every source of nondeterminism the engine may touch comes in through IOMapEnvironment
-// (DESIGN.md decision 2): the fault injector, the hook points of KERNEL-SPEC §9 and the
+// (docs/DESIGN.md decision 2): the fault injector, the hook points of docs/KERNEL-MODEL.md §9 and the
 // seeded randomness. The live environment has no faults and no hooks, and the engine
 // checks for them with a single nil test.
 
 import Synchronization
 
-/// The deterministic hook points of KERNEL-SPEC §9, where a test can run another actor's
+/// The deterministic hook points of docs/KERNEL-MODEL.md §9, where a test can run another actor's
 /// operation in the middle of a write, a release, a writeback or an I/O completion.
 public enum HookPoint: String, CaseIterable, Sendable {
     /// H1: after iomapBegin returned a mapping, before the first folio is locked.
@@ -51,7 +51,8 @@ public struct HookEvent: Sendable, CustomStringConvertible {
     public var description: String { "\(point.rawValue)(\(point)) file \(fileID) \(range)" }
 }
 
-/// A named place where a fault can be injected (TESTING.md, "Fault sites").
+/// A named place where a fault can be injected (the fsx section of docs/TESTING.md gives
+/// their rates).
 public enum FaultSite: String, CaseIterable, Sendable {
     /// H7: the copy from the user buffer stops early, at any byte.
     case shortCopy = "short-copy"

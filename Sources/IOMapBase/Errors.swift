@@ -1,6 +1,6 @@
 // Counterpart: the negative errno convention of the kernel (include/uapi/asm-generic/errno-base.h).
 //
-// Operating errors are POSIX errnos (DESIGN.md decision 6) so that the differential
+// Operating errors are POSIX errnos (docs/DESIGN.md decision 6) so that the differential
 // tester can compare them with what the kernel returns for the same call. We use
 // swift-system's `Errno` with typed throws. Programmer errors are preconditions.
 

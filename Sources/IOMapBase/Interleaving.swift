@@ -1,6 +1,6 @@
 // Counterpart: none in the kernel. This is the runtime switch a deterministic scheduler
-// (STYLE-ANCHORS §6.7: CHESS, loom, shuttle) uses to decide which thread runs next: every
-// sleeping lock of KERNEL-SPEC §9 (i_rwsem, the invalidate lock, folio locks and the
+// (as CHESS, loom and shuttle do) uses to decide which thread runs next: every
+// sleeping lock of docs/KERNEL-MODEL.md §9 (i_rwsem, the invalidate lock, folio locks and the
 // writeback wait, the extent-map lock) and every hook point H1–H7 is a yield point.
 //
 // Reaching the interleaver. The hook points fire through the injected environment
@@ -33,7 +33,7 @@ public struct YieldSite: Sendable, CustomStringConvertible {
         case release
         /// A lock or condition this thread waits for is unavailable.
         case blocked
-        /// A hook point of KERNEL-SPEC §9.
+        /// A hook point of docs/KERNEL-MODEL.md §9.
         case hook
     }
 

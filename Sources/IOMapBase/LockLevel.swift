@@ -32,7 +32,7 @@ public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
     public static func < (l: Self, r: Self) -> Bool { l.rawValue < r.rawValue }
 
     /// Whether taking a lock of this class is a yield point for an interleaver: the sleeping
-    /// locks of KERNEL-SPEC §9 (i_rwsem, the invalidate lock, folio locks, ILOCK) are. The
+    /// locks of docs/KERNEL-MODEL.md §9 (i_rwsem, the invalidate lock, folio locks, ILOCK) are. The
     /// leaf locks beneath (page-cache index, space counters, device, recorders) are not:
     /// their critical sections are single atomic steps, like the kernel's xa_lock and
     /// per-CPU counters, and nothing that could yield runs inside them.

@@ -1,6 +1,6 @@
 // Counterpart: WARN_ON_ONCE() and the kernel's debug assertions (CONFIG_XFS_DEBUG).
 //
-// Four tiers of checking (STYLE-ANCHORS §6.2):
+// Four tiers of checking:
 // - `precondition`: O(1) API contracts, always on.
 // - `verify(...)`: expensive cross-checks, compiled in only with `-DIOMAP_VERIFY`, which is
 //   independent of the optimisation level so that release-mode fuzzing keeps them.

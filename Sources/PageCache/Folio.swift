@@ -296,7 +296,7 @@ public final class Folio: @unchecked Sendable {
 
     /// Marks the blocks of `[offset, offset + length)` dirty in the per-block state
     /// (ifs_set_range_dirty). Like the kernel, a zero length at an unaligned offset still
-    /// marks the block holding `offset` (KERNEL-SPEC §2.6, the zero-byte-copy quirk).
+    /// marks the block holding `offset` (docs/KERNEL-MODEL.md §2.6, the zero-byte-copy quirk).
     public func setRangeDirtyBits(offset: Int, length: Int) {
         assertLocked("to mark blocks dirty")
         guard state != nil else { return }

@@ -7,6 +7,8 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapBench
+import IOMapKernelSide
 import IOMapTesting
 
 struct Bench: ParsableCommand {

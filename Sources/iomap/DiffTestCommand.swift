@@ -6,6 +6,7 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapKernelSide
 import IOMapTesting
 
 struct DiffTestCommand: ParsableCommand {

@@ -8,6 +8,7 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapKernelSide
 import IOMapTesting
 import PageCache
 

@@ -1,5 +1,5 @@
 // `iomap kernel-probe`: shows, on the host kernel, behaviour our model predicts, beside
-// controls and our engine. `eof-block`: the data loss at an unaligned EOF (KERNEL-SPEC §3.8
+// controls and our engine. `eof-block`: the data loss at an unaligned EOF (docs/KERNEL-MODEL.md §3.8
 // O1). `short-copy`: what a buffered write leaves where its copy from user memory stopped.
 
 import ArgumentParser
@@ -7,6 +7,7 @@ import Dispatch
 import ExtentFS
 import Foundation
 import IOMapBase
+import IOMapKernelSide
 import IOMapTesting
 
 extension EOFProbeMethod: ExpressibleByArgument {}

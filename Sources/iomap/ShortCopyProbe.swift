@@ -4,6 +4,7 @@
 
 import ArgumentParser
 import Foundation
+import IOMapKernelSide
 import IOMapTesting
 
 struct ShortCopyProbe: ParsableCommand {

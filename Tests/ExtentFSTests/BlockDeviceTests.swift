@@ -1,5 +1,6 @@
 import Foundation
 import IOMapBase
+import IOMapTesting
 import Testing
 
 @testable import ExtentFS

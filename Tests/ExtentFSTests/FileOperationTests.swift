@@ -5,6 +5,7 @@
 @testable import ExtentFS
 import IOMap
 import IOMapBase
+import IOMapTesting
 import PageCache
 import Testing
 

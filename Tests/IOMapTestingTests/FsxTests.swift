@@ -18,7 +18,7 @@ func fsxSampleLog() throws -> String {
 
 @Suite("fsx")
 struct FsxTests {
-    @Test("the sample lines of TESTING.md §3 parse, and format back to themselves")
+    @Test("the sample lines of the fsx op-log format (docs/TESTING.md) parse, and format back to themselves")
     func sampleLines() throws {
         let text = """
             write 0xdc5f 0x2539 0x0

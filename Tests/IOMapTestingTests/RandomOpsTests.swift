@@ -1,7 +1,7 @@
 // The seeded randomized test of issue 2: random operation sequences, with injected short
 // and zero-byte copies, stale mappings, ENOSPC and read errors, and with mapped stores,
 // writebacks and reclaims landing inside failing writes, checked against a byte-array
-// model and the invariants of KERNEL-SPEC §8 after every operation. Every run prints its
+// model and the invariants of docs/KERNEL-MODEL.md §8 after every operation. Every run prints its
 // configuration; a failure prints the line that replays it and the last operations.
 //
 // Set IOMAP_RANDOM_SEED to run the whole matrix with another seed.
@@ -24,10 +24,7 @@ let randomMatrix: [(blockSize: Int, maxFolioSize: Int)] = [
 /// Operations per matrix entry; nine entries make at least 100,000 in all.
 let randomOpsPerEntry = 20_000
 
-func baseSeed() -> UInt64 {
-    if let s = ProcessInfo.processInfo.environment["IOMAP_RANDOM_SEED"], let v = UInt64(s) { return v }
-    return 20_221_128
-}
+func baseSeed() -> UInt64 { randomTestSeed() }
 
 func describe(_ r: RandomRunReport) -> String {
     var s = "violation at op \(r.violationOp ?? -1): \(r.violation ?? "none")\n\(r.replayLine)\nlast operations:\n"

@@ -1,6 +1,6 @@
-// Scenarios S1–S17 of KERNEL-SPEC §10.2: the delalloc release a failed buffered write runs
+// Scenarios S1–S17 of docs/KERNEL-MODEL.md §10.2: the delalloc release a failed buffered write runs
 // (iomap_write_delalloc_release). S1–S9 build the table's exact state white-box and compare
-// the punch calls with release_model.py; S8/S9 pin DESIGN.md decision 5 (ours) and the
+// the punch calls with release_model.py; S8/S9 pin docs/DESIGN.md decision 5 (ours) and the
 // kernel's rounding side by side. S10–S17 drive real operations, hooks and large offsets.
 
 import IOMap
@@ -108,7 +108,7 @@ private func extentSummary(_ file: ExtentFile) -> [String] {
     file.extentRecords.map { "\($0.state) [\($0.startBlock), \($0.endBlock))" }
 }
 
-@Suite("Delalloc release (KERNEL-SPEC §10.2)")
+@Suite("Delalloc release (docs/KERNEL-MODEL.md §10.2)")
 struct DelallocReleaseTests {
     // MARK: S1–S9: the table, white-box
 

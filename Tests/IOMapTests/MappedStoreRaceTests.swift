@@ -1,4 +1,4 @@
-// The S2 interleaving of KERNEL-SPEC §10.2 driven through real operations: a buffered write
+// The S2 interleaving of docs/KERNEL-MODEL.md §10.2 driven through real operations: a buffered write
 // reserves new delalloc, a store through a shared mapping dirties a folio inside that range
 // (finding the write's reservation and adding none), then the write fails having written
 // nothing. The seed's release keeps the store's data and reservation; the truncating

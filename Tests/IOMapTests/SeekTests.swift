@@ -1,8 +1,8 @@
-// SEEK_DATA / SEEK_HOLE (KERNEL-SPEC §4): mapping_seek_hole_data over the page cache alone
+// SEEK_DATA / SEEK_HOLE (docs/KERNEL-MODEL.md §4): mapping_seek_hole_data over the page cache alone
 // (§4.1: "data" is uptodate, block-aligned answers inside partly uptodate folios, never past
 // `end`, ENXIO when `end <= start`), and lseek over a file (§4.2: holes, delalloc, unwritten
 // probed in the cache, written, ENXIO outside [0, i_size)). Every check runs at offset 0,
-// above 2^32 and just below 2^44 (DESIGN.md decision 3).
+// above 2^32 and just below 2^44 (docs/DESIGN.md decision 3).
 
 import IOMap
 import IOMapBase
@@ -39,7 +39,7 @@ private func tryOrNil(_ body: () throws(Errno) -> Int) -> Result<Int, Errno> {
     do { return .success(try body()) } catch { return .failure(error) }
 }
 
-@Suite("SEEK_DATA and SEEK_HOLE (KERNEL-SPEC §4)")
+@Suite("SEEK_DATA and SEEK_HOLE (docs/KERNEL-MODEL.md §4)")
 struct SeekTests {
     @Test("mapping_seek_hole_data: uptodate is data, block-aligned answers in partly uptodate folios", arguments: bases)
     func cacheSeek(base b: Int) {

@@ -1,4 +1,4 @@
-// Scenario tests for stale-mapping detection and retry: V-1…V-4 of KERNEL-SPEC §10.3.
+// Scenario tests for stale-mapping detection and retry: V-1…V-4 of docs/KERNEL-MODEL.md §10.3.
 // The races are forced deterministically through the hook points of §9: H1 (after
 // iomapBegin, before the first folio lock), H2 (in the validity check, folio locked) and
 // H5 (writeback, before mapBlocks). A hook acts as another thread; it changes the extent
@@ -13,7 +13,7 @@ import Testing
 
 @testable import ExtentFS
 
-@Suite("Stale mappings (KERNEL-SPEC §10.3)")
+@Suite("Stale mappings (docs/KERNEL-MODEL.md §10.3)")
 struct StaleMappingTests {
     typealias Kit = WriteTestKit
 

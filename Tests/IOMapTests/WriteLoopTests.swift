@@ -1,4 +1,4 @@
-// Scenario tests for the buffered write loop: one test per row W1–W8 of KERNEL-SPEC §10.1.
+// Scenario tests for the buffered write loop: one test per row W1–W8 of docs/KERNEL-MODEL.md §10.1.
 // Each test builds the row's exact setup (block size, what is on disk and clean, what is
 // cached), runs the write, and asserts the row's outcome: bytes returned, i_size, the
 // per-block uptodate and dirty bits, the device reads, the punch calls and the final data.
@@ -242,7 +242,7 @@ enum WriteTestKit {
         return try file.read(count: file.size, at: 0)
     }
 
-    /// KERNEL-SPEC §8 at a quiet point: K1, D1, D3 for the file and D4 for the file system.
+    /// docs/KERNEL-MODEL.md §8 at a quiet point: K1, D1, D3 for the file and D4 for the file system.
     static func expectQuiet(_ rig: Rig, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(rig.file.invariantViolations() == [], sourceLocation: sourceLocation)
         #expect(rig.fs.checkSpaceAccounting() == nil, sourceLocation: sourceLocation)
@@ -317,7 +317,7 @@ enum WriteTestKit {
     }
 }
 
-@Suite("Write loop (KERNEL-SPEC §10.1)")
+@Suite("Write loop (docs/KERNEL-MODEL.md §10.1)")
 struct WriteLoopTests {
     typealias Kit = WriteTestKit
 
@@ -579,8 +579,8 @@ struct WriteLoopTests {
     func w8Nowait() throws {
         // Goal: IOCB_NOWAIT gives EAGAIN (or the bytes done before) exactly where the write
         // would block: a folio locked by another task, or a partial block that must be read.
-        // KERNEL-SPEC §10.1 says an uncached folio gives EAGAIN; the kernel's
-        // __filemap_get_folio creates it with GFP_NOWAIT instead, and so do we.
+        // An uncached folio is no reason to wait: the kernel's __filemap_get_folio creates it
+        // with GFP_NOWAIT, and so do we (docs/KERNEL-MODEL.md §10.1, W8).
         let rig = Kit.makeRig(blockSize: 1024)
         let old = Kit.pattern(8192, seed: 12)
         let new = Kit.pattern(8192, seed: 13)

@@ -556,7 +556,7 @@ struct AddressSpaceTests {
 
     @Test("setRangeDirtyBits with zero length marks the block at an unaligned offset, nothing at an aligned one")
     func zeroLengthDirtyQuirk() {
-        // Goal: reproduce ifs_set_range_dirty's last_blk = (off + len - 1) >> blkbits quirk (KERNEL-SPEC §2.6).
+        // Goal: reproduce ifs_set_range_dirty's last_blk = (off + len - 1) >> blkbits quirk (docs/KERNEL-MODEL.md §2.6).
         let space = makeSpace()
         let f = space.getFolio(0, length: 16 * kib)
         defer { f.unlock() }

@@ -26,4 +26,7 @@ static inline void *ciomap_get_thread_binding(void) { return ciomap_thread_bindi
 
 static inline void ciomap_set_thread_binding(void *binding) { ciomap_thread_binding = binding; }
 
+/// open(2)'s O_DIRECT, or 0 where the platform has none.
+int ciomap_o_direct(void);
+
 #endif

@@ -1,11 +1,11 @@
 // Counterpart: the races behind the seed fix and its series, written as small scenarios the
 // explorer runs under every schedule: the seed's failed write against an mmap store
-// (KERNEL-SPEC §3.1, S2), xfs/925's stale mapping (§10.3 V-3), the unaligned EOF block (§3.8
+// (docs/KERNEL-MODEL.md §3.1, S2), xfs/925's stale mapping (§10.3 V-3), the unaligned EOF block (§3.8
 // O1), writeback against truncate and a write fault against hole punching (§6.5, §5.8).
 //
 // Each schedule gets a new file system, set up on the calling thread before any actor runs.
 // After every actor has finished, the check runs on the calling thread: the invariants of
-// KERNEL-SPEC §8 on the quiet file, the whole file read through the cache, fsync, space
+// docs/KERNEL-MODEL.md §8 on the quiet file, the whole file read through the cache, fsync, space
 // accounting with nothing left reserved, a full cache drop, and the file read again from
 // disk, which must equal what the cache held and one of the scenario's legal outcomes.
 

@@ -1,5 +1,5 @@
 // Counterpart: none in the kernel; the token-passing scheduler of CHESS, loom and shuttle
-// (STYLE-ANCHORS §6.7), run on the engine's own lock primitives.
+// (as CHESS, loom and shuttle do), run on the engine's own lock primitives.
 //
 // One ScheduleRun runs one schedule of a scenario: a real OS thread per actor, exactly one
 // of them holding the token at any moment. A thread gives the token up only at a yield

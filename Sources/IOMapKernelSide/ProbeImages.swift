@@ -4,6 +4,7 @@
 
 import Foundation
 import IOMapBase
+import IOMapTesting
 import Synchronization
 
 #if canImport(Glibc)

@@ -3,6 +3,7 @@
 
 import Foundation
 import IOMapBase
+import IOMapKernelSide
 import IOMapTesting
 import Testing
 

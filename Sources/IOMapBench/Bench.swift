@@ -18,10 +18,10 @@
 //
 // The clock is read here, in test support; the engine itself never reads one.
 
-import CKernelShim
 import ExtentFS
-import Foundation
 import IOMapBase
+import IOMapKernelSide
+import IOMapTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -55,7 +55,7 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
         var chosen = Set<BenchWorkload>()
         var unknown: [String] = []
         for raw in list.split(separator: ",", omittingEmptySubsequences: false) {
-            let name = raw.trimmingCharacters(in: .whitespaces)
+            let name = String(raw.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
             if let w = BenchWorkload(rawValue: name) {
                 chosen.insert(w)
             } else if let w = allCases.first(where: { $0.rowNames.contains(name) }) {
@@ -160,7 +160,7 @@ public struct BenchSetupError: Error, CustomStringConvertible, Sendable {
 public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void = { _ in }) throws(BenchSetupError) -> BenchReport {
     let start = ContinuousClock.now
     var created: [String] = []
-    defer { for dir in created { try? FileManager.default.removeItem(atPath: dir) } }
+    defer { for dir in created { HostFiles.remove(dir) } }
 
     var kernelDir = config.kernelDirectory ?? ""
     if kernelDir.isEmpty {
@@ -198,7 +198,7 @@ public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void
                 return r
             }
         }
-        progress("\(workload.rawValue): done in \(String(format: "%.1f", seconds(since: began))) s")
+        progress("\(workload.rawValue): done in \(formatFixed(seconds(since: began), digits: 1)) s")
     }
     report.elapsedSeconds = seconds(since: start)
     return report
@@ -213,18 +213,14 @@ func seconds(since start: ContinuousClock.Instant) -> Double {
 /// present), so that the kernel rows measure the page cache and not a disk; for
 /// writeback-fsync (`disk`) in /var/tmp rather than /tmp, which is tmpfs on many systems.
 public func makeBenchDirectory(disk: Bool) throws(BenchSetupError) -> String {
-    let fm = FileManager.default
     let parent =
         disk
-        ? (fm.isWritableFile(atPath: "/var/tmp") ? "/var/tmp" : fm.temporaryDirectory.path)
-        : (fm.fileExists(atPath: "/dev/shm") ? "/dev/shm" : fm.temporaryDirectory.path)
-    let path = parent + "/iomap-bench-\(UUID().uuidString)"
-    do {
-        try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
-    } catch {
-        throw BenchSetupError("cannot create a directory in \(parent): \(error.localizedDescription)")
+        ? (HostFiles.isWritable("/var/tmp") ? "/var/tmp" : HostFiles.temporaryDirectory)
+        : (HostFiles.exists("/dev/shm") ? "/dev/shm" : HostFiles.temporaryDirectory)
+    switch HostFiles.makeUniqueDirectory(in: parent, prefix: "iomap-bench") {
+    case .success(let path): return path
+    case .failure(let e): throw BenchSetupError(e.description)
     }
-    return path
 }
 
 /// The prefix of every file this process's runs make in a directory: with the process id in
@@ -240,7 +236,7 @@ public func fileSystemType(of directory: String) throws(BenchSetupError) -> Stri
     let name = benchFileName("probe")
     do {
         let probe = try KernelFile(directory: directory, name: name)
-        defer { try? FileManager.default.removeItem(atPath: probe.path) }
+        defer { probe.unlink() }
         return probe.fileSystemType
     } catch {
         throw BenchSetupError("cannot create a file in \(directory): \(error.symbolicName)")
@@ -400,7 +396,12 @@ func checkSamples(
     }
 }
 
-func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined(separator: " ") }
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { b in
+        let s = String(b, radix: 16)
+        return b < 16 ? "0" + s : s
+    }.joined(separator: " ")
+}
 
 // MARK: - Kernel side
 
@@ -409,16 +410,18 @@ extension KernelFile {
     /// loops; returns the bytes written or throws the errno.
     @inline(__always)
     func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws -> Int {
-        let n = cks_pwrite(fd, bytes.baseAddress, bytes.count, Int64(offset))
-        if n < 0 { throw BenchFailure("pwrite(\(path), \(bytes.count) bytes at \(offset)): \(Errno(rawValue: Int32(-n)).symbolicName)") }
-        return Int(n)
+        switch pwrite(raw: bytes, at: offset) {
+        case .success(let n): return n
+        case .failure(let e): throw BenchFailure("pwrite(\(path), \(bytes.count) bytes at \(offset)): \(e.symbolicName)")
+        }
     }
 
     @inline(__always)
     func preadAll(_ buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws -> Int {
-        let n = cks_pread(fd, buffer.baseAddress, buffer.count, Int64(offset))
-        if n < 0 { throw BenchFailure("pread(\(path), \(buffer.count) bytes at \(offset)): \(Errno(rawValue: Int32(-n)).symbolicName)") }
-        return Int(n)
+        switch pread(raw: buffer, at: offset) {
+        case .success(let n): return n
+        case .failure(let e): throw BenchFailure("pread(\(path), \(buffer.count) bytes at \(offset)): \(e.symbolicName)")
+        }
     }
 
     func check<T>(_ what: String, _ result: Result<T, Errno>) throws -> T {
@@ -427,16 +430,13 @@ extension KernelFile {
         case .failure(let e): throw BenchFailure("\(what) on \(path): \(e.symbolicName)")
         }
     }
-
-    /// Removes the file from its directory (the open descriptor keeps it until released).
-    func unlink() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 // MARK: - Resident memory
 
 /// A field of /proc/self/status in bytes (VmRSS, VmHWM), or nil where there is none.
 func procStatusBytes(_ field: String) -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    guard let text = HostFiles.contents("/proc/self/status") else { return nil }
     for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
         let digits = line.dropFirst(field.count + 1).filter(\.isNumber)
         return Int(digits).map { $0 * 1024 }

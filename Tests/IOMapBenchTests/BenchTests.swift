@@ -6,7 +6,7 @@
 // the numbers depend on the machine and on whatever else the test run is doing.
 
 import Foundation
-import IOMapTesting
+import IOMapBench
 import Testing
 
 /// Checks what every row promises, whatever the machine.

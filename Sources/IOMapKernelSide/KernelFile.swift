@@ -10,6 +10,7 @@
 import CKernelShim
 import Foundation
 import IOMapBase
+import IOMapTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +47,7 @@ public final class KernelFile: Sendable {
     }
 
     public let path: String
-    let fd: Int32
+    @usableFromInline let fd: Int32
 
     /// Creates (or truncates to empty) `directory/name`.
     public init(directory: String, name: String) throws(Errno) {

@@ -3,11 +3,11 @@
 // an fsync at the end for writeback) and run against the engine and a real file with the
 // same sizes and bytes. See Bench.swift for how runs are alternated, timed and checked.
 
-import CKernelShim
 import ExtentFS
-import Foundation
 import IOMap
 import IOMapBase
+import IOMapKernelSide
+import IOMapTesting
 import PageCache
 
 #if canImport(Glibc)
@@ -375,7 +375,7 @@ extension BenchContext {
         try kfile.check("fsync", kfile.fsync())
 
         let engineSeek: (Int) throws -> Int = data ? file.seekData(from:) : file.seekHole(from:)
-        let kernelSeek: (Int) -> Int64 = data ? { cks_seek_data(kfile.fd, Int64($0)) } : { cks_seek_hole(kfile.fd, Int64($0)) }
+        let kernelSeek: (Int) -> Int64 = { kfile.seekRaw(data: data, from: $0) }
         func check(_ side: String, _ sum: Int, _ answer: (Int) throws -> Int) throws {
             for (i, p) in probes.enumerated() {
                 let got = try answer(p)
@@ -504,14 +504,14 @@ extension BenchContext {
         let devicePath = diskDir + "/" + benchFileName("device.img")
         let kernelName = benchFileName("writeback")
         defer {
-            try? FileManager.default.removeItem(atPath: devicePath)
-            try? FileManager.default.removeItem(atPath: diskDir + "/" + kernelName)
+            HostFiles.remove(devicePath)
+            HostFiles.remove(diskDir + "/" + kernelName)
         }
 
         let samples = try alternate(name, [
             { round in
                 src.fill(tag: round + 1)
-                defer { try? FileManager.default.removeItem(atPath: devicePath) }
+                defer { HostFiles.remove(devicePath) }
                 let device = try makeFileDevice(path: devicePath, bytes: size + 16 * MiB)
                 let fs = ExtentFS(device: device, config: ExtentFSConfig(blockSize: 4096))
                 let file = fs.createFile()
@@ -698,7 +698,7 @@ public func runBenchMemoryProbe(_ probe: BenchMemoryProbe) throws -> BenchMemory
     // The source buffer is allocated, and its pages touched, before the baseline.
     let src = sourceBuffer(opSize: opSize)
     src.fill(tag: probe.tag)
-    _ = cks_malloc_trim()
+    HostFiles.releaseFreeHeapMemory()
     let reset = resetPeakRSS()
     guard let before = procStatusBytes("VmRSS") else { throw BenchFailure("cannot read VmRSS from /proc/self/status") }
     let fs = makeEngine(deviceBytes: probe.bytes + 64 * MiB, maxFolioSize: probe.folioSize)

@@ -4,6 +4,7 @@
 
 import Foundation
 import IOMap
+import IOMapKernelSide
 import IOMapTesting
 import Testing
 

@@ -6,6 +6,7 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapTesting
 import PageCache
 
 /// What one engine write left outside the bytes it reported written.

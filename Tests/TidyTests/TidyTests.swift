@@ -1,6 +1,6 @@
 // Source hygiene, checked as a test (TigerBeetle's tidy): every core file names its kernel
 // counterpart on its first line; the core reads no clock, no unseeded randomness and starts
-// no threads of its own (DESIGN.md decision 2); every `@unchecked Sendable` says what guards
+// no threads of its own (docs/DESIGN.md decision 2); every `@unchecked Sendable` says what guards
 // it; no FIXME is left on main.
 
 import Foundation

@@ -9,6 +9,7 @@
 import ExtentFS
 import IOMap
 import IOMapBase
+import IOMapTesting
 import PageCache
 
 /// How a differential run is set up: the fsx run it generates (ops, seed, sizes, disabled

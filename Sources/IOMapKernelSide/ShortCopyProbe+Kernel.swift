@@ -5,6 +5,7 @@
 import CKernelShim
 import Foundation
 import IOMapBase
+import IOMapTesting
 
 #if canImport(Glibc)
 import Glibc

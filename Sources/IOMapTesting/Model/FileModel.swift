@@ -4,6 +4,10 @@
 // faults. Bytes at and past `size` are always zero, so growing the file exposes zeroes, as
 // POSIX requires.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 public struct FileModel: Sendable {
     public private(set) var bytes: [UInt8] = []
     public private(set) var size = 0
@@ -52,4 +56,11 @@ public struct FileModel: Sendable {
         guard end > offset else { return [] }
         return bytes[offset..<end]
     }
+}
+
+/// The seed the randomized tests start from: IOMAP_RANDOM_SEED when set to a number, else
+/// a fixed one, so that a run is the same everywhere unless asked otherwise.
+public func randomTestSeed(default fixed: UInt64 = 20_221_128) -> UInt64 {
+    guard let raw = getenv("IOMAP_RANDOM_SEED"), let v = UInt64(String(cString: raw)) else { return fixed }
+    return v
 }

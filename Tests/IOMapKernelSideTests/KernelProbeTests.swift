@@ -2,6 +2,7 @@
 // when it is given the kernel's EOF rounding.
 
 import IOMap
+import IOMapKernelSide
 import IOMapTesting
 import Testing
 

@@ -18,6 +18,7 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapTesting
 import PageCache
 
 #if canImport(Glibc)

@@ -151,7 +151,7 @@ func fsxDataByte(op n: Int, offset o: Int) -> UInt8 {
     return o & 1 == 1 ? stamp &+ fsxOriginalByte(o) : stamp
 }
 
-func fsxData(op n: Int, offset: Int, count: Int) -> [UInt8] {
+public func fsxData(op n: Int, offset: Int, count: Int) -> [UInt8] {
     (0..<count).map { fsxDataByte(op: n, offset: offset + $0) }
 }
 
@@ -455,7 +455,7 @@ public struct FsxRun {
     // MARK: Generation
 
     /// A random entry, fsx-style.
-    mutating func generate() -> FsxEntry {
+    public mutating func generate() -> FsxEntry {
         let maxLen = config.maxFileSize
         if config.engineEvents && Int.random(in: 0..<100, using: &rng) < 4 {
             if Bool.random(using: &rng) {

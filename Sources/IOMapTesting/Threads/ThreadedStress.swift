@@ -10,7 +10,7 @@
 // another's pages, and writeback and reclaim threads run across all of them. Because the
 // regions are disjoint in bytes, each worker's model predicts its own bytes exactly
 // whatever the others do. At quiet points, all workers and background threads stop and the
-// invariants of KERNEL-SPEC §8 are checked; at the end the whole file is compared, then
+// invariants of docs/KERNEL-MODEL.md §8 are checked; at the end the whole file is compared, then
 // written back, dropped from the cache and compared again.
 //
 // Threads run for real, so a run is not replayable step by step; the seed fixes every
@@ -337,7 +337,7 @@ struct StressWorker {
 }
 
 /// The index of the first byte where `a` and `b` differ (a length difference counts), or nil.
-func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
+public func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
     let n = min(a.count, b.count)
     if let i = (0..<n).first(where: { a[$0] != b[$0] }) { return i }
     return a.count == b.count ? nil : n

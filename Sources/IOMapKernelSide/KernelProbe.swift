@@ -1,7 +1,7 @@
 // Counterpart: none in the kernel; a reproducer of the kind attached to a kernel bug report.
-// It shows, on the host kernel, the loss KERNEL-SPEC §3.8 O1 predicts: a store through a
+// It shows, on the host kernel, the loss docs/KERNEL-MODEL.md §3.8 O1 predicts: a store through a
 // shared mapping into the folio holding an unaligned EOF is lost when a buffered write that
-// reserved new delalloc over that block fails with nothing written (DESIGN.md decision 5).
+// reserved new delalloc over that block fails with nothing written (docs/DESIGN.md decision 5).
 //
 // Each kernel attempt (CKernelShim's eofprobe.c) runs on a new file: 4 KiB of data, fsync,
 // ftruncate to i_size; a write of 4 KiB at 5120 from an unreadable buffer; 8 bytes stored
@@ -15,6 +15,7 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapTesting
 import Synchronization
 
 #if canImport(Glibc)

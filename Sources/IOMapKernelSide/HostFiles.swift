@@ -1,0 +1,74 @@
+// Counterpart: none in the kernel; the host's file-system calls the benchmark and the tools
+// need beside the engine (directories, removal, raw pread/pwrite/lseek on a real file), so
+// that only this module speaks to Foundation and the C shim.
+
+import CKernelShim
+import Foundation
+import IOMapBase
+
+/// Files and directories on the host.
+public enum HostFiles {
+    /// Removes a file or a directory tree; quietly does nothing when it is not there.
+    public static func remove(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+
+    /// The text of a file, or nil when it cannot be read.
+    public static func contents(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+    public static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
+    public static func isWritable(_ path: String) -> Bool { FileManager.default.isWritableFile(atPath: path) }
+
+    /// The temporary directory of the host (TMPDIR, else /tmp).
+    public static var temporaryDirectory: String { FileManager.default.temporaryDirectory.path }
+
+    /// Makes a new directory `parent/prefix-UUID` and returns its path, or says why it could not.
+    public static func makeUniqueDirectory(in parent: String, prefix: String) -> Result<String, HostError> {
+        let path = parent + "/\(prefix)-\(UUID().uuidString)"
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+            return .success(path)
+        } catch {
+            return .failure(HostError("cannot create a directory in \(parent): \(error.localizedDescription)"))
+        }
+    }
+
+    /// malloc_trim(0): gives the allocator's free memory back to the kernel, so that a
+    /// measurement of resident memory sees only what is in use. True when memory was released.
+    @discardableResult
+    public static func releaseFreeHeapMemory() -> Bool { cks_malloc_trim() != 0 }
+}
+
+/// What went wrong on the host, said in words.
+public struct HostError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension KernelFile {
+    /// pwrite of raw bytes, for timed loops that must not bridge arrays: the bytes written,
+    /// or the errno.
+    @inlinable @inline(__always)
+    public func pwrite(raw bytes: UnsafeRawBufferPointer, at offset: Int) -> Result<Int, Errno> {
+        let n = cks_pwrite(fd, bytes.baseAddress, bytes.count, Int64(offset))
+        return n < 0 ? .failure(Errno(rawValue: Int32(-n))) : .success(Int(n))
+    }
+
+    /// pread into raw memory: the bytes read (short at EOF), or the errno.
+    @inlinable @inline(__always)
+    public func pread(raw buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Result<Int, Errno> {
+        let n = cks_pread(fd, buffer.baseAddress, buffer.count, Int64(offset))
+        return n < 0 ? .failure(Errno(rawValue: Int32(-n))) : .success(Int(n))
+    }
+
+    /// lseek SEEK_DATA or SEEK_HOLE from `offset`: the answer, or -errno (ENXIO past the data).
+    @inlinable @inline(__always)
+    public func seekRaw(data: Bool, from offset: Int) -> Int64 {
+        data ? cks_seek_data(fd, Int64(offset)) : cks_seek_hole(fd, Int64(offset))
+    }
+
+    /// Removes the file from its directory (the open descriptor keeps it until released).
+    public func unlink() { HostFiles.remove(path) }
+}
+
+/// Formats `value` with `digits` digits after the point.
+public func formatFixed(_ value: Double, digits: Int) -> String { String(format: "%.\(digits)f", value) }
