@@ -1,6 +1,7 @@
 // Scenarios S1–S17 of docs/KERNEL-MODEL.md §10.2: the delalloc release a failed buffered write runs
 // (iomap_write_delalloc_release). S1–S9 build the table's exact state white-box and compare
-// the punch calls with release_model.py; S8/S9 pin docs/DESIGN.md decision 5 (ours) and the
+// the punch calls with the kernel column of §10.2 (from the executable release model of
+// docs/KERNEL-MODEL.md §11); S8/S9 pin docs/DESIGN.md decision 5 (ours) and the
 // kernel's rounding side by side. S10–S17 drive real operations, hooks and large offsets.
 
 import IOMap
