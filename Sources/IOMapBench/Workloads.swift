@@ -111,6 +111,28 @@ private func touchedBuffer(_ size: Int) -> UnsafeMutableRawPointer {
     return p!
 }
 
+/// A buffer of `size` bytes holding the file's content, every page touched: what a memcpy
+/// baseline copies from when the file it stands for is cached.
+private func filledBuffer(_ src: PatternBuffer, size: Int) -> UnsafeMutableRawPointer {
+    let buffer = touchedBuffer(size)
+    for off in stride(from: 0, to: size, by: src.count) {
+        memcpy(buffer + off, src.base, min(src.count, size - off))
+    }
+    return buffer
+}
+
+/// What the file holds in the little-endian word at `probe(k)` of each of `ops` blocks of
+/// `opSize` bytes, summed: what the reads' check words must sum to.
+private func probedSum(_ src: PatternBuffer, ops: Int, opSize: Int, probe: (Int) -> Int) -> UInt64 {
+    var sum: UInt64 = 0
+    for k in 0..<ops {
+        var word: UInt64 = 0
+        for b in 0..<8 { word |= UInt64(src.expected(atFileOffset: k * opSize + probe(k) + b)) << (8 * b) }
+        sum &+= word
+    }
+    return sum
+}
+
 private func makeFileDevice(path: String, bytes: Int) throws -> FileBlockDevice {
     do {
         return try FileBlockDevice(path: path, blockSize: 4096, blockCount: bytes / 4096, create: true)
@@ -271,11 +293,8 @@ extension BenchContext {
         _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
         // The memcpy baseline reads from a cache-sized source into the same small user
         // buffer the reads fill.
-        let cache = touchedBuffer(size)
+        let cache = filledBuffer(src, size: size)
         defer { free(cache) }
-        for off in stride(from: 0, to: size, by: src.count) {
-            memcpy(cache + off, src.base, min(src.count, size - off))
-        }
         let buffer = touchedBuffer(opSize)
         defer { free(buffer) }
         let user = UnsafeMutableRawBufferPointer(start: buffer, count: opSize)
@@ -283,12 +302,7 @@ extension BenchContext {
         // Every read is checked cheaply: one word at a position that moves with the
         // operation is summed, and the sum compared with what the file holds there.
         @inline(__always) func probe(_ k: Int) -> Int { (k &* 8) & (opSize - 8) }
-        var expectedSum: UInt64 = 0
-        for k in 0..<ops {
-            var word: UInt64 = 0
-            for b in 0..<8 { word |= UInt64(src.expected(atFileOffset: k * opSize + probe(k) + b)) << (8 * b) }
-            expectedSum &+= word
-        }
+        let expectedSum = probedSum(src, ops: ops, opSize: opSize, probe: probe)
         func checkSum(_ side: String, _ sum: UInt64) throws {
             if sum != expectedSum {
                 throw BenchFailure("\(side) \(name): data check failed: the read data sums to \(sum), the file to \(expectedSum)")

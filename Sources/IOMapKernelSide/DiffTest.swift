@@ -78,21 +78,73 @@ public struct DiffReport: Sendable {
 public func runDiffTest(_ config: DiffConfig, replay: [FsxEntry]? = nil, directory: String) throws(Errno) -> DiffReport {
     let start = ContinuousClock.now
     let kernel = try KernelFile(directory: directory, name: "iomap-difftest-\(config.seed)")
-    var engine = FsxRun(config.fsxConfig)
-    var report = DiffReport()
-    report.dirFSType = kernel.fileSystemType
-    var rng = SeededRandom(seed: config.seed ^ 0x5EE4)
+    var run = DiffRun(config, kernel: kernel)
+    let total = replay?.count ?? config.ops
+    for i in 0..<total {
+        let entry = replay?[i] ?? run.engine.generate()
+        if !run.step(entry, index: i + 1, replaying: replay != nil) { break }
+    }
+    if run.report.mismatches == 0 { run.compareContent() }
+    var report = run.report
+    report.log = run.engine.report.entries
+    report.engineExtents = run.engine.file.extentRecords
+    report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
+    return report
+}
 
-    func mismatch(_ index: Int, _ entry: FsxEntry, _ field: String, _ e: String, _ k: String) {
+/// A differential run in progress: the two sides, the stream that picks SEEK probe offsets,
+/// and what has been found so far.
+private struct DiffRun {
+    let config: DiffConfig
+    let kernel: KernelFile
+    var engine: FsxRun
+    var report = DiffReport()
+    var rng: SeededRandom
+
+    init(_ config: DiffConfig, kernel: KernelFile) {
+        self.config = config
+        self.kernel = kernel
+        engine = FsxRun(config.fsxConfig)
+        report.dirFSType = kernel.fileSystemType
+        rng = SeededRandom(seed: config.seed ^ 0x5EE4)
+    }
+
+    /// Counts a mismatch; only the first is described.
+    mutating func mismatch(_ index: Int, _ entry: FsxEntry, _ field: String, _ e: String, _ k: String) {
         report.mismatches += 1
         if report.firstMismatch == nil {
             report.firstMismatch = DiffMismatch(opIndex: index, op: fsxEntryLine(entry), field: field, engine: e, kernel: k)
         }
     }
 
-    let total = replay?.count ?? config.ops
-    for i in 0..<total {
-        var entry = replay?[i] ?? engine.generate()
+    /// Runs entry `index` (1-based) on both sides and compares them; false when the run must
+    /// stop (the model broke, or the sides disagreed).
+    mutating func step(_ generated: FsxEntry, index: Int, replaying: Bool) -> Bool {
+        let entry = prepare(generated)
+        let before = engine.opNumber
+        let ok = engine.run(entry, replaying: replaying)
+        report.entries = index
+        if !ok {
+            let why = engine.report.violation?.what ?? "stopped"
+            mismatch(index, entry, "model", why, "-")
+            return false
+        }
+        guard case .op(let op) = entry, !op.skip else { return true }
+        report.ops += 1
+        let n = engine.opNumber
+        precondition(n == before + 1, "the engine ran no op for \(op.line)")
+        compareOp(op, number: n, index: index, entry)
+        // SEEK answers over unwritten extents depend on what the page cache holds, and the
+        // kernel's readahead caches more than a fault here does; so the answers are compared
+        // with nothing cached on either side: every seekEvery ops, after fsync and a cache drop.
+        if config.compareSeek && report.ops % config.seekEvery == 0 { compareSeek(around: op, index: index, entry) }
+        return report.mismatches == 0
+    }
+
+    /// The entry as both sides can run it, with the engine's and the kernel's caches made
+    /// alike first where that decides the outcome.
+    func prepare(_ generated: FsxEntry) -> FsxEntry {
+        var entry = generated
         // A store landing inside a write cannot be made on the kernel side.
         if case .op(var op) = entry, op.race != nil {
             op.race = nil
@@ -106,19 +158,12 @@ public func runDiffTest(_ config: DiffConfig, replay: [FsxEntry]? = nil, directo
             engine.file.dropCaches()
             _ = kernel.dropCache()
         }
-        let before = engine.opNumber
-        let ok = engine.run(entry, replaying: replay != nil)
-        let index = i + 1
-        report.entries = index
-        if !ok {
-            let why = engine.report.violation?.what ?? "stopped"
-            mismatch(index, entry, "model", why, "-")
-            break
-        }
-        guard case .op(let op) = entry, !op.skip else { continue }
-        report.ops += 1
-        let n = engine.opNumber
-        precondition(n == before + 1, "the engine ran no op for \(op.line)")
+        return entry
+    }
+
+    /// Applies the op the engine just ran (as its number `n`) to the kernel's file and
+    /// compares the result, the size and the EOF page past EOF.
+    mutating func compareOp(_ op: FsxOp, number n: Int, index: Int, _ entry: FsxEntry) {
         let k = kernelApply(op, number: n, kernel)
         report.compared += 1
         let e = engine.lastOutcome ?? .skipped
@@ -133,29 +178,31 @@ public func runDiffTest(_ config: DiffConfig, replay: [FsxEntry]? = nil, directo
             let kt = FsxOutcome(kernel.mappedLoad(count: tail, at: size))
             if et != kt { mismatch(index, entry, "eof_page", describeBytes(et), describeBytes(kt)) }
         }
-        // SEEK answers over unwritten extents depend on what the page cache holds, and the
-        // kernel's readahead caches more than a fault here does; so the answers are compared
-        // with nothing cached on either side: every seekEvery ops, after fsync and a cache drop.
-        if config.compareSeek && report.ops % config.seekEvery == 0 {
-            let synced = FaultInjector.exempting { Result { () throws(Errno) in try engine.file.fsync() } }
-            if case .failure(let e) = synced { mismatch(index, entry, "fsync before seek probes", e.symbolicName, "-") }
-            engine.file.dropCaches()
-            _ = kernel.dropCache()
-            var probes = [0, op.offset, max(0, size - 1), size]
-            for _ in 0..<4 where size > 0 { probes.append(Int.random(in: 0..<size, using: &rng)) }
-            for p in probes {
-                report.seekProbes += 1
-                let ed = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekData(from: p) })
-                let kd = FsxOutcome(kernel.seekData(from: p))
-                if ed != kd { mismatch(index, entry, "seek_data(\(p))", ed.description, kd.description) }
-                let eh = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekHole(from: p) })
-                let kh = FsxOutcome(kernel.seekHole(from: p))
-                if eh != kh { mismatch(index, entry, "seek_hole(\(p))", eh.description, kh.description) }
-            }
-        }
-        if report.mismatches > 0 { break }
     }
-    if report.mismatches == 0 {
+
+    /// Compares SEEK_DATA and SEEK_HOLE at the file's ends, at the op's offset and at random
+    /// offsets, with both caches synced and dropped first.
+    mutating func compareSeek(around op: FsxOp, index: Int, _ entry: FsxEntry) {
+        let size = kernel.size
+        let synced = FaultInjector.exempting { Result { () throws(Errno) in try engine.file.fsync() } }
+        if case .failure(let e) = synced { mismatch(index, entry, "fsync before seek probes", e.symbolicName, "-") }
+        engine.file.dropCaches()
+        _ = kernel.dropCache()
+        var probes = [0, op.offset, max(0, size - 1), size]
+        for _ in 0..<4 where size > 0 { probes.append(Int.random(in: 0..<size, using: &rng)) }
+        for p in probes {
+            report.seekProbes += 1
+            let ed = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekData(from: p) })
+            let kd = FsxOutcome(kernel.seekData(from: p))
+            if ed != kd { mismatch(index, entry, "seek_data(\(p))", ed.description, kd.description) }
+            let eh = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekHole(from: p) })
+            let kh = FsxOutcome(kernel.seekHole(from: p))
+            if eh != kh { mismatch(index, entry, "seek_hole(\(p))", eh.description, kh.description) }
+        }
+    }
+
+    /// The final comparison: the whole content of both files, and a page past EOF.
+    mutating func compareContent() {
         let size = kernel.size
         let e = FsxOutcome(FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.read(count: size + pageSize, at: 0) } })
         let k = FsxOutcome(kernel.read(count: size + pageSize, at: 0))
@@ -169,10 +216,6 @@ public func runDiffTest(_ config: DiffConfig, replay: [FsxEntry]? = nil, directo
             mismatch(report.entries, .op(FsxOp(.read, [0, size, size])), "content", detail.0, detail.1)
         }
     }
-    report.log = engine.report.entries
-    report.engineExtents = engine.file.extentRecords
-    report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
-    return report
 }
 
 func describeBytes(_ o: FsxOutcome) -> String {

@@ -63,12 +63,41 @@ struct Explore: ParsableCommand {
 
     func run() throws {
         if list {
-            let width = ExploreScenario.allCases.map(\.rawValue.count).max()!
-            for s in ExploreScenario.allCases {
-                print(s.rawValue.padding(toLength: width + 2, withPad: " ", startingAt: 0) + s.summary)
-            }
+            printScenarios()
             return
         }
+        let config = try exploreConfig()
+        say(header(config))
+        let report = runExplore(config) { r in
+            say("explore: \(r.schedulesExplored) schedules, \(String(format: "%.0f", r.seconds)) s, up to \(r.maxSteps) steps, \(r.violations) violations")
+        }
+
+        let v = report.firstViolation
+        if config.replay != nil, let v, v.finding.invariant == "schedule" {
+            throw ValidationError("--replay: \(v.finding.detail)")
+        }
+        if json {
+            printJSON(jsonObject(config, report))
+        } else {
+            printSummary(config, report)
+        }
+        if let v {
+            say(violationText(v, replaying: config.replay != nil))
+            throw ExitStatus.violation
+        }
+    }
+
+    /// --list: one line per scenario, its name padded to a column and its summary.
+    func printScenarios() {
+        let width = ExploreScenario.allCases.map(\.rawValue.count).max()!
+        for s in ExploreScenario.allCases {
+            print(s.rawValue.padding(toLength: width + 2, withPad: " ", startingAt: 0) + s.summary)
+        }
+    }
+
+    /// The exploration the options ask for; validate() has checked them, so only parsing the
+    /// replayed schedule can fail.
+    func exploreConfig() throws -> ExploreConfig {
         var config = ExploreConfig(scenario: ExploreScenario(rawValue: scenario!)!)
         config.strategy = strategy
         config.preemptionBound = preemptionBound
@@ -79,7 +108,12 @@ struct Explore: ParsableCommand {
         config.keepGoing = keepGoing
         config.engine = ExploreEngineOptions(
             policy: policy, eofRounding: eofRounding, validityCheck: !noValidityCheck, writeEnd: writeEnd)
+        return config
+    }
 
+    /// The stderr line that opens a run: the scenario, the engine's options and the strategy
+    /// (with the seed, so that a random run can be repeated).
+    func header(_ config: ExploreConfig) -> String {
         var header = "iomap explore: scenario \(config.scenario.rawValue), policy \(policy.rawValue), eof rounding \(eofRounding.rawValue), write end \(writeEnd.rawValue), validity check \(noValidityCheck ? "off" : "on"), "
         if let replay = config.replay {
             header += "replaying \(replay)"
@@ -90,56 +124,55 @@ struct Explore: ParsableCommand {
             case .random: header += "random, \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
             }
         }
-        say(header)
-        let report = runExplore(config) { r in
-            say("explore: \(r.schedulesExplored) schedules, \(String(format: "%.0f", r.seconds)) s, up to \(r.maxSteps) steps, \(r.violations) violations")
-        }
+        return header
+    }
 
-        let v = report.firstViolation
-        if config.replay != nil, let v, v.finding.invariant == "schedule" {
-            throw ValidationError("--replay: \(v.finding.detail)")
+    /// --json: the run as one object, with the parameters of its strategy.
+    func jsonObject(_ config: ExploreConfig, _ report: ExploreReport) -> [String: Any] {
+        var object: [String: Any] = [
+            "scenario": config.scenario.rawValue, "policy": policy.rawValue, "eof_rounding": eofRounding.rawValue,
+            "write_end": writeEnd.rawValue,
+            "validity_check": !noValidityCheck, "strategy": config.replay == nil ? strategy.rawValue : "replay",
+            "schedules_explored": report.schedulesExplored, "exhausted": report.exhausted, "violations": report.violations,
+            "max_steps": report.maxSteps, "max_preemptions": report.maxPreemptions, "elapsed_s": report.seconds,
+            "first_violation": report.firstViolation.map { v -> [String: Any] in
+                ["schedule": v.schedule.description, "invariant": v.finding.invariant, "detail": v.finding.detail,
+                 "replay": v.replayCommand, "trace": v.trace]
+            } ?? NSNull(),
+        ]
+        switch (config.replay, strategy) {
+        case (.some(let s), _): object["replayed"] = s.description
+        case (nil, .dfs): object["preemption_bound"] = preemptionBound
+        case (nil, .pct):
+            object["depth"] = depth
+            object["seed"] = config.seed
+        case (nil, .random): object["seed"] = config.seed
         }
-        if json {
-            var object: [String: Any] = [
-                "scenario": config.scenario.rawValue, "policy": policy.rawValue, "eof_rounding": eofRounding.rawValue,
-                "write_end": writeEnd.rawValue,
-                "validity_check": !noValidityCheck, "strategy": config.replay == nil ? strategy.rawValue : "replay",
-                "schedules_explored": report.schedulesExplored, "exhausted": report.exhausted, "violations": report.violations,
-                "max_steps": report.maxSteps, "max_preemptions": report.maxPreemptions, "elapsed_s": report.seconds,
-                "first_violation": v.map { v -> [String: Any] in
-                    ["schedule": v.schedule.description, "invariant": v.finding.invariant, "detail": v.finding.detail,
-                     "replay": v.replayCommand, "trace": v.trace]
-                } ?? NSNull(),
-            ]
-            switch (config.replay, strategy) {
-            case (.some(let s), _): object["replayed"] = s.description
-            case (nil, .dfs): object["preemption_bound"] = preemptionBound
-            case (nil, .pct):
-                object["depth"] = depth
-                object["seed"] = config.seed
-            case (nil, .random): object["seed"] = config.seed
-            }
-            printJSON(object)
-        } else {
-            if config.replay != nil {
-                print("trace:")
-                for line in report.replayTrace { print("  \(line)") }
-            }
-            let n = report.schedulesExplored
-            let what = report.exhausted ? "all \(n) schedules within the bound" : n == 1 ? "1 schedule" : "\(n) schedules"
-            print("\(config.scenario.rawValue): \(what) explored in \(String(format: "%.1f", report.seconds)) s, up to \(report.maxSteps) steps and \(report.maxPreemptions) preemptions each; \(report.violations) violating")
-            if v == nil { print(report.exhausted ? "no schedule within the bound breaks an invariant" : "no violation found") }
+        return object
+    }
+
+    /// The text report on stdout: a replay's trace, then what was explored and found.
+    func printSummary(_ config: ExploreConfig, _ report: ExploreReport) {
+        if config.replay != nil {
+            print("trace:")
+            for line in report.replayTrace { print("  \(line)") }
         }
-        if let v {
-            var lines = ["violation: \(v.finding)", "schedule: \(v.schedule)"]
-            lines += v.findings.dropFirst().map { "also: \($0)" }
-            if config.replay == nil {
-                lines.append("trace:")
-                lines += v.trace.map { "  \($0)" }
-            }
-            lines.append("replay: \(v.replayCommand)")
-            say(lines.joined(separator: "\n"))
-            throw ExitStatus.violation
+        let n = report.schedulesExplored
+        let what = report.exhausted ? "all \(n) schedules within the bound" : n == 1 ? "1 schedule" : "\(n) schedules"
+        print("\(config.scenario.rawValue): \(what) explored in \(String(format: "%.1f", report.seconds)) s, up to \(report.maxSteps) steps and \(report.maxPreemptions) preemptions each; \(report.violations) violating")
+        if report.firstViolation == nil { print(report.exhausted ? "no schedule within the bound breaks an invariant" : "no violation found") }
+    }
+
+    /// What stderr says of a violation: the finding, its schedule, the trace (a replay has
+    /// printed it already) and the command that replays it.
+    func violationText(_ v: ExploreViolation, replaying: Bool) -> String {
+        var lines = ["violation: \(v.finding)", "schedule: \(v.schedule)"]
+        lines += v.findings.dropFirst().map { "also: \($0)" }
+        if !replaying {
+            lines.append("trace:")
+            lines += v.trace.map { "  \($0)" }
         }
+        lines.append("replay: \(v.replayCommand)")
+        return lines.joined(separator: "\n")
     }
 }

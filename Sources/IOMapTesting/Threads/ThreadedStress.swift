@@ -221,6 +221,8 @@ struct StressWorker {
     /// The arguments of the operation in progress, absolute offsets, for the log.
     var lastArgs = ""
 
+    /// Runs one random operation `op` in the region and checks it against the model; the log
+    /// notes it, with its arguments, however it ends.
     mutating func step(_ op: Int) {
         lastArgs = ""
         let kind = pickKind()
@@ -230,39 +232,9 @@ struct StressWorker {
         defer { note("op \(op) \(kind) \(lastArgs) (i_size \(sizeBefore) -> \(file.size))") }
         switch kind {
         case "write":
-            // The tail worker may write past EOF, up to the end of its region.
-            let limit = isTail ? config.regionSize : config.regionSize
-            guard let (offset, length) = range(limit: limit) else { return }
-            let data = stamp(op, length, salt: 0)
-            let faultOffset = Int.random(in: 0..<100, using: &rng) < 20 ? Int.random(in: 0..<length, using: &rng) : nil
-            lastArgs = "[\(base + offset), +\(length))\(faultOffset.map { " fault@\($0)" } ?? "")"
-            do throws(Errno) {
-                let n = try file.write(data, at: base + offset, faultOffset: faultOffset)
-                if n <= 0 || n > length || (faultOffset.map { n > $0 } ?? false) {
-                    return fail("\(what) [\(base + offset), +\(length)) fault@\(faultOffset ?? -1) returned \(n)")
-                }
-                if n < length { shared.shortWrites.add(1, ordering: .relaxed) }
-                lastArgs += " -> \(n)"
-                model.write(data[0..<n], at: offset)
-            } catch {
-                shared.failedWrites.add(1, ordering: .relaxed)
-                lastArgs += " -> \(error.symbolicName)"
-                if ![.badAddress, .noSpace].contains(error) {
-                    return fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
-                }
-            }
-            checkRange(offset - config.blockSize, length + 2 * config.blockSize, what)
+            runWrite(op, what)
         case "mapwrite":
-            guard let (offset, length) = range(limit: liveLength) else { return }
-            let data = stamp(op, length, salt: 0x5A)
-            lastArgs = "[\(base + offset), +\(length))"
-            do throws(Errno) {
-                try FaultInjector.exempting { () throws(Errno) in try file.mappedStore(data, at: base + offset) }
-            } catch {
-                return fail("\(what) [\(base + offset), +\(length)) below EOF failed with \(error.symbolicName)")
-            }
-            model.store(data[...], at: offset)
-            checkRange(offset, length, what)
+            runMapwrite(op, what)
         case "mapread":
             guard let (offset, length) = range(limit: liveLength) else { return }
             let got = FaultInjector.exempting {
@@ -273,36 +245,88 @@ struct StressWorker {
             guard let (offset, length) = range(limit: config.regionSize) else { return }
             checkRange(offset, length, what)
         case "punch_hole", "zero_range", "fallocate":
-            // Beyond EOF only the tail worker may reach; below it, anyone inside the region.
-            guard let (offset, length) = range(limit: isTail ? config.regionSize : liveLength) else { return }
-            let keepSize = !isTail || Bool.random(using: &rng)
-            lastArgs = "[\(base + offset), +\(length))\(keepSize ? " keep_size" : "")"
-            let result = FaultInjector.exempting {
-                Result { () throws(Errno) in
-                    switch kind {
-                    case "punch_hole": try file.punchHole(offset: base + offset, length: length)
-                    case "zero_range": try file.zeroRange(offset: base + offset, length: length, keepSize: keepSize)
-                    default: try file.allocate(offset: base + offset, length: length, keepSize: keepSize)
-                    }
-                }
-            }
-            if case .failure(let error) = result {
-                return fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
-            }
-            if kind != "fallocate" { model.zero(offset: offset, length: length) }
-            if kind != "punch_hole" && !keepSize && offset + length > model.size { model.truncate(to: offset + length) }
-            checkRange(offset - config.blockSize, length + 2 * config.blockSize, what)
+            runSpaceOp(kind, what)
         case "fsync":
             let result = FaultInjector.exempting { Result { () throws(Errno) in try file.fsync() } }
             if case .failure(let error) = result { return fail("\(what) failed with \(error.symbolicName)") }
         default:  // truncate, tail worker only
-            let newSize = Int.random(in: 0...config.regionSize, using: &rng)
-            lastArgs = "to \(base + newSize)"
-            let result = FaultInjector.exempting { Result { () throws(Errno) in try file.truncate(to: base + newSize) } }
-            if case .failure(let error) = result { return fail("\(what) to \(base + newSize) failed with \(error.symbolicName)") }
-            model.truncate(to: newSize)
-            checkRange(newSize - config.blockSize, 2 * config.blockSize, what)
+            runTruncate(what)
         }
+    }
+
+    /// A buffered write of a random range, one time in five with a fault at a random byte of
+    /// the source, which the write may stop at but never pass.
+    mutating func runWrite(_ op: Int, _ what: String) {
+        // The tail worker may write past EOF, up to the end of its region.
+        let limit = isTail ? config.regionSize : config.regionSize
+        guard let (offset, length) = range(limit: limit) else { return }
+        let data = stamp(op, length, salt: 0)
+        let faultOffset = Int.random(in: 0..<100, using: &rng) < 20 ? Int.random(in: 0..<length, using: &rng) : nil
+        lastArgs = "[\(base + offset), +\(length))\(faultOffset.map { " fault@\($0)" } ?? "")"
+        do throws(Errno) {
+            let n = try file.write(data, at: base + offset, faultOffset: faultOffset)
+            if n <= 0 || n > length || (faultOffset.map { n > $0 } ?? false) {
+                return fail("\(what) [\(base + offset), +\(length)) fault@\(faultOffset ?? -1) returned \(n)")
+            }
+            if n < length { shared.shortWrites.add(1, ordering: .relaxed) }
+            lastArgs += " -> \(n)"
+            model.write(data[0..<n], at: offset)
+        } catch {
+            shared.failedWrites.add(1, ordering: .relaxed)
+            lastArgs += " -> \(error.symbolicName)"
+            if ![.badAddress, .noSpace].contains(error) {
+                return fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
+            }
+        }
+        checkRange(offset - config.blockSize, length + 2 * config.blockSize, what)
+    }
+
+    /// A store through the mapping below EOF, which must succeed.
+    mutating func runMapwrite(_ op: Int, _ what: String) {
+        guard let (offset, length) = range(limit: liveLength) else { return }
+        let data = stamp(op, length, salt: 0x5A)
+        lastArgs = "[\(base + offset), +\(length))"
+        do throws(Errno) {
+            try FaultInjector.exempting { () throws(Errno) in try file.mappedStore(data, at: base + offset) }
+        } catch {
+            return fail("\(what) [\(base + offset), +\(length)) below EOF failed with \(error.symbolicName)")
+        }
+        model.store(data[...], at: offset)
+        checkRange(offset, length, what)
+    }
+
+    /// punch_hole, zero_range or fallocate (`kind`) of a random range; only the tail worker
+    /// may change the size.
+    mutating func runSpaceOp(_ kind: String, _ what: String) {
+        // Beyond EOF only the tail worker may reach; below it, anyone inside the region.
+        guard let (offset, length) = range(limit: isTail ? config.regionSize : liveLength) else { return }
+        let keepSize = !isTail || Bool.random(using: &rng)
+        lastArgs = "[\(base + offset), +\(length))\(keepSize ? " keep_size" : "")"
+        let result = FaultInjector.exempting {
+            Result { () throws(Errno) in
+                switch kind {
+                case "punch_hole": try file.punchHole(offset: base + offset, length: length)
+                case "zero_range": try file.zeroRange(offset: base + offset, length: length, keepSize: keepSize)
+                default: try file.allocate(offset: base + offset, length: length, keepSize: keepSize)
+                }
+            }
+        }
+        if case .failure(let error) = result {
+            return fail("\(what) [\(base + offset), +\(length)) failed with \(error.symbolicName)")
+        }
+        if kind != "fallocate" { model.zero(offset: offset, length: length) }
+        if kind != "punch_hole" && !keepSize && offset + length > model.size { model.truncate(to: offset + length) }
+        checkRange(offset - config.blockSize, length + 2 * config.blockSize, what)
+    }
+
+    /// A truncate of the tail region to a random size within it.
+    mutating func runTruncate(_ what: String) {
+        let newSize = Int.random(in: 0...config.regionSize, using: &rng)
+        lastArgs = "to \(base + newSize)"
+        let result = FaultInjector.exempting { Result { () throws(Errno) in try file.truncate(to: base + newSize) } }
+        if case .failure(let error) = result { return fail("\(what) to \(base + newSize) failed with \(error.symbolicName)") }
+        model.truncate(to: newSize)
+        checkRange(newSize - config.blockSize, 2 * config.blockSize, what)
     }
 
     /// Reads `[offset, offset + length)` of the region (clipped to it) and compares it with
