@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -125,6 +126,25 @@ int64_t cks_size(int fd) {
 // Only clean pages are dropped, so callers fsync first. posix_fadvise returns the error
 // number instead of setting errno.
 int cks_drop_cache(int fd) { return -posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); }
+
+int64_t cks_resident_pages(int fd, int64_t length) {
+    if (length <= 0) return 0;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = (size_t)((length + page - 1) / page);
+    void *p = mmap(NULL, (size_t)length, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return -errno;
+    unsigned char *vec = malloc(pages);
+    if (!vec) { munmap(p, (size_t)length); return -ENOMEM; }
+    int64_t resident = 0;
+    if (mincore(p, (size_t)length, vec) < 0) {
+        resident = -errno;
+    } else {
+        for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    }
+    free(vec);
+    munmap(p, (size_t)length);
+    return resident;
+}
 
 int cks_fs_type(int fd, uint64_t *type) {
     struct statfs sfs;

@@ -95,7 +95,10 @@ public final class ExtentFS: Sendable {
     /// D4: the space counters balance with the files' extent maps. Reserved blocks equal the
     /// delalloc blocks of all files, and free plus allocated blocks equal the device size.
     /// Call it when no operation is running.
-    public func checkSpaceAccounting() -> String? {
+    public func checkSpaceAccounting() -> String? { spaceAccountingFinding()?.description }
+
+    /// The first way reservations and free space fail to balance (D4), or nil.
+    public func spaceAccountingFinding() -> InvariantFinding? {
         space.checkInvariants()
         var delalloc = 0
         var allocated = 0
@@ -105,10 +108,10 @@ public final class ExtentFS: Sendable {
             allocated += a
         }
         if space.reservedBlocks != delalloc {
-            return "D4: \(space.reservedBlocks) blocks reserved but files hold \(delalloc) delalloc blocks"
+            return InvariantFinding(.d4, "\(space.reservedBlocks) blocks reserved but files hold \(delalloc) delalloc blocks")
         }
         if space.freeBlocks + allocated != space.totalBlocks {
-            return "D4: \(space.freeBlocks) free + \(allocated) allocated != \(space.totalBlocks) total blocks"
+            return InvariantFinding(.d4, "\(space.freeBlocks) free + \(allocated) allocated != \(space.totalBlocks) total blocks")
         }
         return nil
     }

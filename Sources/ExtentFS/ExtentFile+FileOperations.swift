@@ -32,7 +32,7 @@ extension ExtentFile {
         var source = UserSource(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset, protection: protection)
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
-        if offset + count > inode.size { cleanPastEOF(oldSize: inode.size) }
+        if offset + count > inode.size { pagecacheCleanPastEOF(inode, oldSize: inode.size) }
         try writeZeroEOF(upTo: offset)
         return try iomapFileBufferedWrite(inode, pos: offset, source: &source, ops: self)
     }
@@ -56,29 +56,6 @@ extension ExtentFile {
         lock.lockExclusive()
         defer { lock.unlockExclusive() }
         try iomapZeroRange(inode, pos: isize, length: offset - isize, ops: self)
-    }
-
-    /// Before i_size grows past `oldSize`: the folio holding the old EOF may carry bytes a
-    /// mapping stored past EOF, and dirty bits (set by page_mkwrite) on blocks wholly past
-    /// EOF that have no space behind them. Both are dropped so that the grown file reads
-    /// zeroes there and every dirty block below the new EOF has backing (D3). The kernel
-    /// leaves them until writeback; see docs/DIFFERENCES-FROM-LINUX.md.
-    func cleanPastEOF(oldSize: Int) {
-        let g = geometry
-        guard let folio = inode.mapping.lockFolio(oldSize) else { return }
-        defer { folio.unlock() }
-        folio.zero(from: max(oldSize, folio.pos) - folio.pos, to: folio.size)
-        guard folio.isDirty else { return }
-        let firstBlockPast = g.roundUpToBlock(oldSize)
-        if folio.pos >= firstBlockPast {
-            inode.mapping.cancelDirty(folio)
-        } else if firstBlockPast < folio.end {
-            // Write-protect it too, as pagecache_isize_extended does: the next store into the
-            // blocks that EOF will now cover must fault and reserve space.
-            inode.mapping.clearWriteMapped(folio)
-            folio.attachBlockState()
-            folio.clearDirtyBits(fromBlock: (firstBlockPast - folio.pos) >> g.blockShift)
-        }
     }
 
     /// pread: reads up to `buffer.count` bytes at `offset`, stopping at EOF.
@@ -137,7 +114,7 @@ extension ExtentFile {
     func setSizeLocked(_ newSize: Int) throws(Errno) {
         let oldSize = inode.size
         if newSize > oldSize {
-            cleanPastEOF(oldSize: oldSize)
+            pagecacheCleanPastEOF(inode, oldSize: oldSize)
             try iomapZeroRange(inode, pos: oldSize, length: newSize - oldSize, ops: self)
             inode.setSize(newSize)
             pagecacheIsizeExtended(inode, from: oldSize, to: newSize)

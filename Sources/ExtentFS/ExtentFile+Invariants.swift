@@ -19,10 +19,13 @@ import IOMap
 import PageCache
 
 extension ExtentFile {
-    /// Returns every violated invariant, described; empty when all hold. Call it only when
-    /// no operation is running on the file.
-    public func invariantViolations() -> [String] {
-        var problems: [String] = []
+    /// Every violated invariant, described, for the harnesses' messages.
+    public func invariantViolations() -> [String] { invariantFindings().map(\.description) }
+
+    /// Returns every violated invariant; empty when all hold. Call it only when no operation
+    /// is running on the file.
+    public func invariantFindings() -> [InvariantFinding] {
+        var problems: [InvariantFinding] = []
         let g = geometry
         let isize = inode.size
         mapping.checkInvariants()
@@ -35,25 +38,30 @@ extension ExtentFile {
             folio.lock()
             defer { folio.unlock() }
             folio.checkInvariants()
-            if folio.isWriteback { problems.append("folio left under writeback at a quiet point: \(folio.debugState)") }
+            if folio.isWriteback {
+                problems.append(InvariantFinding(.quietWriteback, at: folio.pos, "folio left under writeback at a quiet point: \(folio.debugState)"))
+            }
             if folio.isWriteMapped {
                 // Stores into a writable folio do not fault, so every block they can reach below
                 // EOF must already be dirty (and so reserved): page_mkwrite dirtied them all, and
                 // whatever cleans a block write-protects its folio first.
                 let firstUnreachable = min(folio.end, g.roundUpToBlock(isize))
                 for b in 0..<folio.blockCount where folio.pos + (b << g.blockShift) < firstUnreachable && !folio.isBlockDirty(b) {
-                    problems.append("write-mapped folio has a clean block \(b) below EOF: \(folio.debugState)")
+                    problems.append(
+                        InvariantFinding(.writeMapped, at: folio.pos + (b << g.blockShift), "write-mapped folio has a clean block \(b) below EOF: \(folio.debugState)"))
                     break
                 }
             }
             guard folio.isDirty else { continue }
             for b in 0..<folio.blockCount where folio.isBlockDirty(b) {
                 let start = folio.pos + (b << g.blockShift)
-                if !folio.isBlockUptodate(b) { problems.append("K1: dirty block at \(start) is not uptodate: \(folio.debugState)") }
+                if !folio.isBlockUptodate(b) {
+                    problems.append(InvariantFinding(.k1, at: start, "dirty block at \(start) is not uptodate: \(folio.debugState)"))
+                }
                 guard start < isize else { continue }
                 let fileBlock = g.blockIndex(of: start)
                 guard let record = map.lookup(fileBlock) else {
-                    problems.append("D3: dirty block at \(start) below EOF \(isize) has no backing: \(folio.debugState)")
+                    problems.append(InvariantFinding(.d3, at: start, "dirty block at \(start) below EOF \(isize) has no backing: \(folio.debugState)"))
                     continue
                 }
                 if record.state == .delalloc { protectedDelalloc.insert(fileBlock) }
@@ -61,7 +69,8 @@ extension ExtentFile {
         }
         for r in map.records where r.state == .delalloc {
             for b in r.startBlock..<r.endBlock where !protectedDelalloc.contains(b) {
-                problems.append("D1: delalloc block \(b) (bytes \(g.offset(ofBlock: b))) has no dirty cache over it below EOF \(isize)")
+                problems.append(
+                    InvariantFinding(.d1, at: g.offset(ofBlock: b), "delalloc block \(b) (bytes \(g.offset(ofBlock: b))) has no dirty cache over it below EOF \(isize)"))
                 break
             }
         }

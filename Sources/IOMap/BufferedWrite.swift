@@ -68,26 +68,8 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
                 folio = f
             }
             let pos = iter.pos
-            let inFolio = folio.offsetInFolio(pos)
             inode.fire(.beforeCopy, ByteRange(start: pos, length: bytes))
-            let limit = inode.environment.faults?.copyLimit(offset: pos, length: bytes)
-            let copied: Int
-            // How many of the copied bytes reached the folio.
-            let reached: Int
-            if !folio.isUptodate && folio.hasDirtyBlocks(overlapping: inFolio..<(inFolio + bytes)) {
-                // A short copy here will be rejected, and it must not leave its bytes in
-                // dirty blocks, which hold data no retry is sure to rewrite: copy through a
-                // bounce buffer and commit only a full copy. Rare: a partial overwrite of
-                // dirty data in a folio that is not wholly uptodate.
-                copied = copyThroughBounce(&source, to: folio.data + inFolio, count: bytes, limit: limit)
-                reached = copied == bytes ? copied : 0
-            } else {
-                copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
-                reached = copied
-            }
-            if reached < bytes && inode.writeEnd == .zeroTail {
-                zeroUncopied(folio, ByteRange(pos + reached, pos + bytes), zeroed)
-            }
+            let copied = copyIntoFolio(inode, folio, pos: pos, bytes: bytes, from: &source, zeroed: zeroed)
             let written = iomapWriteEnd(inode, folio: folio, pos: pos, length: bytes, copied: copied) ? copied : 0
             if copied < bytes { inode.stats.shortCopiesCounter.add(1, ordering: .relaxed) }
             if written == 0 && copied > 0 { discardRejectedCopy(folio, ByteRange(start: pos, length: copied)) }
@@ -119,6 +101,34 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
         }
     } while source.remaining > 0 && iter.mappingLength > 0
     return total > 0 ? nil : status
+}
+
+/// Copies `bytes` from the user buffer into the locked folio at `pos` (the copy step of
+/// iomap_write_iter, copy_folio_from_iter_atomic), and zeroes what a short copy left of the
+/// write's range in the runs the fill zeroed around it. Returns the bytes copied.
+func copyIntoFolio(
+    _ inode: Inode, _ folio: Folio, pos: Int, bytes: Int, from source: inout UserSource, zeroed: ZeroedRuns
+) -> Int {
+    let inFolio = folio.offsetInFolio(pos)
+    let limit = inode.environment.faults?.copyLimit(offset: pos, length: bytes)
+    let copied: Int
+    // How many of the copied bytes reached the folio.
+    let reached: Int
+    if !folio.isUptodate && folio.hasDirtyBlocks(overlapping: inFolio..<(inFolio + bytes)) {
+        // A short copy here will be rejected, and it must not leave its bytes in dirty
+        // blocks, which hold data no retry is sure to rewrite: copy through a bounce buffer
+        // and commit only a full copy. Rare: a partial overwrite of dirty data in a folio
+        // that is not wholly uptodate.
+        copied = copyThroughBounce(&source, to: folio.data + inFolio, count: bytes, limit: limit)
+        reached = copied == bytes ? copied : 0
+    } else {
+        copied = source.copy(to: folio.data + inFolio, count: bytes, limit: limit)
+        reached = copied
+    }
+    if reached < bytes && inode.writeEnd == .zeroTail {
+        zeroUncopied(folio, ByteRange(pos + reached, pos + bytes), zeroed)
+    }
+    return copied
 }
 
 /// Gets and locks the folio for the next step, checks the mapping is still valid and fills
@@ -367,4 +377,27 @@ public func pagecacheIsizeExtended(_ inode: Inode, from: Int, to: Int) {
     guard let folio = inode.mapping.lockFolio(from) else { return }
     inode.mapping.clearWriteMapped(folio)
     folio.unlock()
+}
+
+/// Before i_size grows past `oldSize`: the folio holding the old EOF may carry bytes a
+/// mapping stored past EOF, and dirty bits (set by page_mkwrite) on blocks wholly past
+/// EOF that have no space behind them. Both are dropped so that the grown file reads
+/// zeroes there and every dirty block below the new EOF has backing (D3). The kernel
+/// leaves them until writeback; see docs/DIFFERENCES-FROM-LINUX.md.
+public func pagecacheCleanPastEOF(_ inode: Inode, oldSize: Int) {
+    let g = inode.geometry
+    guard let folio = inode.mapping.lockFolio(oldSize) else { return }
+    defer { folio.unlock() }
+    folio.zero(from: max(oldSize, folio.pos) - folio.pos, to: folio.size)
+    guard folio.isDirty else { return }
+    let firstBlockPast = g.roundUpToBlock(oldSize)
+    if folio.pos >= firstBlockPast {
+        inode.mapping.cancelDirty(folio)
+    } else if firstBlockPast < folio.end {
+        // Write-protect it too, as pagecache_isize_extended does: the next store into the
+        // blocks that EOF will now cover must fault and reserve space.
+        inode.mapping.clearWriteMapped(folio)
+        folio.attachBlockState()
+        folio.clearDirtyBits(fromBlock: (firstBlockPast - folio.pos) >> g.blockShift)
+    }
 }

@@ -63,8 +63,6 @@ public struct IOMapIterator {
     /// Marks the current mapping stale (IOMAP_F_STALE).
     public mutating func markStale() { mapping?.flags.insert(.stale) }
 
-    public var isStale: Bool { mapping?.flags.contains(.stale) ?? false }
-
     /// Ends the previous mapping and starts the next (iomap_iter). Returns true when the body
     /// should run again, false when the operation is complete; throws the error that ended it.
     public mutating func next(_ ops: any IOMapOperations) throws(Errno) -> Bool {

@@ -234,18 +234,4 @@ public final class RWSleepLock: @unchecked Sendable {
         let s = state.load(ordering: .acquiring)
         return s & Self.writerBit != 0 || s >= Self.reader
     }
-
-    @inline(__always)
-    public func withShared<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
-        lockShared()
-        defer { unlockShared() }
-        return try body()
-    }
-
-    @inline(__always)
-    public func withExclusive<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
-        lockExclusive()
-        defer { unlockExclusive() }
-        return try body()
-    }
 }

@@ -135,6 +135,12 @@ public final class KernelFile: Sendable {
         fsync().flatMap { shimResult(cks_drop_cache(fd)).map { _ in () } }
     }
 
+    /// How many pages of the first `length` bytes are in the page cache.
+    public func residentPages(length: Int) -> Result<Int, Errno> {
+        let n = cks_resident_pages(fd, Int64(length))
+        return n < 0 ? .failure(Errno(rawValue: Int32(-n))) : .success(Int(n))
+    }
+
     /// The statfs f_type of the file system holding the file, by name where known.
     public var fileSystemType: String {
         var type: UInt64 = 0

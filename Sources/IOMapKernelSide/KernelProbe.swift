@@ -140,7 +140,7 @@ public func engineLosesStore(_ config: EOFProbeConfig, eofRounding: EOFRounding 
         _ = try? file.write([UInt8](repeating: 0x22, count: 4096), at: 5120, faultOffset: 0)
         // Dirty data left without backing is lost at the next writeback, which finds a hole
         // there and writes nothing (and a verify build traps on that warning): lost already.
-        if file.invariantViolations().contains(where: { $0.hasPrefix("D3") }) { return true }
+        if file.invariantFindings().contains(where: { $0.id == .d3 }) { return true }
         try file.fsync()
         file.dropCaches()
         return try file.read(count: stored.count, at: config.storeOffset) != stored

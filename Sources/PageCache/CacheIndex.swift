@@ -27,60 +27,45 @@ public struct CacheTag: Hashable, Sendable, CustomStringConvertible {
     public static let dirty = CacheTag(0)
     /// The folio is being written back (PAGECACHE_TAG_WRITEBACK).
     public static let writeback = CacheTag(1)
-    /// The folio was dirty when a data-integrity sync began (PAGECACHE_TAG_TOWRITE).
-    public static let toWrite = CacheTag(2)
 
     /// Every tag, in `rawValue` order.
-    public static let allCases: [CacheTag] = [.dirty, .writeback, .toWrite]
+    public static let allCases: [CacheTag] = [.dirty, .writeback]
 
     /// The number of distinct tags.
-    static let count = 3
+    static let count = 2
 
     public var description: String {
         switch rawValue {
         case 0: return "dirty"
-        case 1: return "writeback"
-        default: return "toWrite"
+        default: return "writeback"
         }
     }
 }
 
-/// Three values, one per tag, stored inline so that nodes need no extra allocation.
+/// One value per tag, stored inline so that nodes need no extra allocation.
 struct PerCacheTag<Value> {
     var v0: Value
     var v1: Value
-    var v2: Value
 
     @inline(__always)
     init(repeating value: Value) {
         v0 = value
         v1 = value
-        v2 = value
     }
 
     @inline(__always)
     subscript(_ tag: Int) -> Value {
-        get {
-            switch tag {
-            case 0: return v0
-            case 1: return v1
-            default: return v2
-            }
-        }
+        get { tag == 0 ? v0 : v1 }
         set {
-            switch tag {
-            case 0: v0 = newValue
-            case 1: v1 = newValue
-            default: v2 = newValue
-            }
+            if tag == 0 { v0 = newValue } else { v1 = newValue }
         }
     }
 }
 
 /// Bits per level of the tree.
-private let levelBits = 6
+let levelBits = 6
 /// Slots per node.
-private let fanout = 1 << levelBits
+let fanout = 1 << levelBits
 /// Mask extracting a slot number.
 private let slotMask = fanout - 1
 /// Selects the `present` bitmap in searches instead of a tag bitmap.
@@ -88,7 +73,7 @@ private let presentMask = -1
 
 /// The bit for `slot` (0..<64) in a node bitmap.
 @inline(__always)
-private func slotBit(_ slot: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: slot) }
+func slotBit(_ slot: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: slot) }
 
 /// A node of the index. A node with `shift == 0` is a leaf whose slots hold elements; any
 /// other node's slots hold child nodes whose `shift` is six less.
@@ -153,11 +138,11 @@ public final class CacheIndex<Element: AnyObject> {
     typealias Node = CacheIndexNode
 
     /// The top node, or nil when the index is empty.
-    @exclusivity(unchecked) private var root: Node?
+    @exclusivity(unchecked) var root: Node?
     /// The number of entries.
     @exclusivity(unchecked) public private(set) var count = 0
     /// The number of entries carrying each tag.
-    @exclusivity(unchecked) private var tagCounts = PerCacheTag<Int>(repeating: 0)
+    @exclusivity(unchecked) var tagCounts = PerCacheTag<Int>(repeating: 0)
     /// Bumped by every structural change, so that `forEach` notices a body that mutates.
     @exclusivity(unchecked) private var mutations = 0
 
@@ -473,110 +458,4 @@ public final class CacheIndex<Element: AnyObject> {
 
     /// The number of entries carrying `tag`.
     public func taggedCount(_ tag: CacheTag) -> Int { tagCounts[tag.rawValue] }
-
-    // MARK: Checking
-
-    /// Verifies the whole structure in O(n): slot links, present bits, exact tag
-    /// propagation, no empty nodes below the root, and the entry and tag counts. Traps
-    /// with a description of the first violation.
-    public func checkInvariants() {
-        if let violation = invariantViolation() { fatalError("CacheIndex invariant violated: \(violation)") }
-    }
-
-    /// The first structural violation `checkInvariants` would trap on, or nil (for tests
-    /// that want to report it with their own context).
-    func invariantViolation() -> String? {
-        do throws(CacheIndexViolation) {
-            try checkStructure()
-            return nil
-        } catch {
-            return error.message
-        }
-    }
-
-    private func checkStructure() throws(CacheIndexViolation) {
-        guard let root else {
-            guard count == 0 else { throw CacheIndexViolation("empty tree but count is \(count)") }
-            for tag in CacheTag.allCases where tagCounts[tag.rawValue] != 0 {
-                throw CacheIndexViolation("empty tree but \(tag) count is \(tagCounts[tag.rawValue])")
-            }
-            return
-        }
-        if root.parent != nil { throw CacheIndexViolation("root has a parent") }
-        if root.shift % levelBits != 0 || root.shift >= Int.bitWidth {
-            throw CacheIndexViolation("root shift \(root.shift) is invalid")
-        }
-        if root.present == 0 { throw CacheIndexViolation("root is empty but not removed") }
-        if root.shift > 0 && root.present == 1 {
-            throw CacheIndexViolation("root at shift \(root.shift) holds only slot 0 and should have shrunk")
-        }
-        var entries = 0
-        var tagged = PerCacheTag<Int>(repeating: 0)
-        try check(root, base: 0, entries: &entries, tagged: &tagged)
-        if entries != count {
-            throw CacheIndexViolation("count is \(count) but the tree holds \(entries) entries")
-        }
-        for tag in CacheTag.allCases where tagged[tag.rawValue] != tagCounts[tag.rawValue] {
-            throw CacheIndexViolation(
-                "CacheIndex: \(tag) count is \(tagCounts[tag.rawValue]) but \(tagged[tag.rawValue]) entries carry it")
-        }
-    }
-
-    private func check(
-        _ node: Node, base: Int, entries: inout Int, tagged: inout PerCacheTag<Int>
-    ) throws(CacheIndexViolation) {
-        let here = "node at shift \(node.shift) covering keys from \(base)"
-        var present: UInt64 = 0
-        var expectedTags = PerCacheTag<UInt64>(repeating: 0)
-        for slot in 0..<fanout {
-            guard let object = node.slots[slot] else { continue }
-            let bit: UInt64 = slotBit(slot)
-            present |= bit
-            if node.shift == 0 {
-                if object is Node {
-                    throw CacheIndexViolation("\(here): leaf slot \(slot) holds a node")
-                }
-                entries += 1
-                for tag in 0..<CacheTag.count where node.tags[tag] & bit != 0 { tagged[tag] += 1 }
-                continue
-            }
-            guard let child = object as? Node else {
-                throw CacheIndexViolation("\(here): interior slot \(slot) holds an element")
-            }
-            if child.parent !== node || child.offsetInParent != slot {
-                throw CacheIndexViolation("\(here): child in slot \(slot) has a wrong parent link")
-            }
-            if child.shift != node.shift - levelBits {
-                throw CacheIndexViolation("\(here): child in slot \(slot) has shift \(child.shift)")
-            }
-            if child.present == 0 {
-                throw CacheIndexViolation("\(here): child in slot \(slot) is empty")
-            }
-            for tag in 0..<CacheTag.count where child.tags[tag] != 0 { expectedTags[tag] |= bit }
-            try check(child, base: base + (slot &<< node.shift), entries: &entries, tagged: &tagged)
-        }
-        if present != node.present {
-            throw CacheIndexViolation(
-                "\(here): present bits \(hex(node.present)) but occupied slots \(hex(present))")
-        }
-        for tag in CacheTag.allCases {
-            let t = tag.rawValue
-            if node.shift == 0 {
-                if node.tags[t] & ~present != 0 {
-                    throw CacheIndexViolation("\(here): \(tag) bits \(hex(node.tags[t])) on empty slots")
-                }
-            } else if node.tags[t] != expectedTags[t] {
-                throw CacheIndexViolation(
-                    "\(here): \(tag) bits \(hex(node.tags[t])) but children carry \(hex(expectedTags[t]))")
-            }
-        }
-    }
-
-    private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-}
-
-/// A description of a broken structural invariant of a CacheIndex.
-private struct CacheIndexViolation: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
 }

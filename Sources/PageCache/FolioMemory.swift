@@ -49,12 +49,9 @@ public enum FolioMemory {
     static let minShift = pageShift
     static let classCount = arenaShift - pageShift + 1
 
-    /// Free blocks per size class (class 0: 4 KiB), as addresses; and the count of blocks
-    /// handed out, for tests and the memory benchmark.
+    /// Free blocks per size class (class 0: 4 KiB), as addresses.
     struct Pool {
         var free: [[UInt]] = Array(repeating: [], count: FolioMemory.classCount)
-        var inUse = 0
-        var arenaBytes = 0
     }
 
     // A leaf in the lock order: a folio may go away (and free its memory) under any lock.
@@ -128,15 +125,11 @@ public enum FolioMemory {
     static func take(shift: Int) -> UnsafeMutableRawPointer {
         precondition(shift >= minShift && shift <= arenaShift, "no folio memory of 2^\(shift) bytes")
         let c = shift - minShift
-        let recycled = pool.withLock { p -> UInt? in
-            p.inUse += 1
-            return p.free[c].popLast()
-        }
+        let recycled = pool.withLock { $0.free[c].popLast() }
         if let address = recycled { return UnsafeMutableRawPointer(bitPattern: address)! }
         let arena = mapArena()
         let count = 1 << (arenaShift - shift)
         pool.withLock { p in
-            p.arenaBytes += 1 << arenaShift
             let base = UInt(bitPattern: arena)
             // Hand out the first block; the rest go on the free list highest first, so the
             // next allocations walk up the arena in address order.
@@ -148,7 +141,6 @@ public enum FolioMemory {
     /// Returns a block from `allocate(shift:)`.
     public static func free(_ block: UnsafeMutableRawPointer, shift: Int) {
         pool.withLock {
-            $0.inUse -= 1
             $0.free[shift - minShift].append(UInt(bitPattern: block))
         }
     }
@@ -169,12 +161,6 @@ public enum FolioMemory {
             return released
         }
     }
-
-    /// Blocks handed out and not yet freed.
-    public static var blocksInUse: Int { pool.withLock { $0.inUse } }
-
-    /// Bytes mapped from the operating system for folios.
-    public static var mappedBytes: Int { pool.withLock { $0.arenaBytes } }
 
     /// Maps 2 MiB aligned to 2 MiB: maps twice that and unmaps the unaligned ends.
     static func mapArena() -> UnsafeMutableRawPointer {

@@ -20,9 +20,9 @@ struct CheckerCanaryTests {
         let (_, file) = makeFile()
         file._setSize(8192)
         file._installFolio(pos: 0, size: 4096, uptodate: [true, true, true, true], dirty: [false, true, false, false])
-        let problems = file.invariantViolations()
+        let problems = file.invariantFindings()
         #expect(problems.count == 1)
-        #expect(problems.first?.hasPrefix("D3: dirty block at 1024") == true)
+        #expect(problems.first?.id == .d3 && problems.first?.offset == 1024, "\(problems)")
     }
 
     @Test("D1: a reservation with no dirty cache over it is reported; with dirty cache it is not")
@@ -30,7 +30,8 @@ struct CheckerCanaryTests {
         let (_, file) = makeFile()
         file._setSize(8192)
         try file._reserveDelalloc(fromBlock: 2, toBlock: 3)
-        #expect(file.invariantViolations().first?.hasPrefix("D1: delalloc block 2") == true)
+        let found = file.invariantFindings()
+        #expect(found.first?.id == .d1 && found.first?.offset == 2048, "\(found)")
         file._installFolio(pos: 0, size: 4096, uptodate: [true, true, true, true], dirty: [false, false, true, false])
         #expect(file.invariantViolations().isEmpty)
     }
@@ -45,19 +46,20 @@ struct CheckerCanaryTests {
         folio.lock()
         folio.clearDirtyBits(fromBlock: 2)
         folio.unlock()
-        #expect(file.invariantViolations().contains { $0.hasPrefix("write-mapped folio has a clean block 2") })
+        #expect(file.invariantFindings().contains { $0.id == .writeMapped && $0.offset == 2048 })
     }
 
     @Test("D4: a reservation the extent maps do not hold is reported")
     func d4() throws {
         let (fs, file) = makeFile()
         try file.write([1, 2, 3], at: 0)
-        #expect(fs.checkSpaceAccounting() == nil)
+        #expect(fs.spaceAccountingFinding() == nil)
         try fs.space.reserve(3)
-        #expect(fs.checkSpaceAccounting()?.hasPrefix("D4: 4 blocks reserved") == true)
+        #expect(fs.spaceAccountingFinding()?.id == .d4)
+        #expect(fs.checkSpaceAccounting()?.hasPrefix("D4: 4 blocks reserved") == true, "the message names the invariant and the counts")
         fs.space.unreserve(3)
         _ = try fs.space.allocate(2, near: nil, fromReservation: false)
-        #expect(fs.checkSpaceAccounting()?.hasPrefix("D4:") == true)
+        #expect(fs.spaceAccountingFinding()?.id == .d4)
     }
 
     @Test("the model comparison catches lost data: truncate-page-cache on a pinned seed")

@@ -46,6 +46,9 @@ int cks_fsync(int fd);
 int64_t cks_size(int fd);
 /// posix_fadvise(POSIX_FADV_DONTNEED) over the whole file: drops clean page-cache pages.
 int cks_drop_cache(int fd);
+/// The pages of the first `length` bytes of the file that are in the page cache (mincore
+/// over a shared mapping, which faults nothing in), or -errno.
+int64_t cks_resident_pages(int fd, int64_t length);
 /// statfs f_type of the file system holding `fd`, stored in `*type`.
 int cks_fs_type(int fd, uint64_t *type);
 

@@ -332,17 +332,16 @@ func settle(
 ) -> [ExploreFinding] {
     var findings: [ExploreFinding] = []
     let g = file.geometry
-    for problem in file.invariantViolations() {
-        let name = String(problem.prefix { $0 != ":" })
-        if name == "D3", let failedWrite, let at = Int(problem.dropFirst("D3: dirty block at ".count).prefix { $0.isNumber }),
-            failedWrite.overlaps(ByteRange(start: at, length: g.blockSize))
-        {
+    for problem in file.invariantFindings() {
+        if problem.id == .d3, let failedWrite, let at = problem.offset, failedWrite.overlaps(ByteRange(start: at, length: g.blockSize)) {
+            // A dirty block left unbacked inside the failed write's range is its cleanup's
+            // doing: the cleanup broke D1 (it removed the reservation under dirty data).
             findings.append(
                 ExploreFinding(
-                    "D1",
-                    "cleanup of the failed write \(failedWrite) removed the reservation under dirty data: \(problem.dropFirst(4))"))
+                    InvariantID.d1.rawValue,
+                    "cleanup of the failed write \(failedWrite) removed the reservation under dirty data: \(problem.detail)"))
         } else {
-            findings.append(ExploreFinding(name.count <= 3 ? name : "cache-state", problem))
+            findings.append(ExploreFinding(problem.id.rawValue, problem.description))
         }
     }
     // Dirty data without backing is lost the moment writeback runs (it finds a hole and
