@@ -1,5 +1,5 @@
 // `iomap random`: the randomized model check of the test suite, for longer runs and other
-// seeds.
+// seeds: fsx run with the random runner's preset (RandomRunConfig.fsxConfig).
 
 import ArgumentParser
 import ExtentFS

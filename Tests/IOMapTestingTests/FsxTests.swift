@@ -58,6 +58,8 @@ struct FsxTests {
         ("write 0x0 0x10 0x0\n#@ fault nosuch 0x0 1\n", 2, "#@ fault needs a site"),
         ("read 0x0 0x10 0x0\n#@ race mapwrite 0x0 0x4\n", 2, "must follow the write"),
         ("copy_range 0x0 0x10 0x0\n", 1, "copy_range needs 4 numbers, found 3"),
+        ("write 0x0 0x10 0x0\n#@ race sideways 0x0\n", 2, "#@ race needs"),
+        ("write 0x0 0x10 0x0\n#@ race writeback 0x0 0x4\n", 2, "#@ race needs"),
     ])
     func malformed(text: String, line: Int, reason: String) {
         do {
@@ -67,6 +69,22 @@ struct FsxTests {
             #expect(error.line == line, "\(error)")
             #expect(error.reason.contains(reason), "\(error)")
         }
+    }
+
+    @Test("race lines of every kind parse and format back to themselves; a store's line is the one older logs hold")
+    func raceKinds() throws {
+        let text = """
+            write 0x0 0x2000 0x0
+            #@ race mapwrite 0x100 0x4
+            write 0x0 0x2000 0x2000
+            #@ race writeback 0x1000
+            write_dontcache 0x0 0x2000 0x2000
+            #@ race reclaim 0x1000
+            """
+        let entries = try FsxLog.parse(text)
+        let races = entries.compactMap { e -> FsxRace? in if case .op(let o) = e { o.race } else { nil } }
+        #expect(races == [FsxRace(.mapwrite, offset: 0x100, length: 4), FsxRace(.writeback, offset: 0x1000), FsxRace(.reclaim, offset: 0x1000)])
+        #expect(FsxLog.format(entries) == text + "\n")
     }
 
     @Test("a recorded log replays to the same final image, faults and races included")

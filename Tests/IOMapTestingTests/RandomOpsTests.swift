@@ -1,5 +1,5 @@
-// The seeded randomized test of issue 2: random operation sequences, with injected short
-// and zero-byte copies, stale mappings, ENOSPC and read errors, and with mapped stores,
+// The seeded randomized test of issue 2, fsx with the random runner's preset: random operation
+// sequences, with injected short and zero-byte copies, stale mappings, ENOSPC and read errors, and with mapped stores,
 // writebacks and reclaims landing inside failing writes, checked against a byte-array
 // model and the invariants of docs/KERNEL-MODEL.md §8 after every operation. Every run prints its
 // configuration; a failure prints the line that replays it and the last operations.
@@ -84,6 +84,22 @@ struct RandomOpsTests {
         print("canary run: \(config)")
         let r = runRandomOps(config)
         #expect(r.violation?.hasPrefix("poison at offset") == true, "\(r.violation ?? "no violation in \(r.opsRun) ops")")
+    }
+
+    @Test("the preset's fsx log replays exactly: the same images and faults, every race kind included")
+    func presetLogReplays() throws {
+        let config = RandomRunConfig(seed: baseSeed(), ops: 5000, blockSize: 1024, maxFolioSize: 16 << 10)
+        let r = runRandomOps(config)
+        #expect(r.violation == nil, "\(describe(r))")
+        let first = try #require(r.fsx)
+        let log = FsxLog.format(first.entries)
+        for kind in FsxRaceKind.allCases { #expect(log.contains("#@ race \(kind.rawValue) "), "no \(kind.rawValue) race in the log") }
+        let second = runFsx(config.fsxConfig, replay: try FsxLog.parse(log))
+        #expect(second.violation == nil, "\(second.violation?.what ?? "")")
+        #expect(second.actualImage == first.actualImage)
+        #expect(second.expectedImage == first.expectedImage)
+        #expect(second.faultsInjected == first.faultsInjected)
+        #expect(FsxLog.format(second.entries) == log)
     }
 
     @Test("the same seed replays the same run")

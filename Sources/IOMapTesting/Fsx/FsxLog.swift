@@ -12,9 +12,12 @@
 // What fsx cannot express lives in comment lines that fsx skips and we read, `#@` then a
 // word: the engine-only events (`#@ writeback OFFSET LENGTH`, `#@ reclaim TARGET`) and the
 // faults that fired during the operation before (`#@ fault SITE OFFSET VALUE [NTH]`), so that a
-// replay injects exactly the faults the recording saw, and a store through the mapping that
-// landed inside the write before it, between its first copy and its end
-// (`#@ race mapwrite OFFSET LENGTH`): the seed commit's race, single-threaded.
+// replay injects exactly the faults the recording saw, and another actor's operation that
+// landed inside the write before it, after a copy and before its end (hook point H3):
+// `#@ race mapwrite OFFSET LENGTH`, a store through the mapping (the seed commit's race,
+// single-threaded); `#@ race writeback CURSOR`, a writeback of the whole file, which turns
+// the write's mapping stale under it; `#@ race reclaim CURSOR`, a reclaim of every clean
+// folio. CURSOR is where the write's copy stood when it landed; a replay fires it there.
 
 import IOMapBase
 
@@ -62,15 +65,43 @@ public struct FsxFault: Sendable, Equatable {
     }
 }
 
-/// A store through the mapping into a write's range, made from inside the write.
+/// What another actor does inside a write, at hook point H3.
+public enum FsxRaceKind: String, CaseIterable, Sendable {
+    /// A store through the mapping, ahead of the write's cursor.
+    case mapwrite
+    /// A writeback of the whole file, as the flusher would.
+    case writeback
+    /// A reclaim of every clean folio.
+    case reclaim
+}
+
+/// Another actor's operation inside a write's range, made from inside the write.
 public struct FsxRace: Sendable, Equatable {
-    /// Where the store landed (relative to the run's base) and how many bytes.
+    public var kind: FsxRaceKind
+    /// For a store, where it landed (relative to the run's base); else where the write's
+    /// cursor stood when it landed.
     public var offset: Int
+    /// The bytes stored; 0 for a writeback or a reclaim.
     public var length: Int
-    public init(offset: Int, length: Int) {
+    public init(_ kind: FsxRaceKind = .mapwrite, offset: Int, length: Int = 0) {
+        self.kind = kind
         self.offset = offset
         self.length = length
     }
+
+    /// The race's `#@` line.
+    var line: String {
+        let hex = { (v: Int) in "0x" + String(v, radix: 16) }
+        return kind == .mapwrite ? "#@ race mapwrite \(hex(offset)) \(hex(length))" : "#@ race \(kind.rawValue) \(hex(offset))"
+    }
+}
+
+/// Generation only: the race a write asks for, landing at `fraction` of what remains of its
+/// range (a store of `length` bytes), or at its first copy (a writeback or a reclaim).
+struct FsxRaceRequest: Sendable {
+    var kind: FsxRaceKind
+    var fraction: Double
+    var length: Int
 }
 
 /// One line's worth of work: an fsx operation or an engine-only event.
@@ -96,10 +127,10 @@ public struct FsxOp: Sendable, Equatable {
     public var star = false
     /// Faults that fired during the op (recorded as `#@ fault` lines after it).
     public var faults: [FsxFault] = []
-    /// A store through the mapping that landed inside this write (a `#@ race` line).
+    /// Another actor's operation that landed inside this write (a `#@ race` line).
     public var race: FsxRace?
-    /// Generation only: ask for a race store at this fraction of the write's remaining range.
-    var raceRequest: (fraction: Double, length: Int)?
+    /// Generation only: the race to make inside this write.
+    var raceRequest: FsxRaceRequest?
 
     public static func == (a: FsxOp, b: FsxOp) -> Bool {
         a.name == b.name && a.args == b.args && a.skip == b.skip && a.keepSize == b.keepSize && a.closeOpen == b.closeOpen
@@ -241,12 +272,17 @@ public enum FsxLog {
         case "reclaim":
             return .entry(.reclaim(target: try numbers(1, from: 1)[0]))
         case "race":
-            guard words.count == 4, words[1] == "mapwrite" else {
-                throw FsxLogError(line: lineNumber, reason: "#@ race needs: mapwrite OFFSET LENGTH")
+            let kind = words.count >= 2 ? FsxRaceKind(rawValue: String(words[1])) : nil
+            switch kind {
+            case .mapwrite? where words.count == 4:
+                let v = try numbers(2, from: 2)
+                guard v[1] > 0 else { throw FsxLogError(line: lineNumber, reason: "#@ race length must be positive") }
+                return .race(FsxRace(.mapwrite, offset: v[0], length: v[1]))
+            case .some(let kind) where kind != .mapwrite && words.count == 3:
+                return .race(FsxRace(kind, offset: try numbers(1, from: 2)[0]))
+            default:
+                throw FsxLogError(line: lineNumber, reason: "#@ race needs: mapwrite OFFSET LENGTH, writeback CURSOR or reclaim CURSOR")
             }
-            let v = try numbers(2, from: 2)
-            guard v[1] > 0 else { throw FsxLogError(line: lineNumber, reason: "#@ race length must be positive") }
-            return .race(FsxRace(offset: v[0], length: v[1]))
         case "fault":
             guard words.count >= 2, let site = FaultSite(rawValue: String(words[1])) else {
                 throw FsxLogError(
@@ -276,9 +312,7 @@ public enum FsxLog {
                 for f in op.faults {
                     lines.append("#@ fault \(f.site.rawValue) 0x\(String(f.offset, radix: 16)) \(f.value)\(f.nth > 0 ? " \(f.nth)" : "")")
                 }
-                if let r = op.race {
-                    lines.append("#@ race mapwrite 0x\(String(r.offset, radix: 16)) 0x\(String(r.length, radix: 16))")
-                }
+                if let r = op.race { lines.append(r.line) }
             case .writeback(let offset, let length):
                 lines.append("#@ writeback 0x\(String(offset, radix: 16)) 0x\(String(length, radix: 16))")
             case .reclaim(let target):
