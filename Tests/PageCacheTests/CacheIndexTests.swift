@@ -330,7 +330,6 @@ struct CacheIndexTests {
         #expect(!index.hasTagged(.dirty))
         index.checkInvariants()
 
-        index.insert(1 << 35, IndexedItem(1 << 35))
         index.setTag(.writeback, 1 << 35)
         index.removeAll()
         #expect(index.count == 0)

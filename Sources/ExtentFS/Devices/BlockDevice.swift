@@ -42,6 +42,14 @@ public protocol BlockDevice: AnyObject, Sendable {
 }
 
 extension BlockDevice {
+    /// Validates a request against this device's geometry (checkDeviceRequest).
+    @inlinable @inline(__always)
+    public func checkRequest(block: Int, count: Int, bufferCount: Int) throws(Errno) {
+        try checkDeviceRequest(block: block, count: count, bufferCount: bufferCount, blockSize: blockSize, blockCount: blockCount)
+    }
+}
+
+extension BlockDevice {
     /// One write per buffer, for devices with nothing better to do.
     public func write(block: Int, count: Int, from buffers: [UnsafeRawBufferPointer]) throws(Errno) {
         precondition(buffers.reduce(0) { $0 + $1.count } == count * blockSize, "buffers do not add up to \(count) blocks")

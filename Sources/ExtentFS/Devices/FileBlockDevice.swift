@@ -83,9 +83,7 @@ public final class FileBlockDevice: BlockDevice {
     }
 
     public func read(block: Int, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
-        try checkDeviceRequest(
-            block: block, count: count, bufferCount: buffer.count, blockSize: blockSize,
-            blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: buffer.count)
         guard count > 0, let base = buffer.baseAddress else { return }
         let start = block * blockSize
         let total = buffer.count
@@ -103,9 +101,7 @@ public final class FileBlockDevice: BlockDevice {
     }
 
     public func write(block: Int, count: Int, from buffer: UnsafeRawBufferPointer) throws(Errno) {
-        try checkDeviceRequest(
-            block: block, count: count, bufferCount: buffer.count, blockSize: blockSize,
-            blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: buffer.count)
         guard count > 0, let base = buffer.baseAddress else { return }
         let start = block * blockSize
         let total = buffer.count
@@ -117,7 +113,7 @@ public final class FileBlockDevice: BlockDevice {
     public func write(block: Int, count: Int, from buffers: [UnsafeRawBufferPointer]) throws(Errno) {
         let total = buffers.reduce(0) { $0 + $1.count }
         precondition(total == count * blockSize, "buffers do not add up to \(count) blocks")
-        try checkDeviceRequest(block: block, count: count, bufferCount: total, blockSize: blockSize, blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: total)
         guard buffers.count > 1, buffers.count <= 1024 else {
             var b = block
             for buffer in buffers {

@@ -40,19 +40,12 @@ public final class MemoryBlockDevice: BlockDevice {
     public var writeCount: Int { state.withLock { $0.writeCount } }
 
     public func read(block: Int, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
-        try checkDeviceRequest(
-            block: block, count: count, bufferCount: buffer.count, blockSize: blockSize,
-            blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: buffer.count)
         guard count > 0, let dst = buffer.baseAddress else { return }
         let start = block * blockSize
         let total = buffer.count
         state.withLock { s in
-            var done = 0
-            while done < total {
-                let offset = start + done
-                let chunk = offset / Self.chunkSize
-                let within = offset % Self.chunkSize
-                let n = min(Self.chunkSize - within, total - done)
+            Self.forEachChunk(start: start, total: total) { chunk, within, done, n in
                 if let bytes = s.chunks[chunk] {
                     bytes.withUnsafeBytes { src in
                         (dst + done).copyMemory(from: src.baseAddress! + within, byteCount: n)
@@ -60,32 +53,37 @@ public final class MemoryBlockDevice: BlockDevice {
                 } else {
                     (dst + done).initializeMemory(as: UInt8.self, repeating: 0, count: n)
                 }
-                done += n
             }
         }
     }
 
     public func write(block: Int, count: Int, from buffer: UnsafeRawBufferPointer) throws(Errno) {
-        try checkDeviceRequest(
-            block: block, count: count, bufferCount: buffer.count, blockSize: blockSize,
-            blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: buffer.count)
         let start = block * blockSize
         let total = buffer.count
         state.withLock { s in
             s.writeCount += 1
             guard total > 0, let src = buffer.baseAddress else { return }
-            var done = 0
-            while done < total {
-                let offset = start + done
-                let chunk = offset / Self.chunkSize
-                let within = offset % Self.chunkSize
-                let n = min(Self.chunkSize - within, total - done)
+            Self.forEachChunk(start: start, total: total) { chunk, within, done, n in
                 s.chunks[chunk, default: [UInt8](repeating: 0, count: Self.chunkSize)]
                     .withUnsafeMutableBytes { dst in
                         (dst.baseAddress! + within).copyMemory(from: src + done, byteCount: n)
                     }
-                done += n
             }
+        }
+    }
+
+    /// Walks `[start, start + total)` chunk by chunk: the chunk's number, the offset inside
+    /// it, the bytes done before it, and how many of its bytes the range covers.
+    @inline(__always)
+    static func forEachChunk(start: Int, total: Int, _ body: (Int, Int, Int, Int) -> Void) {
+        var done = 0
+        while done < total {
+            let offset = start + done
+            let within = offset % chunkSize
+            let n = min(chunkSize - within, total - done)
+            body(offset / chunkSize, within, done, n)
+            done += n
         }
     }
 

@@ -126,9 +126,7 @@ public final class FaultyBlockDevice: BlockDevice {
 
     public func read(block: Int, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
         let blockSize = self.blockSize
-        try checkDeviceRequest(
-            block: block, count: count, bufferCount: buffer.count, blockSize: blockSize,
-            blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: buffer.count)
         guard count > 0, let base = buffer.baseAddress else { return }
         // Copy the cached blocks first and note the gaps; then read the gaps from the
         // wrapped device. Taking the cache first is what makes a concurrent flush safe:
@@ -168,9 +166,7 @@ public final class FaultyBlockDevice: BlockDevice {
     }
 
     public func write(block: Int, count: Int, from buffer: UnsafeRawBufferPointer) throws(Errno) {
-        try checkDeviceRequest(
-            block: block, count: count, bufferCount: buffer.count, blockSize: blockSize,
-            blockCount: blockCount)
+        try checkRequest(block: block, count: count, bufferCount: buffer.count)
         let bytes = [UInt8](buffer)
         try state.withLock { (s) throws(Errno) -> Void in
             if Self.overlaps(s.writeFaults, block: block, count: count) || s.draw(s.writeProbability) {
