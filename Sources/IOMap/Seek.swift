@@ -10,51 +10,51 @@ import PageCache
 /// The first hole at or after `pos` (lseek SEEK_HOLE); EOF when there is none before it.
 /// Throws ENXIO when `pos` is negative or at or past EOF.
 public func iomapSeekHole(_ inode: Inode, pos: Int, ops: any IOMapOperations) throws(Errno) -> Int {
-    let size = inode.size
-    if pos < 0 || pos >= size { throw .noSuchAddressOrDevice }
-    var iter = IOMapIterator(inode: inode, pos: pos, length: size - pos, flags: [.report])
-    var found: Int?
-    while try iter.next(ops) {
-        let length = iter.mappingLength
-        switch iter.mapping!.kind {
+    let found = try iomapSeek(inode, pos: pos, ops: ops) { kind, start, length in
+        switch kind {
+        case .hole: return start
         case .unwritten:
-            let hole = inode.mapping.seekHoleData(start: iter.pos, end: iter.pos + length, whence: .hole)
-            if hole == iter.pos + length {
-                try iter.advance(length)
-            } else {
-                found = hole
-            }
-        case .hole:
-            found = iter.pos
-        default:
-            try iter.advance(length)
+            // Unwritten blocks are a hole except where the cache holds data over them.
+            let hole = inode.mapping.seekHoleData(start: start, end: start + length, whence: .hole)
+            return hole == start + length ? nil : hole
+        default: return nil
         }
     }
-    return found ?? size
+    return found ?? inode.size
 }
 
 /// The first data at or after `pos` (lseek SEEK_DATA). Throws ENXIO when `pos` is negative,
 /// at or past EOF, or when no data lies before EOF.
 public func iomapSeekData(_ inode: Inode, pos: Int, ops: any IOMapOperations) throws(Errno) -> Int {
+    let found = try iomapSeek(inode, pos: pos, ops: ops) { kind, start, length in
+        switch kind {
+        case .hole: return nil
+        case .unwritten: return inode.mapping.seekHoleData(start: start, end: start + length, whence: .data)
+        default: return start
+        }
+    }
+    guard let found else { throw .noSuchAddressOrDevice }
+    return found
+}
+
+/// Walks the mappings from `pos` to EOF and returns the first answer `answer` gives for a
+/// mapping (its kind, start and length), or nil when none does (iomap_seek_hole_iter and
+/// iomap_seek_data_iter under iomap_iter). Throws ENXIO when `pos` is negative or at or
+/// past EOF.
+func iomapSeek(
+    _ inode: Inode, pos: Int, ops: any IOMapOperations, _ answer: (IOMapping.Kind, Int, Int) -> Int?
+) throws(Errno) -> Int? {
     let size = inode.size
     if pos < 0 || pos >= size { throw .noSuchAddressOrDevice }
     var iter = IOMapIterator(inode: inode, pos: pos, length: size - pos, flags: [.report])
     var found: Int?
     while try iter.next(ops) {
         let length = iter.mappingLength
-        switch iter.mapping!.kind {
-        case .hole:
+        if let at = answer(iter.mapping!.kind, iter.pos, length) {
+            found = at
+        } else {
             try iter.advance(length)
-        case .unwritten:
-            if let data = inode.mapping.seekHoleData(start: iter.pos, end: iter.pos + length, whence: .data) {
-                found = data
-            } else {
-                try iter.advance(length)
-            }
-        default:
-            found = iter.pos
         }
     }
-    guard let found else { throw .noSuchAddressOrDevice }
     return found
 }
