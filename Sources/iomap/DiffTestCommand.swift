@@ -28,12 +28,15 @@ struct DiffTestCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
     @Option(parsing: .unconditional, help: "Largest operation, in bytes.") var maxOpSize = 64 << 10
     @Option(parsing: .unconditional, help: "Engine block size: 512, 1024, 2048 or 4096.") var blockSize = 4096
-    @Option(parsing: .unconditional, help: "Engine's largest folio, a power of two from 4096 to 2097152 (default 65536; 4096 when SEEK answers are compared).")
+    @Option(
+        parsing: .unconditional,
+        help: "Engine's largest folio, a power of two from 4096 to 2097152 (default 65536; 4096 when SEEK answers are compared).")
     var maxFolioSize: Int?
     @Flag(help: "Generate no mapread or mapwrite.") var noMmap = false
     @Flag(help: "Run a deliberately wrong engine (truncate down skips zeroing the EOF block) to show the comparison has teeth.")
     var canary = false
-    @Option(parsing: .unconditional, help: "Compare SEEK answers every this many ops (each time after fsync and a cache drop on both sides).")
+    @Option(
+        parsing: .unconditional, help: "Compare SEEK answers every this many ops (each time after fsync and a cache drop on both sides).")
     var seekEvery = 16
     @Flag(help: "Keep the kernel-side file (and, with --dir, leave it there) for inspection.") var keep = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -99,32 +102,53 @@ struct DiffTestCommand: ParsableCommand {
                 seekNote = "SEEK_DATA/SEEK_HOLE not compared: \(directory!) is \(fstype), not xfs (use --seek-oracle xfs)"
                 say(seekNote!)
             }
-            say("iomap difftest: seed \(config.seed), \(replay.map { "replaying \($0.count) entries" } ?? "\(config.ops) ops") in \(directory!) (\(fstype))\(canary ? ", CANARY engine" : "")")
+            say(
+                "iomap difftest: seed \(config.seed), \(replay.map { "replaying \($0.count) entries" } ?? "\(config.ops) ops") in \(directory!) (\(fstype))\(canary ? ", CANARY engine" : "")"
+            )
             report = try runDiffTest(config, replay: replay, directory: directory!)
             if !keep { try? FileManager.default.removeItem(atPath: directory! + "/iomap-difftest-\(config.seed)") }
         } catch {
             throw ValidationError("cannot create a file in \(directory!): \(error.symbolicName)")
         }
         if json {
-            var first: Any = NSNull()
-            if let m = report.firstMismatch {
-                first = ["op_index": m.opIndex, "op": m.op, "field": m.field, "engine": m.engine, "kernel": m.kernel]
-            }
-            printJSON([
-                "ops": report.ops, "entries": report.entries, "seed": config.seed, "dir_fstype": report.dirFSType,
-                "compared": report.compared, "mismatches": report.mismatches, "first_mismatch": first,
-                "seek_compared": config.compareSeek, "seek_probes": report.seekProbes, "canary": canary,
-                "seek_note": seekNote ?? NSNull(), "elapsed_s": report.elapsedSeconds,
-            ])
+            printJSON(jsonObject(report, config, seekNote: seekNote))
         } else {
-            print("seed \(config.seed): \(report.ops) ops on \(report.dirFSType), \(report.compared) comparisons, \(report.seekProbes) seek probes, \(report.mismatches) mismatches, \(String(format: "%.1f", report.elapsedSeconds)) s")
+            print(
+                "seed \(config.seed): \(report.ops) ops on \(report.dirFSType), \(report.compared) comparisons, \(report.seekProbes) seek probes, \(report.mismatches) mismatches, \(String(format: "%.1f", report.elapsedSeconds)) s"
+            )
         }
         if let m = report.firstMismatch {
-            say("MISMATCH at op index \(m.opIndex): \(m)")
-            say("last entries:\n" + report.log.suffix(8).map { "  " + FsxLog.format([$0]).split(separator: "\n").joined(separator: " ") }.joined(separator: "\n"))
-            say("engine extents (file blocks of \(blockSize) bytes): " + report.engineExtents.map { "[\($0.startBlock)+\($0.blockCount) \($0.state)]" }.joined(separator: " "))
-            say("run again: iomap difftest --seed \(config.seed) --ops \(ops)\(replayOps.map { " --replay-ops \($0)" } ?? "")\(canary ? " --canary" : "")\(seekOracle == "xfs" ? " --seek-oracle xfs" : "")")
+            reportMismatch(m, report, config)
             throw ExitStatus.violation
         }
+    }
+
+    func jsonObject(_ report: DiffReport, _ config: DiffConfig, seekNote: String?) -> [String: Any] {
+        var first: Any = NSNull()
+        if let m = report.firstMismatch {
+            first = ["op_index": m.opIndex, "op": m.op, "field": m.field, "engine": m.engine, "kernel": m.kernel]
+        }
+        return [
+            "ops": report.ops, "entries": report.entries, "seed": config.seed, "dir_fstype": report.dirFSType,
+            "compared": report.compared, "mismatches": report.mismatches, "first_mismatch": first,
+            "seek_compared": config.compareSeek, "seek_probes": report.seekProbes, "canary": canary,
+            "seek_note": seekNote ?? NSNull(), "elapsed_s": report.elapsedSeconds,
+        ]
+    }
+
+    /// Says on stderr where the engine and the kernel first differed, the entries before it,
+    /// the engine's extents and the command that runs it again.
+    func reportMismatch(_ m: DiffMismatch, _ report: DiffReport, _ config: DiffConfig) {
+        say("MISMATCH at op index \(m.opIndex): \(m)")
+        say(
+            "last entries:\n"
+                + report.log.suffix(8).map { "  " + FsxLog.format([$0]).split(separator: "\n").joined(separator: " ") }.joined(
+                    separator: "\n"))
+        say(
+            "engine extents (file blocks of \(blockSize) bytes): "
+                + report.engineExtents.map { "[\($0.startBlock)+\($0.blockCount) \($0.state)]" }.joined(separator: " "))
+        say(
+            "run again: iomap difftest --seed \(config.seed) --ops \(ops)\(replayOps.map { " --replay-ops \($0)" } ?? "")\(canary ? " --canary" : "")\(seekOracle == "xfs" ? " --seek-oracle xfs" : "")"
+        )
     }
 }

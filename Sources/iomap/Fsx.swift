@@ -27,7 +27,10 @@ struct Fsx: ParsableCommand {
     @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
     @Option(parsing: .unconditional, help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
-    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose).")
+    @Option(
+        help:
+            "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose)."
+    )
     var writeEnd = WriteEndPolicy.zeroTail
     @Option(help: "Fault sites: none, all, or a comma-separated list of \(FaultSite.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults = "all"
@@ -49,12 +52,15 @@ struct Fsx: ParsableCommand {
         case "all": return Set(FaultSite.allCases)
         case "none": return []
         default:
-            return Set(try faults.split(separator: ",").map { name in
-                guard let site = FaultSite(rawValue: String(name)) else {
-                    throw ValidationError("--faults: unknown fault site '\(name)'; sites are \(FaultSite.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                return site
-            })
+            return Set(
+                try faults.split(separator: ",").map { name in
+                    guard let site = FaultSite(rawValue: String(name)) else {
+                        throw ValidationError(
+                            "--faults: unknown fault site '\(name)'; sites are \(FaultSite.allCases.map(\.rawValue).joined(separator: ", "))"
+                        )
+                    }
+                    return site
+                })
         }
     }
 
@@ -62,7 +68,8 @@ struct Fsx: ParsableCommand {
         var out = Set<FsxOpName>()
         for name in disable.split(separator: ",") {
             guard let op = FsxOpName(rawValue: String(name)) else {
-                throw ValidationError("--disable: unknown op '\(name)'; ops are \(FsxOpName.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "--disable: unknown op '\(name)'; ops are \(FsxOpName.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             out.insert(op)
         }
@@ -95,70 +102,104 @@ struct Fsx: ParsableCommand {
     func run() throws {
         let config = try config(seed: seed ?? UInt64.random(in: 0..<1 << 48))
         let replay = try replayOps.map(readFsxLog)
-        say("iomap fsx: seed \(config.seed), \(replay.map { "replaying \($0.count) entries of \(replayOps!)" } ?? "\(config.ops) ops"), block size \(config.blockSize), folios up to \(config.maxFolioSize), policy \(config.policy.rawValue), faults \(faults), offset base \(config.offsetBase)")
+        say(
+            "iomap fsx: seed \(config.seed), \(replay.map { "replaying \($0.count) entries of \(replayOps!)" } ?? "\(config.ops) ops"), block size \(config.blockSize), folios up to \(config.maxFolioSize), policy \(config.policy.rawValue), faults \(faults), offset base \(config.offsetBase)"
+        )
         let total = replay?.count ?? config.ops
         let report = runFsx(config, replay: replay) { done in say("  \(done)/\(total) ops") }
         if let path = recordOps {
-            let header = ["iomap fsx --seed \(config.seed) --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)") --faults \(faults)"]
+            let header = ["iomap fsx --seed \(config.seed) \(engineFlags(config)) --faults \(faults)"]
             try FsxLog.format(report.entries, header: header).write(toFile: path, atomically: true, encoding: .utf8)
         }
         var minimizedCount: Int?
         var artifactDir: String?
-        if let v = report.violation {
+        if report.violation != nil {
             let dir = artifacts ?? "iomap-fsx-\(config.seed)"
             artifactDir = dir
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let header = ["failing run: seed \(config.seed); replay with: \(poisonPrefix)iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)")"]
-            try FsxLog.format(report.entries, header: header).write(toFile: "\(dir)/failure.fsxops", atomically: true, encoding: .utf8)
-            try Data(report.expectedImage).write(to: URL(fileURLWithPath: "\(dir)/expected.fsxgood"))
-            try Data(report.actualImage).write(to: URL(fileURLWithPath: "\(dir)/actual.fsxbad"))
-            var lines = ["VIOLATION at entry \(v.entryIndex): \(v.what)"]
-            if !v.badBytes.isEmpty {
-                lines.append("OFFSET      GOOD    BAD     RANGE")
-                let first = v.badBytes[0].offset
-                let last = v.badBytes[v.badBytes.count - 1].offset
-                for b in v.badBytes.prefix(16) {
-                    lines.append(String(format: "0x%-9x 0x%02x    0x%02x    0x%x", b.offset, b.good, b.bad, last - first + 1))
-                }
-                let b = v.badBytes[0]
-                let hint = (Int(b.bad) &- (b.offset & 1 == 1 ? Int(fsxOriginalByte(b.offset)) : 0)) & 0xff
-                lines.append("operation# (mod 256) for the bad data may be \(hint)")
-            }
-            lines.append("last operations:")
-            let bad = Set(v.badBytes.map(\.offset))
-            for e in report.entries.suffix(20) { lines.append("  " + fsxLine(e, touching: bad)) }
-            if !noMinimize {
-                say("minimizing the failing log of \(report.entries.count) entries...")
-                let minimized = minimizeFsx(config, report.entries)
-                minimizedCount = minimized.count
-                try FsxLog.format(minimized, header: ["minimized from \(report.entries.count) entries; seed \(config.seed)"])
-                    .write(toFile: "\(dir)/minimized.fsxops", atomically: true, encoding: .utf8)
-                lines.append("minimized op log (\(minimized.count) entries): \(dir)/minimized.fsxops")
-                for e in minimized.prefix(40) { lines.append("  " + fsxLine(e, touching: [])) }
-            }
-            lines.append("seed \(config.seed); replay: \(poisonPrefix)iomap fsx --replay-ops \(dir)/failure.fsxops --block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)\(config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)")\(config.offsetBase > 0 ? " --offset-base \(config.offsetBase)" : "")")
-            lines.append("expected image: \(dir)/expected.fsxgood, actual image: \(dir)/actual.fsxbad")
-            say(lines.joined(separator: "\n"))
+            minimizedCount = try reportViolation(report, config, in: dir)
         }
-        let opsRun = report.opsByKind.values.reduce(0, +)
         if json {
-            printJSON([
-                "seed": config.seed, "ops": opsRun, "ops_by_kind": report.opsByKind, "faults_injected": report.faultsInjected,
-                "cleanup_calls": report.cleanupCalls, "result": report.violation == nil ? "pass" : "violation",
-                "first_bad_offset": report.violation?.firstBadOffset ?? NSNull(),
-                "violation": report.violation?.what ?? NSNull(), "violation_entry": report.violation?.entryIndex ?? NSNull(),
-                "skipped_unsupported": report.skippedUnsupported, "minimized_entries": minimizedCount ?? NSNull(),
-                "artifacts": artifactDir ?? NSNull(), "block_size": config.blockSize, "max_folio_size": config.maxFolioSize,
-                "policy": config.policy.rawValue, "write_end": config.writeEnd.rawValue, "offset_base": config.offsetBase, "elapsed_s": report.elapsedSeconds,
-            ])
+            printJSON(jsonObject(report, config, minimizedCount: minimizedCount, artifactDir: artifactDir))
         } else {
-            print("seed \(config.seed): \(opsRun) ops, \(report.cleanupCalls) failure cleanups, \(String(format: "%.1f", report.elapsedSeconds)) s, \(report.violation == nil ? "no violation" : "VIOLATION")")
-            print("faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
-            if !report.skippedUnsupported.isEmpty {
-                print("skipped unsupported: \(report.skippedUnsupported.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
-            }
+            printSummary(report, config)
         }
         if report.violation != nil { throw ExitStatus.violation }
+    }
+
+    /// The engine flags a replay of `config` needs.
+    func engineFlags(_ config: FsxConfig) -> String {
+        "--block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)"
+            + (config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)")
+    }
+
+    /// Writes a violation's evidence into `dir` (the failing and minimized logs, the expected
+    /// and actual images) and says on stderr what went wrong and how to replay it. Returns
+    /// the minimized log's length, nil when not minimized.
+    func reportViolation(_ report: FsxReport, _ config: FsxConfig, in dir: String) throws -> Int? {
+        guard let v = report.violation else { return nil }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let header = [
+            "failing run: seed \(config.seed); replay with: \(poisonPrefix)iomap fsx --replay-ops \(dir)/failure.fsxops \(engineFlags(config))"
+        ]
+        try FsxLog.format(report.entries, header: header).write(toFile: "\(dir)/failure.fsxops", atomically: true, encoding: .utf8)
+        try Data(report.expectedImage).write(to: URL(fileURLWithPath: "\(dir)/expected.fsxgood"))
+        try Data(report.actualImage).write(to: URL(fileURLWithPath: "\(dir)/actual.fsxbad"))
+        var lines = ["VIOLATION at entry \(v.entryIndex): \(v.what)"] + badByteTable(v)
+        lines.append("last operations:")
+        let bad = Set(v.badBytes.map(\.offset))
+        for e in report.entries.suffix(20) { lines.append("  " + fsxLine(e, touching: bad)) }
+        var minimizedCount: Int?
+        if !noMinimize {
+            say("minimizing the failing log of \(report.entries.count) entries...")
+            let minimized = minimizeFsx(config, report.entries)
+            minimizedCount = minimized.count
+            try FsxLog.format(minimized, header: ["minimized from \(report.entries.count) entries; seed \(config.seed)"])
+                .write(toFile: "\(dir)/minimized.fsxops", atomically: true, encoding: .utf8)
+            lines.append("minimized op log (\(minimized.count) entries): \(dir)/minimized.fsxops")
+            for e in minimized.prefix(40) { lines.append("  " + fsxLine(e, touching: [])) }
+        }
+        lines.append(
+            "seed \(config.seed); replay: \(poisonPrefix)iomap fsx --replay-ops \(dir)/failure.fsxops \(engineFlags(config))\(config.offsetBase > 0 ? " --offset-base \(config.offsetBase)" : "")"
+        )
+        lines.append("expected image: \(dir)/expected.fsxgood, actual image: \(dir)/actual.fsxbad")
+        say(lines.joined(separator: "\n"))
+        return minimizedCount
+    }
+
+    /// fsx's bad-offset table and its guess at the op that wrote the bad data.
+    func badByteTable(_ v: FsxViolation) -> [String] {
+        guard let b = v.badBytes.first, let last = v.badBytes.last else { return [] }
+        var lines = ["OFFSET      GOOD    BAD     RANGE"]
+        for x in v.badBytes.prefix(16) {
+            lines.append(String(format: "0x%-9x 0x%02x    0x%02x    0x%x", x.offset, x.good, x.bad, last.offset - b.offset + 1))
+        }
+        let hint = (Int(b.bad) &- (b.offset & 1 == 1 ? Int(fsxOriginalByte(b.offset)) : 0)) & 0xff
+        lines.append("operation# (mod 256) for the bad data may be \(hint)")
+        return lines
+    }
+
+    func jsonObject(_ report: FsxReport, _ config: FsxConfig, minimizedCount: Int?, artifactDir: String?) -> [String: Any] {
+        [
+            "seed": config.seed, "ops": report.opsByKind.values.reduce(0, +), "ops_by_kind": report.opsByKind,
+            "faults_injected": report.faultsInjected,
+            "cleanup_calls": report.cleanupCalls, "result": report.violation == nil ? "pass" : "violation",
+            "first_bad_offset": report.violation?.firstBadOffset ?? NSNull(),
+            "violation": report.violation?.what ?? NSNull(), "violation_entry": report.violation?.entryIndex ?? NSNull(),
+            "skipped_unsupported": report.skippedUnsupported, "minimized_entries": minimizedCount ?? NSNull(),
+            "artifacts": artifactDir ?? NSNull(), "block_size": config.blockSize, "max_folio_size": config.maxFolioSize,
+            "policy": config.policy.rawValue, "write_end": config.writeEnd.rawValue, "offset_base": config.offsetBase,
+            "elapsed_s": report.elapsedSeconds,
+        ]
+    }
+
+    func printSummary(_ report: FsxReport, _ config: FsxConfig) {
+        let opsRun = report.opsByKind.values.reduce(0, +)
+        print(
+            "seed \(config.seed): \(opsRun) ops, \(report.cleanupCalls) failure cleanups, \(String(format: "%.1f", report.elapsedSeconds)) s, \(report.violation == nil ? "no violation" : "VIOLATION")"
+        )
+        let counted = { (d: [String: Int]) in d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
+        print("faults injected: \(counted(report.faultsInjected))")
+        if !report.skippedUnsupported.isEmpty { print("skipped unsupported: \(counted(report.skippedUnsupported))") }
     }
 }
 
