@@ -111,7 +111,8 @@ extension ExtentFile: IOMapOperations {
         return extents.withLock { $0.sequence } == mapping.validityCookie
     }
 
-    public func readFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+    public func readFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno)
+    {
         let g = geometry
         precondition(g.isBlockAligned(fileOffset) && g.isBlockAligned(buffer.count), "device reads are whole blocks")
         let address = mapping.diskAddress(of: fileOffset)

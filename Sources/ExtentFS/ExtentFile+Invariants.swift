@@ -39,7 +39,8 @@ extension ExtentFile {
             defer { folio.unlock() }
             folio.checkInvariants()
             if folio.isWriteback {
-                problems.append(InvariantFinding(.quietWriteback, at: folio.pos, "folio left under writeback at a quiet point: \(folio.debugState)"))
+                problems.append(
+                    InvariantFinding(.quietWriteback, at: folio.pos, "folio left under writeback at a quiet point: \(folio.debugState)"))
             }
             if folio.isWriteMapped {
                 // Stores into a writable folio do not fault, so every block they can reach below
@@ -48,7 +49,9 @@ extension ExtentFile {
                 let firstUnreachable = min(folio.end, g.roundUpToBlock(isize))
                 for b in 0..<folio.blockCount where folio.pos + (b << g.blockShift) < firstUnreachable && !folio.isBlockDirty(b) {
                     problems.append(
-                        InvariantFinding(.writeMapped, at: folio.pos + (b << g.blockShift), "write-mapped folio has a clean block \(b) below EOF: \(folio.debugState)"))
+                        InvariantFinding(
+                            .writeMapped, at: folio.pos + (b << g.blockShift),
+                            "write-mapped folio has a clean block \(b) below EOF: \(folio.debugState)"))
                     break
                 }
             }
@@ -61,7 +64,8 @@ extension ExtentFile {
                 guard start < isize else { continue }
                 let fileBlock = g.blockIndex(of: start)
                 guard let record = map.lookup(fileBlock) else {
-                    problems.append(InvariantFinding(.d3, at: start, "dirty block at \(start) below EOF \(isize) has no backing: \(folio.debugState)"))
+                    problems.append(
+                        InvariantFinding(.d3, at: start, "dirty block at \(start) below EOF \(isize) has no backing: \(folio.debugState)"))
                     continue
                 }
                 if record.state == .delalloc { protectedDelalloc.insert(fileBlock) }
@@ -70,7 +74,9 @@ extension ExtentFile {
         for r in map.records where r.state == .delalloc {
             for b in r.startBlock..<r.endBlock where !protectedDelalloc.contains(b) {
                 problems.append(
-                    InvariantFinding(.d1, at: g.offset(ofBlock: b), "delalloc block \(b) (bytes \(g.offset(ofBlock: b))) has no dirty cache over it below EOF \(isize)"))
+                    InvariantFinding(
+                        .d1, at: g.offset(ofBlock: b),
+                        "delalloc block \(b) (bytes \(g.offset(ofBlock: b))) has no dirty cache over it below EOF \(isize)"))
                 break
             }
         }

@@ -171,7 +171,8 @@ public struct ExtentMap: Sendable {
         var r = record
         if i > 0, records[i - 1].canMerge(with: r) {
             let prev = records[i - 1]
-            r = ExtentRecord(startBlock: prev.startBlock, blockCount: prev.blockCount + r.blockCount, state: r.state, diskBlock: prev.diskBlock)
+            r = ExtentRecord(
+                startBlock: prev.startBlock, blockCount: prev.blockCount + r.blockCount, state: r.state, diskBlock: prev.diskBlock)
             records.remove(at: i - 1)
             i -= 1
         }
@@ -190,7 +191,7 @@ public struct ExtentMap: Sendable {
     @inline(__always)
     func verifyInvariants() {
         #if IOMAP_VERIFY
-        checkInvariants()
+            checkInvariants()
         #endif
     }
 

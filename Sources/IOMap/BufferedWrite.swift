@@ -149,10 +149,11 @@ func iomapWriteBegin(
     // The validity check runs after the folio lock and before anything in the folio changes
     // (docs/KERNEL-MODEL.md §2.4): no block state, no zeroing, no read.
     inode.fire(.iomapValid, ByteRange(start: pos, length: len))
-    let injectedStale = inode.environment.faults.map { faults in
-        let first = pos == iter.startPos
-        return faults.fails(first ? .staleBeforeFolioLock : .staleMidMapping, offset: pos, length: len)
-    } ?? false
+    let injectedStale =
+        inode.environment.faults.map { faults in
+            let first = pos == iter.startPos
+            return faults.fails(first ? .staleBeforeFolioLock : .staleMidMapping, offset: pos, length: len)
+        } ?? false
     if injectedStale || !ops.iomapValid(inode, iter.mapping!) {
         iter.markStale()
         inode.stats.staleCounter.add(1, ordering: .relaxed)

@@ -102,7 +102,8 @@ final class WritebackPass {
     /// the bio out if the run does not continue it.
     func add(_ fw: FolioWriteback, mapping m: IOMapping, at p: Int, length n: Int) {
         if let b = bio {
-            let continues = p == b.end && m.kind == b.mapping.kind
+            let continues =
+                p == b.end && m.kind == b.mapping.kind
                 && m.diskAddress(of: p) == b.mapping.diskAddress(of: b.start) + (p - b.start)
                 && b.end - b.start + n <= Self.maxBioBytes && b.buffers.count < Self.maxBioRuns
             if !continues { submit() }

@@ -17,9 +17,9 @@
 import CIOMapBase
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where a thread under an interleaver reached a yield point.

@@ -6,44 +6,44 @@
 // greater than the innermost level it holds, and names both locks.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 public enum LockDep {
     /// True when lock-order checking is compiled in.
     public static let isEnabled: Bool = {
         #if IOMAP_LOCKDEP
-        return true
+            return true
         #else
-        return false
+            return false
         #endif
     }()
 
     #if IOMAP_LOCKDEP
-    final class HeldLocks {
-        var stack: [(level: LockLevel, name: String)] = []
-    }
-
-    static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let rc = pthread_key_create(&key) { raw in
-            guard let raw else { return }
-            Unmanaged<HeldLocks>.fromOpaque(raw).release()
+        final class HeldLocks {
+            var stack: [(level: LockLevel, name: String)] = []
         }
-        precondition(rc == 0, "pthread_key_create failed")
-        return key
-    }()
 
-    static var current: HeldLocks {
-        if let raw = pthread_getspecific(key) {
-            return Unmanaged<HeldLocks>.fromOpaque(raw).takeUnretainedValue()
+        static let key: pthread_key_t = {
+            var key = pthread_key_t()
+            let rc = pthread_key_create(&key) { raw in
+                guard let raw else { return }
+                Unmanaged<HeldLocks>.fromOpaque(raw).release()
+            }
+            precondition(rc == 0, "pthread_key_create failed")
+            return key
+        }()
+
+        static var current: HeldLocks {
+            if let raw = pthread_getspecific(key) {
+                return Unmanaged<HeldLocks>.fromOpaque(raw).takeUnretainedValue()
+            }
+            let held = HeldLocks()
+            pthread_setspecific(key, Unmanaged.passRetained(held).toOpaque())
+            return held
         }
-        let held = HeldLocks()
-        pthread_setspecific(key, Unmanaged.passRetained(held).toOpaque())
-        return held
-    }
     #endif
 
     // The three entry points below are inlinable and empty unless lockdep is compiled in,
@@ -54,7 +54,7 @@ public enum LockDep {
     @inlinable @inline(__always)
     public static func willAcquire(_ level: LockLevel, _ name: @autoclosure () -> String) {
         #if IOMAP_LOCKDEP
-        checkedWillAcquire(level, name())
+            checkedWillAcquire(level, name())
         #endif
     }
 
@@ -63,7 +63,7 @@ public enum LockDep {
     @inlinable @inline(__always)
     public static func didTryAcquire(_ level: LockLevel, _ name: @autoclosure () -> String) {
         #if IOMAP_LOCKDEP
-        checkedDidTryAcquire(level, name())
+            checkedDidTryAcquire(level, name())
         #endif
     }
 
@@ -71,43 +71,44 @@ public enum LockDep {
     @inlinable @inline(__always)
     public static func released(_ level: LockLevel) {
         #if IOMAP_LOCKDEP
-        checkedReleased(level)
+            checkedReleased(level)
         #endif
     }
 
     #if IOMAP_LOCKDEP
-    @usableFromInline
-    static func checkedWillAcquire(_ level: LockLevel, _ name: String) {
-        let held = current
-        if let inner = held.stack.last, inner.level >= level {
-            fatalError(
-                "lock order violation: acquiring \(name) (order \(level.rawValue)) while holding \(inner.name) (order \(inner.level.rawValue))")
+        @usableFromInline
+        static func checkedWillAcquire(_ level: LockLevel, _ name: String) {
+            let held = current
+            if let inner = held.stack.last, inner.level >= level {
+                fatalError(
+                    "lock order violation: acquiring \(name) (order \(level.rawValue)) while holding \(inner.name) (order \(inner.level.rawValue))"
+                )
+            }
+            held.stack.append((level, name))
         }
-        held.stack.append((level, name))
-    }
 
-    @usableFromInline
-    static func checkedDidTryAcquire(_ level: LockLevel, _ name: String) {
-        current.stack.append((level, name))
-    }
-
-    @usableFromInline
-    static func checkedReleased(_ level: LockLevel) {
-        let held = current
-        if let i = held.stack.lastIndex(where: { $0.level == level }) {
-            held.stack.remove(at: i)
-        } else {
-            fatalError("lock bookkeeping: releasing a \(level) this thread does not hold")
+        @usableFromInline
+        static func checkedDidTryAcquire(_ level: LockLevel, _ name: String) {
+            current.stack.append((level, name))
         }
-    }
+
+        @usableFromInline
+        static func checkedReleased(_ level: LockLevel) {
+            let held = current
+            if let i = held.stack.lastIndex(where: { $0.level == level }) {
+                held.stack.remove(at: i)
+            } else {
+                fatalError("lock bookkeeping: releasing a \(level) this thread does not hold")
+            }
+        }
     #endif
 
     /// The levels the calling thread holds, outermost first (empty unless lockdep is on).
     public static func heldLevels() -> [LockLevel] {
         #if IOMAP_LOCKDEP
-        return current.stack.map(\.level)
+            return current.stack.map(\.level)
         #else
-        return []
+            return []
         #endif
     }
 
@@ -117,10 +118,10 @@ public enum LockDep {
     /// does on a second CPU.
     public static func asOtherThread<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         #if IOMAP_LOCKDEP
-        let held = current
-        let saved = held.stack
-        held.stack = []
-        defer { held.stack = saved }
+            let held = current
+            let saved = held.stack
+            held.stack = []
+            defer { held.stack = saved }
         #endif
         return try body()
     }

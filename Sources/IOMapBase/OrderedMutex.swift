@@ -4,7 +4,7 @@
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A closure-scoped mutex that knows its place in the lock hierarchy.
@@ -14,20 +14,20 @@ public final class OrderedMutex<Value: ~Copyable>: Sendable {
     // Inlinable, so that every client specializes withLock for its value type: called
     // unspecialized across modules, it instantiated generic metadata on every call.
     #if IOMAP_TSAN
-    // Thread Sanitizer does not see Synchronization.Mutex's futex hand-off and reports
-    // false races between critical sections; a pthread mutex it understands.
-    @usableFromInline let mutex: PThreadMutex<Value>
+        // Thread Sanitizer does not see Synchronization.Mutex's futex hand-off and reports
+        // false races between critical sections; a pthread mutex it understands.
+        @usableFromInline let mutex: PThreadMutex<Value>
     #else
-    @usableFromInline let mutex: Mutex<Value>
+        @usableFromInline let mutex: Mutex<Value>
     #endif
 
     public init(_ level: LockLevel, _ name: String, _ value: consuming sending Value) {
         self.level = level
         self.name = name
         #if IOMAP_TSAN
-        self.mutex = PThreadMutex(value)
+            self.mutex = PThreadMutex(value)
         #else
-        self.mutex = Mutex(value)
+            self.mutex = Mutex(value)
         #endif
     }
 

@@ -13,9 +13,9 @@ import Synchronization
 /// True when the package was built with `-DIOMAP_VERIFY`.
 public let verifyBuild: Bool = {
     #if IOMAP_VERIFY
-    return true
+        return true
     #else
-    return false
+        return false
     #endif
 }()
 
@@ -27,7 +27,7 @@ public func verify(
     file: StaticString = #fileID, line: UInt = #line
 ) {
     #if IOMAP_VERIFY
-    if !condition() { fatalError("verify failed: \(message())", file: file, line: line) }
+        if !condition() { fatalError("verify failed: \(message())", file: file, line: line) }
     #endif
 }
 
@@ -50,10 +50,10 @@ public func warnOnce(
 @usableFromInline @inline(never)
 func warned(_ message: String, file: StaticString, line: UInt) {
     #if IOMAP_VERIFY
-    fatalError("warning: \(message)", file: file, line: line)
+        fatalError("warning: \(message)", file: file, line: line)
     #else
-    let site = "\(file):\(line)"
-    let first = warnedSites.withLock { $0.insert(site).inserted }
-    if first { print("swift-iomap warning at \(site): \(message)") }
+        let site = "\(file):\(line)"
+        let first = warnedSites.withLock { $0.insert(site).inserted }
+        if first { print("swift-iomap warning at \(site): \(message)") }
     #endif
 }

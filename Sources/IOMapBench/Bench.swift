@@ -24,9 +24,9 @@ import IOMapKernelSide
 import IOMapTesting
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 // MARK: - Configuration and results

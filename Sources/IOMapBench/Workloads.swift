@@ -11,9 +11,9 @@ import IOMapTesting
 import PageCache
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 private let KiB = 1 << 10
@@ -218,16 +218,18 @@ extension BenchContext {
         let dest = touchedBuffer(size)
         defer { free(dest) }
 
-        let samples = try alternate(name, [
-            engineRewriteSide("engine \(name)", file, src, size: size, opSize: opSize, ops: ops),
-            { round in
-                src.fill(tag: round + 1)
-                let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                try checkKernel("kernel \(name)", kfile, src, size: size)
-                return ns / ops
-            },
-            touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
-        ])
+        let samples = try alternate(
+            name,
+            [
+                engineRewriteSide("engine \(name)", file, src, size: size, opSize: opSize, ops: ops),
+                { round in
+                    src.fill(tag: round + 1)
+                    let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                    try checkKernel("kernel \(name)", kfile, src, size: size)
+                    return ns / ops
+                },
+                touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
+            ])
         var r = BenchResult(name: name, goal: goalText(name))
         let (e, k, m) = (median(samples[0]), median(samples[1]), median(samples[2]))
         r.engineNsPerOp = e
@@ -251,27 +253,29 @@ extension BenchContext {
         let fs = makeEngine(deviceBytes: size + 64 * MiB)
         let kernelName = benchFileName(name)
 
-        let samples = try alternate(name, [
-            { round in
-                src.fill(tag: round + 1)
-                // A new file each time; the old one, and its cache, went when its last
-                // reference did at the end of the previous run.
-                let file = fs.createFile()
-                let ns = try engineWrites(file, src, size: size, opSize: opSize)
-                try checkEngine("engine \(name)", file, src, size: size)
-                return ns / ops
-            },
-            { round in
-                src.fill(tag: round + 1)
-                let kfile = try KernelFile(directory: kernelDir, name: kernelName)
-                // Unlinking frees tmpfs pages as soon as the descriptor closes.
-                defer { kfile.unlink() }
-                let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                try checkKernel("kernel \(name)", kfile, src, size: size)
-                return ns / ops
-            },
-            freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
-        ])
+        let samples = try alternate(
+            name,
+            [
+                { round in
+                    src.fill(tag: round + 1)
+                    // A new file each time; the old one, and its cache, went when its last
+                    // reference did at the end of the previous run.
+                    let file = fs.createFile()
+                    let ns = try engineWrites(file, src, size: size, opSize: opSize)
+                    try checkEngine("engine \(name)", file, src, size: size)
+                    return ns / ops
+                },
+                { round in
+                    src.fill(tag: round + 1)
+                    let kfile = try KernelFile(directory: kernelDir, name: kernelName)
+                    // Unlinking frees tmpfs pages as soon as the descriptor closes.
+                    defer { kfile.unlink() }
+                    let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                    try checkKernel("kernel \(name)", kfile, src, size: size)
+                    return ns / ops
+                },
+                freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
+            ])
         var r = kernelRatioRow(name, samples, minimum: opSize == 4 * KiB ? 1.2 : 1.0)
         r.detail["bytes"] = Double(size)
         return r
@@ -309,46 +313,48 @@ extension BenchContext {
             }
         }
 
-        let samples = try alternate(name, [
-            { _ in
-                memset(buffer, 0, opSize)
-                var sum: UInt64 = 0
-                let ns = try timed {
-                    for k in 0..<ops {
-                        let n = try file.read(into: user, at: k * opSize)
-                        if n != opSize { throw BenchFailure("engine read at \(k * opSize) returned \(n) bytes") }
-                        sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+        let samples = try alternate(
+            name,
+            [
+                { _ in
+                    memset(buffer, 0, opSize)
+                    var sum: UInt64 = 0
+                    let ns = try timed {
+                        for k in 0..<ops {
+                            let n = try file.read(into: user, at: k * opSize)
+                            if n != opSize { throw BenchFailure("engine read at \(k * opSize) returned \(n) bytes") }
+                            sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                        }
                     }
-                }
-                try checkSum("engine", sum)
-                return ns / Double(ops)
-            },
-            { _ in
-                memset(buffer, 0, opSize)
-                var sum: UInt64 = 0
-                let ns = try timed {
-                    for k in 0..<ops {
-                        let n = try kfile.preadAll(user, at: k * opSize)
-                        if n != opSize { throw BenchFailure("pread at \(k * opSize) returned \(n) bytes") }
-                        sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                    try checkSum("engine", sum)
+                    return ns / Double(ops)
+                },
+                { _ in
+                    memset(buffer, 0, opSize)
+                    var sum: UInt64 = 0
+                    let ns = try timed {
+                        for k in 0..<ops {
+                            let n = try kfile.preadAll(user, at: k * opSize)
+                            if n != opSize { throw BenchFailure("pread at \(k * opSize) returned \(n) bytes") }
+                            sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                        }
                     }
-                }
-                try checkSum("kernel", sum)
-                return ns / Double(ops)
-            },
-            { _ in
-                memset(buffer, 0, opSize)
-                var sum: UInt64 = 0
-                let ns = timed {
-                    for k in 0..<ops {
-                        memcpy(buffer, cache + k * opSize, opSize)
-                        sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                    try checkSum("kernel", sum)
+                    return ns / Double(ops)
+                },
+                { _ in
+                    memset(buffer, 0, opSize)
+                    var sum: UInt64 = 0
+                    let ns = timed {
+                        for k in 0..<ops {
+                            memcpy(buffer, cache + k * opSize, opSize)
+                            sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                        }
                     }
-                }
-                try checkSum("memcpy", sum)
-                return ns / Double(ops)
-            },
-        ])
+                    try checkSum("memcpy", sum)
+                    return ns / Double(ops)
+                },
+            ])
         var r = kernelRatioRow(name, samples, minimum: 2.0)
         r.detail["bytes"] = Double(size)
         return r
@@ -401,36 +407,38 @@ extension BenchContext {
         }
         let ops = Double(passes * runs)
 
-        let samples = try alternate(name, [
-            { _ in
-                var sum = 0
-                let ns = try timed {
-                    for _ in 0..<passes {
-                        for p in probes { sum &+= try engineSeek(p) }
-                    }
-                }
-                try check("engine", sum, engineSeek)
-                return ns / ops
-            },
-            { _ in
-                var sum = 0
-                let ns = try timed {
-                    for _ in 0..<passes {
-                        for p in probes {
-                            let rc = kernelSeek(p)
-                            if rc < 0 { throw BenchFailure("lseek from \(p): \(Errno(rawValue: Int32(-rc)).symbolicName)") }
-                            sum &+= Int(rc)
+        let samples = try alternate(
+            name,
+            [
+                { _ in
+                    var sum = 0
+                    let ns = try timed {
+                        for _ in 0..<passes {
+                            for p in probes { sum &+= try engineSeek(p) }
                         }
                     }
-                }
-                try check("kernel", sum) { p in
-                    let rc = kernelSeek(p)
-                    if rc < 0 { throw BenchFailure("lseek from \(p): \(Errno(rawValue: Int32(-rc)).symbolicName)") }
-                    return Int(rc)
-                }
-                return ns / ops
-            },
-        ])
+                    try check("engine", sum, engineSeek)
+                    return ns / ops
+                },
+                { _ in
+                    var sum = 0
+                    let ns = try timed {
+                        for _ in 0..<passes {
+                            for p in probes {
+                                let rc = kernelSeek(p)
+                                if rc < 0 { throw BenchFailure("lseek from \(p): \(Errno(rawValue: Int32(-rc)).symbolicName)") }
+                                sum &+= Int(rc)
+                            }
+                        }
+                    }
+                    try check("kernel", sum) { p in
+                        let rc = kernelSeek(p)
+                        if rc < 0 { throw BenchFailure("lseek from \(p): \(Errno(rawValue: Int32(-rc)).symbolicName)") }
+                        return Int(rc)
+                    }
+                    return ns / ops
+                },
+            ])
         var r = kernelRatioRow(name, samples, minimum: 5.0)
         r.detail["data_runs"] = Double(runs)
         r.detail["file_bytes"] = Double(size)
@@ -481,7 +489,8 @@ extension BenchContext {
                     }
                     if file.inode.stats.cleanups != 1 || file.delallocBlocks != kept {
                         throw BenchFailure(
-                            "cleanup over \(sizeLabel(size)): \(file.inode.stats.cleanups) cleanups left \(file.delallocBlocks) delalloc blocks, expected 1 leaving \(kept)")
+                            "cleanup over \(sizeLabel(size)): \(file.inode.stats.cleanups) cleanups left \(file.delallocBlocks) delalloc blocks, expected 1 leaving \(kept)"
+                        )
                     }
                     for (k, offset) in offsets.enumerated() where try file.mappedLoad(count: 8, at: offset + 100) != stamps[k] {
                         throw BenchFailure("cleanup over \(sizeLabel(size)): the bytes stored at \(offset + 100) changed")
@@ -522,39 +531,41 @@ extension BenchContext {
             HostFiles.remove(diskDir + "/" + kernelName)
         }
 
-        let samples = try alternate(name, [
-            { round in
-                src.fill(tag: round + 1)
-                defer { HostFiles.remove(devicePath) }
-                let device = try makeFileDevice(path: devicePath, bytes: size + 16 * MiB)
-                let fs = ExtentFS(device: device, config: ExtentFSConfig(blockSize: 4096))
-                let file = fs.createFile()
-                let ns = try timed {
-                    _ = try engineWrites(file, src, size: size, opSize: opSize)
-                    try file.fsync()
-                }
-                // Read back from the device, not the cache: the check is of what writeback
-                // wrote.
-                file.dropCaches()
-                if file.mapping.folioCount != 0 {
-                    throw BenchFailure("engine \(name): \(file.mapping.folioCount) folios still cached after fsync and a cache drop")
-                }
-                try checkEngine("engine \(name)", file, src, size: size)
-                return ns / ops
-            },
-            { round in
-                src.fill(tag: round + 1)
-                let kfile = try KernelFile(directory: diskDir, name: kernelName)
-                defer { kfile.unlink() }
-                let ns = try timed {
-                    _ = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                    try kfile.check("fsync", kfile.fsync())
-                }
-                try checkKernel("kernel \(name)", kfile, src, size: size)
-                return ns / ops
-            },
-            freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
-        ])
+        let samples = try alternate(
+            name,
+            [
+                { round in
+                    src.fill(tag: round + 1)
+                    defer { HostFiles.remove(devicePath) }
+                    let device = try makeFileDevice(path: devicePath, bytes: size + 16 * MiB)
+                    let fs = ExtentFS(device: device, config: ExtentFSConfig(blockSize: 4096))
+                    let file = fs.createFile()
+                    let ns = try timed {
+                        _ = try engineWrites(file, src, size: size, opSize: opSize)
+                        try file.fsync()
+                    }
+                    // Read back from the device, not the cache: the check is of what writeback
+                    // wrote.
+                    file.dropCaches()
+                    if file.mapping.folioCount != 0 {
+                        throw BenchFailure("engine \(name): \(file.mapping.folioCount) folios still cached after fsync and a cache drop")
+                    }
+                    try checkEngine("engine \(name)", file, src, size: size)
+                    return ns / ops
+                },
+                { round in
+                    src.fill(tag: round + 1)
+                    let kfile = try KernelFile(directory: diskDir, name: kernelName)
+                    defer { kfile.unlink() }
+                    let ns = try timed {
+                        _ = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                        try kfile.check("fsync", kfile.fsync())
+                    }
+                    try checkKernel("kernel \(name)", kfile, src, size: size)
+                    return ns / ops
+                },
+                freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
+            ])
         var r = kernelRatioRow(name, samples, minimum: 0.9)
         r.detail["bytes"] = Double(size)
         return r
@@ -586,19 +597,21 @@ extension BenchContext {
         let dest = touchedBuffer(size)
         defer { free(dest) }
 
-        let samples = try alternate(name, [
-            { round in
-                src.fill(tag: round + 1)
-                let ns = try Interleaving.bound(to: interleaver, actor: 0) {
-                    try engineWrites(hooked, src, size: size, opSize: opSize)
-                }
-                try checkEngine("hooked engine \(name)", hooked, src, size: size)
-                return ns / ops
-            },
-            engineRewriteSide("live engine \(name)", live, src, size: size, opSize: opSize, ops: ops),
-            engineRewriteSide("environment-only engine \(name)", envOnly, src, size: size, opSize: opSize, ops: ops),
-            touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
-        ])
+        let samples = try alternate(
+            name,
+            [
+                { round in
+                    src.fill(tag: round + 1)
+                    let ns = try Interleaving.bound(to: interleaver, actor: 0) {
+                        try engineWrites(hooked, src, size: size, opSize: opSize)
+                    }
+                    try checkEngine("hooked engine \(name)", hooked, src, size: size)
+                    return ns / ops
+                },
+                engineRewriteSide("live engine \(name)", live, src, size: size, opSize: opSize, ops: ops),
+                engineRewriteSide("environment-only engine \(name)", envOnly, src, size: size, opSize: opSize, ops: ops),
+                touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
+            ])
         var r = BenchResult(name: name, goal: goalText(name))
         let (h, l, env, m) = (median(samples[0]), median(samples[1]), median(samples[2]), median(samples[3]))
         // The goal is about the hook installed and doing nothing: the interleaver in the

@@ -174,7 +174,8 @@ private struct DiffRun {
         let size = kernel.size
         if size % pageSize != 0 && engineSize == size {
             let tail = roundUp(size, pageSize) - size
-            let et = FsxOutcome(FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.mappedLoad(count: tail, at: size) } })
+            let et = FsxOutcome(
+                FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.mappedLoad(count: tail, at: size) } })
             let kt = FsxOutcome(kernel.mappedLoad(count: tail, at: size))
             if et != kt { mismatch(index, entry, "eof_page", describeBytes(et), describeBytes(kt)) }
         }
@@ -204,7 +205,8 @@ private struct DiffRun {
     /// The final comparison: the whole content of both files, and a page past EOF.
     mutating func compareContent() {
         let size = kernel.size
-        let e = FsxOutcome(FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.read(count: size + pageSize, at: 0) } })
+        let e = FsxOutcome(
+            FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.read(count: size + pageSize, at: 0) } })
         let k = FsxOutcome(kernel.read(count: size + pageSize, at: 0))
         report.compared += 1
         if e != k {

@@ -13,9 +13,9 @@ import IOMapBase
 import IOMapTesting
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Turns a shim return (>= 0 success, -errno failure) into a Result.
@@ -195,7 +195,8 @@ public struct LoopMount: Sendable {
                 "mounting \(name) needs loop devices; /dev/loop-control does not exist "
                     + "(loop module not loaded, or a container without access to /dev/loop*)")
         }
-        let mkfs = fileSystem == .xfs
+        let mkfs =
+            fileSystem == .xfs
             ? try findOrInstall("mkfs.xfs", package: "xfsprogs") : try findOrInstall("mkfs.ext4", package: "e2fsprogs")
         guard let mountTool = findExecutable("mount") else {
             throw KernelSetupError("mounting \(name) needs mount(8); it is not on PATH, /sbin or /usr/sbin")

@@ -19,7 +19,7 @@ import IOMapTesting
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum EOFProbeMethod: String, CaseIterable, Sendable {
@@ -50,7 +50,9 @@ public struct EOFProbeConfig: Sendable {
         if isize <= 4096 || isize >= 5120 + 4096 {
             return "--isize must lie inside the write at 5120 and above the first 4 KiB of data (4097 to 9215), got \(isize)"
         }
-        if isize % blockSize == 0 { return "--isize \(isize) is a multiple of the block size \(blockSize): the probe needs an unaligned EOF" }
+        if isize % blockSize == 0 {
+            return "--isize \(isize) is a multiple of the block size \(blockSize): the probe needs an unaligned EOF"
+        }
         if storeOffset < 4096 { return "--isize \(isize): the block holding EOF starts at \(storeOffset), inside the first 4 KiB of data" }
         return nil
     }

@@ -8,7 +8,7 @@ import IOMapTesting
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the probes have set up and not yet taken down, so that a signal handler can take it

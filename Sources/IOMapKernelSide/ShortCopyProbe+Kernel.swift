@@ -8,7 +8,7 @@ import IOMapBase
 import IOMapTesting
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An attempt that failed; `errno` says how.
@@ -34,13 +34,17 @@ public func runShortCopyProbe(
         let blockSize = try fileSystemBlockSize(directory)
         report.fs = try fileSystemName(directory)
         report.blockSizes = [blockSize]
-        try runCases(&pending, in: directory, blockSize: blockSize, config: config, user: user, into: &report, readable: &readable, progress: progress)
+        try runCases(
+            &pending, in: directory, blockSize: blockSize, config: config, user: user, into: &report, readable: &readable,
+            progress: progress)
     } else {
         report.fs = "xfs"
         report.blockSizes = config.imageBlockSizes
         for blockSize in config.imageBlockSizes {
             try withProbeDirectory(nil, blockSize: blockSize, scratch: scratch, progress: progress) { directory in
-                try runCases(&pending, in: directory, blockSize: blockSize, config: config, user: user, into: &report, readable: &readable, progress: progress)
+                try runCases(
+                    &pending, in: directory, blockSize: blockSize, config: config, user: user, into: &report, readable: &readable,
+                    progress: progress)
             }
         }
     }
@@ -105,12 +109,16 @@ private func runCases(
         let asUser = c == .unprivileged ? user : nil
         do {
             let tally = try shortCopyTally(write, in: directory, attempts: config.attempts, user: asUser, label: label, progress: progress)
-            report.cases.append(ShortCopyCaseResult(name: c.rawValue, fs: fs, blockSize: blockSize, write: write, uid: asUser?.uid, tally: tally))
+            report.cases.append(
+                ShortCopyCaseResult(name: c.rawValue, fs: fs, blockSize: blockSize, write: write, uid: asUser?.uid, tally: tally))
         } catch let e as ShortCopyAttemptError where c == .unprivileged && [.permissionDenied, .notPermitted].contains(e.errno) {
             report.skipped.append(ShortCopySkip(name: c.rawValue, reason: "uid \(asUser?.uid ?? -1) cannot write there: \(e)"))
         }
         if c == .unprivileged { continue }
-        readable.tally.add(try shortCopyTally(write.fullyReadable, in: directory, attempts: config.attempts, user: nil, label: label + ", readable buffer", progress: progress))
+        readable.tally.add(
+            try shortCopyTally(
+                write.fullyReadable, in: directory, attempts: config.attempts, user: nil, label: label + ", readable buffer",
+                progress: progress))
     }
 }
 
@@ -131,7 +139,8 @@ public func shortCopyTally(
         let rc = cks_probe_short_copy(path, &params, &out)
         if rc < 0 {
             let errno = Errno(rawValue: -rc)
-            throw ShortCopyAttemptError(errno: errno, description: "\(label): attempt \(i + 1) in \(directory) failed: \(errno) (errno \(errno.rawValue))")
+            throw ShortCopyAttemptError(
+                errno: errno, description: "\(label): attempt \(i + 1) in \(directory) failed: \(errno) (errno \(errno.rawValue))")
         }
         tally.add(out)
     }
@@ -151,10 +160,13 @@ private func runOtherFileSystemControls(
     func run(_ name: String, in directory: String) throws {
         var tally = ShortCopyTally()
         for w in controlWrites {
-            tally.add(try shortCopyTally(w, in: directory, attempts: config.attempts, user: nil, label: "\(name): \(w.description)", progress: progress))
+            tally.add(
+                try shortCopyTally(
+                    w, in: directory, attempts: config.attempts, user: nil, label: "\(name): \(w.description)", progress: progress))
         }
         let blockSize = try fileSystemBlockSize(directory)
-        report.controls.append(ShortCopyControlResult(name: name, detail: "\(blockSize)-byte blocks, the cases' short writes", tally: tally))
+        report.controls.append(
+            ShortCopyControlResult(name: name, detail: "\(blockSize)-byte blocks, the cases' short writes", tally: tally))
     }
     if (try? fileSystemName("/dev/shm")) == "tmpfs" {
         let directory = try scratch.makeDirectory(in: "/dev/shm", prefix: "iomap-short-copy")

@@ -22,7 +22,7 @@ import IOMapTesting
 import PageCache
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One write of the probe: into a file of `fileSize` bytes, all hole or (unwritten) all

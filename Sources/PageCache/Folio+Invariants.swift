@@ -19,7 +19,7 @@ extension Folio {
     @inline(__always)
     public func verifyInvariants() {
         #if IOMAP_VERIFY
-        checkInvariants()
+            checkInvariants()
         #endif
     }
 

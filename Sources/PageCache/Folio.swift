@@ -18,9 +18,9 @@ import IOMapBase
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 public final class Folio: @unchecked Sendable {
@@ -132,7 +132,9 @@ public final class Folio: @unchecked Sendable {
                 if flags.weakCompareExchange(
                     expected: old, desired: old | Folio.lockedBit,
                     successOrdering: .acquiring, failureOrdering: .relaxed
-                ).exchanged { return }
+                ).exchanged {
+                    return
+                }
                 continue
             }
             sleep(untilClear: Folio.lockedBit)
@@ -161,7 +163,9 @@ public final class Folio: @unchecked Sendable {
                 if !flags.weakCompareExchange(
                     expected: old, desired: old | Folio.waitersBit,
                     successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
-                ).exchanged { continue }
+                ).exchanged {
+                    continue
+                }
             }
             slot.wait()
         }

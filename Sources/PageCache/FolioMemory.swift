@@ -27,9 +27,9 @@ import IOMapBase
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What the memory of a new folio holds.

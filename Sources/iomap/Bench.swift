@@ -69,17 +69,21 @@ struct Bench: ParsableCommand {
         // remove them too.
         var created: [String] = []
         do {
-            config.kernelDirectory = try dir ?? { () throws(BenchSetupError) -> String in
-                let d = try makeBenchDirectory(disk: false)
-                created.append(d)
-                return d
-            }()
-            if config.workloads.contains(.writebackFsync) {
-                config.diskDirectory = try dirDisk ?? { () throws(BenchSetupError) -> String in
-                    let d = try makeBenchDirectory(disk: true)
+            config.kernelDirectory =
+                try dir
+                ?? { () throws(BenchSetupError) -> String in
+                    let d = try makeBenchDirectory(disk: false)
                     created.append(d)
                     return d
                 }()
+            if config.workloads.contains(.writebackFsync) {
+                config.diskDirectory =
+                    try dirDisk
+                    ?? { () throws(BenchSetupError) -> String in
+                        let d = try makeBenchDirectory(disk: true)
+                        created.append(d)
+                        return d
+                    }()
             }
         } catch {
             for d in created { try? FileManager.default.removeItem(atPath: d) }
@@ -92,7 +96,9 @@ struct Bench: ParsableCommand {
             for s in signalSources { s.cancel() }
             cleanup.run()
         }
-        say("iomap bench: \(config.workloads.map(\.rawValue).joined(separator: ", "))\(quick ? " (quick: 1/16 size)" : ""), \(config.repetitions) repetitions after a warm-up")
+        say(
+            "iomap bench: \(config.workloads.map(\.rawValue).joined(separator: ", "))\(quick ? " (quick: 1/16 size)" : ""), \(config.repetitions) repetitions after a warm-up"
+        )
         let report: BenchReport
         do {
             report = try runBench(config) { say("  " + $0) }
@@ -194,7 +200,8 @@ final class BenchCleanup: Sendable {
         let measured = j["peak_measured"] as? Bool
     else {
         throw BenchProbeError(
-            "the memory probe (\(executable) \(process.arguments!.joined(separator: " "))) exited \(process.terminationStatus): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            "the memory probe (\(executable) \(process.arguments!.joined(separator: " "))) exited \(process.terminationStatus): \(output.trimmingCharacters(in: .whitespacesAndNewlines))"
+        )
     }
     return BenchMemorySample(baselineRSS: baseline, peakRSS: peak, cachedBytes: cached, peakMeasured: measured)
 }
@@ -263,9 +270,10 @@ private func table(_ report: BenchReport) -> String {
         switch r.name {
         case "cleanup":
             let sizes = r.detail.keys.filter { $0.hasPrefix("ns_per_op_") }.sorted { sizeKeyBytes($0) < sizeKeyBytes($1) }
-            notes.append("cleanup: " + sizes.map { "\($0.dropFirst("ns_per_op_".count)) \(formatNs(r.detail[$0]))" }.joined(separator: ", ")
-                + ", \(Int(r.detail["punches_per_cleanup"] ?? 0)) punches per cleanup, "
-                + "\(Int(r.detail["kept_delalloc_blocks"] ?? 0)) delalloc blocks kept under the dirty folios")
+            notes.append(
+                "cleanup: " + sizes.map { "\($0.dropFirst("ns_per_op_".count)) \(formatNs(r.detail[$0]))" }.joined(separator: ", ")
+                    + ", \(Int(r.detail["punches_per_cleanup"] ?? 0)) punches per cleanup, "
+                    + "\(Int(r.detail["kept_delalloc_blocks"] ?? 0)) delalloc blocks kept under the dirty folios")
         case "live-hooks":
             notes.append(
                 "live-hooks: no-op interleaver installed \(formatNs(r.engineNsPerOp)), live \(formatNs(r.detail["live_ns_per_op"])); "
@@ -274,7 +282,9 @@ private func table(_ report: BenchReport) -> String {
                     + String(format: "%+.1f%%", (r.detail["bound_thread_cost"] ?? 0) * 100))
         case "memory-4k", "memory-2m":
             let mib = { (x: Double?) in String(format: "%.1f MiB", (x ?? 0) / 1_048_576) }
-            notes.append("\(r.name): resident memory grew \(mib(r.detail["rss_delta_bytes"])) caching \(mib(r.detail["cached_bytes"])) (\(r.detail["peak_rss_measured"] == 1 ? "peak" : "current") RSS\(r.detail["separate_process"] == 1 ? ", in a fresh process" : ", in this process"))")
+            notes.append(
+                "\(r.name): resident memory grew \(mib(r.detail["rss_delta_bytes"])) caching \(mib(r.detail["cached_bytes"])) (\(r.detail["peak_rss_measured"] == 1 ? "peak" : "current") RSS\(r.detail["separate_process"] == 1 ? ", in a fresh process" : ", in this process"))"
+            )
         case "overwrite-4k":
             notes.append(String(format: "overwrite-4k: engine %.2f× memcpy", r.detail["engine_over_memcpy"] ?? 0))
         default: break

@@ -43,7 +43,9 @@ struct Demo: ParsableCommand {
             fileBox.withLock { $0 = nil }
             try? file.mappedStore(stored, at: 8192 + 100)
         })
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: blockSize, maxFolioSize: 4096, cleanupPolicy: policy, environment: env))
+        let fs = ExtentFS(
+            memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: blockSize, maxFolioSize: 4096, cleanupPolicy: policy, environment: env)
+        )
         let file = fs.createFile()
         try! file.truncate(to: 16384)
         file.recordPunches()

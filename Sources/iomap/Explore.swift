@@ -29,7 +29,8 @@ struct Explore: ParsableCommand {
     @Option(help: "dfs (every schedule within the preemption bound), pct or random.") var strategy = ExploreStrategy.dfs
     @Option(parsing: .unconditional, help: "dfs: the most preemptions a schedule may have.") var preemptionBound = 2
     @Option(parsing: .unconditional, help: "pct: the number of ordering constraints a bug may need (1 to 10).") var depth = 3
-    @Option(parsing: .unconditional, help: "pct and random: schedules to run (default 2000); dfs: stop after this many (default: no limit).")
+    @Option(
+        parsing: .unconditional, help: "pct and random: schedules to run (default 2000); dfs: stop after this many (default: no limit).")
     var schedules: Int?
     @Option(help: "pct and random: seed (default: chosen at random and printed).") var seed: UInt64?
     @Option(help: "Run exactly this schedule (as printed by a violation, or '-' for the default one) and print its trace.")
@@ -40,7 +41,10 @@ struct Explore: ParsableCommand {
     @Option(help: "EOF rounding of failure cleanup: block-end or kernel (Linux's, which loses data at an unaligned EOF).")
     var eofRounding = EOFRounding.blockEnd
     @Flag(help: "Run without the write path's mapping validity check (wrong on purpose).") var noValidityCheck = false
-    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose).")
+    @Option(
+        help:
+            "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose)."
+    )
     var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
@@ -51,9 +55,12 @@ struct Explore: ParsableCommand {
         }
         guard ExploreScenario(rawValue: scenario) != nil else {
             throw ValidationError(
-                "--scenario: unknown scenario '\(scenario)'; scenarios are \(ExploreScenario.allCases.map(\.rawValue).joined(separator: ", "))")
+                "--scenario: unknown scenario '\(scenario)'; scenarios are \(ExploreScenario.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
-        if preemptionBound < 0 || preemptionBound > 10 { throw ValidationError("--preemption-bound must be from 0 to 10, got \(preemptionBound)") }
+        if preemptionBound < 0 || preemptionBound > 10 {
+            throw ValidationError("--preemption-bound must be from 0 to 10, got \(preemptionBound)")
+        }
         if depth < 1 || depth > 10 { throw ValidationError("--depth must be from 1 to 10, got \(depth)") }
         if let schedules, schedules < 1 { throw ValidationError("--schedules must be at least 1, got \(schedules)") }
         if let replay {
@@ -69,7 +76,9 @@ struct Explore: ParsableCommand {
         let config = try exploreConfig()
         say(header(config))
         let report = runExplore(config) { r in
-            say("explore: \(r.schedulesExplored) schedules, \(String(format: "%.0f", r.seconds)) s, up to \(r.maxSteps) steps, \(r.violations) violations")
+            say(
+                "explore: \(r.schedulesExplored) schedules, \(String(format: "%.0f", r.seconds)) s, up to \(r.maxSteps) steps, \(r.violations) violations"
+            )
         }
 
         let v = report.firstViolation
@@ -114,14 +123,19 @@ struct Explore: ParsableCommand {
     /// The stderr line that opens a run: the scenario, the engine's options and the strategy
     /// (with the seed, so that a random run can be repeated).
     func header(_ config: ExploreConfig) -> String {
-        var header = "iomap explore: scenario \(config.scenario.rawValue), policy \(policy.rawValue), eof rounding \(eofRounding.rawValue), write end \(writeEnd.rawValue), validity check \(noValidityCheck ? "off" : "on"), "
+        var header =
+            "iomap explore: scenario \(config.scenario.rawValue), policy \(policy.rawValue), eof rounding \(eofRounding.rawValue), write end \(writeEnd.rawValue), validity check \(noValidityCheck ? "off" : "on"), "
         if let replay = config.replay {
             header += "replaying \(replay)"
         } else {
             switch strategy {
             case .dfs: header += "dfs with preemption bound \(preemptionBound)"
-            case .pct: header += "pct depth \(depth), \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
-            case .random: header += "random, \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
+            case .pct:
+                header +=
+                    "pct depth \(depth), \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
+            case .random:
+                header +=
+                    "random, \(config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules) schedules, seed \(config.seed)"
             }
         }
         return header
@@ -136,8 +150,10 @@ struct Explore: ParsableCommand {
             "schedules_explored": report.schedulesExplored, "exhausted": report.exhausted, "violations": report.violations,
             "max_steps": report.maxSteps, "max_preemptions": report.maxPreemptions, "elapsed_s": report.seconds,
             "first_violation": report.firstViolation.map { v -> [String: Any] in
-                ["schedule": v.schedule.description, "invariant": v.finding.invariant, "detail": v.finding.detail,
-                 "replay": v.replayCommand, "trace": v.trace]
+                [
+                    "schedule": v.schedule.description, "invariant": v.finding.invariant, "detail": v.finding.detail,
+                    "replay": v.replayCommand, "trace": v.trace,
+                ]
             } ?? NSNull(),
         ]
         switch (config.replay, strategy) {
@@ -159,8 +175,12 @@ struct Explore: ParsableCommand {
         }
         let n = report.schedulesExplored
         let what = report.exhausted ? "all \(n) schedules within the bound" : n == 1 ? "1 schedule" : "\(n) schedules"
-        print("\(config.scenario.rawValue): \(what) explored in \(String(format: "%.1f", report.seconds)) s, up to \(report.maxSteps) steps and \(report.maxPreemptions) preemptions each; \(report.violations) violating")
-        if report.firstViolation == nil { print(report.exhausted ? "no schedule within the bound breaks an invariant" : "no violation found") }
+        print(
+            "\(config.scenario.rawValue): \(what) explored in \(String(format: "%.1f", report.seconds)) s, up to \(report.maxSteps) steps and \(report.maxPreemptions) preemptions each; \(report.violations) violating"
+        )
+        if report.firstViolation == nil {
+            print(report.exhausted ? "no schedule within the bound breaks an invariant" : "no violation found")
+        }
     }
 
     /// What stderr says of a violation: the finding, its schedule, the trace (a replay has

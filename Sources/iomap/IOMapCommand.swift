@@ -41,7 +41,9 @@ struct IOMapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iomap",
         abstract: "A user-space implementation of Linux's iomap buffered write path, and the tools that test it.",
-        subcommands: [Race.self, Demo.self, Fsx.self, DiffTestCommand.self, Random.self, Stress.self, Explore.self, Bench.self, KernelProbe.self],
+        subcommands: [
+            Race.self, Demo.self, Fsx.self, DiffTestCommand.self, Random.self, Stress.self, Explore.self, Bench.self, KernelProbe.self,
+        ],
         defaultSubcommand: Race.self)
 }
 

@@ -72,7 +72,8 @@ struct EOFBlockProbe: ParsableCommand {
         } else {
             let verdict = report.lost > 0 ? "AFFECTED" : "not affected"
             print("Linux \(report.kernel), \(report.fs), \(config.blockSize)-byte blocks, method \(config.method.rawValue): \(verdict)")
-            print("  i_size \(config.isize): \(report.lost) of \(config.attempts) stores lost (\(report.windowHits) attempts hit the window)")
+            print(
+                "  i_size \(config.isize): \(report.lost) of \(config.attempts) stores lost (\(report.windowHits) attempts hit the window)")
             print("  control, i_size \(config.controlIsize): \(report.controlLost) of \(config.attempts) lost")
             print("  our engine, i_size \(config.isize): \(report.engineLost) of \(config.attempts) lost")
             if report.writesNotFailed > 0 { print("  note: \(report.writesNotFailed) writes did not fail with EFAULT as intended") }

@@ -29,7 +29,9 @@ struct Race: ParsableCommand {
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
     @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
     @Option(parsing: .unconditional, help: "Pages the writers work through together before waiting for each other.") var stripePages = 8
-    @Option(parsing: .unconditional, help: "Microseconds a pwrite writer is held up (a quarter of the time) between iomap_begin and its folio lock; 0: never.")
+    @Option(
+        parsing: .unconditional,
+        help: "Microseconds a pwrite writer is held up (a quarter of the time) between iomap_begin and its folio lock; 0: never.")
     var writeDelayUs = 20
     @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -66,7 +68,10 @@ struct Race: ParsableCommand {
     func run() throws {
         let config = try config(seed: seed ?? UInt64.random(in: 0..<1 << 48))
         let stderr = FileHandle.standardError
-        stderr.write(Data("iomap race: seed \(config.seed), policy \(config.policy.rawValue), \(config.pages) pages, \(config.writers) writers, \(config.rounds) rounds per layout\n".utf8))
+        stderr.write(
+            Data(
+                "iomap race: seed \(config.seed), policy \(config.policy.rawValue), \(config.pages) pages, \(config.writers) writers, \(config.rounds) rounds per layout\n"
+                    .utf8))
         let report = runRace(config) { line in stderr.write(Data((line + "\n").utf8)) }
         if json {
             printJSON([
@@ -85,9 +90,15 @@ struct Race: ParsableCommand {
                 "elapsed_s": report.elapsedSeconds,
             ])
         } else {
-            print("seed \(config.seed), policy \(config.policy.rawValue): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost")
-            print("\(report.failedWrites) failed writes, \(report.cleanupCalls) failure cleanups, \(report.punchCalls) punches, \(report.staleMappings) stale mappings, \(report.writebackPasses) writeback passes, \(report.foliosReclaimed) folios reclaimed, \(String(format: "%.1f", report.elapsedSeconds)) s")
-            print("faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            print(
+                "seed \(config.seed), policy \(config.policy.rawValue): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost"
+            )
+            print(
+                "\(report.failedWrites) failed writes, \(report.cleanupCalls) failure cleanups, \(report.punchCalls) punches, \(report.staleMappings) stale mappings, \(report.writebackPasses) writeback passes, \(report.foliosReclaimed) folios reclaimed, \(String(format: "%.1f", report.elapsedSeconds)) s"
+            )
+            print(
+                "faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+            )
             if report.passed { print("every slot held its owner's value") }
         }
         if !report.passed {

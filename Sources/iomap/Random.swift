@@ -19,7 +19,10 @@ struct Random: ParsableCommand {
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
     @Option(help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
     @Flag(help: "Run without fault injection.") var noFaults = false
-    @Option(help: "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose).")
+    @Option(
+        help:
+            "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose)."
+    )
     var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: ArgumentHelp("Print the file's state around this operation.", visibility: .hidden)) var traceOp: Int?
@@ -54,7 +57,8 @@ struct Random: ParsableCommand {
         if json {
             printJSON([
                 "seed": seed, "ops": report.opsRun, "block_size": blockSize, "max_folio_size": maxFolioSize,
-                "policy": policy.rawValue, "write_end": writeEnd.rawValue, "ops_by_kind": report.opsByKind, "faults_injected": report.faultsInjected,
+                "policy": policy.rawValue, "write_end": writeEnd.rawValue, "ops_by_kind": report.opsByKind,
+                "faults_injected": report.faultsInjected,
                 "cleanup_calls": report.cleanups, "punch_calls": report.punches, "races_landed": report.racesLanded,
                 "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
                 "result": report.violation == nil ? "pass" : "violation",
@@ -62,11 +66,18 @@ struct Random: ParsableCommand {
                 "elapsed_s": elapsed.inSeconds,
             ])
         } else {
-            print("seed \(seed): \(report.opsRun) operations, \(report.cleanups) failure cleanups, \(report.racesLanded) races, \(report.failedWrites) failed and \(report.shortWrites) short writes")
-            print("faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            print(
+                "seed \(seed): \(report.opsRun) operations, \(report.cleanups) failure cleanups, \(report.racesLanded) races, \(report.failedWrites) failed and \(report.shortWrites) short writes"
+            )
+            print(
+                "faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+            )
         }
         if let v = report.violation {
-            FileHandle.standardError.write(Data("VIOLATION at op \(report.violationOp ?? -1): \(v)\n\(report.replayLine)\nreplay: \(poisonPrefix)iomap random --seed \(seed) --ops \(ops) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue)\(writeEnd == .zeroTail ? "" : " --write-end \(writeEnd.rawValue)")\(noFaults ? " --no-faults" : "") --max-file-size \(maxFileSize)\nlast operations:\n\(report.logTail.suffix(20).map { "  \($0)" }.joined(separator: "\n"))\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "VIOLATION at op \(report.violationOp ?? -1): \(v)\n\(report.replayLine)\nreplay: \(poisonPrefix)iomap random --seed \(seed) --ops \(ops) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue)\(writeEnd == .zeroTail ? "" : " --write-end \(writeEnd.rawValue)")\(noFaults ? " --no-faults" : "") --max-file-size \(maxFileSize)\nlast operations:\n\(report.logTail.suffix(20).map { "  \($0)" }.joined(separator: "\n"))\n"
+                        .utf8))
             throw ExitStatus.violation
         }
     }

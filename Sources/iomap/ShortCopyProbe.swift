@@ -59,7 +59,8 @@ struct ShortCopyProbe: ParsableCommand {
     }
 
     static func textLines(_ r: ShortCopyProbeReport) -> [String] {
-        let verdict = r.affected
+        let verdict =
+            r.affected
             ? "AFFECTED: a short copy leaves stale memory in the file"
             : "not affected: every short copy left zeroes outside what was written"
         var lines = ["Linux \(r.kernel), \(r.fs): \(verdict)"]
@@ -76,7 +77,8 @@ struct ShortCopyProbe: ParsableCommand {
             "  our engine (new folio memory poisoned; \(r.engine.map(\.name).joined(separator: "; "))): "
                 + "\(r.engineStale) stale bytes" + (engineErrors.isEmpty ? "" : "; failed: \(engineErrors.joined(separator: "; "))"))
         lines.append("  kernel \(r.kernel); init_on_alloc \(r.initOnAlloc.value) (\(r.initOnAlloc.source))")
-        lines.append("  with init_on_alloc on, a kernel shows zeroes rather than stale memory: that hides the exposure without fixing the logic")
+        lines.append(
+            "  with init_on_alloc on, a kernel shows zeroes rather than stale memory: that hides the exposure without fixing the logic")
         if !r.affected, let recycled = recycledNote(r) { lines.append("  \(recycled)") }
         for n in r.notes { lines.append("  note: \(n)") }
         if r.controls.contains(where: { $0.tally.stale > 0 }) {
@@ -88,7 +90,8 @@ struct ShortCopyProbe: ParsableCommand {
     static func tallyText(_ t: ShortCopyTally, markers: Bool) -> String {
         var text = "\(t.attempts) attempts"
         if markers { text += ", pwrite returned \(t.writeReturned.map(String.init).joined(separator: " or "))" }
-        text += "; stale bytes in cache \(t.staleInCache) (max \(t.maxStaleInCache) per attempt), on disk \(t.staleOnDisk) (max \(t.maxStaleOnDisk))"
+        text +=
+            "; stale bytes in cache \(t.staleInCache) (max \(t.maxStaleInCache) per attempt), on disk \(t.staleOnDisk) (max \(t.maxStaleOnDisk))"
         if markers { text += "; marker bytes \(t.markerInCache) in cache, \(t.markerOnDisk) on disk" }
         if markers && t.recycledKnown > 0 { text += "; page under the write held the marker in \(t.recycled) of \(t.recycledKnown)" }
         return text

@@ -25,7 +25,9 @@ struct Stress: ParsableCommand {
     func validate() throws {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be from 1 to 16, got \(workers)") }
         guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
-        guard (4096...(4 << 20)).contains(regionSize) else { throw ValidationError("--region-size must be from 4096 to 4 MiB, got \(regionSize)") }
+        guard (4096...(4 << 20)).contains(regionSize) else {
+            throw ValidationError("--region-size must be from 4096 to 4 MiB, got \(regionSize)")
+        }
         guard [512, 1024, 2048, 4096].contains(blockSize) else {
             throw ValidationError("--block-size must be 512, 1024, 2048 or 4096, got \(blockSize)")
         }
@@ -55,10 +57,15 @@ struct Stress: ParsableCommand {
                 "elapsed_s": report.elapsedSeconds,
             ])
         } else {
-            print("seed \(config.seed): \(report.opsRun) operations on \(workers) threads, \(report.failedWrites) failed and \(report.shortWrites) short writes, \(report.cleanups) failure cleanups, \(report.quietChecks) quiet-point checks, \(report.writebackPasses) writeback passes, \(String(format: "%.1f", report.elapsedSeconds)) s")
+            print(
+                "seed \(config.seed): \(report.opsRun) operations on \(workers) threads, \(report.failedWrites) failed and \(report.shortWrites) short writes, \(report.cleanups) failure cleanups, \(report.quietChecks) quiet-point checks, \(report.writebackPasses) writeback passes, \(String(format: "%.1f", report.elapsedSeconds)) s"
+            )
         }
         if let v = report.violation {
-            FileHandle.standardError.write(Data("VIOLATION: \(v)\nrun again: iomap stress --seed \(config.seed) --workers \(workers) --ops \(ops) --region-size \(regionSize) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue) --quiet-every \(quietEvery)\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "VIOLATION: \(v)\nrun again: iomap stress --seed \(config.seed) --workers \(workers) --ops \(ops) --region-size \(regionSize) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue) --quiet-every \(quietEvery)\n"
+                        .utf8))
             throw ExitStatus.violation
         }
     }

@@ -326,8 +326,9 @@ struct BlockDeviceTests {
         #expect(throws: Errno.ioError) { try cache.flush() }
         #expect(cache.unflushedWriteCount == 2)
         #expect(disk.unflushedWriteCount == 1)
-        #expect(try readBlocks(cache, 1, 3) == pattern(1, blocks: 1, blockSize: 512)
-            + pattern(2, blocks: 1, blockSize: 512) + pattern(3, blocks: 1, blockSize: 512))
+        #expect(
+            try readBlocks(cache, 1, 3) == pattern(1, blocks: 1, blockSize: 512)
+                + pattern(2, blocks: 1, blockSize: 512) + pattern(3, blocks: 1, blockSize: 512))
         disk.clearFaults()
         try cache.flush()
         #expect(cache.unflushedWriteCount == 0)

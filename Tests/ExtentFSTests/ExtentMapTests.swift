@@ -82,7 +82,8 @@ struct ExtentMapTests {
         map.insert(written(8, 4, at: 108))  // disk-contiguous with the unwritten record
         map.insert(delalloc(12, 4))
         map.insert(unwritten(16, 4, at: 116))  // disk-contiguous with nothing before it
-        #expect(map.records == [delalloc(0, 4), unwritten(4, 4, at: 104), written(8, 4, at: 108), delalloc(12, 4), unwritten(16, 4, at: 116)])
+        #expect(
+            map.records == [delalloc(0, 4), unwritten(4, 4, at: 104), written(8, 4, at: 108), delalloc(12, 4), unwritten(16, 4, at: 116)])
         #expect(map.delallocBlocks == 8)
         #expect(map.allocatedBlocks == 12)
         map.checkInvariants()
@@ -242,7 +243,11 @@ struct ExtentMapTests {
         map.insert(written(20, 5, at: 205))
         let firstPass = map.convertUnwritten(from: 5, to: 18)
         #expect(firstPass)
-        #expect(map.records == [unwritten(0, 5, at: 100), written(5, 5, at: 105), delalloc(10, 5), written(15, 3, at: 200), unwritten(18, 2, at: 203), written(20, 5, at: 205)])
+        #expect(
+            map.records == [
+                unwritten(0, 5, at: 100), written(5, 5, at: 105), delalloc(10, 5), written(15, 3, at: 200), unwritten(18, 2, at: 203),
+                written(20, 5, at: 205),
+            ])
         map.checkInvariants()
         // Converting the rest makes [15, 25) one written run on disk 200...
         let secondPass = map.convertUnwritten(from: 15, to: 25)
@@ -482,7 +487,9 @@ private struct ExtentMapModelHarness {
                 let start: Int
                 if let last = pieces.last, int(0..<3) == 0 {
                     start = last.end
-                } else if pieces.isEmpty, target.startBlock > 0, let l = model[target.startBlock - 1], l.state == .unwritten, int(0..<2) == 0 {
+                } else if pieces.isEmpty, target.startBlock > 0, let l = model[target.startBlock - 1], l.state == .unwritten,
+                    int(0..<2) == 0
+                {
                     start = l.disk! + 1
                 } else {
                     start = nextDisk
@@ -549,11 +556,14 @@ private struct ExtentMapModelHarness {
         }
         let probe = int(0..<(Self.blocks + 1))
         let wantNext = expected.first { $0.endBlock > probe }
-        if map.next(atOrAfter: probe) != wantNext { return "next(atOrAfter: \(probe)) = \(String(describing: map.next(atOrAfter: probe))), expected \(String(describing: wantNext))" }
+        if map.next(atOrAfter: probe) != wantNext {
+            return "next(atOrAfter: \(probe)) = \(String(describing: map.next(atOrAfter: probe))), expected \(String(describing: wantNext))"
+        }
         let from = int(0..<Self.blocks)
         let to = min(Self.blocks, from + int(0..<80))
         if map.records(from: from, to: to) != canonical(model, from: from, to: to) {
-            return "records(from: \(from), to: \(to)) = \(map.records(from: from, to: to)), expected \(canonical(model, from: from, to: to))"
+            return
+                "records(from: \(from), to: \(to)) = \(map.records(from: from, to: to)), expected \(canonical(model, from: from, to: to))"
         }
         return nil
     }

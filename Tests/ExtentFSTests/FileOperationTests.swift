@@ -22,7 +22,8 @@ func fileWithData(blockSize: Int = 4096, device: (any BlockDevice)? = nil) throw
 /// Everything observable about a file, to show that a rejected call changed nothing.
 func snapshot(_ file: ExtentFile) throws -> String {
     let bytes = try file.read(count: file.size + 100, at: 0)
-    return "\(file.size) \(file.extentRecords) \(file.delallocBlocks) \(bytes.hashValue) \(file.fs.space.freeBlocks) \(file.fs.space.reservedBlocks)"
+    return
+        "\(file.size) \(file.extentRecords) \(file.delallocBlocks) \(bytes.hashValue) \(file.fs.space.freeBlocks) \(file.fs.space.reservedBlocks)"
 }
 
 @Suite("Bad input")

@@ -5,7 +5,8 @@ import Testing
 
 @Suite("Units and ranges")
 struct UnitsTests {
-    @Test("rounding and block arithmetic are 64-bit, at offsets near 2^44 too", arguments: [0, (1 << 32) + (1 << 20), (1 << 44) - (1 << 20)])
+    @Test(
+        "rounding and block arithmetic are 64-bit, at offsets near 2^44 too", arguments: [0, (1 << 32) + (1 << 20), (1 << 44) - (1 << 20)])
     func rounding(base: Int) {
         let g = BlockGeometry(blockSize: 1024)
         #expect(g.roundDownToBlock(base + 1500) == base + 1024)

@@ -65,18 +65,20 @@ struct ExploreCommandTests {
         #expect(text.stdout.contains("trace:") && text.stdout.contains("preempted at"))
     }
 
-    @Test("bad usage exits 2 with a message naming what was wrong", arguments: [
-        ([], "--scenario"),
-        (["--scenario", "nope"], "nope"),
-        (["--scenario", "eof-block", "--preemption-bound", "-1"], "--preemption-bound"),
-        (["--scenario", "eof-block", "--strategy", "bfs"], "bfs"),
-        (["--scenario", "eof-block", "--depth", "0"], "--depth"),
-        (["--scenario", "eof-block", "--schedules", "0"], "--schedules"),
-        (["--scenario", "eof-block", "--replay", "3:x"], "3:x"),
-        (["--scenario", "eof-block", "--replay", "6:9"], "thread 9 cannot run"),
-        (["--scenario", "eof-block", "--replay", "900:1"], "past the end"),
-        (["--scenario", "eof-block", "--eof-rounding", "sideways"], "sideways"),
-    ])
+    @Test(
+        "bad usage exits 2 with a message naming what was wrong",
+        arguments: [
+            ([], "--scenario"),
+            (["--scenario", "nope"], "nope"),
+            (["--scenario", "eof-block", "--preemption-bound", "-1"], "--preemption-bound"),
+            (["--scenario", "eof-block", "--strategy", "bfs"], "bfs"),
+            (["--scenario", "eof-block", "--depth", "0"], "--depth"),
+            (["--scenario", "eof-block", "--schedules", "0"], "--schedules"),
+            (["--scenario", "eof-block", "--replay", "3:x"], "3:x"),
+            (["--scenario", "eof-block", "--replay", "6:9"], "thread 9 cannot run"),
+            (["--scenario", "eof-block", "--replay", "900:1"], "past the end"),
+            (["--scenario", "eof-block", "--eof-rounding", "sideways"], "sideways"),
+        ])
     func badUsage(arguments: [String], named: String) throws {
         let r = try runIOMap(["explore"] + arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments)")

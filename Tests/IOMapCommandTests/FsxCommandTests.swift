@@ -21,7 +21,10 @@ struct FsxCommandTests {
             #expect(FileManager.default.fileExists(atPath: "\(dir)/\(file)"), "missing \(file)")
         }
         #expect(r.stderr.contains("OFFSET      GOOD    BAD     RANGE") && r.stderr.contains("operation# (mod 256)"))
-        let replay = try runIOMap(["fsx", "--replay-ops", "\(dir)/minimized.fsxops", "--policy", "truncate-page-cache", "--no-minimize", "--artifacts", dir + "/again"])
+        let replay = try runIOMap([
+            "fsx", "--replay-ops", "\(dir)/minimized.fsxops", "--policy", "truncate-page-cache", "--no-minimize", "--artifacts",
+            dir + "/again",
+        ])
         #expect(replay.status == 1)
         let fixed = try runIOMap(["fsx", "--replay-ops", "\(dir)/minimized.fsxops", "--artifacts", dir + "/fixed"])
         #expect(fixed.status == 0, "\(fixed.stderr)")
@@ -32,7 +35,8 @@ struct FsxCommandTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-fsx-we-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let poison = ["IOMAP_POISON_FOLIOS": "1"]
-        let r = try runIOMap(["fsx", "--seed", "1", "--ops", "10000", "--write-end", "kernel", "--artifacts", dir, "--json"], environment: poison)
+        let r = try runIOMap(
+            ["fsx", "--seed", "1", "--ops", "10000", "--write-end", "kernel", "--artifacts", dir, "--json"], environment: poison)
         #expect(r.status == 1, "exit \(r.status)\n\(r.stderr)")
         #expect(r.stderr.contains("poison at offset"), "\(r.stderr)")
         #expect(try r.json()["write_end"] as? String == "kernel")
@@ -79,11 +83,14 @@ struct FsxCommandTests {
         for key in ["ops", "seed", "dir_fstype", "compared"] { #expect(j[key] != nil, "missing \(key)") }
     }
 
-    @Test("bad fsx and difftest usage exits 2", arguments: [
-        ["fsx", "--faults", "nosuch"], ["fsx", "--disable", "frob"], ["fsx", "--block-size", "3000"], ["fsx", "--ops", "0"],
-        ["fsx", "--offset-base", "12"], ["fsx", "--write-end", "sometimes"], ["random", "--write-end", "x"],
-        ["explore", "--scenario", "eof-block", "--write-end", "x"], ["difftest", "--seek-oracle", "btrfs"], ["difftest", "--dir", "/no/such/dir"],
-    ])
+    @Test(
+        "bad fsx and difftest usage exits 2",
+        arguments: [
+            ["fsx", "--faults", "nosuch"], ["fsx", "--disable", "frob"], ["fsx", "--block-size", "3000"], ["fsx", "--ops", "0"],
+            ["fsx", "--offset-base", "12"], ["fsx", "--write-end", "sometimes"], ["random", "--write-end", "x"],
+            ["explore", "--scenario", "eof-block", "--write-end", "x"], ["difftest", "--seek-oracle", "btrfs"],
+            ["difftest", "--dir", "/no/such/dir"],
+        ])
     func badUsage(arguments: [String]) throws {
         let r = try runIOMap(arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments): \(r.stderr)")

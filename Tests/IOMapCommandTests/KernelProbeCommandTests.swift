@@ -32,8 +32,9 @@ struct KernelProbeCommandTests {
         return mounted.map(String.init) + bound
     }
 
-    @Test("userfaultfd on a fresh XFS image: every attempt hits the window; control and engine keep the data; nothing left mounted",
-          .enabled(if: canMount, "needs root and loop devices"))
+    @Test(
+        "userfaultfd on a fresh XFS image: every attempt hits the window; control and engine keep the data; nothing left mounted",
+        .enabled(if: canMount, "needs root and loop devices"))
     func userfaultfdOnXFS() throws {
         let r = try runIOMap(["kernel-probe", "eof-block", "--method", "userfaultfd", "--attempts", "5", "--json"])
         let j = try r.json()
@@ -58,13 +59,15 @@ struct KernelProbeCommandTests {
         #expect(j["lost"] as? Int == 0 && j["control_lost"] as? Int == 0 && j["engine_lost"] as? Int == 0)
     }
 
-    @Test("bad usage exits 2 naming what was wrong", arguments: [
-        (["--isize", "8192"], "multiple of the block size"),
-        (["--block-size", "3000"], "--block-size"),
-        (["--attempts", "0"], "--attempts"),
-        (["--method", "telepathy"], "telepathy"),
-        (["--dir", "/nonexistent-iomap-dir"], "/nonexistent-iomap-dir"),
-    ])
+    @Test(
+        "bad usage exits 2 naming what was wrong",
+        arguments: [
+            (["--isize", "8192"], "multiple of the block size"),
+            (["--block-size", "3000"], "--block-size"),
+            (["--attempts", "0"], "--attempts"),
+            (["--method", "telepathy"], "telepathy"),
+            (["--dir", "/nonexistent-iomap-dir"], "/nonexistent-iomap-dir"),
+        ])
     func badUsage(arguments: [String], named: String) throws {
         let r = try runIOMap(["kernel-probe", "eof-block"] + arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments)")
@@ -72,8 +75,9 @@ struct KernelProbeCommandTests {
         #expect(r.stdout.isEmpty)
     }
 
-    @Test("short-copy on fresh XFS images: every case runs; controls and engine leave nothing stale; nothing left mounted",
-          .enabled(if: canMount && hasMkfsXFS, "needs root, loop devices and mkfs.xfs"))
+    @Test(
+        "short-copy on fresh XFS images: every case runs; controls and engine leave nothing stale; nothing left mounted",
+        .enabled(if: canMount && hasMkfsXFS, "needs root, loop devices and mkfs.xfs"))
     func shortCopyOnXFS() throws {
         let r = try runIOMap(["kernel-probe", "short-copy", "--attempts", "2", "--json"])
         let j = try r.json()
@@ -102,7 +106,9 @@ struct KernelProbeCommandTests {
         }
         #expect(j["engine_stale"] as? Int == 0)
         for key in ["kernel", "elapsed_s", "skipped", "engine"] { #expect(j[key] != nil, "\(key)") }
-        print("kernel-probe short-copy on \(j["kernel"] ?? "?"): \(stale) stale bytes over the cases; init_on_alloc \(initOnAlloc["value"] ?? "?")")
+        print(
+            "kernel-probe short-copy on \(j["kernel"] ?? "?"): \(stale) stale bytes over the cases; init_on_alloc \(initOnAlloc["value"] ?? "?")"
+        )
         #expect(Self.leftovers() == [])
     }
 
@@ -132,8 +138,9 @@ struct KernelProbeCommandTests {
         return setpriv.map { [$0, "--reuid=65534", "--regid=65534", "--clear-groups"] }
     }
 
-    @Test("short-copy without --dir and without root cannot run: exit 2 naming root",
-          .enabled(if: unprivilegedLauncher != nil, "needs to run unprivileged: not root, or setpriv"))
+    @Test(
+        "short-copy without --dir and without root cannot run: exit 2 naming root",
+        .enabled(if: unprivilegedLauncher != nil, "needs to run unprivileged: not root, or setpriv"))
     func shortCopyNeedsRoot() throws {
         let r = try runIOMap(["kernel-probe", "short-copy", "--attempts", "1"], launcher: Self.unprivilegedLauncher ?? [])
         #expect(r.status == 2, "exit \(r.status)\n\(r.stderr)")
@@ -142,14 +149,16 @@ struct KernelProbeCommandTests {
         #expect(Self.leftovers() == [])
     }
 
-    @Test("short-copy: bad usage exits 2 naming what was wrong", arguments: [
-        (["--attempts", "0"], "--attempts"),
-        (["--block-size", "2048"], "--block-size must be 1024 or 4096"),
-        (["--block-size", "1024", "--dir", "/tmp"], "with --dir"),
-        (["--user", "0"], "--user 0 is root"),
-        (["--dir", "/nonexistent-iomap-dir"], "/nonexistent-iomap-dir"),
-        (["--attempts", "many"], "many"),
-    ])
+    @Test(
+        "short-copy: bad usage exits 2 naming what was wrong",
+        arguments: [
+            (["--attempts", "0"], "--attempts"),
+            (["--block-size", "2048"], "--block-size must be 1024 or 4096"),
+            (["--block-size", "1024", "--dir", "/tmp"], "with --dir"),
+            (["--user", "0"], "--user 0 is root"),
+            (["--dir", "/nonexistent-iomap-dir"], "/nonexistent-iomap-dir"),
+            (["--attempts", "many"], "many"),
+        ])
     func shortCopyBadUsage(arguments: [String], named: String) throws {
         let r = try runIOMap(["kernel-probe", "short-copy"] + arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments)")

@@ -101,17 +101,19 @@ struct RaceCommandTests {
         #expect(r.stderr.contains("run again: iomap race") && r.stderr.contains("--seed \(seedForCommands)"))
     }
 
-    @Test("bad usage exits 2 with a message naming what was wrong", arguments: [
-        (["--size", "0"], "--size"),
-        (["--fail-rate", "-0.1"], "--fail-rate"),
-        (["--fail-rate", "2"], "--fail-rate"),
-        (["--policy", "nope"], "nope"),
-        (["--bogus"], "--bogus"),
-        (["--layout", "sideways"], "sideways"),
-        (["--rounds", "0"], "--rounds"),
-        (["--block-size", "3000"], "--block-size"),
-        (["--mapped-writers", "0", "--pwrite-writers", "0"], "writer"),
-    ])
+    @Test(
+        "bad usage exits 2 with a message naming what was wrong",
+        arguments: [
+            (["--size", "0"], "--size"),
+            (["--fail-rate", "-0.1"], "--fail-rate"),
+            (["--fail-rate", "2"], "--fail-rate"),
+            (["--policy", "nope"], "nope"),
+            (["--bogus"], "--bogus"),
+            (["--layout", "sideways"], "sideways"),
+            (["--rounds", "0"], "--rounds"),
+            (["--block-size", "3000"], "--block-size"),
+            (["--mapped-writers", "0", "--pwrite-writers", "0"], "writer"),
+        ])
     func badUsage(arguments: [String], named: String) throws {
         let r = try runIOMap(["race"] + arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments)")

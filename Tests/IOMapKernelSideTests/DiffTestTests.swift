@@ -4,7 +4,7 @@
 import ExtentFS
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import IOMap
 import IOMapBase
@@ -51,7 +51,10 @@ struct DiffTestTests {
         let m = try #require(bad.firstMismatch)
         #expect(m.opIndex > 0 && m.opIndex <= bad.entries)
         // A truncate down came before it.
-        #expect(bad.log.prefix(m.opIndex).contains { if case .op(let op) = $0 { op.name == .truncate && op.newSize < op.sizeBefore } else { false } })
+        #expect(
+            bad.log.prefix(m.opIndex).contains {
+                if case .op(let op) = $0 { op.name == .truncate && op.newSize < op.sizeBefore } else { false }
+            })
         config.canary = false
         let good = try withTemporaryDirectory { try runDiffTest(config, directory: $0) }
         #expect(good.mismatches == 0, "\(good.firstMismatch.map(String.init(describing:)) ?? "")")
@@ -59,9 +62,10 @@ struct DiffTestTests {
 
     static var canMountXFS: Bool { geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control") }
 
-    @Test("on a loop-mounted XFS, SEEK_DATA and SEEK_HOLE answers agree too (one-page folios, probes after a sync and a cache drop)",
-          .enabled(if: canMountXFS, "mounting an XFS image needs root and loop devices: the SEEK comparison is skipped"),
-          arguments: 0..<2)
+    @Test(
+        "on a loop-mounted XFS, SEEK_DATA and SEEK_HOLE answers agree too (one-page folios, probes after a sync and a cache drop)",
+        .enabled(if: canMountXFS, "mounting an XFS image needs root and loop devices: the SEEK comparison is skipped"),
+        arguments: 0..<2)
     func xfsSeek(entry: Int) throws {
         let mount = try XFSLoopMount.make(sizeBytes: 512 << 20)
         defer { mount.unmount() }

@@ -39,7 +39,9 @@ struct ShortCopyProbeTests {
         }
         let total = results.reduce(0) { $0 + $1.staleInCache + $1.staleOnDisk }
         #expect(total > 0)
-        for r in results { print("engine, kernel write end, \(r.name): wrote \(r.written), stale \(r.staleInCache) in cache, \(r.staleOnDisk) on disk") }
+        for r in results {
+            print("engine, kernel write end, \(r.name): wrote \(r.written), stale \(r.staleInCache) in cache, \(r.staleOnDisk) on disk")
+        }
     }
 
     @Test("settings the probe cannot use are named")

@@ -17,7 +17,9 @@ struct ExplorerScenarioTests {
         config.preemptionBound = bound
         config.engine = engine
         let report = runExplore(config)
-        print("explore \(scenario.rawValue) \(engine.flags.joined(separator: " ")) bound \(bound): \(report.schedulesExplored) schedules, exhausted \(report.exhausted), \(report.violations) violations, \(report.seconds) s")
+        print(
+            "explore \(scenario.rawValue) \(engine.flags.joined(separator: " ")) bound \(bound): \(report.schedulesExplored) schedules, exhausted \(report.exhausted), \(report.violations) violations, \(report.seconds) s"
+        )
         return report
     }
 

@@ -134,8 +134,12 @@ struct ExplorerTests {
             let b = ToyLock("lock B")
             return ScenarioInstance(
                 bodies: [
-                    { a.lock(); b.lock(); b.unlock(); a.unlock() },
-                    { b.lock(); a.lock(); a.unlock(); b.unlock() },
+                    {
+                        a.lock(); b.lock(); b.unlock(); a.unlock()
+                    },
+                    {
+                        b.lock(); a.lock(); a.unlock(); b.unlock()
+                    },
                 ],
                 check: { [] })
         }

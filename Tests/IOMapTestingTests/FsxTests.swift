@@ -48,19 +48,21 @@ struct FsxTests {
         #expect(runnable)
     }
 
-    @Test("a malformed log is rejected with the line number and why", arguments: [
-        ("write 0x10 0x20 0x0\nfrobnicate 1 2 3\n", 2, "unknown operation 'frobnicate'"),
-        ("write 0x10 0x20\n", 1, "write needs 3 numbers, found 2"),
-        ("# c\n\nread 0x10 zz 0x0\n", 3, "'zz' is not"),
-        ("write 0x10 0x20 0x0 sideways\n", 1, "unknown flag 'sideways'"),
-        ("punch_hole 0x0 0x10 0x20 keep_size\n", 1, "keep_size applies to fallocate and zero_range only"),
-        ("#@ fault short-copy 0x0 3\n", 1, "must follow the operation"),
-        ("write 0x0 0x10 0x0\n#@ fault nosuch 0x0 1\n", 2, "#@ fault needs a site"),
-        ("read 0x0 0x10 0x0\n#@ race mapwrite 0x0 0x4\n", 2, "must follow the write"),
-        ("copy_range 0x0 0x10 0x0\n", 1, "copy_range needs 4 numbers, found 3"),
-        ("write 0x0 0x10 0x0\n#@ race sideways 0x0\n", 2, "#@ race needs"),
-        ("write 0x0 0x10 0x0\n#@ race writeback 0x0 0x4\n", 2, "#@ race needs"),
-    ])
+    @Test(
+        "a malformed log is rejected with the line number and why",
+        arguments: [
+            ("write 0x10 0x20 0x0\nfrobnicate 1 2 3\n", 2, "unknown operation 'frobnicate'"),
+            ("write 0x10 0x20\n", 1, "write needs 3 numbers, found 2"),
+            ("# c\n\nread 0x10 zz 0x0\n", 3, "'zz' is not"),
+            ("write 0x10 0x20 0x0 sideways\n", 1, "unknown flag 'sideways'"),
+            ("punch_hole 0x0 0x10 0x20 keep_size\n", 1, "keep_size applies to fallocate and zero_range only"),
+            ("#@ fault short-copy 0x0 3\n", 1, "must follow the operation"),
+            ("write 0x0 0x10 0x0\n#@ fault nosuch 0x0 1\n", 2, "#@ fault needs a site"),
+            ("read 0x0 0x10 0x0\n#@ race mapwrite 0x0 0x4\n", 2, "must follow the write"),
+            ("copy_range 0x0 0x10 0x0\n", 1, "copy_range needs 4 numbers, found 3"),
+            ("write 0x0 0x10 0x0\n#@ race sideways 0x0\n", 2, "#@ race needs"),
+            ("write 0x0 0x10 0x0\n#@ race writeback 0x0 0x4\n", 2, "#@ race needs"),
+        ])
     func malformed(text: String, line: Int, reason: String) {
         do {
             _ = try FsxLog.parse(text)
@@ -83,7 +85,8 @@ struct FsxTests {
             """
         let entries = try FsxLog.parse(text)
         let races = entries.compactMap { e -> FsxRace? in if case .op(let o) = e { o.race } else { nil } }
-        #expect(races == [FsxRace(.mapwrite, offset: 0x100, length: 4), FsxRace(.writeback, offset: 0x1000), FsxRace(.reclaim, offset: 0x1000)])
+        #expect(
+            races == [FsxRace(.mapwrite, offset: 0x100, length: 4), FsxRace(.writeback, offset: 0x1000), FsxRace(.reclaim, offset: 0x1000)])
         #expect(FsxLog.format(entries) == text + "\n")
     }
 

@@ -22,8 +22,9 @@ struct ThreadedTests {
         return c
     }
 
-    @Test("threaded stress: workers with failing writes, mapped stores, punch, truncate, writeback and reclaim keep every byte and invariant",
-          arguments: stressMatrix.indices)
+    @Test(
+        "threaded stress: workers with failing writes, mapped stores, punch, truncate, writeback and reclaim keep every byte and invariant",
+        arguments: stressMatrix.indices)
     func stressHolds(entry: Int) {
         let config = stressConfig(entry)
         print("threaded stress: \(config)")
@@ -95,7 +96,10 @@ struct ThreadedTests {
         #expect(problem { $0.failRate = .nan }?.hasPrefix("--fail-rate") == true)
         #expect(problem { $0.rounds = 0 }?.hasPrefix("--rounds") == true)
         #expect(problem { $0.blockSize = 3000 }?.hasPrefix("--block-size") == true)
-        #expect(problem { $0.mappedWriters = 0; $0.pwriteWriters = 0 }?.contains("at least one writer") == true)
+        #expect(
+            problem {
+                $0.mappedWriters = 0; $0.pwriteWriters = 0
+            }?.contains("at least one writer") == true)
         #expect(problem { $0.layouts = [] }?.hasPrefix("--layout") == true)
     }
 

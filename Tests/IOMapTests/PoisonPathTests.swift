@@ -107,7 +107,9 @@ struct PoisonPathTests {
     static func mismatch(_ got: [UInt8], _ want: [UInt8], _ when: String) -> String? {
         if got.count != want.count { return "\(when): \(got.count) bytes, the model has \(want.count)" }
         guard let i = (0..<got.count).first(where: { got[$0] != want[$0] }) else { return nil }
-        return PoisonCheck.describe("\(when): byte \(i) is \(got[i]), the model has \(want[i])", got: got, expected: want, fileOffset: 0) { $0 }
+        return PoisonCheck.describe("\(when): byte \(i) is \(got[i]), the model has \(want[i])", got: got, expected: want, fileOffset: 0) {
+            $0
+        }
     }
 
     /// Runs a case and returns every mismatch found, in the cache and after fsync and a

@@ -31,7 +31,8 @@ struct ShortCopyCase: Sendable, CustomStringConvertible {
         ShortCopyCase(name: "1 KiB blocks, into a hole", blockSize: 1024, offset: 8492, length: 3000, readable: 200),
         ShortCopyCase(name: "a 64 KiB folio", maxFolioSize: 64 << 10, offset: 64 << 10, length: 64 << 10, readable: 200),
         ShortCopyCase(name: "4 KiB blocks, into an unwritten extent", offset: 8492, length: 300, readable: 100, unwritten: true),
-        ShortCopyCase(name: "512-byte blocks, 16 KiB folio", blockSize: 512, maxFolioSize: 16 << 10, offset: 700, length: 9000, readable: 33),
+        ShortCopyCase(
+            name: "512-byte blocks, 16 KiB folio", blockSize: 512, maxFolioSize: 16 << 10, offset: 700, length: 9000, readable: 33),
     ]
 }
 

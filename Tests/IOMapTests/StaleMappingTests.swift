@@ -354,7 +354,11 @@ struct StaleMappingTests {
         let armed = Mutex(true)
         let result = Mutex<Result<Int, Errno>?>(nil)
         rig.hooks.on(.completionBeforeConversion) { _ in
-            guard armed.withLock({ let a = $0; $0 = false; return a }) else { return }
+            guard
+                armed.withLock({
+                    let a = $0; $0 = false; return a
+                })
+            else { return }
             Thread {
                 bStarted.signal()
                 let r = Result { () throws(Errno) -> Int in try file.write(second, at: 256) }

@@ -235,9 +235,10 @@ struct WriteLoopTests {
         #expect(
             seen.all == [65536, 32768, 16384, 8192, 4096, 4096].map { Attempt(folioSize: $0, foliosPastEOF: 1) })
         #expect(rig.inode.stats.shortCopies == 5)
-        #expect(rig.file.mapping.folios(overlapping: ByteRange(0, maxFileSize)).map(\.range) == [
-            ByteRange(0, 65536), ByteRange(65536, 69632),
-        ])
+        #expect(
+            rig.file.mapping.folios(overlapping: ByteRange(0, maxFileSize)).map(\.range) == [
+                ByteRange(0, 65536), ByteRange(65536, 69632),
+            ])
         #expect(rig.file.delallocBlockIndices() == Array(0..<17))
         #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<69632]))
         Kit.expectQuiet(rig)

@@ -11,7 +11,9 @@ struct FolioMemoryTests {
     /// Every 512th byte of a block, and its last.
     static func samples(_ size: Int) -> [Int] { Array(stride(from: 0, to: size, by: 512)) + [size - 1] }
 
-    @Test("every block is aligned to its size and zeroed under the zero fill, also when it is handed out again", arguments: [12, 13, 16, 20, 21])
+    @Test(
+        "every block is aligned to its size and zeroed under the zero fill, also when it is handed out again",
+        arguments: [12, 13, 16, 20, 21])
     func alignedAndZero(shift: Int) {
         let size = 1 << shift
         var blocks: [UnsafeMutableRawPointer] = []
@@ -35,7 +37,8 @@ struct FolioMemoryTests {
         for p in blocks.suffix(3) { FolioMemory.free(p, shift: shift) }
     }
 
-    @Test("under the poison fill every byte of a block holds the poison of its offset, also when handed out again", arguments: [12, 16, 21])
+    @Test(
+        "under the poison fill every byte of a block holds the poison of its offset, also when handed out again", arguments: [12, 16, 21])
     func poisoned(shift: Int) {
         let size = 1 << shift
         for round in 0..<2 {

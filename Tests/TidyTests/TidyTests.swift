@@ -143,7 +143,10 @@ let longFunctionAllowance: [String: String] = [:]
 /// Functions (and initializers) longer than `limit` lines, from their declaration to their
 /// closing brace, outside `allowed` (keyed by "file: name").
 func longFunctionViolations(_ files: [SourceFile], limit: Int = 80, allowed: [String: String] = longFunctionAllowance) -> [String] {
-    let declaration = try! NSRegularExpression(pattern: #"^\s*(?:@[\w()]+\s+)*(?:(?:public|private|fileprivate|internal|package|static|final|override|mutating|nonmutating|nonisolated|convenience|required)\s+)*(?:func\s+([\w`]+)|(init)[?(<]|(deinit)\b)"#)
+    let declaration = try! NSRegularExpression(
+        pattern:
+            #"^\s*(?:@[\w()]+\s+)*(?:(?:public|private|fileprivate|internal|package|static|final|override|mutating|nonmutating|nonisolated|convenience|required)\s+)*(?:func\s+([\w`]+)|(init)[?(<]|(deinit)\b)"#
+    )
     var out: [String] = []
     for (name, text) in files {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -190,7 +193,9 @@ func layeringViolations(package: String, design: String) -> [String] {
     return names.filter { !layers.contains($0) }.map { "docs/DESIGN.md's Layers does not name the target \($0)" }
 }
 
-func repositoryFile(_ path: String) -> String { (try? String(contentsOf: repositoryRoot.appendingPathComponent(path), encoding: .utf8)) ?? "" }
+func repositoryFile(_ path: String) -> String {
+    (try? String(contentsOf: repositoryRoot.appendingPathComponent(path), encoding: .utf8)) ?? ""
+}
 
 func existsInRepository(_ path: String) -> Bool { FileManager.default.fileExists(atPath: repositoryRoot.appendingPathComponent(path).path) }
 
@@ -257,8 +262,19 @@ struct TidyTests {
 
     @Test("each tidy check catches a planted violation (canary)")
     func canary() {
-        let bad: [SourceFile] = [(name: "Bad.swift", text: "import Foundation\nfinal class X: @unchecked Sendable {}\nlet t = Date()\nlet r = Int.random(in: 0..<4)\n")]
-        let good: [SourceFile] = [(name: "Good.swift", text: "// Counterpart: nothing.\n// Guarded by: a lock.\nfinal class Y: @unchecked Sendable {}\nlet r = Int.random(in: 0..<4, using: &g)\n")]
+        let bad: [SourceFile] = [
+            (
+                name: "Bad.swift",
+                text: "import Foundation\nfinal class X: @unchecked Sendable {}\nlet t = Date()\nlet r = Int.random(in: 0..<4)\n"
+            )
+        ]
+        let good: [SourceFile] = [
+            (
+                name: "Good.swift",
+                text:
+                    "// Counterpart: nothing.\n// Guarded by: a lock.\nfinal class Y: @unchecked Sendable {}\nlet r = Int.random(in: 0..<4, using: &g)\n"
+            )
+        ]
         #expect(counterpartViolations(bad).count == 1)
         #expect(bannedAPIViolations(bad).count == 2)
         #expect(guardedByViolations(bad).count == 1)
@@ -272,7 +288,8 @@ struct TidyTests {
             ("A.swift", "// see docs/NOPE.md and KERNEL-SPEC §3 and docs/KERNEL-MODEL.md §99.1"),
             ("B.swift", "// see docs/DESIGN.md decision 5, README.md and KERNEL-MODEL.md §3.8"),
         ]
-        let found = citationViolations(citing, exists: { ["docs/DESIGN.md", "docs/KERNEL-MODEL.md", "README.md"].contains($0) }, sections: ["3", "3.8"])
+        let found = citationViolations(
+            citing, exists: { ["docs/DESIGN.md", "docs/KERNEL-MODEL.md", "README.md"].contains($0) }, sections: ["3", "3.8"])
         #expect(found.count == 3, "\(found)")
         #expect(found.allSatisfy { $0.hasPrefix("A.swift") })
         #expect(sectionNumbers("# Title\n## 3. Seed\n### 3.8 O1\n") == ["3", "3.8"])
@@ -282,6 +299,9 @@ struct TidyTests {
         #expect(longFunctionViolations([("L.swift", long)], allowed: ["L.swift: f": "as the kernel's"]).isEmpty)
 
         let package = #".target(name: "A"), .executableTarget(name: "tool"), .target(name: "Hidden")"#
-        #expect(layeringViolations(package: package, design: "## Layers\nA and tool\n## Next\nHidden") == ["docs/DESIGN.md's Layers does not name the target Hidden"])
+        #expect(
+            layeringViolations(package: package, design: "## Layers\nA and tool\n## Next\nHidden") == [
+                "docs/DESIGN.md's Layers does not name the target Hidden"
+            ])
     }
 }

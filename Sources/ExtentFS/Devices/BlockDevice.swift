@@ -17,9 +17,9 @@ import IOMapBase
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A device of `blockCount` blocks of `blockSize` bytes, read and written in whole blocks.

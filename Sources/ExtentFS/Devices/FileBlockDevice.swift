@@ -6,9 +6,9 @@ import IOMapBase
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// O_DIRECT, which Swift's Glibc module does not export (it needs _GNU_SOURCE); 0 where the
@@ -123,7 +123,8 @@ public final class FileBlockDevice: BlockDevice {
             return
         }
         let start = block * blockSize
-        let aligned = directFD >= 0 && buffers.allSatisfy { (Int(bitPattern: $0.baseAddress) | $0.count) & (pageSize - 1) == 0 }
+        let aligned =
+            directFD >= 0 && buffers.allSatisfy { (Int(bitPattern: $0.baseAddress) | $0.count) & (pageSize - 1) == 0 }
             && (start | total) & (pageSize - 1) == 0
         let fd = aligned ? directFD : self.fd
         var vectors = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }

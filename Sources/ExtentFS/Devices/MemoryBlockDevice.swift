@@ -5,9 +5,9 @@ import IOMapBase
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A sparse in-memory disk. Data lives in fixed 64 KiB chunks allocated on the first

@@ -34,9 +34,9 @@ import IOMapBase
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A device wrapper that injects I/O errors and simulates a volatile write cache that a

@@ -112,7 +112,8 @@ public func runExplore(
             case .pct:
                 // The first schedule is the default one, which also measures the steps PCT
                 // spreads its priority changes over.
-                picker = report.schedulesExplored == 0
+                picker =
+                    report.schedulesExplored == 0
                     ? ReplayPicker(Schedule())
                     : PCTPicker(threads: target.actorNames.count, depth: config.depth, steps: estimatedSteps, random: &random)
             case .random:
@@ -123,7 +124,8 @@ public func runExplore(
         let run = runOneSchedule(config, target, picker: picker)
         report.schedulesExplored += 1
         report.maxSteps = max(report.maxSteps, run.decisions.count)
-        report.maxPreemptions = max(report.maxPreemptions, run.decisions.last.map { $0.preemptionsBefore + ($0.preempts($0.chosen) ? 1 : 0) } ?? 0)
+        report.maxPreemptions = max(
+            report.maxPreemptions, run.decisions.last.map { $0.preemptionsBefore + ($0.preempts($0.chosen) ? 1 : 0) } ?? 0)
         estimatedSteps = max(estimatedSteps, run.decisions.count)
         let schedule = Schedule(run.decisions)
         if config.replay != nil { report.replayTrace = trace(run.decisions, names: run.names) }
@@ -153,7 +155,8 @@ public func runExplore(
 
 private func isDone(_ report: ExploreReport, _ config: ExploreConfig) -> Bool {
     if config.replay != nil { return report.schedulesExplored >= 1 }
-    let limit = config.strategy == .dfs ? config.schedules : (config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules)
+    let limit =
+        config.strategy == .dfs ? config.schedules : (config.schedules > 0 ? config.schedules : ExploreConfig.defaultRandomSchedules)
     return limit > 0 && report.schedulesExplored >= limit
 }
 
@@ -184,7 +187,8 @@ func runOneSchedule(_ config: ExploreConfig, _ target: ExploreTarget, picker: an
             names: run.names, decisions: run.decisions,
             findings: [ExploreFinding("livelock", "the schedule took more than \(n) decisions")], stuck: true)
     case .diverged(let why):
-        let what = config.replay != nil
+        let what =
+            config.replay != nil
             ? "the schedule does not fit this scenario: \(why)"
             : "the scenario behaved differently under the same choices (is something in it not deterministic?): \(why)"
         return ScheduleOutcome(

@@ -77,17 +77,20 @@ public enum ExploreScenario: String, CaseIterable, Sendable {
     public var summary: String {
         switch self {
         case .writeFailVsMappedStore:
-            return "a write of [0,16K) into a sparse file fails at byte 5096 while a mapped store lands at 8256 and a flusher runs (the seed, S2)"
+            return
+                "a write of [0,16K) into a sparse file fails at byte 5096 while a mapped store lands at 8256 and a flusher runs (the seed, S2)"
         case .staleMapping:
             return "xfs/925 (V-3): a write over unwritten [0,36K] while a flusher writes back and evicts the block holding 0x58 at 40K-1"
         case .eofBlock:
-            return "O1: a write at 5120 over the unaligned EOF block (i_size 6144) fails with nothing written while a mapped store dirties that block"
+            return
+                "O1: a write at 5120 over the unaligned EOF block (i_size 6144) fails with nothing written while a mapped store dirties that block"
         case .writebackVsTruncate:
             return "writeback of 12K of dirty delalloc (1K blocks) against truncate to 5000 and a mapped store at 1000"
         case .faultVsPunchHole:
             return "a mapped store at 4100 against a hole punch of [4K,8K) and a flusher, over a clean written file (1K blocks)"
         case .shortCopyVsProtect:
-            return "a write of 300 bytes at 8492 into a hole while another thread makes its buffer unreadable (poisoned folio memory; a flusher runs)"
+            return
+                "a write of 300 bytes at 8492 into a hole while another thread makes its buffer unreadable (poisoned folio memory; a flusher runs)"
         }
     }
 
@@ -143,7 +146,11 @@ extension ExploreScenario {
         return ScenarioInstance(
             bodies: [
                 { results.record("writer") { () throws(Errno) in try file.write(data, at: 0, faultOffset: 5096) } },
-                { results.record("mapper") { () throws(Errno) in try file.mappedStore(stored, at: 8256); return stored.count } },
+                {
+                    results.record("mapper") { () throws(Errno) in
+                        try file.mappedStore(stored, at: 8256); return stored.count
+                    }
+                },
                 { file.writeback() },
             ],
             check: {
@@ -181,7 +188,8 @@ extension ExploreScenario {
                 expected[40959] = 0x58
                 var findings: [ExploreFinding] = []
                 if let e = results.error("writer") { findings.append(ExploreFinding("write", "the write failed: \(e)")) }
-                return findings + settle(fs, file, failedWrite: nil, legal: [expected], stores: [(ByteRange(40959, 40960), "written before the race")])
+                return findings
+                    + settle(fs, file, failedWrite: nil, legal: [expected], stores: [(ByteRange(40959, 40960), "written before the race")])
             })
     }
 
@@ -231,7 +239,11 @@ extension ExploreScenario {
         return ScenarioInstance(
             bodies: [
                 { results.record("writer") { () throws(Errno) in try file.write(data, at: 5120, faultOffset: 0) } },
-                { results.record("mapper") { () throws(Errno) in try file.mappedStore(stored, at: 4096); return stored.count } },
+                {
+                    results.record("mapper") { () throws(Errno) in
+                        try file.mappedStore(stored, at: 4096); return stored.count
+                    }
+                },
             ],
             check: {
                 var expected = head + [UInt8](repeating: 0, count: 2048)
@@ -257,8 +269,16 @@ extension ExploreScenario {
         return ScenarioInstance(
             bodies: [
                 { file.writeback() },
-                { results.record("truncator") { () throws(Errno) in try file.truncate(to: 5000); return 0 } },
-                { results.record("mapper") { () throws(Errno) in try file.mappedStore(stored, at: 1000); return stored.count } },
+                {
+                    results.record("truncator") { () throws(Errno) in
+                        try file.truncate(to: 5000); return 0
+                    }
+                },
+                {
+                    results.record("mapper") { () throws(Errno) in
+                        try file.mappedStore(stored, at: 1000); return stored.count
+                    }
+                },
             ],
             check: {
                 var expected = Array(data[0..<5000])
@@ -281,8 +301,16 @@ extension ExploreScenario {
         let results = Outcomes()
         return ScenarioInstance(
             bodies: [
-                { results.record("mapper") { () throws(Errno) in try file.mappedStore(stored, at: 4100); return stored.count } },
-                { results.record("puncher") { () throws(Errno) in try file.punchHole(offset: 4096, length: 4096); return 0 } },
+                {
+                    results.record("mapper") { () throws(Errno) in
+                        try file.mappedStore(stored, at: 4100); return stored.count
+                    }
+                },
+                {
+                    results.record("puncher") { () throws(Errno) in
+                        try file.punchHole(offset: 4096, length: 4096); return 0
+                    }
+                },
                 { file.writeback() },
             ],
             check: {
@@ -369,7 +397,8 @@ func settle(
             findings.append(
                 ExploreFinding(
                     "lost-data",
-                    "the bytes \(what) at \(range) read back as \(hexBytes(got)) after fsync and a cache drop, not \(hexBytes(expectedBytes))"))
+                    "the bytes \(what) at \(range) read back as \(hexBytes(got)) after fsync and a cache drop, not \(hexBytes(expectedBytes))"
+                ))
         }
     }
     // Poison in the file, in the cache or on disk, is memory never written or zeroed.
@@ -394,7 +423,8 @@ func settle(
         findings.append(
             ExploreFinding(
                 at < disk.count && disk[at] == 0 ? "lost-data" : "corrupt-data",
-                "byte \(at) of the file reads \(byte(disk, at)), expected \(byte(closest, at)) (size \(disk.count), expected \(closest.count))"))
+                "byte \(at) of the file reads \(byte(disk, at)), expected \(byte(closest, at)) (size \(disk.count), expected \(closest.count))"
+            ))
     }
     return findings
 }

@@ -16,9 +16,9 @@
 import IOMapBase
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One decision of a schedule: who reached a yield point, who could run, who was picked.
@@ -185,8 +185,10 @@ public final class ScheduleRun: Interleaver, @unchecked Sendable {
             preemptionsBefore: preemptions, site: site)
         let choice = picker.pick(d, step: decisions.count)
         guard d.canRun(choice) else {
-            return end(.diverged(
-                "step \(decisions.count): thread \(choice) cannot run (runnable: \(d.enabledThreads.map(String.init).joined(separator: ",")))"))
+            return end(
+                .diverged(
+                    "step \(decisions.count): thread \(choice) cannot run (runnable: \(d.enabledThreads.map(String.init).joined(separator: ",")))"
+                ))
         }
         d.chosen = choice
         if d.preempts(choice) { preemptions += 1 }

@@ -171,7 +171,9 @@ extension FsxRun {
         case .failure(let e):
             if !(overlap && e == .invalidArgument) { fail("\(what): copy_range failed with \(e.symbolicName)") }
         case .success(let copied):
-            if overlap || copied != count { return fail("\(what): copy_range copied \(copied), expected \(overlap ? "EINVAL" : String(count))") }
+            if overlap || copied != count {
+                return fail("\(what): copy_range copied \(copied), expected \(overlap ? "EINVAL" : String(count))")
+            }
             model.copy(from: src, count: count, to: dst)
         }
     }

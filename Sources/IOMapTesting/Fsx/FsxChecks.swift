@@ -79,7 +79,9 @@ extension FsxRun {
         case .failure(let e): fail("\(when): read of [\(range.0), \(range.1)) failed with \(e.symbolicName)")
         case .success(let bytes):
             let want = model.read(offset: range.0, count: count).count
-            if bytes.count != want { return fail("\(when): read of [\(range.0), \(range.1)) returned \(bytes.count) bytes, the model has \(want)") }
+            if bytes.count != want {
+                return fail("\(when): read of [\(range.0), \(range.1)) returned \(bytes.count) bytes, the model has \(want)")
+            }
             let bad = model.badBytes(bytes, at: range.0)
             if !bad.isEmpty { fail("\(when) (\(op.name.rawValue)): [\(range.0), \(range.1)) differs from the model", bad: bad) }
         }

@@ -20,4 +20,3 @@ func fsxDataByte(op n: Int, offset o: Int) -> UInt8 {
 public func fsxData(op n: Int, offset: Int, count: Int) -> [UInt8] {
     (0..<count).map { fsxDataByte(op: n, offset: offset + $0) }
 }
-

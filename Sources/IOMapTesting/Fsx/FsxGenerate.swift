@@ -18,7 +18,9 @@ extension FsxRun {
             }
             return .reclaim(target: Int.random(in: 0...maxLen, using: &rng))
         }
-        let names = FsxOpName.allCases.filter { $0.isSupported && !config.disabled.contains($0) && $0 != .read_dontcache && $0 != .write_dontcache }
+        let names = FsxOpName.allCases.filter {
+            $0.isSupported && !config.disabled.contains($0) && $0 != .read_dontcache && $0 != .write_dontcache
+        }
         let name = names.isEmpty ? FsxOpName.fsync : names[Int.random(in: 0..<names.count, using: &rng)]
         let size = model.size
         func range(_ limit: Int) -> (Int, Int) {

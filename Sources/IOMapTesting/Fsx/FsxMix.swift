@@ -53,7 +53,8 @@ extension FsxRun {
             var op = mixOp(.write, mix)
             let kind = pick(mix.races) ?? .mapwrite
             let fraction = Double.random(in: 0..<1, using: &rng)
-            op.raceRequest = FsxRaceRequest(kind: kind, fraction: fraction, length: Int.random(in: 1...max(1, mix.raceStoreMax), using: &rng))
+            op.raceRequest = FsxRaceRequest(
+                kind: kind, fraction: fraction, length: Int.random(in: 1...max(1, mix.raceStoreMax), using: &rng))
             return .op(op)
         case .op(let name): return .op(mixOp(name, mix))
         }

@@ -72,4 +72,3 @@ public struct FsxReport: Sendable {
     public var actualImage: [UInt8] = []
     public var elapsedSeconds = 0.0
 }
-

@@ -7,7 +7,7 @@
 // ones), which a comparison skips until the next write, zeroing or truncate settles them.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct FileModel: Sendable {

@@ -7,7 +7,7 @@ import IOMapBase
 import Synchronization
 
 #if IOMAP_TSAN
-public typealias HarnessMutex<Value> = PThreadMutex<Value>
+    public typealias HarnessMutex<Value> = PThreadMutex<Value>
 #else
-public typealias HarnessMutex<Value> = Mutex<Value>
+    public typealias HarnessMutex<Value> = Mutex<Value>
 #endif

@@ -140,7 +140,8 @@ public struct RaceLoss: Sendable, CustomStringConvertible {
         let poison = PoisonCheck.firstPoison(foundBytes, expected: expectedBytes, fileOffset: offset).map {
             PoisonCheck.message(offset: offset + $0) + ": "
         }
-        return (poison ?? "") + "layout \(layout.rawValue) round \(round + 1), page \(page): \(byPwrite ? "pwrite" : "mapped") writer \(writer)'s slot "
+        return (poison ?? "")
+            + "layout \(layout.rawValue) round \(round + 1), page \(page): \(byPwrite ? "pwrite" : "mapped") writer \(writer)'s slot "
             + "holds 0x\(String(found, radix: 16)), expected 0x\(String(expected, radix: 16)) (\(check))"
     }
 }

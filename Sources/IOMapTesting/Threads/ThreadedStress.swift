@@ -119,7 +119,9 @@ public func runThreadedStress(_ config: StressConfig) -> StressReport {
             if !shared.failed { worker.step(op) }
             if (op + 1) % config.quietEvery == 0 {
                 barrier.wait()
-                if w == 0 && !shared.failed { FaultInjector.exempting { stressQuietCheck(file, fs, shared, "after \(op + 1) ops per worker") } }
+                if w == 0 && !shared.failed {
+                    FaultInjector.exempting { stressQuietCheck(file, fs, shared, "after \(op + 1) ops per worker") }
+                }
                 barrier.wait()
                 if !shared.failed { worker.checkRegion("whole-region check after \(op + 1) ops") }
             }
@@ -429,7 +431,9 @@ func stressFinalCheck(_ file: ExtentFile, _ fs: ExtentFS, _ config: StressConfig
         case .success(let got):
             let want = Array(whole.read(offset: 0, count: whole.size))
             if let i = firstDifference(got, want) {
-                shared.fail("\(when): byte at \(i) is \(i < got.count ? String(got[i]) : "EOF"), the model has \(i < want.count ? String(want[i]) : "EOF") (worker \(i / config.regionSize)'s region)")
+                shared.fail(
+                    "\(when): byte at \(i) is \(i < got.count ? String(got[i]) : "EOF"), the model has \(i < want.count ? String(want[i]) : "EOF") (worker \(i / config.regionSize)'s region)"
+                )
             }
         }
     }

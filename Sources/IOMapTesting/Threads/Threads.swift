@@ -5,9 +5,9 @@
 // calling thread, and a cooperative pool of two threads would deadlock on them.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// An OS thread running one closure; `join()` waits for it.
@@ -23,11 +23,13 @@ public final class JoinableThread: @unchecked Sendable {
     /// Starts `body` on a new thread.
     public init(_ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(Body(body)).toOpaque()
-        let rc = pthread_create(&handle, nil, { raw in
-            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
-            body.run()
-            return nil
-        }, box)
+        let rc = pthread_create(
+            &handle, nil,
+            { raw in
+                let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
+                body.run()
+                return nil
+            }, box)
         precondition(rc == 0, "pthread_create failed with \(rc)")
     }
 
