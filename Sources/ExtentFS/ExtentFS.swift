@@ -16,33 +16,48 @@ public struct ExtentFSConfig: Sendable {
     public var blockSize: Int = 4096
     /// Largest folio the page cache creates: 4 KiB to 2 MiB.
     public var maxFolioSize: Int = 2 << 20
-    public var cleanupPolicy: CleanupPolicy = .preserveDirty
-    public var eofRounding: EOFRounding = .blockEnd
-    public var writeEnd: WriteEndPolicy = .zeroTail
+    /// The bugs the file system runs with on purpose, to show a tool catches them; empty
+    /// for the file system as it should be. The properties below are views of it.
+    public var bugs: DeliberateBugs = []
     /// Page-cache memory limit per file in bytes (0: none).
     public var memoryLimit: Int = 0
-    /// Deliberately wrong, and only for showing that the differential tester has teeth: a
-    /// truncate down skips zeroing the rest of the block holding the new EOF, so stale bytes
-    /// come back when the file grows again.
-    public var canarySkipEOFZeroing = false
-    /// Deliberately wrong when false, and only for showing that the explorer has teeth: the
-    /// file system has no ->iomap_valid, so a write trusts a mapping that went stale
-    /// (docs/KERNEL-MODEL.md §10.3 V-3).
-    public var validityCheck = true
+
+    public var cleanupPolicy: CleanupPolicy {
+        get { bugs.cleanupPolicy }
+        set { bugs.cleanupPolicy = newValue }
+    }
+    public var eofRounding: EOFRounding {
+        get { bugs.eofRounding }
+        set { bugs.eofRounding = newValue }
+    }
+    public var writeEnd: WriteEndPolicy {
+        get { bugs.writeEnd }
+        set { bugs.writeEnd = newValue }
+    }
+    /// A truncate down skips zeroing the rest of the new EOF block (difftest's canary).
+    public var canarySkipEOFZeroing: Bool {
+        get { bugs.skipsEOFZeroing }
+        set { bugs.skipsEOFZeroing = newValue }
+    }
+    /// False: the file system has no ->iomap_valid (the explorer's stale-mapping teeth).
+    public var validityCheck: Bool {
+        get { bugs.validityCheck }
+        set { bugs.validityCheck = newValue }
+    }
     public var environment: IOMapEnvironment = .live
 
     public init(
         blockSize: Int = 4096, maxFolioSize: Int = 2 << 20, cleanupPolicy: CleanupPolicy = .preserveDirty,
         eofRounding: EOFRounding = .blockEnd, memoryLimit: Int = 0, canarySkipEOFZeroing: Bool = false,
-        validityCheck: Bool = true, writeEnd: WriteEndPolicy = .zeroTail, environment: IOMapEnvironment = .live
+        validityCheck: Bool = true, writeEnd: WriteEndPolicy = .zeroTail, bugs: DeliberateBugs = [],
+        environment: IOMapEnvironment = .live
     ) {
-        self.writeEnd = writeEnd
-        self.validityCheck = validityCheck
-        self.canarySkipEOFZeroing = canarySkipEOFZeroing
+        self.bugs = bugs.union(
+            DeliberateBugs(
+                policy: cleanupPolicy, eofRounding: eofRounding, writeEnd: writeEnd, skipEOFZeroing: canarySkipEOFZeroing,
+                validityCheck: validityCheck))
         self.blockSize = blockSize
         self.maxFolioSize = maxFolioSize
-        self.cleanupPolicy = cleanupPolicy
-        self.eofRounding = eofRounding
         self.memoryLimit = memoryLimit
         self.environment = environment
     }

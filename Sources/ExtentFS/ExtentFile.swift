@@ -27,7 +27,7 @@ public final class ExtentFile: Sendable {
         let c = fs.config
         self.inode = Inode(
             id: id, geometry: fs.geometry, maxFolioSize: c.maxFolioSize, environment: c.environment,
-            policy: c.cleanupPolicy, eofRounding: c.eofRounding, writeEnd: c.writeEnd)
+            bugs: c.bugs)
         inode.mapping.memoryLimit = c.memoryLimit
     }
 

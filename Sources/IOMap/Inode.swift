@@ -65,9 +65,8 @@ public final class Inode: Sendable {
     public let environment: IOMapEnvironment
     public let stats = InodeStats()
     let sizeValue = Atomic<Int>(0)
-    let policyValue: Atomic<UInt8>
-    let eofValue: Atomic<UInt8>
-    let writeEndValue: Atomic<UInt8>
+    /// The deliberate bugs this file runs with (DeliberateBugs' raw value).
+    let bugsValue: Atomic<UInt8>
     /// Whether the environment has a hook or an interleaver: a hook point in the live
     /// environment is then one test of a stored flag, with no copy of the environment.
     let hasHooks: Bool
@@ -76,17 +75,14 @@ public final class Inode: Sendable {
 
     public init(
         id: Int, geometry: BlockGeometry, maxFolioSize: Int, environment: IOMapEnvironment,
-        policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd,
-        writeEnd: WriteEndPolicy = .zeroTail
+        bugs: DeliberateBugs = []
     ) {
         self.id = id
         self.mapping = AddressSpace(geometry: geometry, maxFolioSize: maxFolioSize)
         self.environment = environment
         self.hasHooks = environment.hook != nil || environment.interleaver != nil
         self.hasHookClosure = environment.hook != nil
-        self.policyValue = Atomic(policy == .preserveDirty ? 0 : 1)
-        self.eofValue = Atomic(eofRounding == .blockEnd ? 0 : 1)
-        self.writeEndValue = Atomic(writeEnd == .zeroTail ? 0 : 1)
+        self.bugsValue = Atomic(bugs.rawValue)
     }
 
     @inlinable public var geometry: BlockGeometry { mapping.geometry }
@@ -101,20 +97,15 @@ public final class Inode: Sendable {
         sizeValue.store(newSize, ordering: .releasing)
     }
 
-    public var cleanupPolicy: CleanupPolicy {
-        get { policyValue.load(ordering: .relaxed) == 0 ? .preserveDirty : .truncatePageCache }
-        set { policyValue.store(newValue == .preserveDirty ? 0 : 1, ordering: .relaxed) }
+    /// The deliberate bugs this file runs with; a test may change them between operations.
+    public var bugs: DeliberateBugs {
+        get { DeliberateBugs(rawValue: bugsValue.load(ordering: .relaxed)) }
+        set { bugsValue.store(newValue.rawValue, ordering: .relaxed) }
     }
 
-    public var eofRounding: EOFRounding {
-        get { eofValue.load(ordering: .relaxed) == 0 ? .blockEnd : .kernel }
-        set { eofValue.store(newValue == .blockEnd ? 0 : 1, ordering: .relaxed) }
-    }
-
-    public var writeEnd: WriteEndPolicy {
-        get { writeEndValue.load(ordering: .relaxed) == 0 ? .zeroTail : .kernel }
-        set { writeEndValue.store(newValue == .zeroTail ? 0 : 1, ordering: .relaxed) }
-    }
+    public var cleanupPolicy: CleanupPolicy { bugs.cleanupPolicy }
+    public var eofRounding: EOFRounding { bugs.eofRounding }
+    public var writeEnd: WriteEndPolicy { bugs.writeEnd }
 
     @inline(__always)
     func fire(_ point: HookPoint, _ range: @autoclosure () -> ByteRange) {

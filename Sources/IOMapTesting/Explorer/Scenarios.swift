@@ -18,19 +18,19 @@ import Synchronization
 /// The engine switches the explorer runs scenarios under; the non-defaults are wrong on
 /// purpose, to show that the explorer catches what they break.
 public struct ExploreEngineOptions: Sendable, Equatable {
-    public var policy: CleanupPolicy = .preserveDirty
-    public var eofRounding: EOFRounding = .blockEnd
-    public var validityCheck = true
-    public var writeEnd: WriteEndPolicy = .zeroTail
+    /// The engine's deliberate bugs (the switches below are views of them).
+    public var bugs: DeliberateBugs = []
     public init(
         policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd, validityCheck: Bool = true,
         writeEnd: WriteEndPolicy = .zeroTail
     ) {
-        self.writeEnd = writeEnd
-        self.policy = policy
-        self.eofRounding = eofRounding
-        self.validityCheck = validityCheck
+        bugs = DeliberateBugs(policy: policy, eofRounding: eofRounding, writeEnd: writeEnd, validityCheck: validityCheck)
     }
+
+    public var policy: CleanupPolicy { bugs.cleanupPolicy }
+    public var eofRounding: EOFRounding { bugs.eofRounding }
+    public var validityCheck: Bool { bugs.validityCheck }
+    public var writeEnd: WriteEndPolicy { bugs.writeEnd }
 
     /// The command-line flags that select these options.
     public var flags: [String] {
@@ -126,9 +126,7 @@ extension ExploreScenario {
         let fs = ExtentFS(
             memoryBytes: 8 << 20,
             config: ExtentFSConfig(
-                blockSize: blockSize, maxFolioSize: pageSize, cleanupPolicy: options.policy,
-                eofRounding: options.eofRounding, validityCheck: options.validityCheck, writeEnd: options.writeEnd,
-                environment: environment))
+                blockSize: blockSize, maxFolioSize: pageSize, bugs: options.bugs, environment: environment))
         return (fs, fs.createFile())
     }
 

@@ -15,10 +15,21 @@ public struct FsxConfig: Sendable {
     public var offsetBase = 0
     public var blockSize = 4096
     public var maxFolioSize = 64 << 10
-    public var policy: CleanupPolicy = .preserveDirty
-    public var eofRounding: EOFRounding = .blockEnd
-    /// `.kernel` leaves the tail of a short copy as Linux does (wrong on purpose).
-    public var writeEnd: WriteEndPolicy = .zeroTail
+    /// The engine's deliberate bugs (the switches below are views of them).
+    public var bugs: DeliberateBugs = []
+    public var policy: CleanupPolicy {
+        get { bugs.cleanupPolicy }
+        set { bugs.cleanupPolicy = newValue }
+    }
+    public var eofRounding: EOFRounding {
+        get { bugs.eofRounding }
+        set { bugs.eofRounding = newValue }
+    }
+    /// `.kernel` leaves the tail of a short copy as Linux's source reads (wrong on purpose).
+    public var writeEnd: WriteEndPolicy {
+        get { bugs.writeEnd }
+        set { bugs.writeEnd = newValue }
+    }
     /// The fault sites that may fire.
     public var faults: Set<FaultSite> = Set(FaultSite.allCases)
     /// The probability of each site per query.
@@ -49,7 +60,10 @@ public struct FsxConfig: Sendable {
     /// With a replayed log: count and skip ops the engine does not support instead of failing.
     public var skipUnsupported = false
     /// A deliberately wrong engine, for the differential tester's canary (see ExtentFSConfig).
-    public var canarySkipEOFZeroing = false
+    public var canarySkipEOFZeroing: Bool {
+        get { bugs.skipsEOFZeroing }
+        set { bugs.skipsEOFZeroing = newValue }
+    }
 
     public init(seed: UInt64) { self.seed = seed }
 

@@ -43,9 +43,7 @@ public struct FsxRun {
         fs = ExtentFS(
             memoryBytes: 4 * config.maxFileSize + (64 << 20),
             config: ExtentFSConfig(
-                blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, cleanupPolicy: config.policy,
-                eofRounding: config.eofRounding, canarySkipEOFZeroing: config.canarySkipEOFZeroing,
-                writeEnd: config.writeEnd, environment: env))
+                blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, bugs: config.bugs, environment: env))
         let newFile = fs.createFile()
         file = newFile
         let base = config.offsetBase

@@ -14,10 +14,21 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible {
     public var ops: Int
     public var blockSize: Int
     public var maxFolioSize: Int
-    public var policy: CleanupPolicy
-    public var eofRounding: EOFRounding
-    /// `.kernel` leaves the tail of a short copy as Linux does (wrong on purpose).
-    public var writeEnd: WriteEndPolicy = .zeroTail
+    /// The engine's deliberate bugs (the switches below are views of them).
+    public var bugs: DeliberateBugs
+    public var policy: CleanupPolicy {
+        get { bugs.cleanupPolicy }
+        set { bugs.cleanupPolicy = newValue }
+    }
+    public var eofRounding: EOFRounding {
+        get { bugs.eofRounding }
+        set { bugs.eofRounding = newValue }
+    }
+    /// `.kernel` leaves the tail of a short copy as Linux's source reads (wrong on purpose).
+    public var writeEnd: WriteEndPolicy {
+        get { bugs.writeEnd }
+        set { bugs.writeEnd = newValue }
+    }
     /// Inject faults at the write path's sites (user-buffer faults are always injected).
     public var faults: Bool
     public var maxFileSize: Int
@@ -38,8 +49,7 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible {
         self.ops = ops
         self.blockSize = blockSize
         self.maxFolioSize = maxFolioSize
-        self.policy = policy
-        self.eofRounding = eofRounding
+        self.bugs = DeliberateBugs(policy: policy, eofRounding: eofRounding)
         self.faults = faults
         self.maxFileSize = maxFileSize
         self.maxOpSize = maxOpSize
@@ -75,9 +85,7 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible {
         c.ops = ops
         c.blockSize = blockSize
         c.maxFolioSize = maxFolioSize
-        c.policy = policy
-        c.eofRounding = eofRounding
-        c.writeEnd = writeEnd
+        c.bugs = bugs
         c.maxFileSize = maxFileSize
         c.maxOpSize = maxOpSize
         c.faults = faults ? Self.faultSites : [.userBufferFault]

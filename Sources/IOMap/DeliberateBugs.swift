@@ -1,0 +1,69 @@
+// Counterpart: none in the kernel; the teeth of our tools. Each member is a way the engine can
+// be made wrong on purpose, most of them by doing what Linux does (or did), so that a tool
+// meant to catch that wrong can be shown to catch it: the canaries of the tests, and the
+// switches `--policy truncate-page-cache`, `--eof-rounding kernel`, `--write-end kernel`,
+// `--no-validity-check` and difftest's `--canary`.
+
+/// The deliberate bugs an engine runs with; empty for the engine as it should be.
+public struct DeliberateBugs: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// The failure cleanup before the seed commit: truncate the page cache over the failed
+    /// write's range, then punch (`CleanupPolicy.truncatePageCache`).
+    public static let truncatePageCache = DeliberateBugs(rawValue: 1 << 0)
+    /// Linux's EOF rounding in the delalloc release (`EOFRounding.kernel`, KERNEL-MODEL §3.8 O1).
+    public static let kernelEOFRounding = DeliberateBugs(rawValue: 1 << 1)
+    /// Linux's write end as its source reads: a short copy's tail left as the memory held it
+    /// (`WriteEndPolicy.kernel`).
+    public static let kernelWriteEnd = DeliberateBugs(rawValue: 1 << 2)
+    /// A truncate down that skips zeroing the rest of the block holding the new EOF, so stale
+    /// bytes come back when the file grows again (difftest's canary).
+    public static let skipEOFZeroing = DeliberateBugs(rawValue: 1 << 3)
+    /// No ->iomap_valid: a write trusts a mapping that went stale (KERNEL-MODEL §10.3 V-3).
+    public static let noValidityCheck = DeliberateBugs(rawValue: 1 << 4)
+
+    /// The bugs the separate switches name.
+    public init(
+        policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd, writeEnd: WriteEndPolicy = .zeroTail,
+        skipEOFZeroing: Bool = false, validityCheck: Bool = true
+    ) {
+        var b: DeliberateBugs = []
+        if policy == .truncatePageCache { b.insert(.truncatePageCache) }
+        if eofRounding == .kernel { b.insert(.kernelEOFRounding) }
+        if writeEnd == .kernel { b.insert(.kernelWriteEnd) }
+        if skipEOFZeroing { b.insert(.skipEOFZeroing) }
+        if !validityCheck { b.insert(.noValidityCheck) }
+        self = b
+    }
+
+    /// The switches, read back: each a view of one member.
+    public var cleanupPolicy: CleanupPolicy {
+        get { contains(.truncatePageCache) ? .truncatePageCache : .preserveDirty }
+        set { set(.truncatePageCache, newValue == .truncatePageCache) }
+    }
+
+    public var eofRounding: EOFRounding {
+        get { contains(.kernelEOFRounding) ? .kernel : .blockEnd }
+        set { set(.kernelEOFRounding, newValue == .kernel) }
+    }
+
+    public var writeEnd: WriteEndPolicy {
+        get { contains(.kernelWriteEnd) ? .kernel : .zeroTail }
+        set { set(.kernelWriteEnd, newValue == .kernel) }
+    }
+
+    public var skipsEOFZeroing: Bool {
+        get { contains(.skipEOFZeroing) }
+        set { set(.skipEOFZeroing, newValue) }
+    }
+
+    public var validityCheck: Bool {
+        get { !contains(.noValidityCheck) }
+        set { set(.noValidityCheck, !newValue) }
+    }
+
+    mutating func set(_ member: DeliberateBugs, _ on: Bool) {
+        if on { insert(member) } else { remove(member) }
+    }
+}
