@@ -47,39 +47,38 @@ private func sourceBuffer(opSize: Int) -> PatternBuffer { PatternBuffer(count: m
 // Each loop is the whole timed region: no allocation, no array bridging, one call per
 // operation, so what is measured is the path under test and a loop counter.
 
-@inline(never)
-private func engineWrites(_ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+/// Times `body` at every offset from 0 to `size` in steps of `opSize`. Inlined into each
+/// loop below, so the loop is still one call per operation and a counter.
+@inline(__always)
+private func timedOps(size: Int, opSize: Int, _ body: (Int) throws -> Void) rethrows -> Double {
     try timed {
         var off = 0
         while off < size {
-            let n = try file.write(src.bytes(forFileOffset: off, length: opSize), at: off)
-            if n != opSize { throw BenchFailure("engine write at \(off) wrote \(n) of \(opSize) bytes") }
+            try body(off)
             off += opSize
         }
+    }
+}
+
+@inline(never)
+private func engineWrites(_ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+    try timedOps(size: size, opSize: opSize) { off in
+        let n = try file.write(src.bytes(forFileOffset: off, length: opSize), at: off)
+        if n != opSize { throw BenchFailure("engine write at \(off) wrote \(n) of \(opSize) bytes") }
     }
 }
 
 @inline(never)
 private func kernelWrites(_ file: KernelFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
-    try timed {
-        var off = 0
-        while off < size {
-            let n = try file.pwriteAll(src.bytes(forFileOffset: off, length: opSize), at: off)
-            if n != opSize { throw BenchFailure("pwrite at \(off) wrote \(n) of \(opSize) bytes") }
-            off += opSize
-        }
+    try timedOps(size: size, opSize: opSize) { off in
+        let n = try file.pwriteAll(src.bytes(forFileOffset: off, length: opSize), at: off)
+        if n != opSize { throw BenchFailure("pwrite at \(off) wrote \(n) of \(opSize) bytes") }
     }
 }
 
 @inline(never)
 private func memcpyWrites(into dest: UnsafeMutableRawPointer, _ src: PatternBuffer, size: Int, opSize: Int) -> Double {
-    timed {
-        var off = 0
-        while off < size {
-            memcpy(dest + off, src.base + off % src.count, opSize)
-            off += opSize
-        }
-    }
+    timedOps(size: size, opSize: opSize) { off in _ = memcpy(dest + off, src.base + off % src.count, opSize) }
 }
 
 // MARK: - Checks
@@ -313,47 +312,37 @@ extension BenchContext {
             }
         }
 
+        /// One side's timed reads: `read(k)` fills the buffer with block k; the check word of
+        /// each is summed and compared. Inlined, so the loop is one call per read and the sum.
+        @inline(__always)
+        func side(_ what: String, _ read: (Int) throws -> Void) throws -> Double {
+            memset(buffer, 0, opSize)
+            var sum: UInt64 = 0
+            let ns = try timed {
+                for k in 0..<ops {
+                    try read(k)
+                    sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
+                }
+            }
+            try checkSum(what, sum)
+            return ns / Double(ops)
+        }
         let samples = try alternate(
             name,
             [
                 { _ in
-                    memset(buffer, 0, opSize)
-                    var sum: UInt64 = 0
-                    let ns = try timed {
-                        for k in 0..<ops {
-                            let n = try file.read(into: user, at: k * opSize)
-                            if n != opSize { throw BenchFailure("engine read at \(k * opSize) returned \(n) bytes") }
-                            sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
-                        }
+                    try side("engine") { k in
+                        let n = try file.read(into: user, at: k * opSize)
+                        if n != opSize { throw BenchFailure("engine read at \(k * opSize) returned \(n) bytes") }
                     }
-                    try checkSum("engine", sum)
-                    return ns / Double(ops)
                 },
                 { _ in
-                    memset(buffer, 0, opSize)
-                    var sum: UInt64 = 0
-                    let ns = try timed {
-                        for k in 0..<ops {
-                            let n = try kfile.preadAll(user, at: k * opSize)
-                            if n != opSize { throw BenchFailure("pread at \(k * opSize) returned \(n) bytes") }
-                            sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
-                        }
+                    try side("kernel") { k in
+                        let n = try kfile.preadAll(user, at: k * opSize)
+                        if n != opSize { throw BenchFailure("pread at \(k * opSize) returned \(n) bytes") }
                     }
-                    try checkSum("kernel", sum)
-                    return ns / Double(ops)
                 },
-                { _ in
-                    memset(buffer, 0, opSize)
-                    var sum: UInt64 = 0
-                    let ns = timed {
-                        for k in 0..<ops {
-                            memcpy(buffer, cache + k * opSize, opSize)
-                            sum &+= buffer.loadUnaligned(fromByteOffset: probe(k), as: UInt64.self)
-                        }
-                    }
-                    try checkSum("memcpy", sum)
-                    return ns / Double(ops)
-                },
+                { _ in try side("memcpy") { k in _ = memcpy(buffer, cache + k * opSize, opSize) } },
             ])
         var r = kernelRatioRow(name, samples, minimum: 2.0)
         r.detail["bytes"] = Double(size)
