@@ -11,39 +11,17 @@ import IOMap
 import PageCache
 
 /// How a file system is set up.
-public struct ExtentFSConfig: Sendable {
+public struct ExtentFSConfig: Sendable, DeliberateBugsCarrier {
     /// File-system block size: 512, 1024, 2048 or 4096 bytes.
     public var blockSize: Int = 4096
     /// Largest folio the page cache creates: 4 KiB to 2 MiB.
     public var maxFolioSize: Int = 2 << 20
     /// The bugs the file system runs with on purpose, to show a tool catches them; empty
-    /// for the file system as it should be. The properties below are views of it.
+    /// for the file system as it should be. The switches are views of it (DeliberateBugsCarrier).
     public var bugs: DeliberateBugs = []
     /// Page-cache memory limit per file in bytes (0: none).
     public var memoryLimit: Int = 0
 
-    public var cleanupPolicy: CleanupPolicy {
-        get { bugs.cleanupPolicy }
-        set { bugs.cleanupPolicy = newValue }
-    }
-    public var eofRounding: EOFRounding {
-        get { bugs.eofRounding }
-        set { bugs.eofRounding = newValue }
-    }
-    public var writeEnd: WriteEndPolicy {
-        get { bugs.writeEnd }
-        set { bugs.writeEnd = newValue }
-    }
-    /// A truncate down skips zeroing the rest of the new EOF block (difftest's canary).
-    public var canarySkipEOFZeroing: Bool {
-        get { bugs.skipsEOFZeroing }
-        set { bugs.skipsEOFZeroing = newValue }
-    }
-    /// False: the file system has no ->iomap_valid (the explorer's stale-mapping teeth).
-    public var validityCheck: Bool {
-        get { bugs.validityCheck }
-        set { bugs.validityCheck = newValue }
-    }
     public var environment: IOMapEnvironment = .live
 
     public init(

@@ -67,3 +67,40 @@ public struct DeliberateBugs: OptionSet, Sendable, Hashable {
         if on { insert(member) } else { remove(member) }
     }
 }
+
+/// A configuration that carries deliberate bugs: the switches the tools set are views of
+/// its `bugs`, written once here for every configuration.
+public protocol DeliberateBugsCarrier {
+    var bugs: DeliberateBugs { get set }
+}
+
+extension DeliberateBugsCarrier {
+    public var cleanupPolicy: CleanupPolicy {
+        get { bugs.cleanupPolicy }
+        set { bugs.cleanupPolicy = newValue }
+    }
+    /// `cleanupPolicy`, by the name the tools' `--policy` gives it.
+    public var policy: CleanupPolicy {
+        get { bugs.cleanupPolicy }
+        set { bugs.cleanupPolicy = newValue }
+    }
+    public var eofRounding: EOFRounding {
+        get { bugs.eofRounding }
+        set { bugs.eofRounding = newValue }
+    }
+    /// `.kernel` leaves the tail of a short copy as Linux's source reads (wrong on purpose).
+    public var writeEnd: WriteEndPolicy {
+        get { bugs.writeEnd }
+        set { bugs.writeEnd = newValue }
+    }
+    /// A truncate down skips zeroing the rest of the new EOF block (difftest's canary).
+    public var canarySkipEOFZeroing: Bool {
+        get { bugs.skipsEOFZeroing }
+        set { bugs.skipsEOFZeroing = newValue }
+    }
+    /// False: the file system has no ->iomap_valid (the explorer's stale-mapping teeth).
+    public var validityCheck: Bool {
+        get { bugs.validityCheck }
+        set { bugs.validityCheck = newValue }
+    }
+}

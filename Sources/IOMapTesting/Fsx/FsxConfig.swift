@@ -6,7 +6,7 @@ import IOMap
 import IOMapBase
 
 /// How an fsx run is set up.
-public struct FsxConfig: Sendable {
+public struct FsxConfig: Sendable, DeliberateBugsCarrier {
     public var seed: UInt64
     public var ops = 100_000
     public var maxFileSize = 256 << 10
@@ -15,21 +15,8 @@ public struct FsxConfig: Sendable {
     public var offsetBase = 0
     public var blockSize = 4096
     public var maxFolioSize = 64 << 10
-    /// The engine's deliberate bugs (the switches below are views of them).
+    /// The engine's deliberate bugs; the switches (`policy`, `eofRounding`, ...) are views of them (DeliberateBugsCarrier).
     public var bugs: DeliberateBugs = []
-    public var policy: CleanupPolicy {
-        get { bugs.cleanupPolicy }
-        set { bugs.cleanupPolicy = newValue }
-    }
-    public var eofRounding: EOFRounding {
-        get { bugs.eofRounding }
-        set { bugs.eofRounding = newValue }
-    }
-    /// `.kernel` leaves the tail of a short copy as Linux's source reads (wrong on purpose).
-    public var writeEnd: WriteEndPolicy {
-        get { bugs.writeEnd }
-        set { bugs.writeEnd = newValue }
-    }
     /// The fault sites that may fire.
     public var faults: Set<FaultSite> = Set(FaultSite.allCases)
     /// The probability of each site per query.
@@ -59,11 +46,6 @@ public struct FsxConfig: Sendable {
     public var traceEntry: Int?
     /// With a replayed log: count and skip ops the engine does not support instead of failing.
     public var skipUnsupported = false
-    /// A deliberately wrong engine, for the differential tester's canary (see ExtentFSConfig).
-    public var canarySkipEOFZeroing: Bool {
-        get { bugs.skipsEOFZeroing }
-        set { bugs.skipsEOFZeroing = newValue }
-    }
 
     public init(seed: UInt64) { self.seed = seed }
 

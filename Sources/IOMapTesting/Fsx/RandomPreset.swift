@@ -9,26 +9,13 @@ import IOMap
 import IOMapBase
 
 /// How a random run is set up: the preset's parameters.
-public struct RandomRunConfig: Sendable, CustomStringConvertible {
+public struct RandomRunConfig: Sendable, CustomStringConvertible, DeliberateBugsCarrier {
     public var seed: UInt64
     public var ops: Int
     public var blockSize: Int
     public var maxFolioSize: Int
-    /// The engine's deliberate bugs (the switches below are views of them).
+    /// The engine's deliberate bugs; the switches (`policy`, `eofRounding`, ...) are views of them (DeliberateBugsCarrier).
     public var bugs: DeliberateBugs
-    public var policy: CleanupPolicy {
-        get { bugs.cleanupPolicy }
-        set { bugs.cleanupPolicy = newValue }
-    }
-    public var eofRounding: EOFRounding {
-        get { bugs.eofRounding }
-        set { bugs.eofRounding = newValue }
-    }
-    /// `.kernel` leaves the tail of a short copy as Linux's source reads (wrong on purpose).
-    public var writeEnd: WriteEndPolicy {
-        get { bugs.writeEnd }
-        set { bugs.writeEnd = newValue }
-    }
     /// Inject faults at the write path's sites (user-buffer faults are always injected).
     public var faults: Bool
     public var maxFileSize: Int
