@@ -37,32 +37,6 @@ public struct DeliberateBugs: OptionSet, Sendable, Hashable {
         self = b
     }
 
-    /// The switches, read back: each a view of one member.
-    public var cleanupPolicy: CleanupPolicy {
-        get { contains(.truncatePageCache) ? .truncatePageCache : .preserveDirty }
-        set { set(.truncatePageCache, newValue == .truncatePageCache) }
-    }
-
-    public var eofRounding: EOFRounding {
-        get { contains(.kernelEOFRounding) ? .kernel : .blockEnd }
-        set { set(.kernelEOFRounding, newValue == .kernel) }
-    }
-
-    public var writeEnd: WriteEndPolicy {
-        get { contains(.kernelWriteEnd) ? .kernel : .zeroTail }
-        set { set(.kernelWriteEnd, newValue == .kernel) }
-    }
-
-    public var skipsEOFZeroing: Bool {
-        get { contains(.skipEOFZeroing) }
-        set { set(.skipEOFZeroing, newValue) }
-    }
-
-    public var validityCheck: Bool {
-        get { !contains(.noValidityCheck) }
-        set { set(.noValidityCheck, !newValue) }
-    }
-
     mutating func set(_ member: DeliberateBugs, _ on: Bool) {
         if on { insert(member) } else { remove(member) }
     }
@@ -76,31 +50,39 @@ public protocol DeliberateBugsCarrier {
 
 extension DeliberateBugsCarrier {
     public var cleanupPolicy: CleanupPolicy {
-        get { bugs.cleanupPolicy }
-        set { bugs.cleanupPolicy = newValue }
+        get { bugs.contains(.truncatePageCache) ? .truncatePageCache : .preserveDirty }
+        set { bugs.set(.truncatePageCache, newValue == .truncatePageCache) }
     }
     /// `cleanupPolicy`, by the name the tools' `--policy` gives it.
     public var policy: CleanupPolicy {
-        get { bugs.cleanupPolicy }
-        set { bugs.cleanupPolicy = newValue }
+        get { cleanupPolicy }
+        set { cleanupPolicy = newValue }
     }
     public var eofRounding: EOFRounding {
-        get { bugs.eofRounding }
-        set { bugs.eofRounding = newValue }
+        get { bugs.contains(.kernelEOFRounding) ? .kernel : .blockEnd }
+        set { bugs.set(.kernelEOFRounding, newValue == .kernel) }
     }
     /// `.kernel` leaves the tail of a short copy as Linux's source reads (wrong on purpose).
     public var writeEnd: WriteEndPolicy {
-        get { bugs.writeEnd }
-        set { bugs.writeEnd = newValue }
+        get { bugs.contains(.kernelWriteEnd) ? .kernel : .zeroTail }
+        set { bugs.set(.kernelWriteEnd, newValue == .kernel) }
     }
     /// A truncate down skips zeroing the rest of the new EOF block (difftest's canary).
     public var canarySkipEOFZeroing: Bool {
-        get { bugs.skipsEOFZeroing }
-        set { bugs.skipsEOFZeroing = newValue }
+        get { bugs.contains(.skipEOFZeroing) }
+        set { bugs.set(.skipEOFZeroing, newValue) }
     }
     /// False: the file system has no ->iomap_valid (the explorer's stale-mapping teeth).
     public var validityCheck: Bool {
-        get { bugs.validityCheck }
-        set { bugs.validityCheck = newValue }
+        get { !bugs.contains(.noValidityCheck) }
+        set { bugs.set(.noValidityCheck, !newValue) }
+    }
+}
+
+/// The set reads its own switches the same way.
+extension DeliberateBugs: DeliberateBugsCarrier {
+    public var bugs: DeliberateBugs {
+        get { self }
+        set { self = newValue }
     }
 }
