@@ -87,7 +87,7 @@ let package = Package(
             name: "IOMapKernelSideTests",
             dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide"],
             swiftSettings: strict),
-        .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench"], swiftSettings: strict),
+        .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench", "IOMapKernelSide"], swiftSettings: strict),
         .testTarget(name: "IOMapCommandTests", dependencies: ["iomap"], swiftSettings: strict),
         .testTarget(name: "TidyTests", swiftSettings: strict),
     ]

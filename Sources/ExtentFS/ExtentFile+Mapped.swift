@@ -72,14 +72,6 @@ extension ExtentFile {
     /// The folio holding `offset`, locked and wholly uptodate (filemap_fault). The caller
     /// holds the invalidate lock shared.
     func faultFolio(at offset: Int) throws(Errno) -> Folio {
-        let folio = inode.mapping.getFolio(offset, length: pageSize)
-        if folio.isUptodate { return folio }
-        do {
-            try iomapReadFolio(inode, folio: folio, ops: self)
-        } catch {
-            folio.unlock()
-            throw error
-        }
-        return folio
+        try filemapReadFolio(inode, inode.mapping.getFolio(offset, length: pageSize), ops: self)
     }
 }

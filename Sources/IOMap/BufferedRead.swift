@@ -54,7 +54,12 @@ public func readFolioForAccess(_ inode: Inode, at offset: Int, length: Int, ops:
     defer { mapping.invalidateLock.unlockShared() }
     // Never create a folio past the page holding EOF, as readahead does not.
     let limit = max(pageSize, roundUp(inode.size, pageSize) - roundDown(offset, pageSize))
-    let folio = mapping.getFolio(offset, length: min(max(length, 1), limit))
+    return try filemapReadFolio(inode, mapping.getFolio(offset, length: min(max(length, 1), limit)), ops: ops)
+}
+
+/// Returns `folio`, locked, read whole from the file system unless it is uptodate already; on
+/// a read error it is unlocked before the error is thrown (filemap_read_folio).
+public func filemapReadFolio(_ inode: Inode, _ folio: Folio, ops: any IOMapOperations) throws(Errno) -> Folio {
     if folio.isUptodate { return folio }
     do {
         try iomapReadFolio(inode, folio: folio, ops: ops)

@@ -32,6 +32,14 @@ public enum HostFiles {
         }
     }
 
+    /// Runs `body` with a new directory under the host's temporary directory, named
+    /// `prefix-UUID`, and removes the directory and all in it afterwards, however `body` ends.
+    public static func withTemporaryDirectory<T>(prefix: String, _ body: (String) throws -> T) throws -> T {
+        let path = try makeUniqueDirectory(in: temporaryDirectory, prefix: prefix).get()
+        defer { remove(path) }
+        return try body(path)
+    }
+
     /// malloc_trim(0): gives the allocator's free memory back to the kernel, so that a
     /// measurement of resident memory sees only what is in use. True when memory was released.
     @discardableResult

@@ -172,13 +172,7 @@ public final class CacheIndex<Element: AnyObject> {
 
     /// The element stored at exactly `key`, or nil.
     public func get(_ key: Int) -> Element? {
-        guard key >= 0, let top = root, top.covers(key) else { return nil }
-        unowned(unsafe) var node = top
-        while node.shift > 0 {
-            guard let child = node.slots[(key &>> node.shift) & slotMask] else { return nil }
-            node = unsafeDowncast(child, to: Node.self)
-        }
-        guard let object = node.slots[key & slotMask] else { return nil }
+        guard let node = leaf(for: key), let object = node.slots[key & slotMask] else { return nil }
         return unsafeDowncast(object, to: Element.self)
     }
 

@@ -11,6 +11,7 @@ private func pattern(_ seed: UInt8, blocks: Int, blockSize: Int) -> [UInt8] {
     (0..<blocks * blockSize).map { UInt8(truncatingIfNeeded: Int(seed) &* 31 &+ $0 &* 7 &+ ($0 >> 9)) }
 }
 
+/// Reads into a buffer filled with 0xEE first, so that a read that fills nothing shows.
 private func readBlocks(_ device: any BlockDevice, _ block: Int, _ count: Int) throws(Errno) -> [UInt8] {
     var bytes = [UInt8](repeating: 0xEE, count: count * device.blockSize)
     let result = bytes.withUnsafeMutableBytes { buffer -> Errno? in
@@ -26,16 +27,7 @@ private func readBlocks(_ device: any BlockDevice, _ block: Int, _ count: Int) t
 }
 
 private func writeBlocks(_ device: any BlockDevice, _ block: Int, _ bytes: [UInt8]) throws(Errno) {
-    let count = bytes.count / device.blockSize
-    let result = bytes.withUnsafeBytes { buffer -> Errno? in
-        do throws(Errno) {
-            try device.write(block: block, count: count, from: buffer)
-            return nil
-        } catch {
-            return error
-        }
-    }
-    if let result { throw result }
+    try device.writeBlocks(block, bytes)
 }
 
 private func temporaryImagePath() -> String {

@@ -7,6 +7,7 @@
 
 import Foundation
 import IOMapBench
+import IOMapKernelSide
 import Testing
 
 /// Checks what every row promises, whatever the machine.
@@ -25,14 +26,6 @@ private func checkShape(_ r: BenchResult) {
     if let e = r.engineNsPerOp, let k = r.kernelNsPerOp {
         #expect(abs(ratio - k / e) <= 1e-9 * ratio, "\(r.name): ratio \(ratio) but kernel / engine is \(k / e)")
     }
-}
-
-/// A fresh directory, removed after `body`; `body` gets its path.
-private func withDirectory<R>(_ body: (String) throws -> R) throws -> R {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bench-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    return try body(dir)
 }
 
 @Suite("iomap bench, in-process")
@@ -69,8 +62,8 @@ struct BenchTests {
 
     @Test("quick append-1m, writeback-fsync and live-hooks run in given directories and leave nothing behind")
     func quickFilesRemoved() throws {
-        try withDirectory { kernelDir in
-            try withDirectory { diskDir in
+        try HostFiles.withTemporaryDirectory(prefix: "bench-test") { kernelDir in
+            try HostFiles.withTemporaryDirectory(prefix: "bench-test") { diskDir in
                 var config = BenchConfig(quick: true)
                 config.workloads = [.append1m, .writebackFsync, .liveHooks]
                 config.kernelDirectory = kernelDir

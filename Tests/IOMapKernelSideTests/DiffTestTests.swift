@@ -14,10 +14,7 @@ import Testing
 
 /// A new temporary directory, removed by `body`'s end.
 func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-difftest-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    return try body(dir)
+    try HostFiles.withTemporaryDirectory(prefix: "iomap-difftest-test", body)
 }
 
 @Suite("Differential test against the kernel")

@@ -22,10 +22,7 @@ extension Result {
 
 /// Runs `body` with a fresh file in a fresh temporary directory, removed afterwards.
 private func withKernelFile(_ body: (KernelFile) throws -> Void) throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kernelfile-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    try body(try KernelFile(directory: directory.path, name: "file"))
+    try HostFiles.withTemporaryDirectory(prefix: "kernelfile") { try body(try KernelFile(directory: $0, name: "file")) }
 }
 
 private func pattern(_ count: Int, seed: Int = 7) -> [UInt8] {

@@ -18,19 +18,19 @@ struct KernelProbeTests {
         #expect(engineLosesStore(config, eofRounding: .kernel), "the canary: Linux's rounding must lose the store")
     }
 
-    @Test("settings the probe cannot use are named")
-    func problems() {
+    /// A setting changed from the defaults, and what the problem must mention (nil: none).
+    static let settings: [(change: @Sendable (inout EOFProbeConfig) -> Void, problem: String?)] = [
+        ({ _ in }, nil),
+        ({ $0.isize = 8192 }, "multiple of the block size"),
+        ({ $0.blockSize = 3000 }, "--block-size"),
+        ({ $0.attempts = 0 }, "--attempts"),
+        ({ $0.isize = 4000 }, "--isize"),
+    ]
+
+    @Test("settings the probe cannot use are named", arguments: settings.indices)
+    func problems(row: Int) {
         var c = EOFProbeConfig()
-        c.isize = 8192
-        #expect(c.problem?.contains("multiple of the block size") == true)
-        c.isize = 6144
-        c.blockSize = 3000
-        #expect(c.problem?.contains("--block-size") == true)
-        c.blockSize = 4096
-        c.attempts = 0
-        #expect(c.problem?.contains("--attempts") == true)
-        c.attempts = 1
-        c.isize = 4000
-        #expect(c.problem?.contains("--isize") == true)
+        Self.settings[row].change(&c)
+        expectProblem(c.problem, mentions: Self.settings[row].problem)
     }
 }

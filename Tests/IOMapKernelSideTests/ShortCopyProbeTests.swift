@@ -44,28 +44,35 @@ struct ShortCopyProbeTests {
         }
     }
 
-    @Test("settings the probe cannot use are named")
-    func problems() {
+    /// A setting changed from the defaults, and what the problem must mention (nil: none).
+    static let settings: [(change: @Sendable (inout ShortCopyProbeConfig) -> Void, problem: String?)] = [
+        ({ _ in }, nil),
+        ({ $0.attempts = 0 }, "--attempts"),
+        ({ $0.blockSize = 2048 }, "--block-size must be 1024 or 4096"),
+        ({ $0.blockSize = 1024 }, nil),
+        (
+            {
+                $0.blockSize = 1024; $0.directory = "/tmp"
+            }, "with --dir"
+        ),
+        ({ $0.user = 0 }, "--user 0 is root"),
+        ({ $0.user = -5 }, "--user must be a uid"),
+        ({ $0.user = 65534 }, nil),
+    ]
+
+    @Test("settings the probe cannot use are named", arguments: settings.indices)
+    func problems(row: Int) {
         var c = ShortCopyProbeConfig()
-        #expect(c.problem == nil)
+        Self.settings[row].change(&c)
+        expectProblem(c.problem, mentions: Self.settings[row].problem)
+    }
+
+    @Test("images: a 4096-byte and a 1024-byte one by default, else the one --block-size names")
+    func imageBlockSizes() {
+        var c = ShortCopyProbeConfig()
         #expect(c.imageBlockSizes == [4096, 1024])
-        c.attempts = 0
-        #expect(c.problem?.contains("--attempts") == true)
-        c.attempts = 2
-        c.blockSize = 2048
-        #expect(c.problem?.contains("--block-size must be 1024 or 4096") == true)
         c.blockSize = 1024
-        #expect(c.problem == nil)
         #expect(c.imageBlockSizes == [1024])
-        c.directory = "/tmp"
-        #expect(c.problem?.contains("with --dir") == true)
-        c.blockSize = nil
-        c.user = 0
-        #expect(c.problem?.contains("--user 0 is root") == true)
-        c.user = -5
-        #expect(c.problem?.contains("--user must be a uid") == true)
-        c.user = 65534
-        #expect(c.problem == nil)
     }
 
     @Test("cases fit the block sizes they are made for")

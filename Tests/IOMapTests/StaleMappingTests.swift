@@ -20,6 +20,19 @@ struct StaleMappingTests {
     /// A file block far past anything the tests write, allocated to bump the extent sequence.
     static let farBlock = 1000
 
+    /// The write returned `written` after exactly one stale mapping, and iomap_begin and
+    /// iomap_end were called as listed (the first pair for the stale mapping, the second for
+    /// its replacement).
+    static func expectOneRemap(
+        _ rig: Kit.Rig, _ ops: Kit.RecordingOps, _ result: Result<Int, Errno>, written: Int,
+        begins: [Kit.BeginCall], ends: [Kit.EndCall], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        #expect(result == .success(written), sourceLocation: sourceLocation)
+        #expect(rig.inode.stats.staleMappings == 1, sourceLocation: sourceLocation)
+        #expect(ops.begins.all == begins, sourceLocation: sourceLocation)
+        #expect(ops.ends.all == ends, sourceLocation: sourceLocation)
+    }
+
     /// Changes the extent map away from the write (if_seq++): allocates one unwritten block
     /// at `block`, like a fallocate of a far range.
     static func bumpSequence(_ file: ExtentFile, block: Int = farBlock) {
@@ -67,17 +80,12 @@ struct StaleMappingTests {
 
         let result = Kit.directWrite(file, new, at: 1500, ops: ops)
 
-        #expect(result == .success(100))
-        #expect(rig.inode.stats.staleMappings == 1)
-        #expect(
-            ops.begins.all == [
-                Kit.BeginCall(pos: 1500, length: 100, kind: .mapped, isNew: false),
-                Kit.BeginCall(pos: 1500, length: 100, kind: .mapped, isNew: false),
-            ])
-        #expect(
-            ops.ends.all == [
-                Kit.EndCall(pos: 1500, length: 100, written: 0), Kit.EndCall(pos: 1500, length: 100, written: 100),
-            ])
+        Self.expectOneRemap(
+            rig, ops, result, written: 100,
+            begins: [
+                .init(pos: 1500, length: 100, kind: .mapped, isNew: false), .init(pos: 1500, length: 100, kind: .mapped, isNew: false),
+            ],
+            ends: [.init(pos: 1500, length: 100, written: 0), .init(pos: 1500, length: 100, written: 100)])
         #expect(rig.hooks.ranges(.afterIomapBegin) == [ByteRange(0, 8192), ByteRange(0, 8192)])
         // Between the stale check and the remap the folio exists but is untouched: no block
         // state, nothing read, not uptodate, not dirty.
@@ -106,15 +114,10 @@ struct StaleMappingTests {
 
         let result = Kit.directWrite(file, data, at: 0, ops: ops)
 
-        #expect(result == .success(4096))
-        #expect(rig.inode.stats.staleMappings == 1)
-        #expect(
-            ops.begins.all == [
-                Kit.BeginCall(pos: 0, length: 4096, kind: .delalloc, isNew: true),
-                Kit.BeginCall(pos: 0, length: 4096, kind: .delalloc, isNew: true),
-            ])
-        #expect(
-            ops.ends.all == [Kit.EndCall(pos: 0, length: 4096, written: 0), Kit.EndCall(pos: 0, length: 4096, written: 4096)])
+        Self.expectOneRemap(
+            rig, ops, result, written: 4096,
+            begins: [.init(pos: 0, length: 4096, kind: .delalloc, isNew: true), .init(pos: 0, length: 4096, kind: .delalloc, isNew: true)],
+            ends: [.init(pos: 0, length: 4096, written: 0), .init(pos: 0, length: 4096, written: 4096)])
         #expect(file.recordedPunches == [ByteRange(0, 4096)])
         #expect(rig.inode.stats.cleanups == 1)
         #expect(file.delallocBlockIndices() == [0])
@@ -178,18 +181,13 @@ struct StaleMappingTests {
 
         let result = Kit.directWrite(file, data, at: 0, ops: ops)
 
-        #expect(result == .success(16384))
-        #expect(rig.inode.stats.staleMappings == 1)
+        Self.expectOneRemap(
+            rig, ops, result, written: 16384,
+            begins: [
+                .init(pos: 0, length: 16384, kind: .delalloc, isNew: true), .init(pos: 8192, length: 8192, kind: .delalloc, isNew: true),
+            ],
+            ends: [.init(pos: 0, length: 16384, written: 8192), .init(pos: 8192, length: 8192, written: 8192)])
         #expect(rig.hooks.ranges(.iomapValid).map(\.start) == [0, 4096, 8192, 8192, 12288])
-        #expect(
-            ops.begins.all == [
-                Kit.BeginCall(pos: 0, length: 16384, kind: .delalloc, isNew: true),
-                Kit.BeginCall(pos: 8192, length: 8192, kind: .delalloc, isNew: true),
-            ])
-        #expect(
-            ops.ends.all == [
-                Kit.EndCall(pos: 0, length: 16384, written: 8192), Kit.EndCall(pos: 8192, length: 8192, written: 8192),
-            ])
         #expect(file.recordedPunches == [ByteRange(8192, 16384)])
         #expect(file.delallocBlockIndices() == [0, 1, 2, 3])
         #expect(try Kit.contentAfterRemount(file) == data)

@@ -134,10 +134,7 @@ struct WriteLoopTests {
     @Test("W5: a 1000-byte copy into new folio 2 is rejected, retried as 1000 bytes, then EFAULT; write returns 9192")
     func w5ShortCopyIntoNewFolio() throws {
         // Goal: a short copy into a folio the write fully covers (not uptodate) is thrown away, retried with the copied length, and the next fault ends the write at 9192 with no punch.
-        let rig = Kit.makeRig(blockSize: 4096)
-        rig.copies.setRule { offset, _, earlier in offset == 8192 && earlier == 0 ? 1000 : nil }
-        rig.file.recordPunches()
-        let ops = Kit.RecordingOps(rig.file)
+        let (rig, ops) = shortCopyAt8192Rig()
         let data = Kit.pattern(12288, seed: 7)
 
         let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
@@ -151,27 +148,14 @@ struct WriteLoopTests {
                 Kit.CopyAttempt(offset: 8192, length: 4096, limit: 1000),
                 Kit.CopyAttempt(offset: 8192, length: 1000, limit: nil),
             ])
-        #expect(rig.inode.stats.shortCopies == 1)
-        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: 12288, written: 9192))
-        #expect(rig.file.recordedPunches == [])
         #expect(rig.inode.stats.cleanups == 0)
-        #expect(rig.file.delallocBlockIndices() == [0, 1, 2])
-        let folio = try #require(rig.file._folio(at: 8192))
-        #expect(folio.range == ByteRange(8192, 12288))
-        #expect(folio.isUptodate && folio.isDirty)
-        #expect(Kit.bytes(of: folio, 0..<1000) == Array(data[8192..<9192]))
-        #expect(Kit.bytes(of: folio, 1000..<4096) == [UInt8](repeating: 0, count: 3096))
-        #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<9192]))
-        Kit.expectQuiet(rig)
+        try expectWriteEndedAt9192(rig, ops, data, zeroedFrom: 1000)
     }
 
     @Test("W5b: write [0, 10000) with the copy at 8192 returning 1000 of 1808 accepts it at once; write returns 9192")
     func w5bShortCopyIntoFilledFolio() throws {
         // Goal: when write_begin's fill has made the folio uptodate, a short copy is accepted as is, with no rejection and no retry.
-        let rig = Kit.makeRig(blockSize: 4096)
-        rig.copies.setRule { offset, _, earlier in offset == 8192 && earlier == 0 ? 1000 : nil }
-        rig.file.recordPunches()
-        let ops = Kit.RecordingOps(rig.file)
+        let (rig, ops) = shortCopyAt8192Rig()
         let data = Kit.pattern(10000, seed: 8)
 
         let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
@@ -184,14 +168,31 @@ struct WriteLoopTests {
                 Kit.CopyAttempt(offset: 4096, length: 4096, limit: nil),
                 Kit.CopyAttempt(offset: 8192, length: 1808, limit: 1000),
             ])
+        try expectWriteEndedAt9192(rig, ops, data, zeroedFrom: 1808)
+    }
+
+    /// W5 and W5b: a 4K-block rig whose first copy at 8192 delivers 1000 bytes, recording
+    /// punches and iomap_end calls.
+    private func shortCopyAt8192Rig() -> (Kit.Rig, Kit.RecordingOps) {
+        let rig = Kit.makeRig(blockSize: 4096)
+        rig.copies.setRule { offset, _, earlier in offset == 8192 && earlier == 0 ? 1000 : nil }
+        rig.file.recordPunches()
+        return (rig, Kit.RecordingOps(rig.file))
+    }
+
+    /// What W5 and W5b end with: one short copy, iomap_end told 9192 bytes, no punch, three
+    /// delalloc blocks, folio 2 uptodate and dirty with the 1000 copied bytes and zeroes from
+    /// `zeroedFrom` to its end, and `[0, 9192)` of `data` after a remount.
+    private func expectWriteEndedAt9192(_ rig: Kit.Rig, _ ops: Kit.RecordingOps, _ data: [UInt8], zeroedFrom: Int) throws {
         #expect(rig.inode.stats.shortCopies == 1)
-        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: 10000, written: 9192))
+        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: data.count, written: 9192))
         #expect(rig.file.recordedPunches == [])
         #expect(rig.file.delallocBlockIndices() == [0, 1, 2])
         let folio = try #require(rig.file._folio(at: 8192))
+        #expect(folio.range == ByteRange(8192, 12288))
         #expect(folio.isUptodate && folio.isDirty)
         #expect(Kit.bytes(of: folio, 0..<1000) == Array(data[8192..<9192]))
-        #expect(Kit.bytes(of: folio, 1808..<4096) == [UInt8](repeating: 0, count: 2288))
+        #expect(Kit.bytes(of: folio, zeroedFrom..<4096) == [UInt8](repeating: 0, count: 4096 - zeroedFrom))
         #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<9192]))
         Kit.expectQuiet(rig)
     }

@@ -62,6 +62,36 @@ extension BlockDevice {
     }
 }
 
+extension BlockDevice {
+    /// `count` blocks from `block`, as bytes: for metadata and tools, where a copy costs
+    /// nothing next to the I/O.
+    public func readBlocks(_ block: Int, count: Int) throws(Errno) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count * blockSize)
+        let failure = bytes.withUnsafeMutableBytes { buffer in
+            Result { () throws(Errno) in try read(block: block, count: count, into: buffer) }.failure
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+
+    /// Writes `bytes`, a whole number of blocks, from `block` on.
+    public func writeBlocks(_ block: Int, _ bytes: [UInt8]) throws(Errno) {
+        precondition(bytes.count % blockSize == 0, "\(bytes.count) bytes is not a whole number of \(blockSize)-byte blocks")
+        let failure = bytes.withUnsafeBytes { buffer in
+            Result { () throws(Errno) in try write(block: block, count: bytes.count / blockSize, from: buffer) }.failure
+        }
+        if let failure { throw failure }
+    }
+}
+
+extension Result {
+    /// The error, or nil on success.
+    fileprivate var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
+
 /// Checks a block size against the supported geometry.
 @inline(__always)
 func checkDeviceGeometry(blockSize: Int, blockCount: Int) {
