@@ -35,6 +35,7 @@ let package = Package(
     name: "swift-iomap",
     products: [
         .library(name: "ExtentFS", targets: ["ExtentFS"]),
+        .library(name: "Volume", targets: ["Volume"]),
         .library(name: "IOMapTesting", targets: ["IOMapTesting"]),
         .executable(name: "iomap", targets: ["iomap"]),
     ],
@@ -51,6 +52,9 @@ let package = Package(
         .target(name: "PageCache", dependencies: ["IOMapBase"], swiftSettings: strict),
         .target(name: "IOMap", dependencies: ["IOMapBase", "PageCache"], swiftSettings: strict),
         .target(name: "ExtentFS", dependencies: ["CIOMapBase", "IOMapBase", "PageCache", "IOMap"], swiftSettings: strict),
+        .target(
+            name: "Volume", dependencies: ["CIOMapBase", "IOMapBase", "PageCache", "IOMap", "ExtentFS"],
+            swiftSettings: strict),
         .target(
             name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS"],
             swiftSettings: strict),
@@ -86,6 +90,9 @@ let package = Package(
         .testTarget(
             name: "IOMapKernelSideTests",
             dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "VolumeTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting"],
             swiftSettings: strict),
         .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench", "IOMapKernelSide"], swiftSettings: strict),
         .testTarget(name: "IOMapCommandTests", dependencies: ["iomap"], swiftSettings: strict),

@@ -1,0 +1,184 @@
+// Counterpart: xlog_recover_commit_pass2() and the per-item recovery functions of XFS
+// (fs/xfs/xfs_inode_item_recover.c, xfs_extfree_item.c): how a logged change is put into
+// the metadata. Unlike XFS, the running volume applies changes through this same function,
+// so what recovery rebuilds cannot drift from what was running.
+
+/// A record that does not fit the metadata it is applied to: a log that passed its CRCs but
+/// says something impossible. Recovery stops and names it; it is never trusted.
+public struct ApplyError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let record: String
+    public let reason: String
+    public var description: String { "log record \(record): \(reason)" }
+}
+
+extension MetadataState {
+    /// Applies one record, or throws without changing anything when it cannot apply.
+    public mutating func apply(_ r: LogRecord) throws(ApplyError) {
+        func fail(_ why: String) -> ApplyError { ApplyError(record: "\(r)", reason: why) }
+        switch r {
+        case .createInode(let ino, let attrs, let parent, let target):
+            guard inodes[ino] == nil else { throw fail("\(ino) exists") }
+            var rec = InodeRecord(attributes: attrs)
+            if attrs.type == .directory {
+                guard let parent else { throw fail("a directory needs a parent") }
+                rec.directory = Directory(parent: parent)
+            }
+            if attrs.type == .symlink {
+                guard let target, !target.isEmpty else { throw fail("a symlink needs a target") }
+                rec.symlinkTarget = target
+            }
+            inodes[ino] = rec
+            nextInode = max(nextInode, ino.rawValue + 1)
+        case .freeInode(let ino):
+            guard let rec = inodes[ino] else { throw fail("no \(ino)") }
+            guard rec.extents.isEmpty else { throw fail("\(ino) still maps \(rec.blockCount) blocks") }
+            guard rec.directory?.isEmpty ?? true else { throw fail("directory \(ino) is not empty") }
+            inodes[ino] = nil
+            orphans.remove(ino)
+        case .setAttributes(let ino, let attrs):
+            guard let old = inodes[ino]?.attributes else { throw fail("no \(ino)") }
+            guard old.type == attrs.type else { throw fail("the type of \(ino) cannot change") }
+            inodes[ino]!.attributes = attrs
+        case .setSize(let ino, let size):
+            guard inodes[ino]?.attributes.type == .regular, size >= 0 else { throw fail("no regular \(ino)") }
+            inodes[ino]!.attributes.size = size
+        case .addEntry(let dir, let name, let target, let type, let cookie):
+            try addEntry(dir, name, target, type, cookie, fail)
+        case .removeEntry(let dir, let name):
+            guard inodes[dir]?.directory?[name] != nil else { throw fail("no entry \(name) in \(dir)") }
+            inodes[dir]!.directory!.remove(name)
+        case .rename(let fromDir, let from, let toDir, let to, let exchange, let cookie):
+            try rename(fromDir, from, toDir, to, exchange: exchange, cookie: cookie, fail)
+        case .allocateUnwritten(let ino, let e):
+            try mapExtent(ino, e, fail)
+        case .convertToWritten(let ino, let from, let to):
+            guard inodes[ino]?.attributes.type == .regular, from <= to else { throw fail("no regular \(ino)") }
+            inodes[ino]!.extents = Self.converting(inodes[ino]!.extents, from: from, to: to)
+        case .unmapAndIntendFree(let ino, let from, let to, let id):
+            guard inodes[ino]?.attributes.type == .regular, from <= to else { throw fail("no regular \(ino)") }
+            guard intents[id] == nil else { throw fail("intent \(id) exists") }
+            let (kept, removed) = Self.unmapping(inodes[ino]!.extents, from: from, to: to)
+            inodes[ino]!.extents = kept
+            intents[id] = FreeIntent(id: id, extents: removed)
+            nextIntent = max(nextIntent, id + 1)
+        case .freeDone(let id):
+            guard intents.removeValue(forKey: id) != nil else { throw fail("no intent \(id)") }
+        case .setXattr(let ino, let name, let value):
+            guard inodes[ino] != nil else { throw fail("no \(ino)") }
+            inodes[ino]!.xattrs[name] = value
+        case .removeXattr(let ino, let name):
+            guard inodes[ino]?.xattrs[name] != nil else { throw fail("no attribute on \(ino)") }
+            inodes[ino]!.xattrs[name] = nil
+        case .addOrphan(let ino):
+            guard inodes[ino] != nil else { throw fail("no \(ino)") }
+            orphans.insert(ino)
+        case .removeOrphan(let ino):
+            guard orphans.remove(ino) != nil else { throw fail("\(ino) is not an orphan") }
+        }
+    }
+
+    /// Applies records in order; on a failure the state is what the records before it made.
+    public mutating func apply(_ records: [LogRecord]) throws(ApplyError) {
+        for r in records { try apply(r) }
+    }
+
+    private mutating func addEntry(
+        _ dir: InodeNumber, _ name: FileName, _ target: InodeNumber, _ type: FileType, _ cookie: UInt64,
+        _ fail: (String) -> ApplyError
+    ) throws(ApplyError) {
+        guard let d = inodes[dir]?.directory else { throw fail("\(dir) is not a directory") }
+        guard d[name] == nil else { throw fail("\(name) exists in \(dir)") }
+        guard cookie >= d.nextCookie else { throw fail("cookie \(cookie) already used in \(dir)") }
+        guard inodes[target]?.attributes.type == type else { throw fail("\(target) is not a \(type)") }
+        inodes[dir]!.directory!.add(name, DirectoryEntry(inode: target, type: type, cookie: cookie))
+        if type == .directory { inodes[target]!.directory!.parent = dir }
+    }
+
+    private mutating func rename(
+        _ fromDir: InodeNumber, _ from: FileName, _ toDir: InodeNumber, _ to: FileName, exchange: Bool, cookie: UInt64,
+        _ fail: (String) -> ApplyError
+    ) throws(ApplyError) {
+        guard let moving = inodes[fromDir]?.directory?[from] else { throw fail("no entry \(from) in \(fromDir)") }
+        guard let target = inodes[toDir]?.directory else { throw fail("\(toDir) is not a directory") }
+        if exchange {
+            guard let other = target[to] else { throw fail("no entry \(to) in \(toDir) to exchange with") }
+            inodes[fromDir]!.directory!.retarget(from, to: other.inode, type: other.type)
+            inodes[toDir]!.directory!.retarget(to, to: moving.inode, type: moving.type)
+            if other.type == .directory { inodes[other.inode]!.directory!.parent = fromDir }
+        } else {
+            if fromDir == toDir && from == to { return }
+            guard cookie >= target.nextCookie else { throw fail("cookie \(cookie) already used in \(toDir)") }
+            inodes[fromDir]!.directory!.remove(from)
+            inodes[toDir]!.directory!.remove(to)
+            inodes[toDir]!.directory!.add(to, DirectoryEntry(inode: moving.inode, type: moving.type, cookie: cookie))
+        }
+        if moving.type == .directory { inodes[moving.inode]!.directory!.parent = toDir }
+    }
+
+    private mutating func mapExtent(_ ino: InodeNumber, _ e: DiskExtent, _ fail: (String) -> ApplyError) throws(ApplyError) {
+        guard inodes[ino]?.attributes.type == .regular else { throw fail("no regular \(ino)") }
+        guard e.count > 0, e.fileBlock >= 0, e.diskBlock >= 0 else { throw fail("empty or negative extent") }
+        var list = inodes[ino]!.extents
+        let i = list.firstIndex { $0.fileBlock >= e.fileBlock } ?? list.count
+        if i > 0, list[i - 1].fileEnd > e.fileBlock { throw fail("overlaps \(list[i - 1])") }
+        if i < list.count, list[i].fileBlock < e.fileEnd { throw fail("overlaps \(list[i])") }
+        list.insert(e, at: i)
+        inodes[ino]!.extents = Self.merged(list)
+    }
+
+    /// `list` with file blocks `[from, to)` marked written.
+    static func converting(_ list: [DiskExtent], from: Int64, to: Int64) -> [DiskExtent] {
+        var out: [DiskExtent] = []
+        for e in list {
+            guard e.unwritten, e.fileEnd > from, e.fileBlock < to else {
+                out.append(e)
+                continue
+            }
+            for piece in split(e, at: [from, to]) {
+                var p = piece
+                if p.fileBlock >= from && p.fileEnd <= to { p.unwritten = false }
+                out.append(p)
+            }
+        }
+        return merged(out)
+    }
+
+    /// `list` without file blocks `[from, to)`, and what was removed.
+    static func unmapping(_ list: [DiskExtent], from: Int64, to: Int64) -> (kept: [DiskExtent], removed: [DiskExtent]) {
+        var kept: [DiskExtent] = []
+        var removed: [DiskExtent] = []
+        for e in list {
+            for p in split(e, at: [from, to]) {
+                if p.fileBlock >= from && p.fileEnd <= to { removed.append(p) } else { kept.append(p) }
+            }
+        }
+        return (kept, removed)
+    }
+
+    /// `e` cut at the file blocks in `points` that fall strictly inside it.
+    static func split(_ e: DiskExtent, at points: [Int64]) -> [DiskExtent] {
+        var pieces: [DiskExtent] = []
+        var start = e.fileBlock
+        for p in points.sorted() where p > start && p < e.fileEnd {
+            pieces.append(
+                DiskExtent(fileBlock: start, diskBlock: e.diskBlock + (start - e.fileBlock), count: p - start, unwritten: e.unwritten))
+            start = p
+        }
+        pieces.append(
+            DiskExtent(fileBlock: start, diskBlock: e.diskBlock + (start - e.fileBlock), count: e.fileEnd - start, unwritten: e.unwritten))
+        return pieces
+    }
+
+    /// Neighbours contiguous in the file and on the disk, of the same state, made one.
+    static func merged(_ list: [DiskExtent]) -> [DiskExtent] {
+        var out: [DiskExtent] = []
+        for e in list {
+            if let last = out.last, last.fileEnd == e.fileBlock, last.diskEnd == e.diskBlock, last.unwritten == e.unwritten {
+                out[out.count - 1].count += e.count
+            } else {
+                out.append(e)
+            }
+        }
+        return out
+    }
+}
