@@ -23,6 +23,9 @@ public struct ExtentFSConfig: Sendable, DeliberateBugsCarrier {
     public var memoryLimit: Int = 0
 
     public var environment: IOMapEnvironment = .live
+    /// The persistent file system told of every metadata change (docs/VOLUME.md); nil: the
+    /// metadata lives in memory only.
+    public var journal: (any ExtentJournal)? = nil
 
     public init(
         blockSize: Int = 4096, maxFolioSize: Int = 2 << 20, cleanupPolicy: CleanupPolicy = .preserveDirty,
@@ -53,7 +56,8 @@ public final class ExtentFS: Sendable {
     let files = OrderedMutex<(nextID: Int, extents: [Int: OrderedMutex<ExtentMap>])>(.leaf, "file table", (1, [:]))
 
     /// Makes a file system on `device`, whose block size must equal the configured one.
-    public init(device: any BlockDevice, config: ExtentFSConfig = ExtentFSConfig()) {
+    /// The blocks of `allocated` are in use already (a volume's metadata and its files' extents).
+    public init(device: any BlockDevice, config: ExtentFSConfig = ExtentFSConfig(), allocated: [BlockExtent] = []) {
         precondition(
             device.blockSize == config.blockSize,
             "device block size \(device.blockSize) differs from the file system's \(config.blockSize)")
@@ -61,6 +65,7 @@ public final class ExtentFS: Sendable {
         self.config = config
         self.geometry = BlockGeometry(blockSize: config.blockSize)
         self.space = SpaceManager(totalBlocks: device.blockCount)
+        for e in allocated { precondition(space.markAllocated(e), "\(e) is allocated twice or lies outside the device") }
     }
 
     /// A file system on a new sparse in-memory device of `bytes` bytes.
@@ -76,6 +81,26 @@ public final class ExtentFS: Sendable {
         }
         let file = ExtentFile(fs: self, id: id)
         files.withLock { $0.extents[id] = file.extents }
+        return file
+    }
+
+    /// Makes the file `id` as a volume recorded it: `size` bytes over the written and
+    /// unwritten `records`, whose blocks the space manager already counts as allocated. The
+    /// id must not be in use.
+    public func openFile(id: Int, size: Int, records: [ExtentRecord]) -> ExtentFile {
+        let file = ExtentFile(fs: self, id: id)
+        file.extents.withLock { map in
+            for r in records {
+                precondition(r.state != .delalloc, "a recorded extent cannot be delalloc")
+                map.insert(r)
+            }
+        }
+        file.inode.setSize(size)
+        files.withLock { t in
+            precondition(t.extents[id] == nil, "file \(id) is open already")
+            t.extents[id] = file.extents
+            t.nextID = max(t.nextID, id + 1)
+        }
         return file
     }
 

@@ -117,10 +117,12 @@ extension ExtentFile {
             pagecacheCleanPastEOF(inode, oldSize: oldSize)
             try iomapZeroRange(inode, pos: oldSize, length: newSize - oldSize, ops: self)
             inode.setSize(newSize)
+            fs.config.journal?.sizeSet(self, to: newSize)
             pagecacheIsizeExtended(inode, from: oldSize, to: newSize)
         } else if newSize < oldSize {
             if !fs.config.canarySkipEOFZeroing { try iomapTruncatePage(inode, pos: newSize, ops: self) }
             inode.setSize(newSize)
+            fs.config.journal?.sizeSet(self, to: newSize)
             inode.mapping.truncatePages(ByteRange(newSize, maxFileSize))
             freeBlocks(fromBlock: geometry.blocksCovering(newSize), toBlock: geometry.blocksCovering(maxFileSize))
         }
@@ -222,10 +224,12 @@ extension ExtentFile {
             if needed > fs.space.availableBlocks { throw .noSpace }
             for (s, e) in holes {
                 var fileBlock = s
-                for piece in try fs.space.allocate(e - s, near: nil, fromReservation: false) {
+                let pieces = try fs.space.allocate(e - s, near: nil, fromReservation: false)
+                for piece in pieces {
                     map.insert(ExtentRecord(startBlock: fileBlock, blockCount: piece.count, state: .unwritten, diskBlock: piece.start))
                     fileBlock += piece.count
                 }
+                fs.config.journal?.mappedUnwritten(self, fileBlock: s, pieces: pieces)
             }
         }
     }
@@ -244,8 +248,12 @@ extension ExtentFile {
     func fsync(cursor: OrderedMutex<Int>) throws(Errno) {
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
-        _ = iomapWritepages(inode, range: ByteRange(0, maxFileSize), ops: self)
-        try fs.device.flush()
+        let written = iomapWritepages(inode, range: ByteRange(0, maxFileSize), ops: self)
+        if let journal = fs.config.journal {
+            try journal.commit(self, wroteData: written.bytesWritten > 0)
+        } else {
+            try fs.device.flush()
+        }
         var seen = cursor.withLock { $0 }
         let error = inode.mapping.checkAndAdvanceError(&seen)
         cursor.withLock { $0 = seen }

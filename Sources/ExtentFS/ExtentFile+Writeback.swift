@@ -25,7 +25,8 @@ extension ExtentFile: IOMapWritebackOperations {
             // Delalloc becomes real blocks for the whole reservation, allocated unwritten: the
             // conversion can reach parts of a failed write's range that hold no data.
             let pieces = try fs.space.allocate(r.blockCount, near: nil, fromReservation: true)
-            _ = map.convertDelalloc(holding: block, to: pieces)
+            let converted = map.convertDelalloc(holding: block, to: pieces)
+            fs.config.journal?.mappedUnwritten(self, fileBlock: converted.startBlock, pieces: pieces)
             return mappingFor(map.lookup(block)!, sequence: map.sequence)
         }
         context.mapping = m
@@ -75,9 +76,18 @@ extension ExtentFile: IOMapWritebackOperations {
     }
 
     public func completeIOEnd(_ inode: Inode, _ ioend: IOEnd) {
-        guard ioend.error == nil, ioend.kind == .unwritten else { return }
-        let g = geometry
-        extents.withLock { _ = $0.convertUnwritten(from: g.blockIndex(of: ioend.range.start), to: g.blocksCovering(ioend.range.end)) }
+        guard ioend.error == nil else { return }
+        let journal = fs.config.journal
+        if ioend.kind == .unwritten {
+            let g = geometry
+            let from = g.blockIndex(of: ioend.range.start)
+            let to = g.blocksCovering(ioend.range.end)
+            extents.withLock {
+                _ = $0.convertUnwritten(from: from, to: to)
+                journal?.convertedToWritten(self, fromBlock: from, toBlock: to)
+            }
+        }
+        journal?.dataWritten(self, upTo: min(ioend.range.end, inode.size))
     }
 
     public func discardFolio(_ inode: Inode, range: ByteRange) {

@@ -32,9 +32,17 @@ public final class ExtentFile: Sendable {
     }
 
     /// A file nobody references any more is deleted, as an unlinked inode is on its last
-    /// close: its blocks and reservations go back to the space manager.
+    /// close: its blocks and reservations go back to the space manager. With a journal the
+    /// blocks stay: the volume owns the inode, which outlives this in-memory file, and frees
+    /// its blocks through the journal when the inode goes.
     deinit {
-        returnSpace(of: extents.withLock { $0.records })
+        let records = extents.withLock { $0.records }
+        if fs.config.journal == nil {
+            returnSpace(of: records)
+        } else {
+            let reserved = records.reduce(0) { $0 + ($1.state == .delalloc ? $1.blockCount : 0) }
+            if reserved > 0 { fs.space.unreserve(reserved) }
+        }
         fs.forget(fileID: inode.id)
     }
 
@@ -42,14 +50,16 @@ public final class ExtentFile: Sendable {
     /// to the unreserved pool.
     func returnSpace(of removed: [ExtentRecord]) {
         var reserved = 0
+        var allocated: [ExtentRecord] = []
         for r in removed {
-            if let disk = r.diskBlock {
-                fs.space.free(BlockExtent(start: disk, count: r.blockCount))
-            } else {
-                reserved += r.blockCount
-            }
+            if r.diskBlock != nil { allocated.append(r) } else { reserved += r.blockCount }
         }
         if reserved > 0 { fs.space.unreserve(reserved) }
+        if let journal = fs.config.journal {
+            if !allocated.isEmpty { journal.unmapped(self, records: allocated) }
+        } else {
+            for r in allocated { fs.space.free(BlockExtent(start: r.diskBlock!, count: r.blockCount)) }
+        }
     }
 
     public var geometry: BlockGeometry { inode.geometry }

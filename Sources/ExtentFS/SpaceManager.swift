@@ -187,6 +187,20 @@ public final class SpaceManager: Sendable {
         }
     }
 
+    /// Takes `extent`, which must be wholly free, out of free space without a reservation:
+    /// a mount marking what the volume's metadata and files already use. False (and
+    /// nothing changed) when some of it is not free or it lies outside the device.
+    @discardableResult
+    public func markAllocated(_ extent: BlockExtent) -> Bool {
+        guard extent.count > 0, extent.start >= 0, extent.end <= totalBlocks else { return extent.count == 0 }
+        return state.withLock { s in
+            let index = s.firstIndex(endingAfter: extent.start)
+            guard index < s.free.count, s.free[index].start <= extent.start, s.free[index].end >= extent.end else { return false }
+            s.take(index: index, start: extent.start, count: extent.count)
+            return true
+        }
+    }
+
     /// True when `block` is not allocated.
     public func isFree(_ block: Int) -> Bool {
         state.withLock { s in

@@ -3,11 +3,14 @@
 //
 // The engine's locks, in the only order a thread may take them (outermost first):
 //
+//   namespace lock                  a volume's directory operations (docs/VOLUME.md)
 //   inode I/O lock (i_rwsem)        buffered writes, truncate, fallocate: exclusive; reads: shared
+//   log-force lock                  a volume's checkpoint and snapshot writes (fsync)
 //     invalidate lock               faults, reads: shared; truncate, punch, failure cleanup: exclusive
 //       folio lock                  one folio at a time, held across write_begin..write_end
 //         punch callback            runs with a folio locked and must never lock a folio
 //           extent-map lock (ILOCK) the file system's mapping lock
+//             metadata lock         a volume's metadata state and current checkpoint
 //             page-cache index lock the xarray lock; a leaf for index and tag updates
 //             space lock            free-space and reservation counters; a leaf
 //               device lock         a leaf inside the block device
@@ -19,10 +22,18 @@
 /// Lock classes; a thread may only acquire a lock whose level is greater than every level
 /// it already holds.
 public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
+    /// The volume's namespace lock: directory operations (docs/VOLUME.md "Locks").
+    case namespace = 2
     case inodeIO = 10
+    /// The volume's log-force lock, held while a checkpoint or a snapshot is written; fsync
+    /// takes it with the inode I/O lock held.
+    case logForce = 15
     case invalidate = 20
     case folio = 30
     case extentMap = 40
+    /// The volume's metadata lock: its metadata state and the log's current checkpoint,
+    /// taken from under the extent-map lock when writeback allocates or converts.
+    case metadata = 45
     case cacheIndex = 50
     case space = 60
     case device = 70
@@ -40,7 +51,10 @@ public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .namespace: return "namespace lock"
         case .inodeIO: return "inode I/O lock"
+        case .logForce: return "log-force lock"
+        case .metadata: return "metadata lock"
         case .invalidate: return "invalidate lock"
         case .folio: return "folio lock"
         case .extentMap: return "extent-map lock"
