@@ -6,8 +6,8 @@
 
 /// The deliberate bugs an engine runs with; empty for the engine as it should be.
 public struct DeliberateBugs: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
 
     /// The failure cleanup before the seed commit: truncate the page cache over the failed
     /// write's range, then punch (`CleanupPolicy.truncatePageCache`).
@@ -22,6 +22,20 @@ public struct DeliberateBugs: OptionSet, Sendable, Hashable {
     public static let skipEOFZeroing = DeliberateBugs(rawValue: 1 << 3)
     /// No ->iomap_valid: a write trusts a mapping that went stale (KERNEL-MODEL §10.3 V-3).
     public static let noValidityCheck = DeliberateBugs(rawValue: 1 << 4)
+
+    // The volume's ordering rules broken (docs/VOLUME.md "Ordering rules"), one each.
+
+    /// Rule 1: a checkpoint holding a conversion or a size raise is written without first
+    /// flushing the data it covers.
+    public static let commitBeforeData = DeliberateBugs(rawValue: 1 << 5)
+    /// Rule 2: freed blocks go back to the allocator before the free commits.
+    public static let reuseBeforeCommit = DeliberateBugs(rawValue: 1 << 6)
+    /// Rule 3: the superblock naming a snapshot is written before the snapshot is flushed.
+    public static let superblockBeforeSnapshot = DeliberateBugs(rawValue: 1 << 7)
+    /// Rule 4: fsync writes back every file of the volume, as ext3's did.
+    public static let fsyncWritesEverything = DeliberateBugs(rawValue: 1 << 8)
+    /// Rule 5: every log force writes and flushes on its own, with no group commit.
+    public static let forceAlone = DeliberateBugs(rawValue: 1 << 9)
 
     /// The bugs the separate switches name.
     public init(

@@ -66,7 +66,7 @@ public final class Inode: Sendable {
     public let stats = InodeStats()
     let sizeValue = Atomic<Int>(0)
     /// The deliberate bugs this file runs with (DeliberateBugs' raw value).
-    let bugsValue: Atomic<UInt8>
+    let bugsValue: Atomic<UInt16>
     /// Whether the environment has a hook or an interleaver: a hook point in the live
     /// environment is then one test of a stored flag, with no copy of the environment.
     let hasHooks: Bool

@@ -1,0 +1,94 @@
+// Counterpart: the data path's transactions in XFS: xfs_bmapi_convert_delalloc and
+// xfs_alloc_file_space (allocate unwritten), xfs_iomap_write_unwritten (convert),
+// xfs_setfilesize (the size at I/O completion), xfs_itruncate_extents with its extent-free
+// intents (unmap), xfs_setattr_size (truncate), and xfs_file_fsync's log force.
+//
+// ExtentFS tells the journal of each change through ExtentJournal; each becomes a
+// transaction of the volume. A file's id in ExtentFS is its inode number.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+
+extension ExtentFile {
+    /// The volume inode this file is.
+    var inodeNumber: InodeNumber { InodeNumber(UInt64(inode.id)) }
+}
+
+extension Journal: ExtentJournal {
+    public func mappedUnwritten(_ file: ExtentFile, fileBlock: Int, pieces: [BlockExtent]) {
+        let ino = file.inodeNumber
+        var block = Int64(fileBlock)
+        var records: [LogRecord] = []
+        for p in pieces {
+            records.append(
+                .allocateUnwritten(ino, DiskExtent(fileBlock: block, diskBlock: Int64(p.start), count: Int64(p.count), unwritten: true)))
+            block += Int64(p.count)
+        }
+        open.withLock { Self.append(records, to: &$0) }
+    }
+
+    public func convertedToWritten(_ file: ExtentFile, fromBlock: Int, toBlock: Int) {
+        let ino = file.inodeNumber
+        open.withLock { o in
+            // Only what the state maps unwritten: a conversion racing a punch may name blocks
+            // that are gone already.
+            guard Self.hasUnwritten(o.state[ino]?.extents ?? [], from: Int64(fromBlock), to: Int64(toBlock)) else { return }
+            Self.append([.convertToWritten(ino, fromBlock: Int64(fromBlock), toBlock: Int64(toBlock))], to: &o)
+        }
+    }
+
+    static func hasUnwritten(_ extents: [DiskExtent], from: Int64, to: Int64) -> Bool {
+        extents.contains { $0.unwritten && $0.fileEnd > from && $0.fileBlock < to }
+    }
+
+    public func dataWritten(_ file: ExtentFile, upTo end: Int) {
+        let ino = file.inodeNumber
+        open.withLock { o in
+            // The live size is read under the lock, so that a truncate that logged a smaller
+            // size first is never undone by a completion computed before it.
+            let size = Int64(min(end, file.inode.size))
+            guard let recorded = o.state[ino]?.attributes.size, size > recorded else { return }
+            Self.append([.setSize(ino, size)], to: &o)
+        }
+    }
+
+    public func unmapped(_ file: ExtentFile, records: [ExtentRecord]) {
+        let ino = file.inodeNumber
+        let freedNow = open.withLock { o -> [BlockExtent] in
+            var freed: [BlockExtent] = []
+            for r in records {
+                let id = o.state.nextIntent
+                Self.append([.unmapAndIntendFree(ino, fromBlock: Int64(r.startBlock), toBlock: Int64(r.endBlock), intent: id)], to: &o)
+                let extents = (o.state.intents[id]?.extents ?? []).map { BlockExtent(start: Int($0.diskBlock), count: Int($0.count)) }
+                if bugs.contains(.reuseBeforeCommit) {
+                    freed += extents
+                    Self.append([.freeDone(intent: id)], to: &o)
+                } else {
+                    o.busy.append((id, extents))
+                }
+            }
+            return freed
+        }
+        for e in freedNow { space.free(e) }
+    }
+
+    public func sizeSet(_ file: ExtentFile, to size: Int) {
+        let ino = file.inodeNumber
+        open.withLock { o in
+            guard o.state[ino]?.attributes.size != Int64(size) else { return }
+            Self.append([.setSize(ino, Int64(size))], to: &o)
+        }
+    }
+
+    public func commit(_ file: ExtentFile, wroteData: Bool) throws(Errno) {
+        try commit(file.inodeNumber, wroteData: wroteData, dataOnly: false)
+    }
+
+    /// Makes `inode`'s logged changes durable (all of them, or with `dataOnly` those
+    /// fdatasync needs) and, when its writeback wrote data, that data.
+    public func commit(_ inode: InodeNumber, wroteData: Bool, dataOnly: Bool) throws(Errno) {
+        let ticket = wroteData ? flushTicket() : nil
+        try force(upTo: sequence(of: inode, dataOnly: dataOnly), dataTicket: ticket)
+    }
+}

@@ -1,0 +1,291 @@
+// Counterpart: XFS's delayed logging (fs/xfs/xfs_log_cil.c: the CIL, xlog_cil_push_work,
+// xlog_cil_force_seq), its busy extents (fs/xfs/xfs_extent_busy.c), the log force of
+// xfs_file_fsync (fs/xfs/xfs_file.c) and the periodic log worker (xfs_log_worker).
+//
+// The journal holds the metadata state and the current checkpoint (the CIL) under one
+// lock, the metadata lock: a transaction plans against the state, applies its records and
+// appends them in one step, so the log is exactly the state's history. A log force seals
+// the checkpoint and writes it under the log-force lock, with the flushes the ordering rules
+// of docs/VOLUME.md ask for; a force that finds its sequence already durable costs nothing
+// (group commit). When a checkpoint would not fit in the log, the force writes a snapshot
+// instead and moves the log's tail.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+import PageCache
+import Synchronization
+
+/// How many times the journal wrote, flushed and forced: the figures the flush-count rows
+/// of `iomap bench` and the ordering tests read.
+public struct JournalStats: Sendable, Equatable {
+    public var transactions = 0
+    public var records = 0
+    public var checkpoints = 0
+    public var checkpointBlocks = 0
+    public var snapshots = 0
+    public var flushes = 0
+    /// Forces that found their sequence durable already and wrote nothing.
+    public var sharedForces = 0
+    public init() {}
+}
+
+public final class Journal: Sendable {
+    /// The metadata lock's contents.
+    struct Open {
+        var state: MetadataState
+        /// The open checkpoint: records, and whether it holds a change that exposes data
+        /// (a conversion or a size raise, rule 1).
+        var records: [LogRecord] = []
+        var exposesData = false
+        /// Blocks freed by the open checkpoint's transactions, by free intent (rule 2).
+        var busy: [(intent: UInt64, extents: [BlockExtent])] = []
+        /// The sequence the open checkpoint will be written with.
+        var sequence: UInt64
+        /// Per inode, the sequence of the last checkpoint with a change to it, and of the
+        /// last with a change other than timestamps (fdatasync's).
+        var inodeSequence: [InodeNumber: UInt64] = [:]
+        var inodeDataSequence: [InodeNumber: UInt64] = [:]
+        var stats = JournalStats()
+    }
+
+    /// The log-force lock's contents: where the log is.
+    struct Log {
+        var durable: UInt64
+        var head: Int
+        var tail: LogPosition
+        /// Blocks in use from the tail to the head, counting blocks skipped at a wrap.
+        var used: Int
+        var snapshot: SnapshotLocation
+    }
+
+    let open: OrderedMutex<Open>
+    let log: OrderedMutex<Log>
+    let store: any LogStore
+    let bugs: DeliberateBugs
+    /// The allocator of the volume's device, for snapshots and for freed blocks; set once
+    /// the file system is made (it is made with this journal).
+    let spaceBox = Mutex<SpaceManager?>(nil)
+    /// Flush tickets: how many flushes started, and the number of the last that finished.
+    let flushesStarted = Atomic<UInt64>(0)
+    let flushesDone = Atomic<UInt64>(0)
+
+    /// A journal over `state`, recovered (or new) with the log as `anchor` says and the head
+    /// at `head`, the next checkpoint getting `sequence`.
+    public init(state: MetadataState, anchor: LogAnchor, head: Int, used: Int, sequence: UInt64, store: any LogStore, bugs: DeliberateBugs)
+    {
+        open = OrderedMutex(.metadata, "metadata lock", Open(state: state, sequence: sequence))
+        log = OrderedMutex(
+            .logForce, "log-force lock",
+            Log(durable: sequence - 1, head: head, tail: anchor.tail, used: used, snapshot: anchor.snapshot))
+        self.store = store
+        self.bugs = bugs
+    }
+
+    func attach(_ space: SpaceManager) { spaceBox.withLock { $0 = space } }
+    var space: SpaceManager { spaceBox.withLock { $0! } }
+
+    // MARK: Transactions
+
+    /// Runs a transaction: `plan` sees the state and returns the records to commit and a
+    /// result; the records are applied and appended to the open checkpoint at once. A plan
+    /// that throws changes nothing. `timestampsOnly` says the change is one fdatasync may
+    /// leave behind.
+    public func transact<R>(
+        timestampsOnly: Bool = false, _ plan: (borrowing MetadataState) throws(Errno) -> (records: [LogRecord], result: R)
+    ) throws(Errno) -> R {
+        try open.withLock { (o: inout Open) throws(Errno) -> R in
+            let (records, result) = try plan(o.state)
+            Self.append(records, to: &o, timestampsOnly: timestampsOnly)
+            return result
+        }
+    }
+
+    /// Applies and appends `records`; they were planned against `o.state`, so a record that
+    /// does not apply is a bug in its plan.
+    static func append(_ records: [LogRecord], to o: inout Open, timestampsOnly: Bool = false) {
+        guard !records.isEmpty else { return }
+        for r in records {
+            do throws(ApplyError) {
+                try o.state.apply(r)
+            } catch {
+                preconditionFailure("a planned record does not apply: \(error)")
+            }
+            o.records.append(r)
+            if let i = r.inode {
+                o.inodeSequence[i] = o.sequence
+                if !timestampsOnly { o.inodeDataSequence[i] = o.sequence }
+            }
+            if case .convertToWritten = r { o.exposesData = true }
+            if case .setSize = r { o.exposesData = true }
+        }
+        o.stats.transactions += 1
+        o.stats.records += records.count
+    }
+
+    /// A snapshot of the state (cheap: copy on write).
+    public var state: MetadataState { open.withLock { $0.state } }
+
+    public var stats: JournalStats { open.withLock { $0.stats } }
+
+    /// The sequence a force must reach for `inode`'s changes (data-only for fdatasync) to be
+    /// durable, or nil when none is pending.
+    func sequence(of inode: InodeNumber, dataOnly: Bool) -> UInt64? {
+        open.withLock { o in dataOnly ? o.inodeDataSequence[inode] : o.inodeSequence[inode] }
+    }
+
+    // MARK: Forces
+
+    /// The current flush ticket: a flush started after this call covers every write that
+    /// completed before it.
+    func flushTicket() -> UInt64 { flushesStarted.load(ordering: .acquiring) }
+
+    func flush() throws(Errno) {
+        let ticket = flushesStarted.add(1, ordering: .acquiringAndReleasing).newValue
+        try store.flush()
+        flushesDone.store(ticket, ordering: .releasing)
+        open.withLock { $0.stats.flushes += 1 }
+    }
+
+    /// Makes every checkpoint up to `sequence` durable and, with `dataTicket`, the data
+    /// written before that ticket was taken. A force that finds both done already returns at
+    /// once (group commit: the force that did the work covered it).
+    public func force(upTo sequence: UInt64?, dataTicket: UInt64? = nil) throws(Errno) {
+        try log.withLock { (l: inout Log) throws(Errno) in
+            let alone = bugs.contains(.forceAlone)
+            let logDone = sequence.map { l.durable >= $0 } ?? true
+            let dataDone = dataTicket.map { flushesDone.load(ordering: .acquiring) > $0 } ?? true
+            if logDone && dataDone && !alone {
+                open.withLock { $0.stats.sharedForces += 1 }
+                return
+            }
+            if try !writeOpenCheckpoint(&l) {
+                // Nothing to log: the data alone needs its flush.
+                if !dataDone || alone { try flush() }
+            }
+        }
+    }
+
+    /// Forces everything logged so far (sync, unmount).
+    public func forceAll() throws(Errno) {
+        let last = open.withLock { $0.records.isEmpty ? $0.sequence - 1 : $0.sequence }
+        try force(upTo: last, dataTicket: flushTicket())
+    }
+
+    /// What a force takes out of the open checkpoint.
+    struct Sealed {
+        var records: [LogRecord]
+        var exposesData: Bool
+        var busy: [(UInt64, [BlockExtent])]
+        var sequence: UInt64
+        /// Where the checkpoint goes in the log and its length; nil: it does not fit, and
+        /// `state` is the state to write as a snapshot instead.
+        var placement: (at: Int, blocks: Int)?
+        var state: MetadataState?
+    }
+
+    /// Seals the open checkpoint and makes it durable: a flush first when it exposes data
+    /// (rule 1), the checkpoint, a flush; or, when it does not fit the log, a snapshot. Then
+    /// the blocks it freed go back to the allocator (rule 2). False when it was empty.
+    func writeOpenCheckpoint(_ l: inout Log) throws(Errno) -> Bool {
+        let log = l
+        guard let sealed = open.withLock({ o in seal(&o, log: log, forceSnapshot: false) }) else { return false }
+        if sealed.exposesData && !bugs.contains(.commitBeforeData) { try flush() }
+        if let (at, n) = sealed.placement {
+            try store.writeCheckpoint(sequence: sealed.sequence, records: sealed.records, at: at)
+            l.used += (at == l.head ? 0 : store.logBlocks - l.head) + n
+            l.head = at + n
+            try flush()
+            open.withLock {
+                $0.stats.checkpoints += 1
+                $0.stats.checkpointBlocks += n
+            }
+        } else {
+            try writeSnapshot(&l, sealed.state!, sequence: sealed.sequence, clean: false)
+        }
+        l.durable = sealed.sequence
+        release(sealed.busy)
+        return true
+    }
+
+    /// Takes the open checkpoint out (nil when empty, unless `forceSnapshot`), deciding
+    /// under the metadata lock whether it fits the log: a snapshot must be the state as of
+    /// this checkpoint exactly, so it is copied here, before another transaction changes it.
+    func seal(_ o: inout Open, log l: Log, forceSnapshot: Bool) -> Sealed? {
+        guard !o.records.isEmpty || forceSnapshot else { return nil }
+        var sealed = Sealed(records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence)
+        let n = forceSnapshot ? Int.max : store.checkpointBlocks(for: o.records)
+        if n <= store.logBlocks / 2, let at = place(n, in: l) {
+            sealed.placement = (at, n)
+        } else {
+            sealed.state = o.state
+        }
+        o.records = []
+        o.exposesData = false
+        o.busy = []
+        o.sequence += 1
+        return sealed
+    }
+
+    /// Where a checkpoint of `n` blocks goes: at the head, or at the log's start when it
+    /// does not fit before the end; nil when either would reach the tail.
+    func place(_ n: Int, in l: Log) -> Int? {
+        let size = store.logBlocks
+        if l.head + n <= size { return l.used + n <= size ? l.head : nil }
+        return l.used + (size - l.head) + n <= size ? 0 : nil
+    }
+
+    /// Gives the blocks of committed frees back to the allocator and logs that they are
+    /// done (the done records ride in a later checkpoint: a crash before it only means
+    /// recovery finishes the intent again).
+    func release(_ busy: [(UInt64, [BlockExtent])]) {
+        guard !busy.isEmpty else { return }
+        let space = self.space
+        for (_, extents) in busy { for e in extents { space.free(e) } }
+        open.withLock { o in Self.append(busy.map { .freeDone(intent: $0.0) }, to: &o) }
+    }
+
+    // MARK: Snapshots
+
+    /// Writes `state`, the state as of `sequence`, to new blocks, names it in the superblock
+    /// with the log's tail moved to the head, and frees the previous snapshot's blocks.
+    /// Ordering rule 3: the snapshot is flushed before the superblock that names it is
+    /// written.
+    func writeSnapshot(_ l: inout Log, _ state: MetadataState, sequence: UInt64, clean: Bool) throws(Errno) {
+        let count = store.snapshotBlocks(for: state)
+        let pieces = try space.allocate(count, near: nil, fromReservation: false)
+        let blocks = pieces.flatMap { $0.start..<$0.end }
+        do throws(Errno) {
+            try store.writeSnapshot(state, sequence: sequence, at: blocks)
+            if !bugs.contains(.superblockBeforeSnapshot) { try flush() }
+            let location = SnapshotLocation(root: blocks[0], sequence: sequence, blocks: pieces)
+            let tail = LogPosition(offset: l.head, sequence: sequence + 1)
+            try store.writeSuperblock(LogAnchor(snapshot: location, tail: tail, clean: clean))
+            try flush()
+            for e in l.snapshot.blocks { space.free(e) }
+            l.snapshot = location
+            l.tail = tail
+            l.used = 0
+        } catch {
+            for p in pieces { space.free(p) }
+            throw error
+        }
+        open.withLock { $0.stats.snapshots += 1 }
+    }
+
+    /// Writes a snapshot of everything now, whether or not the log has room (unmount with
+    /// `clean`, and mount after a replay, which must not write over a torn tail).
+    public func writeSnapshotNow(clean: Bool) throws(Errno) {
+        try log.withLock { (l: inout Log) throws(Errno) in
+            let log = l
+            let sealed = open.withLock { o in seal(&o, log: log, forceSnapshot: true)! }
+            if sealed.exposesData && !bugs.contains(.commitBeforeData) { try flush() }
+            try writeSnapshot(&l, sealed.state!, sequence: sealed.sequence, clean: clean)
+            l.durable = sealed.sequence
+            release(sealed.busy)
+        }
+    }
+
+    /// Where the log is: for tests and the tools.
+    public var anchor: LogAnchor { log.withLock { LogAnchor(snapshot: $0.snapshot, tail: $0.tail, clean: false) } }
+}
