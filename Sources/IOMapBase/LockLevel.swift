@@ -4,6 +4,7 @@
 // The engine's locks, in the only order a thread may take them (outermost first):
 //
 //   namespace lock                  a volume's directory operations (docs/VOLUME.md)
+//   inode-table lock                a volume's in-memory inodes
 //   inode I/O lock (i_rwsem)        buffered writes, truncate, fallocate: exclusive; reads: shared
 //   log-force lock                  a volume's checkpoint and snapshot writes (fsync)
 //     invalidate lock               faults, reads: shared; truncate, punch, failure cleanup: exclusive
@@ -24,6 +25,8 @@
 public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
     /// The volume's namespace lock: directory operations (docs/VOLUME.md "Locks").
     case namespace = 2
+    /// The volume's table of in-memory inodes (open files and their page caches).
+    case inodeTable = 4
     case inodeIO = 10
     /// The volume's log-force lock, held while a checkpoint or a snapshot is written; fsync
     /// takes it with the inode I/O lock held.
@@ -52,6 +55,7 @@ public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .namespace: return "namespace lock"
+        case .inodeTable: return "inode-table lock"
         case .inodeIO: return "inode I/O lock"
         case .logForce: return "log-force lock"
         case .metadata: return "metadata lock"

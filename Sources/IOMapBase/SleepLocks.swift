@@ -221,6 +221,22 @@ public final class RWSleepLock: @unchecked Sendable {
         if let b = Interleaving.current { Interleaving.released(b, self, name) }
     }
 
+    // MARK: Scoped
+
+    /// Runs `body` with the lock held shared.
+    public func withShared<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        lockShared()
+        defer { unlockShared() }
+        return try body()
+    }
+
+    /// Runs `body` with the lock held exclusive.
+    public func withExclusive<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        lockExclusive()
+        defer { unlockExclusive() }
+        return try body()
+    }
+
     // MARK: Queries
 
     /// True when the calling thread holds the lock exclusively (lockdep_assert_held_write).

@@ -1,0 +1,167 @@
+// Counterpart: struct file and the file operations XFS gives regular files
+// (fs/xfs/xfs_file.c: xfs_file_open, xfs_file_read_iter, xfs_file_write_iter,
+// xfs_file_fsync, xfs_file_fallocate, xfs_file_llseek, xfs_file_release), with the VFS's
+// file_update_time and file_remove_privs in front of writes.
+//
+// A FileHandle is an open regular file of a volume. Its data calls are the engine's data
+// path on the inode's ExtentFile, unchanged; what the handle adds is what a file system adds
+// around it: timestamps, clearing setuid/setgid on a write by an unprivileged caller,
+// fsync and fdatasync as log forces, and the last close of an unlinked file freeing it.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+import PageCache
+import Synchronization
+
+public final class FileHandle: Sendable {
+    public let volume: Volume
+    public let inode: InodeNumber
+    /// The engine's file: what the harnesses (race, fsx, explore, bench) drive.
+    public let file: ExtentFile
+    let handle: ExtentFileHandle
+    /// Whether the caller may keep setuid and setgid bits over its writes (CAP_FSETID).
+    let privileged: Bool
+    let closed = Atomic<Bool>(false)
+
+    init(volume: Volume, inode: InodeNumber, file: ExtentFile, privileged: Bool) {
+        self.volume = volume
+        self.inode = inode
+        self.file = file
+        self.handle = file.open()
+        self.privileged = privileged
+    }
+
+    deinit { if !closed.load(ordering: .relaxed) { volume.release(inode) } }
+
+    // MARK: Data
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) -> Int {
+        try file.read(into: buffer, at: offset)
+    }
+
+    public func read(count: Int, at offset: Int) throws(Errno) -> [UInt8] { try file.read(count: count, at: offset) }
+
+    /// pwrite: the engine's buffered write, then the timestamps and the setuid/setgid bits.
+    @discardableResult
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Errno) -> Int {
+        let n = try file.write(bytes, at: offset)
+        volume.modified(inode, clearSetID: !privileged)
+        return n
+    }
+
+    @discardableResult
+    public func write(_ bytes: [UInt8], at offset: Int) throws(Errno) -> Int {
+        try bytes.withUnsafeBytes { p in Result { () throws(Errno) -> Int in try write(p, at: offset) } }.get()
+    }
+
+    /// ftruncate.
+    public func truncate(to size: Int) throws(Errno) {
+        try file.truncate(to: size)
+        volume.modified(inode, clearSetID: !privileged)
+    }
+
+    /// fallocate(0 or KEEP_SIZE).
+    public func allocate(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
+        try file.allocate(offset: offset, length: length, keepSize: keepSize)
+        volume.modified(inode, clearSetID: false)
+    }
+
+    /// fallocate(PUNCH_HOLE | KEEP_SIZE).
+    public func punchHole(offset: Int, length: Int) throws(Errno) {
+        try file.punchHole(offset: offset, length: length)
+        volume.modified(inode, clearSetID: false)
+    }
+
+    /// fallocate(ZERO_RANGE [| KEEP_SIZE]).
+    public func zeroRange(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
+        try file.zeroRange(offset: offset, length: length, keepSize: keepSize)
+        volume.modified(inode, clearSetID: false)
+    }
+
+    public func seekData(from offset: Int) throws(Errno) -> Int { try file.seekData(from: offset) }
+    public func seekHole(from offset: Int) throws(Errno) -> Int { try file.seekHole(from: offset) }
+
+    /// A store through a shared writable mapping (page_mkwrite updates the times as a write does).
+    public func mappedStore(_ bytes: [UInt8], at offset: Int) throws(Errno) {
+        try file.mappedStore(bytes, at: offset)
+        volume.modified(inode, clearSetID: false)
+    }
+
+    public func mappedLoad(count: Int, at offset: Int) throws(Errno) -> [UInt8] { try file.mappedLoad(count: count, at: offset) }
+
+    /// The live size (i_size).
+    public var size: Int { file.size }
+
+    // MARK: Durability
+
+    /// fsync: writes back this file's dirty data (only this file's: ordering rule 4), then
+    /// forces the log to the inode's last change, with the flushes the rules ask for.
+    public func fsync() throws(Errno) {
+        if volume.options.bugs.contains(.fsyncWritesEverything) { for f in volume.filesInMemory where f !== file { f.writeback() } }
+        try handle.fsync()
+    }
+
+    /// fdatasync: as fsync, but a change of timestamps alone is not forced.
+    public func fdatasync() throws(Errno) {
+        let result = file.writeback()
+        try volume.journal.commit(inode, wroteData: result.bytesWritten > 0, dataOnly: true)
+        if let error = result.error { throw error }
+    }
+
+    /// close(2). Closing twice is EBADF.
+    public func close() throws(Errno) {
+        if closed.exchange(true, ordering: .acquiringAndReleasing) { throw .badFileDescriptor }
+        volume.release(inode)
+    }
+}
+
+extension Volume {
+    /// Opens regular inode `ino`. `privileged` callers keep setuid/setgid over their writes.
+    public func open(_ ino: InodeNumber, privileged: Bool = true) throws(Errno) -> FileHandle {
+        try namespace.withShared { () throws(Errno) -> FileHandle in
+            guard let rec = journal.state[ino] else { throw .noSuchFileOrDirectory }
+            if rec.attributes.type == .directory { throw .isDirectory }
+            guard rec.attributes.type == .regular else { throw .noSuchAddressOrDevice }
+            return FileHandle(volume: self, inode: ino, file: try file(ino, opening: true), privileged: privileged)
+        }
+    }
+
+    /// A handle went away: on the last one of an inode that lost its last name, the inode
+    /// is freed (its orphan record goes with it).
+    func release(_ ino: InodeNumber) {
+        let last = inodes.withLock { t -> Bool in
+            guard var e = t[ino] else { return false }
+            e.opens -= 1
+            t[ino] = e
+            return e.opens == 0
+        }
+        guard last, journal.state.orphans.contains(ino) else { return }
+        namespace.withExclusive { try? freeUnreferenced(ino) }
+    }
+
+    /// After a change to a file's data: mtime and ctime to now if the clock moved (most
+    /// writes within one coarse tick log nothing), and setuid (and setgid with group
+    /// execute) cleared when the writer is unprivileged (file_remove_privs).
+    func modified(_ ino: InodeNumber, clearSetID: Bool) {
+        let now = self.now
+        try? journal.transact(timestampsOnly: !clearSetID) { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in
+            guard var a = s[ino]?.attributes else { return ([], ()) }
+            let old = a
+            if a.mtime != now || a.ctime != now {
+                a.mtime = now
+                a.ctime = now
+            }
+            if clearSetID { a.permissions = clearedSetID(a.permissions) }
+            return (a == old ? [] : [.setAttributes(ino, a)], ())
+        }
+    }
+}
+
+/// Permission bits without setuid, and without setgid when group execute is set (a setgid
+/// file without group execute is mandatory-locking's mark, which Linux leaves).
+func clearedSetID(_ permissions: UInt16) -> UInt16 {
+    var p = permissions & ~0o4000
+    if p & 0o2010 == 0o2010 { p &= ~0o2000 }
+    return p
+}
