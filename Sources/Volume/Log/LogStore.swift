@@ -83,4 +83,10 @@ public protocol LogStore: AnyObject, Sendable {
     func writeSuperblock(_ anchor: LogAnchor) throws(Errno)
     /// A device cache flush: everything written before is durable after.
     func flush() throws(Errno)
+    /// The blocks the superblocks and the log occupy, from block 0.
+    var metadataBlocks: Int { get }
+    /// Both superblock copies read and checked: the newest valid one's anchor.
+    func readAnchor() throws(VolumeError) -> LogAnchor
+    /// The snapshot `location` names, every block checked.
+    func readSnapshot(_ location: SnapshotLocation) throws(VolumeError) -> MetadataState
 }

@@ -1,0 +1,93 @@
+// Counterpart: XFS log recovery (fs/xfs/xfs_log_recover.c: xlog_find_tail, xlog_do_recover,
+// xlog_recover_process_intents, xlog_recover_process_iunlinks), on a logical log.
+//
+// Recovery rebuilds the metadata in memory and writes nothing: the newest valid superblock
+// names a snapshot and the log position after it; the checkpoints from there are applied in
+// sequence order, each only if whole and valid, and the first that is not ends the log.
+// Finishing what the log left open (free intents, orphans) is the mount's job
+// (Volume+Mount.swift), done with ordinary transactions, so that a crash in the middle of
+// it is just another crash.
+
+import ExtentFS
+import IOMapBase
+
+/// The metadata and the log as recovery found them.
+public struct RecoveredLog: Sendable {
+    public var anchor: LogAnchor
+    public var state: MetadataState
+    /// Checkpoints applied after the snapshot.
+    public var checkpoints = 0
+    public var records = 0
+    /// Where the next checkpoint goes, and the log blocks in use from the tail to there.
+    public var head: Int
+    public var used = 0
+    /// The sequence the next checkpoint gets.
+    public var nextSequence: UInt64
+    /// Why the log ended where it did ("torn: ..." for a checkpoint that was being written).
+    public var end = ""
+}
+
+/// Reads the superblocks, the snapshot and the log, and applies the log.
+public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLog {
+    let anchor = try store.readAnchor()
+    let state = try store.readSnapshot(anchor.snapshot)
+    var r = RecoveredLog(anchor: anchor, state: state, head: anchor.tail.offset, nextSequence: anchor.tail.sequence)
+    while true {
+        let seq = r.nextSequence
+        var at = r.head
+        var found = store.readCheckpoint(sequence: seq, at: at)
+        if case .end = found, at != 0 {
+            // The writer starts a checkpoint at the log's start when it does not fit before
+            // the end: look there too.
+            let wrapped = store.readCheckpoint(sequence: seq, at: 0)
+            if case .checkpoint = wrapped {
+                r.used += store.logBlocks - at
+                at = 0
+                found = wrapped
+            }
+        }
+        switch found {
+        case .checkpoint(let records, let blocks):
+            do throws(ApplyError) {
+                try r.state.apply(records)
+            } catch {
+                throw .corrupt("log checkpoint \(seq) at log block \(at): \(error)")
+            }
+            r.checkpoints += 1
+            r.records += records.count
+            r.used += blocks
+            r.head = at + blocks
+            r.nextSequence = seq + 1
+        case .end(let reason):
+            r.end = reason
+            return r
+        case .torn(let reason):
+            r.end = "torn: \(reason)"
+            return r
+        }
+    }
+}
+
+/// Every block the metadata says is in use, checked: the superblocks and the log, the
+/// snapshot, and each inode's extents, inside the device and owned once. Open free intents
+/// are not in use (the mount finishes them).
+public func usedBlocks(of state: MetadataState, snapshot: SnapshotLocation, metadataBlocks: Int, deviceBlocks: Int) throws(VolumeError)
+    -> [BlockExtent]
+{
+    var owned: [(BlockExtent, String)] = [(BlockExtent(start: 0, count: metadataBlocks), "the superblocks and the log")]
+    for b in snapshot.blocks { owned.append((b, "the snapshot")) }
+    for (ino, rec) in state.inodes {
+        for e in rec.extents {
+            guard e.count > 0, e.diskBlock >= 0 else { throw .corrupt("\(ino): empty or negative extent \(e)") }
+            owned.append((BlockExtent(start: Int(e.diskBlock), count: Int(e.count)), "\(ino) (\(e))"))
+        }
+    }
+    owned.sort { $0.0.start < $1.0.start }
+    for (i, (e, who)) in owned.enumerated() {
+        if e.end > deviceBlocks { throw .corrupt("\(who): \(e) lies past the device's \(deviceBlocks) blocks") }
+        if i > 0, owned[i - 1].0.end > e.start {
+            throw .corrupt("\(who): \(e) overlaps \(owned[i - 1].1)'s \(owned[i - 1].0): a block owned twice")
+        }
+    }
+    return owned.map(\.0)
+}
