@@ -28,6 +28,12 @@
 //   if the disk had destaged it on its own before the power went; kept writes land in
 //   submission order. Either way the overlay is empty afterwards. Flushed data is never
 //   lost. Call crash with no other I/O in flight, as a power loss ends all of it.
+//
+// The recording:
+// - After startRecording(), every successful write (its blocks and bytes), every flush and
+//   every mark(_:) a workload makes (an fsync returned, op k done) is appended, in order, to
+//   the recording: what a crash-state explorer needs to rebuild the device as it was at any
+//   point, with any subset of the writes since the last flush (dm-log-writes' log).
 
 import ExtentFS
 import IOMapBase
@@ -38,6 +44,16 @@ import Synchronization
 #elseif canImport(Darwin)
     import Darwin
 #endif
+
+/// One event of a recording.
+public enum DeviceEvent: Sendable, Equatable {
+    /// A write of whole blocks from `block` on.
+    case write(block: Int, bytes: [UInt8])
+    /// A completed flush: every write before it is durable.
+    case flush
+    /// A workload's mark.
+    case mark(String)
+}
 
 /// A device wrapper that injects I/O errors and simulates a volatile write cache that a
 /// crash discards. See the fault specification above.
@@ -62,6 +78,8 @@ public final class FaultyBlockDevice: BlockDevice {
         var nextSequence = 0
         /// For each cached block, the sequence number of the newest write holding it.
         var newest: [Int: Int] = [:]
+        /// The events since startRecording(), or nil when not recording.
+        var recording: [DeviceEvent]?
 
         func pendingWrite(_ sequence: Int) -> PendingWrite {
             pending[sequence - pending[0].sequence]
@@ -111,6 +129,15 @@ public final class FaultyBlockDevice: BlockDevice {
             $0.writeProbability = 0
         }
     }
+
+    /// Starts (or restarts, empty) the recording of writes, flushes and marks.
+    public func startRecording() { state.withLock { $0.recording = [] } }
+
+    /// Adds a workload's mark to the recording (nothing when not recording).
+    public func mark(_ label: String) { state.withLock { $0.recording?.append(.mark(label)) } }
+
+    /// The events recorded since startRecording().
+    public var recordedEvents: [DeviceEvent] { state.withLock { $0.recording ?? [] } }
 
     /// The number of writes cached since the last flush.
     public var unflushedWriteCount: Int { state.withLock { $0.pending.count } }
@@ -177,6 +204,7 @@ public final class FaultyBlockDevice: BlockDevice {
             let sequence = s.nextSequence
             s.nextSequence += 1
             s.pending.append(PendingWrite(sequence: sequence, block: block, count: count, bytes: bytes))
+            s.recording?.append(.write(block: block, bytes: bytes))
             for b in block..<block + count { s.newest[b] = sequence }
         }
     }
@@ -214,6 +242,7 @@ public final class FaultyBlockDevice: BlockDevice {
                 state.withLock { Self.retire(&$0, below: last.sequence + 1) }
             }
             try inner.flush()
+            state.withLock { $0.recording?.append(.flush) }
         }
     }
 
