@@ -29,6 +29,13 @@
 //   submission order. Either way the overlay is empty afterwards. Flushed data is never
 //   lost. Call crash with no other I/O in flight, as a power loss ends all of it.
 //
+// A crash at a flush:
+// - armCrash(atFlush: n, keeping:) makes the n-th flush from then on a power loss instead:
+//   the unflushed writes for which `keeping(block, count)` is true land on the wrapped
+//   device, the others are dropped, the flush throws EIO, and the device is dead: every
+//   later read, write and flush throws EIO, until revive(). A test that must lose exactly
+//   the data write and keep the log write (or the reverse) says so with `keeping`.
+//
 // The recording:
 // - After startRecording(), every successful write (its blocks and bytes), every flush and
 //   every mark(_:) a workload makes (an fsync returned, op k done) is appended, in order, to
@@ -80,6 +87,10 @@ public final class FaultyBlockDevice: BlockDevice {
         var newest: [Int: Int] = [:]
         /// The events since startRecording(), or nil when not recording.
         var recording: [DeviceEvent]?
+        /// An armed crash: flushes left before it, and which writes survive it.
+        var armed: (flushesLeft: Int, keeping: @Sendable (Int, Int) -> Bool)?
+        /// Set by an armed crash: everything fails until revive().
+        var dead = false
 
         func pendingWrite(_ sequence: Int) -> PendingWrite {
             pending[sequence - pending[0].sequence]
@@ -130,6 +141,19 @@ public final class FaultyBlockDevice: BlockDevice {
         }
     }
 
+    /// Makes the `n`-th flush from now (1: the next) a power loss that keeps only the
+    /// unflushed writes `keeping` accepts; see the fault specification.
+    public func armCrash(atFlush n: Int, keeping: @escaping @Sendable (_ block: Int, _ count: Int) -> Bool = { _, _ in false }) {
+        precondition(n >= 1, "the flush to crash at is counted from 1")
+        state.withLock { $0.armed = (n, keeping) }
+    }
+
+    /// Whether an armed crash has happened (and the device is dead).
+    public var crashed: Bool { state.withLock { $0.dead } }
+
+    /// Brings a dead device back, its cache empty, as after a reboot.
+    public func revive() { state.withLock { $0.dead = false } }
+
     /// Starts (or restarts, empty) the recording of writes, flushes and marks.
     public func startRecording() { state.withLock { $0.recording = [] } }
 
@@ -160,6 +184,7 @@ public final class FaultyBlockDevice: BlockDevice {
         // a block either came from the cache, or was read from the device after
         // anything flushed from the cache had already been written there.
         let gaps = try state.withLock { (s) throws(Errno) -> [Range<Int>] in
+            if s.dead { throw .ioError }
             if Self.overlaps(s.readFaults, block: block, count: count) || s.draw(s.readProbability) {
                 s.injectedErrors += 1
                 throw .ioError
@@ -196,6 +221,7 @@ public final class FaultyBlockDevice: BlockDevice {
         try checkRequest(block: block, count: count, bufferCount: buffer.count)
         let bytes = [UInt8](buffer)
         try state.withLock { (s) throws(Errno) -> Void in
+            if s.dead { throw .ioError }
             if Self.overlaps(s.writeFaults, block: block, count: count) || s.draw(s.writeProbability) {
                 s.injectedErrors += 1
                 throw .ioError
@@ -219,6 +245,20 @@ public final class FaultyBlockDevice: BlockDevice {
     }
 
     public func flush() throws(Errno) {
+        if let keeping = state.withLock({ s -> (@Sendable (Int, Int) -> Bool)? in
+            guard let a = s.armed else { return nil }
+            if a.flushesLeft > 1 {
+                s.armed = (a.flushesLeft - 1, a.keeping)
+                return nil
+            }
+            s.armed = nil
+            return a.keeping
+        }) {
+            crash(keeping: keeping)
+            state.withLock { $0.dead = true }
+            throw .ioError
+        }
+        if state.withLock({ $0.dead }) { throw .ioError }
         try destage.withLock { _ throws(Errno) in
             let batch = state.withLock { $0.pending }
             for (i, write) in batch.enumerated() {
@@ -252,10 +292,19 @@ public final class FaultyBlockDevice: BlockDevice {
     /// write is lost too).
     public func crash(keepFraction: Double = 0) {
         precondition((0...1).contains(keepFraction), "keepFraction must be in 0...1, got \(keepFraction)")
+        crash { s, _ in s.draw(keepFraction) }
+    }
+
+    /// A power loss that keeps the unflushed writes `keeping(block, count)` accepts.
+    public func crash(keeping: @Sendable (Int, Int) -> Bool) {
+        crash { _, w in keeping(w.block, w.count) }
+    }
+
+    private func crash(_ keep: (inout State, PendingWrite) -> Bool) {
         destage.withLock { _ in
             let kept = state.withLock { s -> [PendingWrite] in
                 var kept: [PendingWrite] = []
-                for write in s.pending where s.draw(keepFraction) { kept.append(write) }
+                for write in s.pending where keep(&s, write) { kept.append(write) }
                 s.pending = []
                 s.newest = [:]
                 return kept
