@@ -8,6 +8,9 @@
 #ifndef CIOMAPBASE_H
 #define CIOMAPBASE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /// Threads bound to an interleaver anywhere in the process.
 extern long ciomap_bound_threads;
 
@@ -28,5 +31,18 @@ static inline void ciomap_set_thread_binding(void *binding) { ciomap_thread_bind
 
 /// open(2)'s O_DIRECT, or 0 where the platform has none.
 int ciomap_o_direct(void);
+
+/// CRC32C (Castagnoli) of `length` bytes, continuing from `crc` (0 to start): the SSE4.2
+/// instruction where the CPU has it, else the tables (crc32c.c).
+uint32_t ciomap_crc32c(uint32_t crc, const void *data, size_t length);
+
+/// The same, always by the slicing-by-8 tables (for tests: hardware == software).
+uint32_t ciomap_crc32c_software(uint32_t crc, const void *data, size_t length);
+
+/// The same by the SSE4.2 instruction when available, else by the tables.
+uint32_t ciomap_crc32c_hardware(uint32_t crc, const void *data, size_t length);
+
+/// 1 when the CPU has the SSE4.2 crc32 instruction, else 0.
+int ciomap_crc32c_hardware_available(void);
 
 #endif
