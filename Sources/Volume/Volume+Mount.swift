@@ -23,10 +23,11 @@ extension Volume {
     {
         let recovered = try recoverLog(store)
         let used = try usedBlocks(
-            of: recovered.state, snapshot: recovered.anchor.snapshot, metadataBlocks: store.metadataBlocks,
+            of: recovered.state, snapshotBlocks: recovered.snapshotBlocks, metadataBlocks: store.metadataBlocks,
             deviceBlocks: device.blockCount)
         let journal = Journal(
-            state: recovered.state, anchor: recovered.anchor, head: recovered.head, used: recovered.used,
+            state: recovered.state, anchor: recovered.anchor, snapshotBlocks: recovered.snapshotBlocks, head: recovered.head,
+            used: recovered.used,
             sequence: recovered.nextSequence, store: store, bugs: options.bugs)
         var config = ExtentFSConfig(
             blockSize: device.blockSize, maxFolioSize: options.maxFolioSize, memoryLimit: options.memoryLimit, bugs: options.bugs,
@@ -136,4 +137,86 @@ final class ForceTask: Sendable {
 extension Journal {
     /// The sequence of the open checkpoint if it holds anything, else nil.
     var openSequenceIfAny: UInt64? { open.withLock { $0.records.isEmpty ? nil : $0.sequence } }
+}
+
+/// How `iomap mkfs` and `Volume.format` lay a volume out.
+public struct FormatOptions: Sendable {
+    /// The log's length in blocks; nil: min(64 MiB, 1/64 of the device), at least the
+    /// format's minimum.
+    public var logBlocks: Int?
+    /// nil: a random one.
+    public var uuid: VolumeUUID?
+    /// The root directory's owner and the volume's creation time.
+    public var uid: UInt32 = 0
+    public var gid: UInt32 = 0
+    public var time: Timestamp?
+    /// Format over an existing volume.
+    public var force = false
+
+    public init() {}
+}
+
+extension Volume {
+    /// The least number of blocks a volume may have beyond its metadata region: room for
+    /// two snapshots of a small tree and some data.
+    public static let minimumDataBlocks = 64
+
+    /// Writes a new, empty volume to `device`: a zeroed log (so that log writes are
+    /// overwrites and no stale checkpoint can be read as a current one), a snapshot with the
+    /// root directory alone, and both superblock copies. Refuses a device that holds a
+    /// volume unless `options.force`; changes nothing when it refuses.
+    public static func format(device: any BlockDevice, options: FormatOptions = FormatOptions()) throws(VolumeError) {
+        if !options.force, let existing = try? DeviceLogStore.open(device) {
+            throw .exists("the device holds volume \(existing.geometry.uuid) already; format it again with --force")
+        }
+        var rng = SystemRandomNumberGenerator()
+        let bs = device.blockSize
+        let log =
+            options.logBlocks.map { LogRegion(start: LogRegion.firstLogBlock, length: $0) }
+            ?? LogRegion.recommended(blockSize: bs, blockCount: device.blockCount)
+        let geometry = VolumeGeometry(
+            uuid: options.uuid ?? VolumeUUID.random(using: &rng), blockSize: bs, blockCount: device.blockCount, log: log)
+        if let problem = geometry.problem { throw .invalid(problem) }
+        let needed = log.end + Self.minimumDataBlocks
+        if device.blockCount < needed {
+            throw .invalid(
+                "a volume with a \(log.length)-block log needs at least \(needed) blocks of \(bs) bytes; the device has \(device.blockCount)"
+            )
+        }
+        let time = options.time ?? Timestamp.coarseNow()
+        let state = MetadataState.newVolume(time: time, uid: options.uid, gid: options.gid)
+        let image = SnapshotImage(state, blockSize: bs)
+        let blocks = Array(log.end..<log.end + image.blockCount)
+        let sb = Superblock(
+            geometry: geometry, generation: 1, snapshot: SnapshotLocation(root: blocks[0], sequence: 0),
+            replayStart: LogPosition(offset: 0, sequence: 1), cleanUnmount: true, created: time)
+        do throws(Errno) {
+            try zero(device, from: log.start, count: log.length)
+            let store = DeviceLogStore(device: device, superblock: sb, nextCopy: 0)
+            try store.writeSnapshot(image, sequence: 0, at: blocks)
+            try device.flush()
+            try device.writeBlocks(0, sb.encode(copy: 0))
+            try device.writeBlocks(1, sb.encode(copy: 1))
+            try device.flush()
+        } catch {
+            throw .io(error, "writing the new volume")
+        }
+    }
+
+    /// Writes zeroes over `count` blocks from `block`, a megabyte at a time.
+    static func zero(_ device: any BlockDevice, from block: Int, count: Int) throws(Errno) {
+        let chunk = max(1, (1 << 20) / device.blockSize)
+        let zeros = [UInt8](repeating: 0, count: chunk * device.blockSize)
+        var b = block
+        while b < block + count {
+            let n = min(chunk, block + count - b)
+            try device.writeBlocks(b, n == chunk ? zeros : Array(zeros[0..<n * device.blockSize]))
+            b += n
+        }
+    }
+
+    /// Mounts the volume on `device` (DeviceLogStore.open, then mount).
+    public static func mount(device: any BlockDevice, options: VolumeOptions = VolumeOptions()) throws(VolumeError) -> Volume {
+        try mount(device: device, store: try DeviceLogStore.open(device), options: options)
+    }
 }

@@ -144,7 +144,8 @@ public final class Volume: Sendable {
         }
         try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in
             guard s[ino] != nil else { return ([], ()) }
-            return ((s.orphans.contains(ino) ? [.removeOrphan(ino)] : []) + [.freeInode(ino)], ())
+            let p = try s.planFreeInode(ino)
+            return (p.records, ())
         }
     }
 

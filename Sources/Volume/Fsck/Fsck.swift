@@ -52,7 +52,7 @@ public let fsckChecks: [(code: String, name: String)] = [
 ]
 
 /// Checks the volume `store` reads from a device of `deviceBlocks` blocks, changing nothing.
-public func fsck(_ store: any LogStore, deviceBlocks: Int) -> FsckReport {
+public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport {
     var report = FsckReport()
     report.deviceBlocks = deviceBlocks
     var checks = fsckChecks.map { FsckCheck($0.code, $0.name) }
@@ -70,13 +70,13 @@ public func fsck(_ store: any LogStore, deviceBlocks: Int) -> FsckReport {
     }
     checks[index("S")].checked = 2
     checks[index("L")].checked = recovered.checkpoints
-    checks[index("C")].checked = recovered.anchor.snapshot.blocks.reduce(0) { $0 + $1.count }
+    checks[index("C")].checked = recovered.snapshotBlocks.reduce(0) { $0 + $1.count }
     report.replayedCheckpoints = recovered.checkpoints
     report.logEnd = recovered.end
     let state = recovered.state
     report.inodes = state.inodes.count
     var checker = StateChecker(
-        state: state, snapshot: recovered.anchor.snapshot, metadataBlocks: store.metadataBlocks, deviceBlocks: deviceBlocks)
+        state: state, snapshotBlocks: recovered.snapshotBlocks, metadataBlocks: store.metadataBlocks, deviceBlocks: deviceBlocks)
     checker.run()
     for c in checker.checks { checks[index(c.code)].checked += c.checked; checks[index(c.code)].errors += c.errors }
     report.usedBlocks = checker.usedBlocks
@@ -86,15 +86,15 @@ public func fsck(_ store: any LogStore, deviceBlocks: Int) -> FsckReport {
 /// The checks that look at the metadata state alone (I, E, D, F, N, T, K, O, U).
 public struct StateChecker {
     public let state: MetadataState
-    let snapshot: SnapshotLocation
+    let snapshotBlocks: [BlockExtent]
     let metadataBlocks: Int
     let deviceBlocks: Int
     public private(set) var checks: [FsckCheck] = fsckChecks.dropFirst(3).map { FsckCheck($0.code, $0.name) }
     public private(set) var usedBlocks = 0
 
-    public init(state: MetadataState, snapshot: SnapshotLocation, metadataBlocks: Int, deviceBlocks: Int) {
+    public init(state: MetadataState, snapshotBlocks: [BlockExtent], metadataBlocks: Int, deviceBlocks: Int) {
         self.state = state
-        self.snapshot = snapshot
+        self.snapshotBlocks = snapshotBlocks
         self.metadataBlocks = metadataBlocks
         self.deviceBlocks = deviceBlocks
     }
@@ -143,7 +143,7 @@ public struct StateChecker {
     // D and F: every block owned once; free space is what is left.
     mutating func checkOwnership() {
         var owned: [(start: Int64, end: Int64, who: String)] = [(0, Int64(metadataBlocks), "the superblocks and the log")]
-        for b in snapshot.blocks { owned.append((Int64(b.start), Int64(b.end), "the snapshot")) }
+        for b in snapshotBlocks { owned.append((Int64(b.start), Int64(b.end), "the snapshot")) }
         for (ino, rec) in state.inodes { for e in rec.extents { owned.append((e.diskBlock, e.diskEnd, "\(ino)")) } }
         for i in state.intents.values { for e in i.extents { owned.append((e.diskBlock, e.diskEnd, "free intent \(i.id)")) } }
         owned.sort { $0.start < $1.start }

@@ -57,6 +57,8 @@ public final class Journal: Sendable {
         /// Blocks in use from the tail to the head, counting blocks skipped at a wrap.
         var used: Int
         var snapshot: SnapshotLocation
+        /// The blocks of the current snapshot, freed when the next one is named.
+        var snapshotBlocks: [BlockExtent]
     }
 
     let open: OrderedMutex<Open>
@@ -72,12 +74,16 @@ public final class Journal: Sendable {
 
     /// A journal over `state`, recovered (or new) with the log as `anchor` says and the head
     /// at `head`, the next checkpoint getting `sequence`.
-    public init(state: MetadataState, anchor: LogAnchor, head: Int, used: Int, sequence: UInt64, store: any LogStore, bugs: DeliberateBugs)
-    {
+    public init(
+        state: MetadataState, anchor: LogAnchor, snapshotBlocks: [BlockExtent], head: Int, used: Int, sequence: UInt64,
+        store: any LogStore, bugs: DeliberateBugs
+    ) {
         open = OrderedMutex(.metadata, "metadata lock", Open(state: state, sequence: sequence))
         log = OrderedMutex(
             .logForce, "log-force lock",
-            Log(durable: sequence - 1, head: head, tail: anchor.tail, used: used, snapshot: anchor.snapshot))
+            Log(
+                durable: sequence - 1, head: head, tail: anchor.tail, used: used, snapshot: anchor.snapshot,
+                snapshotBlocks: snapshotBlocks))
         self.store = store
         self.bugs = bugs
     }
@@ -178,61 +184,50 @@ public final class Journal: Sendable {
         var exposesData: Bool
         var busy: [(UInt64, [BlockExtent])]
         var sequence: UInt64
-        /// Where the checkpoint goes in the log and its length; nil: it does not fit, and
-        /// `state` is the state to write as a snapshot instead.
-        var placement: (at: Int, blocks: Int)?
+        /// The state as of this checkpoint, taken only for a snapshot.
         var state: MetadataState?
     }
 
     /// Seals the open checkpoint and makes it durable: a flush first when it exposes data
-    /// (rule 1), the checkpoint, a flush; or, when it does not fit the log, a snapshot. Then
+    /// (rule 1), the checkpoint, a flush. When it does not fit before the log's tail (or is
+    /// more than half the log), everything logged so far goes into a snapshot instead. Then
     /// the blocks it freed go back to the allocator (rule 2). False when it was empty.
     func writeOpenCheckpoint(_ l: inout Log) throws(Errno) -> Bool {
-        let log = l
-        guard let sealed = open.withLock({ o in seal(&o, log: log, forceSnapshot: false) }) else { return false }
+        guard let sealed = open.withLock({ o in seal(&o, snapshot: false) }) else { return false }
+        let image = CheckpointImage(records: sealed.records)
+        let n = image.blockCount(blockSize: store.blockSize)
+        guard n <= store.logBlocks / 2, l.used + n <= store.logBlocks else {
+            // The records are in the state: a snapshot of it as of now holds them and
+            // whatever came since.
+            try writeSnapshotLocked(&l, clean: false, sealed: sealed)
+            return true
+        }
         if sealed.exposesData && !bugs.contains(.commitBeforeData) { try flush() }
-        if let (at, n) = sealed.placement {
-            try store.writeCheckpoint(sequence: sealed.sequence, records: sealed.records, at: at)
-            l.used += (at == l.head ? 0 : store.logBlocks - l.head) + n
-            l.head = at + n
-            try flush()
-            open.withLock {
-                $0.stats.checkpoints += 1
-                $0.stats.checkpointBlocks += n
-            }
-        } else {
-            try writeSnapshot(&l, sealed.state!, sequence: sealed.sequence, clean: false)
+        try store.writeCheckpoint(image, sequence: sealed.sequence, at: l.head)
+        l.used += n
+        l.head = (l.head + n) % store.logBlocks
+        try flush()
+        open.withLock {
+            $0.stats.checkpoints += 1
+            $0.stats.checkpointBlocks += n
         }
         l.durable = sealed.sequence
         release(sealed.busy)
         return true
     }
 
-    /// Takes the open checkpoint out (nil when empty, unless `forceSnapshot`), deciding
-    /// under the metadata lock whether it fits the log: a snapshot must be the state as of
-    /// this checkpoint exactly, so it is copied here, before another transaction changes it.
-    func seal(_ o: inout Open, log l: Log, forceSnapshot: Bool) -> Sealed? {
-        guard !o.records.isEmpty || forceSnapshot else { return nil }
-        var sealed = Sealed(records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence)
-        let n = forceSnapshot ? Int.max : store.checkpointBlocks(for: o.records)
-        if n <= store.logBlocks / 2, let at = place(n, in: l) {
-            sealed.placement = (at, n)
-        } else {
-            sealed.state = o.state
-        }
+    /// Takes the open checkpoint out (nil when it is empty, unless for a snapshot, which also
+    /// copies the state: a snapshot must be the state as of its sequence exactly, so it is
+    /// taken here, before another transaction changes it).
+    func seal(_ o: inout Open, snapshot: Bool) -> Sealed? {
+        guard !o.records.isEmpty || snapshot else { return nil }
+        let sealed = Sealed(
+            records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence, state: snapshot ? o.state : nil)
         o.records = []
         o.exposesData = false
         o.busy = []
         o.sequence += 1
         return sealed
-    }
-
-    /// Where a checkpoint of `n` blocks goes: at the head, or at the log's start when it
-    /// does not fit before the end; nil when either would reach the tail.
-    func place(_ n: Int, in l: Log) -> Int? {
-        let size = store.logBlocks
-        if l.head + n <= size { return l.used + n <= size ? l.head : nil }
-        return l.used + (size - l.head) + n <= size ? 0 : nil
     }
 
     /// Gives the blocks of committed frees back to the allocator and logs that they are
@@ -247,23 +242,28 @@ public final class Journal: Sendable {
 
     // MARK: Snapshots
 
-    /// Writes `state`, the state as of `sequence`, to new blocks, names it in the superblock
-    /// with the log's tail moved to the head, and frees the previous snapshot's blocks.
-    /// Ordering rule 3: the snapshot is flushed before the superblock that names it is
-    /// written.
-    func writeSnapshot(_ l: inout Log, _ state: MetadataState, sequence: UInt64, clean: Bool) throws(Errno) {
-        let count = store.snapshotBlocks(for: state)
-        let pieces = try space.allocate(count, near: nil, fromReservation: false)
+    /// Writes everything logged so far as a snapshot: it seals the open checkpoint with the
+    /// state (after `earlier`, a checkpoint already sealed whose records the state holds),
+    /// flushes first if either exposes data (rule 1), writes the snapshot to new blocks,
+    /// flushes it before the superblock that names it (rule 3), then the superblock with the
+    /// log's tail moved to the head, a flush, and frees the previous snapshot's blocks.
+    func writeSnapshotLocked(_ l: inout Log, clean: Bool, sealed earlier: Sealed? = nil) throws(Errno) {
+        let sealed = open.withLock { o in seal(&o, snapshot: true)! }
+        let exposes = sealed.exposesData || (earlier?.exposesData ?? false)
+        if exposes && !bugs.contains(.commitBeforeData) { try flush() }
+        let image = SnapshotImage(sealed.state!, blockSize: store.blockSize)
+        let pieces = try space.allocate(image.blockCount, near: nil, fromReservation: false)
         let blocks = pieces.flatMap { $0.start..<$0.end }
         do throws(Errno) {
-            try store.writeSnapshot(state, sequence: sequence, at: blocks)
+            try store.writeSnapshot(image, sequence: sealed.sequence, at: blocks)
             if !bugs.contains(.superblockBeforeSnapshot) { try flush() }
-            let location = SnapshotLocation(root: blocks[0], sequence: sequence, blocks: pieces)
-            let tail = LogPosition(offset: l.head, sequence: sequence + 1)
+            let location = SnapshotLocation(root: blocks[0], sequence: sealed.sequence)
+            let tail = LogPosition(offset: l.head, sequence: sealed.sequence + 1)
             try store.writeSuperblock(LogAnchor(snapshot: location, tail: tail, clean: clean))
             try flush()
-            for e in l.snapshot.blocks { space.free(e) }
+            for e in l.snapshotBlocks { space.free(e) }
             l.snapshot = location
+            l.snapshotBlocks = pieces
             l.tail = tail
             l.used = 0
         } catch {
@@ -271,19 +271,14 @@ public final class Journal: Sendable {
             throw error
         }
         open.withLock { $0.stats.snapshots += 1 }
+        l.durable = sealed.sequence
+        release((earlier?.busy ?? []) + sealed.busy)
     }
 
     /// Writes a snapshot of everything now, whether or not the log has room (unmount with
     /// `clean`, and mount after a replay, which must not write over a torn tail).
     public func writeSnapshotNow(clean: Bool) throws(Errno) {
-        try log.withLock { (l: inout Log) throws(Errno) in
-            let log = l
-            let sealed = open.withLock { o in seal(&o, log: log, forceSnapshot: true)! }
-            if sealed.exposesData && !bugs.contains(.commitBeforeData) { try flush() }
-            try writeSnapshot(&l, sealed.state!, sequence: sealed.sequence, clean: clean)
-            l.durable = sealed.sequence
-            release(sealed.busy)
-        }
+        try log.withLock { (l: inout Log) throws(Errno) in try writeSnapshotLocked(&l, clean: clean) }
     }
 
     /// Where the log is: for tests and the tools.

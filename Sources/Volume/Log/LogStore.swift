@@ -9,34 +9,6 @@
 import ExtentFS
 import IOMapBase
 
-/// A place in the circular log: a block offset inside the log region and the checkpoint
-/// sequence expected there.
-public struct LogPosition: Hashable, Sendable, CustomStringConvertible {
-    public var offset: Int
-    public var sequence: UInt64
-
-    public init(offset: Int, sequence: UInt64) {
-        self.offset = offset
-        self.sequence = sequence
-    }
-
-    public var description: String { "log block \(offset), sequence \(sequence)" }
-}
-
-/// Where a snapshot is: its root block and the sequence of the last checkpoint it contains.
-public struct SnapshotLocation: Hashable, Sendable {
-    public var root: Int
-    public var sequence: UInt64
-    /// Every block the snapshot occupies (the root among them), as runs.
-    public var blocks: [BlockExtent]
-
-    public init(root: Int, sequence: UInt64, blocks: [BlockExtent]) {
-        self.root = root
-        self.sequence = sequence
-        self.blocks = blocks
-    }
-}
-
 /// What the superblock says of the log and the snapshot.
 public struct LogAnchor: Hashable, Sendable {
     public var snapshot: SnapshotLocation
@@ -66,27 +38,27 @@ public enum CheckpointRead: Sendable {
 
 /// The journal's device side.
 public protocol LogStore: AnyObject, Sendable {
-    /// The log region's length in blocks.
+    /// The log region's length in blocks. A checkpoint is written at consecutive log
+    /// offsets, wrapping from the region's end to its start.
     var logBlocks: Int { get }
-    /// Blocks a checkpoint of `records` occupies.
-    func checkpointBlocks(for records: [LogRecord]) -> Int
-    /// Writes checkpoint `sequence` at log offset `offset` (not flushed).
-    func writeCheckpoint(sequence: UInt64, records: [LogRecord], at offset: Int) throws(Errno)
-    /// Reads the checkpoint of `sequence` that would start at `offset`.
+    /// The blocks the superblocks and the log occupy, from block 0.
+    var metadataBlocks: Int { get }
+    var blockSize: Int { get }
+    /// Writes checkpoint `sequence`, whose records `image` holds, from log offset `offset`
+    /// (not flushed).
+    func writeCheckpoint(_ image: CheckpointImage, sequence: UInt64, at offset: Int) throws(Errno)
+    /// Reads the checkpoint of `sequence` that would start at log offset `offset`.
     func readCheckpoint(sequence: UInt64, at offset: Int) -> CheckpointRead
-    /// Blocks a snapshot of `state` occupies.
-    func snapshotBlocks(for state: MetadataState) -> Int
-    /// Writes `state` as a snapshot of `sequence` to `blocks`, the first being the root (not
-    /// flushed).
-    func writeSnapshot(_ state: MetadataState, sequence: UInt64, at blocks: [Int]) throws(Errno)
+    /// Writes a snapshot of `sequence`, encoded in `image`, to `blocks`, the first being the
+    /// root (not flushed).
+    func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno)
     /// Writes the older superblock copy with `anchor` (not flushed).
     func writeSuperblock(_ anchor: LogAnchor) throws(Errno)
     /// A device cache flush: everything written before is durable after.
     func flush() throws(Errno)
-    /// The blocks the superblocks and the log occupy, from block 0.
-    var metadataBlocks: Int { get }
     /// Both superblock copies read and checked: the newest valid one's anchor.
     func readAnchor() throws(VolumeError) -> LogAnchor
-    /// The snapshot `location` names, every block checked.
-    func readSnapshot(_ location: SnapshotLocation) throws(VolumeError) -> MetadataState
+    /// The snapshot `location` names, every block checked, and the blocks it occupies (its
+    /// root among them) as runs.
+    func readSnapshot(_ location: SnapshotLocation) throws(VolumeError) -> (state: MetadataState, blocks: [BlockExtent])
 }

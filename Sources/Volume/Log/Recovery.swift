@@ -15,6 +15,8 @@ import IOMapBase
 public struct RecoveredLog: Sendable {
     public var anchor: LogAnchor
     public var state: MetadataState
+    /// The blocks of the snapshot recovery started from.
+    public var snapshotBlocks: [BlockExtent]
     /// Checkpoints applied after the snapshot.
     public var checkpoints = 0
     public var records = 0
@@ -30,22 +32,13 @@ public struct RecoveredLog: Sendable {
 /// Reads the superblocks, the snapshot and the log, and applies the log.
 public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLog {
     let anchor = try store.readAnchor()
-    let state = try store.readSnapshot(anchor.snapshot)
-    var r = RecoveredLog(anchor: anchor, state: state, head: anchor.tail.offset, nextSequence: anchor.tail.sequence)
+    let (state, blocks) = try store.readSnapshot(anchor.snapshot)
+    var r = RecoveredLog(
+        anchor: anchor, state: state, snapshotBlocks: blocks, head: anchor.tail.offset, nextSequence: anchor.tail.sequence)
     while true {
         let seq = r.nextSequence
-        var at = r.head
-        var found = store.readCheckpoint(sequence: seq, at: at)
-        if case .end = found, at != 0 {
-            // The writer starts a checkpoint at the log's start when it does not fit before
-            // the end: look there too.
-            let wrapped = store.readCheckpoint(sequence: seq, at: 0)
-            if case .checkpoint = wrapped {
-                r.used += store.logBlocks - at
-                at = 0
-                found = wrapped
-            }
-        }
+        let at = r.head
+        let found = store.readCheckpoint(sequence: seq, at: at)
         switch found {
         case .checkpoint(let records, let blocks):
             do throws(ApplyError) {
@@ -56,7 +49,7 @@ public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLo
             r.checkpoints += 1
             r.records += records.count
             r.used += blocks
-            r.head = at + blocks
+            r.head = (at + blocks) % store.logBlocks
             r.nextSequence = seq + 1
         case .end(let reason):
             r.end = reason
@@ -71,11 +64,11 @@ public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLo
 /// Every block the metadata says is in use, checked: the superblocks and the log, the
 /// snapshot, and each inode's extents, inside the device and owned once. Open free intents
 /// are not in use (the mount finishes them).
-public func usedBlocks(of state: MetadataState, snapshot: SnapshotLocation, metadataBlocks: Int, deviceBlocks: Int) throws(VolumeError)
+public func usedBlocks(of state: MetadataState, snapshotBlocks: [BlockExtent], metadataBlocks: Int, deviceBlocks: Int) throws(VolumeError)
     -> [BlockExtent]
 {
     var owned: [(BlockExtent, String)] = [(BlockExtent(start: 0, count: metadataBlocks), "the superblocks and the log")]
-    for b in snapshot.blocks { owned.append((b, "the snapshot")) }
+    for b in snapshotBlocks { owned.append((b, "the snapshot")) }
     for (ino, rec) in state.inodes {
         for e in rec.extents {
             guard e.count > 0, e.diskBlock >= 0 else { throw .corrupt("\(ino): empty or negative extent \(e)") }

@@ -1,0 +1,148 @@
+// Counterpart: the buffer and log I/O of XFS on its block device: xlog_bwrite/xlog_bread of
+// fs/xfs/xfs_log_recover.c, the iclog writes of xfs_log.c, xfs_sync_sb's superblock write,
+// and mkfs.xfs's layout (zeroed log, superblock copies).
+//
+// DeviceLogStore is the journal's store on a block device, in the layout of docs/FORMAT.md:
+// superblock copies at blocks 0 and 1 (written in turn, the older one each time), the log
+// region after them, snapshots in blocks the journal allocates. It holds the geometry the
+// superblock gave and which copy the next superblock write goes to.
+
+import ExtentFS
+import IOMapBase
+import Synchronization
+
+public final class DeviceLogStore: LogStore {
+    public let device: any BlockDevice
+    public let geometry: VolumeGeometry
+    /// The superblock last written or read, and the copy the next write goes to.
+    let superblock: Mutex<(current: Superblock, nextCopy: Int)>
+
+    init(device: any BlockDevice, superblock: Superblock, nextCopy: Int) {
+        self.device = device
+        self.geometry = superblock.geometry
+        self.superblock = Mutex((superblock, nextCopy))
+    }
+
+    public var logBlocks: Int { geometry.log.length }
+    public var metadataBlocks: Int { geometry.log.end }
+    public var blockSize: Int { geometry.blockSize }
+
+    /// The store of the volume on `device`: its superblocks read and the newest valid one
+    /// taken. Errors name the copy and the check.
+    public static func open(_ device: any BlockDevice) throws(VolumeError) -> DeviceLogStore {
+        guard device.blockCount >= 2 else { throw .invalid("the device has \(device.blockCount) blocks: too small for a volume") }
+        let copies: [[UInt8]]
+        do throws(Errno) {
+            copies = [try device.readBlocks(0, count: 1), try device.readBlocks(1, count: 1)]
+        } catch {
+            throw .io(error, "reading the superblocks")
+        }
+        let choice: SuperblockChoice
+        do throws(FormatError) {
+            choice = try chooseSuperblock(copy0: copies[0], copy1: copies[1])
+        } catch {
+            throw error.category == .unsupported ? .unsupported(error.description) : .corrupt(error.description)
+        }
+        let g = choice.superblock.geometry
+        if g.blockCount != device.blockCount || g.blockSize != device.blockSize {
+            throw .corrupt(
+                "superblock \(choice.copy): the volume is \(g.blockCount) blocks of \(g.blockSize) bytes, "
+                    + "the device \(device.blockCount) of \(device.blockSize)")
+        }
+        return DeviceLogStore(device: device, superblock: choice.superblock, nextCopy: choice.nextWriteCopy)
+    }
+
+    public func writeCheckpoint(_ image: CheckpointImage, sequence: UInt64, at offset: Int) throws(Errno) {
+        let blocks = image.blocks(sequence: sequence, at: offset, geometry: geometry)
+        // Consecutive log blocks up to the region's end go in one write; the rest wraps.
+        let first = min(blocks.count, logBlocks - offset)
+        try device.writeBlocks(geometry.log.start + offset, Array(blocks[0..<first].joined()))
+        if first < blocks.count { try device.writeBlocks(geometry.log.start, Array(blocks[first...].joined())) }
+    }
+
+    public func readCheckpoint(sequence: UInt64, at offset: Int) -> CheckpointRead {
+        let head: CheckpointHead
+        do {
+            let block = try device.readBlocks(geometry.log.address(ofOffset: offset), count: 1)
+            head = try decodeCheckpointHead(block, at: offset, geometry: geometry, sequenceAtLeast: sequence)
+        } catch let error as FormatError {
+            return error.category == .notACheckpoint ? .end(reason: error.description) : .torn(reason: error.description)
+        } catch {
+            return .end(reason: "log block \(offset): read failed: \(error)")
+        }
+        guard head.sequence == sequence else {
+            return .end(reason: "log block \(offset): checkpoint \(head.sequence) where \(sequence) was expected")
+        }
+        var blocks: [[UInt8]] = []
+        for i in 0..<head.blockCount {
+            guard let b = try? device.readBlocks(geometry.log.address(ofOffset: offset + i), count: 1) else { break }
+            blocks.append(b)
+        }
+        do throws(FormatError) {
+            let c = try decodeCheckpoint(blocks, at: offset, geometry: geometry, sequenceAtLeast: sequence)
+            return .checkpoint(records: c.records, blocks: c.blockCount)
+        } catch {
+            return error.category == .notACheckpoint ? .end(reason: error.description) : .torn(reason: error.description)
+        }
+    }
+
+    public func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno) {
+        let encoded = image.blocks(sequence: sequence, addresses: blocks, uuid: geometry.uuid)
+        // Runs of consecutive addresses go in one write each.
+        var i = 0
+        while i < blocks.count {
+            var j = i + 1
+            while j < blocks.count && blocks[j] == blocks[j - 1] + 1 { j += 1 }
+            try device.writeBlocks(blocks[i], Array(encoded[i..<j].joined()))
+            i = j
+        }
+    }
+
+    public func writeSuperblock(_ anchor: LogAnchor) throws(Errno) {
+        let (bytes, copy) = superblock.withLock { s -> ([UInt8], Int) in
+            var sb = s.current
+            sb.generation += 1
+            sb.snapshot = anchor.snapshot
+            sb.replayStart = anchor.tail
+            sb.cleanUnmount = anchor.clean
+            let copy = s.nextCopy
+            s.current = sb
+            s.nextCopy = 1 - copy
+            return (sb.encode(copy: copy), copy)
+        }
+        try device.writeBlocks(copy, bytes)
+    }
+
+    public func flush() throws(Errno) { try device.flush() }
+
+    public func readSnapshot(_ location: SnapshotLocation) throws(VolumeError) -> (state: MetadataState, blocks: [BlockExtent]) {
+        // The decoder reads every block of the snapshot once: the addresses it reads are the
+        // snapshot's blocks.
+        var addresses: [Int] = []
+        let state: MetadataState
+        do throws(FormatError) {
+            state = try decodeSnapshot(root: location.root, sequence: location.sequence, geometry: geometry) {
+                (a: Int) throws(Errno) -> [UInt8] in
+                addresses.append(a)
+                return try device.readBlocks(a, count: 1)
+            }
+        } catch {
+            throw .corrupt(error.description)
+        }
+        return (state, Self.runs(of: addresses))
+    }
+
+    /// `addresses` as sorted runs of consecutive blocks.
+    static func runs(of addresses: [Int]) -> [BlockExtent] {
+        var runs: [BlockExtent] = []
+        for a in Set(addresses).sorted() {
+            if let last = runs.last, last.end == a { runs[runs.count - 1].count += 1 } else { runs.append(BlockExtent(start: a, count: 1)) }
+        }
+        return runs
+    }
+
+    public func readAnchor() throws(VolumeError) -> LogAnchor {
+        let sb = superblock.withLock { $0.current }
+        return LogAnchor(snapshot: sb.snapshot, tail: sb.replayStart, clean: sb.cleanUnmount)
+    }
+}

@@ -1,0 +1,176 @@
+// Counterpart: the inode operations XFS gives directories (fs/xfs/xfs_iops.c:
+// xfs_vn_lookup, xfs_vn_create, xfs_vn_mknod, xfs_vn_mkdir, xfs_vn_symlink, xfs_vn_link,
+// xfs_vn_unlink, xfs_vn_rename, xfs_vn_setattr; fs/xfs/xfs_inode.c: xfs_create,
+// xfs_remove, xfs_rename, xfs_inactive) and the VFS's *at() system calls above them.
+//
+// Each call runs a plan of Sources/Volume/Namespace (which checks the request and says what
+// records it takes) as one transaction under the namespace lock, then does what the plan
+// leaves to the volume: freeing the blocks of a file whose last name went, or leaving it on
+// the orphan list while it is open. Timestamps come from the volume's clock, whatever the
+// caller's says.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+
+/// What stat(2) reports of an inode: its attributes with the live size of an open file,
+/// and the blocks it holds, delalloc included (as XFS's st_blocks counts them).
+public struct VolumeStat: Hashable, Sendable {
+    public var inode: InodeNumber
+    public var attributes: InodeAttributes
+    /// Bytes: the live size for a regular file in memory, else the recorded one.
+    public var size: Int
+    /// 512-byte units.
+    public var blocks512: Int
+    public var mode: UInt32 { attributes.mode }
+}
+
+extension Volume {
+    /// Runs `plan` as one transaction with the namespace lock held exclusive.
+    func change<V>(_ plan: (borrowing MetadataState) throws(Errno) -> NamespacePlan<V>) throws(Errno) -> V {
+        try namespace.withExclusive { () throws(Errno) -> V in
+            try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], V) in
+                let p = try plan(s)
+                return (p.records, p.value)
+            }
+        }
+    }
+
+    /// The caller with the volume's clock.
+    func stamped(_ caller: Caller) -> Caller {
+        var c = caller
+        c.now = now
+        return c
+    }
+
+    /// The inodes some handle holds open (taken before a plan runs: the plan runs under the
+    /// metadata lock, which the inode table's lock may not be taken inside).
+    func openInodes() -> Set<InodeNumber> { inodes.withLock { t in Set(t.filter { $0.value.opens > 0 }.keys) } }
+
+    // MARK: Queries
+
+    public func lookup(_ dir: InodeNumber, _ name: [UInt8], caller: Caller = .root()) throws(Errno) -> InodeNumber {
+        try journal.state.lookup(in: dir, name, caller: caller)
+    }
+
+    public func lookup(_ dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) -> InodeNumber {
+        try lookup(dir, Array(name.utf8), caller: caller)
+    }
+
+    /// The inode `path` names (absolute, or relative to `start`).
+    public func resolve(_ path: String, from start: InodeNumber = .root, followFinalSymlink: Bool = true, caller: Caller = .root())
+        throws(Errno) -> InodeNumber
+    {
+        try journal.state.resolve(path, from: start, followFinalSymlink: followFinalSymlink, caller: caller)
+    }
+
+    public func stat(_ ino: InodeNumber) throws(Errno) -> VolumeStat {
+        let view = try journal.state.stat(ino)
+        var st = VolumeStat(inode: ino, attributes: view.attributes, size: Int(view.attributes.size), blocks512: 0)
+        if let f = inodes.withLock({ $0[ino]?.file }) {
+            st.size = f.size
+            let records = f.extentRecords
+            st.blocks512 = records.reduce(0) { $0 + $1.blockCount } * blockSize / 512
+        } else {
+            st.blocks512 = Int(view.blocks) * blockSize / 512
+        }
+        return st
+    }
+
+    public func readlink(_ ino: InodeNumber) throws(Errno) -> [UInt8] { try journal.state.readlink(ino) }
+
+    // MARK: Creating names
+
+    /// open(O_CREAT[|O_EXCL]) of a regular file.
+    public func create(in dir: InodeNumber, _ name: String, permissions: UInt16, exclusive: Bool = true, caller: Caller = .root())
+        throws(Errno) -> CreateResult
+    {
+        let c = stamped(caller)
+        return try change { (s: borrowing MetadataState) throws(Errno) in
+            try s.planCreate(in: dir, Array(name.utf8), permissions: permissions, exclusive: exclusive, caller: c)
+        }
+    }
+
+    public func mknod(in dir: InodeNumber, _ name: String, type: FileType, permissions: UInt16, rdev: UInt64 = 0, caller: Caller = .root())
+        throws(Errno) -> InodeNumber
+    {
+        let c = stamped(caller)
+        return try change { (s: borrowing MetadataState) throws(Errno) in
+            try s.planMknod(in: dir, Array(name.utf8), type: type, permissions: permissions, rdev: rdev, caller: c)
+        }
+    }
+
+    public func mkdir(in dir: InodeNumber, _ name: String, permissions: UInt16, caller: Caller = .root()) throws(Errno) -> InodeNumber {
+        let c = stamped(caller)
+        return try change { (s: borrowing MetadataState) throws(Errno) in
+            try s.planMkdir(in: dir, Array(name.utf8), permissions: permissions, caller: c)
+        }
+    }
+
+    public func symlink(in dir: InodeNumber, _ name: String, target: String, caller: Caller = .root()) throws(Errno) -> InodeNumber {
+        let c = stamped(caller)
+        return try change { (s: borrowing MetadataState) throws(Errno) in
+            try s.planSymlink(in: dir, Array(name.utf8), target: Array(target.utf8), caller: c)
+        }
+    }
+
+    public func link(_ source: InodeNumber, in dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
+        let c = stamped(caller)
+        try change { (s: borrowing MetadataState) throws(Errno) in try s.planLink(source, in: dir, Array(name.utf8), caller: c) }
+    }
+
+    // MARK: Removing names
+
+    /// unlink(2). A regular file that loses its last name while open stays, orphaned,
+    /// until its last close; one that is not open has its blocks freed now.
+    public func unlink(in dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
+        let c = stamped(caller)
+        try namespace.withExclusive { () throws(Errno) in
+            let open = openInodes()
+            let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
+                let p = try s.planUnlink(in: dir, Array(name.utf8), caller: c, isOpen: { open.contains($0) })
+                return (p.records, p.value)
+            }
+            try settle(gone, open: open)
+        }
+    }
+
+    public func rmdir(in dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
+        let c = stamped(caller)
+        _ = try change { (s: borrowing MetadataState) throws(Errno) in try s.planRmdir(in: dir, Array(name.utf8), caller: c) }
+    }
+
+    /// rename(2) / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE.
+    public func rename(
+        from oldDir: InodeNumber, _ oldName: String, to newDir: InodeNumber, _ newName: String, flags: RenameFlags = [],
+        caller: Caller = .root()
+    ) throws(Errno) {
+        let c = stamped(caller)
+        try namespace.withExclusive { () throws(Errno) in
+            let open = openInodes()
+            let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
+                let p = try s.planRename(
+                    from: oldDir, Array(oldName.utf8), to: newDir, Array(newName.utf8), flags: flags, caller: c,
+                    isOpen: { open.contains($0) })
+                return (p.records, p.value)
+            }
+            try settle(gone, open: open)
+        }
+    }
+
+    /// After a transaction that removed an inode's last name: an orphan nobody holds open
+    /// is freed now (its blocks, then the inode).
+    func settle(_ gone: Unreferenced?, open: Set<InodeNumber>) throws(Errno) {
+        guard case .orphaned(let ino) = gone, !open.contains(ino) else { return }
+        try freeUnreferenced(ino)
+    }
+
+    // MARK: Attributes
+
+    /// chmod, chown, utimes (setattr without a size: truncate is a file's).
+    @discardableResult
+    public func setAttributes(_ ino: InodeNumber, _ change: AttributeChange, caller: Caller = .root()) throws(Errno) -> InodeAttributes {
+        let c = stamped(caller)
+        return try self.change { (s: borrowing MetadataState) throws(Errno) in try s.planSetAttributes(ino, change, caller: c) }
+    }
+}
