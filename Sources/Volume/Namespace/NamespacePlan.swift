@@ -1,0 +1,148 @@
+// Counterpart: the transaction a directory operation of XFS builds (xfs_trans_alloc ...
+// xfs_trans_commit in fs/xfs/xfs_inode.c: xfs_create, xfs_link, xfs_remove, xfs_rename),
+// and the last-link handling of xfs_droplink and xfs_iunlink (the unlinked list).
+//
+// A namespace operation is a plan: a pure function of the metadata that checks the request
+// as Linux does and returns the records of its transaction, without changing anything. The
+// volume applies the records with MetadataState.apply and logs them under its metadata lock
+// (docs/VOLUME.md "One state, one apply"), so the checks and the change see the same state.
+
+import IOMapBase
+
+/// The records of one transaction, and what the operation gives its caller.
+public struct NamespacePlan<Value: Sendable>: Sendable {
+    /// To apply in order and log as one transaction. Empty for an operation that changes
+    /// nothing (a rename onto a hard link of itself).
+    public var records: [LogRecord]
+    public var value: Value
+
+    public init(records: [LogRecord], value: Value) {
+        self.records = records
+        self.value = value
+    }
+}
+
+/// Limits the namespace enforces.
+public struct NamespaceLimits: Hashable, Sendable {
+    /// The most hard links an inode may have (the superblock's s_max_links): link fails with
+    /// EMLINK at this count, and so do mkdir and a rename that would give a directory more
+    /// subdirectories. 65,000 is ext4's limit; XFS's is 2^31 - 1. Configurable so that tests
+    /// reach it.
+    public var maxLinks: UInt32
+
+    public init(maxLinks: UInt32 = 65_000) {
+        precondition(maxLinks >= 2, "a directory needs two links")
+        self.maxLinks = maxLinks
+    }
+
+    public static let standard = NamespaceLimits()
+}
+
+/// What became of an inode whose last name a transaction removed.
+public enum Unreferenced: Hashable, Sendable {
+    /// Freed in the same transaction: it was not open and had no recorded blocks (a
+    /// directory, a symlink, a device node, an empty regular file).
+    case freed(InodeNumber)
+    /// Its link count is 0 and it is on the orphan list (addOrphan in the same transaction):
+    /// it is open, or it still maps blocks. When it is not open (now, if `isOpen` said so),
+    /// the volume unmaps its blocks (unmapAndIntendFree, freeDone) and then logs
+    /// `planFreeInode`. Orphaning a closed file that has blocks, rather than leaving it
+    /// unnamed off the list, is what lets recovery finish the free after a crash between the
+    /// two transactions, as XFS's unlinked list does.
+    case orphaned(InodeNumber)
+
+    public var inode: InodeNumber {
+        switch self {
+        case .freed(let i), .orphaned(let i): return i
+        }
+    }
+}
+
+/// The last component of a path, classified as the VFS does (LAST_ROOT, LAST_DOT,
+/// LAST_DOTDOT, LAST_NORM): each operation turns the three odd kinds into its own errno.
+enum LastComponent: Equatable {
+    /// No last component: the path was "/" (an empty name stands for it).
+    case root
+    case dot
+    case dotDot
+    /// Checked later, where Linux checks it (after the parent's search permission).
+    case name([UInt8])
+
+    init(_ bytes: [UInt8]) {
+        switch bytes {
+        case []: self = .root
+        case [0x2E]: self = .dot
+        case [0x2E, 0x2E]: self = .dotDot
+        default: self = .name(bytes)
+        }
+    }
+
+    /// An ordinary name as a FileName: ENAMETOOLONG past 255 bytes, EINVAL for "/" or NUL
+    /// inside (no path can give those).
+    static func fileName(_ bytes: [UInt8]) throws(Errno) -> FileName {
+        do throws(NameError) {
+            return try FileName(validating: bytes)
+        } catch {
+            throw error.errno
+        }
+    }
+}
+
+/// Builds one transaction: structural records in order, then one setAttributes per inode
+/// whose attributes changed (coalesced, so a directory that is both parents of a rename is
+/// logged once), then the frees and orphans of inodes that lost their last name.
+struct PlanBuilder {
+    let state: MetadataState
+    private var structural: [LogRecord] = []
+    private var working: [InodeNumber: InodeAttributes] = [:]
+    private var changed: [InodeNumber] = []
+    private var releases: [LogRecord] = []
+    private var freed: Set<InodeNumber> = []
+
+    init(_ state: MetadataState) { self.state = state }
+
+    /// The attributes of an existing inode as the transaction has made them so far.
+    func attributes(of inode: InodeNumber) -> InodeAttributes { working[inode] ?? state.inodes[inode]!.attributes }
+
+    mutating func append(_ record: LogRecord) { structural.append(record) }
+
+    mutating func update(_ inode: InodeNumber, _ change: (inout InodeAttributes) -> Void) {
+        var a = attributes(of: inode)
+        change(&a)
+        if working[inode] == nil { changed.append(inode) }
+        working[inode] = a
+    }
+
+    /// A directory's entries changed: its mtime and ctime.
+    mutating func touchEntries(_ directory: InodeNumber, _ now: Timestamp) {
+        update(directory) {
+            $0.mtime = now
+            $0.ctime = now
+        }
+    }
+
+    /// An inode's metadata changed: its ctime.
+    mutating func touchChange(_ inode: InodeNumber, _ now: Timestamp) { update(inode) { $0.ctime = now } }
+
+    mutating func addLinks(_ inode: InodeNumber, _ delta: Int32) {
+        update(inode) { $0.nlink = UInt32(Int64($0.nlink) + Int64(delta)) }
+    }
+
+    /// Disposes of an inode whose link count the transaction brought to 0: orphaned when it
+    /// is open or maps blocks, freed otherwise.
+    mutating func release(_ inode: InodeNumber, isOpen: (InodeNumber) -> Bool) -> Unreferenced {
+        precondition(attributes(of: inode).nlink == 0)
+        if isOpen(inode) || !state.inodes[inode]!.extents.isEmpty {
+            releases.append(.addOrphan(inode))
+            return .orphaned(inode)
+        }
+        releases.append(.freeInode(inode))
+        freed.insert(inode)
+        return .freed(inode)
+    }
+
+    func plan<Value: Sendable>(_ value: Value) -> NamespacePlan<Value> {
+        let updates = changed.filter { !freed.contains($0) }.map { LogRecord.setAttributes($0, working[$0]!) }
+        return NamespacePlan(records: structural + updates + releases, value: value)
+    }
+}
