@@ -73,7 +73,7 @@ public enum BlockKind: UInt8, CaseIterable, Hashable, Sendable, CustomStringConv
         let text = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7F } ? "\"\(String(decoding: bytes, as: UTF8.self))\"" : ""
         let digits = String(m, radix: 16)
         let hex = "0x" + String(repeating: "0", count: 8 - digits.count) + digits
-        let kind = BlockKind(magic: m).map { " (a \($0)'s)" } ?? ""
+        let kind = BlockKind(magic: m).map { " (\($0)'s)" } ?? ""
         return (text.isEmpty ? hex : text) + kind
     }
 }

@@ -45,6 +45,12 @@ public struct CheckpointImage: Sendable {
         recordCount = records.count
     }
 
+    /// Raw record bytes (tests: a checkpoint whose blocks are sound and whose records are not).
+    init(payload: [UInt8], recordCount: Int) {
+        self.payload = payload
+        self.recordCount = recordCount
+    }
+
     /// The blocks the checkpoint takes at `blockSize`.
     public func blockCount(blockSize: Int) -> Int {
         let head = blockSize - BlockHeader.size - checkpointHeadFieldsSize

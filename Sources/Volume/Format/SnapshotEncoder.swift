@@ -84,9 +84,10 @@ struct SectionPacker {
         current = Self.fresh(blockSize: blockSize, continuing: continuing)
     }
 
-    /// Adds one entry of `size` bytes, which `write` appends.
-    mutating func add(size: Int, _ write: (inout ByteWriter) -> Void) {
-        entries += 1
+    /// Adds one entry of `size` bytes, which `write` appends. `counted` is false for the parts
+    /// of an entry that are packed apart (a directory's names, after its header).
+    mutating func add(size: Int, counted: Bool = true, _ write: (inout ByteWriter) -> Void) {
+        if counted { entries += 1 }
         if current.count + size <= blockSize {
             write(&current)
         } else if size <= SnapshotLayout.chunkCapacity(blockSize: blockSize) {

@@ -9,8 +9,8 @@
 
 /// Appends every section's entries to its packer, in the order the reader checks.
 func encodeSections(_ state: MetadataState, into packers: inout [SectionPacker]) {
-    func pack(_ s: SnapshotSection, size: Int, _ write: (inout ByteWriter) -> Void) {
-        packers[s.rawValue].add(size: size, write)
+    func pack(_ s: SnapshotSection, size: Int, counted: Bool = true, _ write: (inout ByteWriter) -> Void) {
+        packers[s.rawValue].add(size: size, counted: counted, write)
     }
     for (ino, rec) in state.inodes.sorted(by: { $0.key < $1.key }) {
         pack(.inodes, size: SnapshotLayout.inodeEntrySize) { w in
@@ -18,7 +18,9 @@ func encodeSections(_ state: MetadataState, into packers: inout [SectionPacker])
             w.attributes(rec.attributes)
             w.u32(0)
         }
-        if let dir = rec.directory { packDirectory(ino, dir, pack) }
+        if let dir = rec.directory {
+            packDirectory(ino, dir, { packers[SnapshotSection.directories.rawValue].add(size: $0, counted: $1, $2) })
+        }
         for e in rec.extents {
             pack(.extents, size: SnapshotLayout.extentEntrySize) { w in
                 w.inode(ino)
@@ -54,11 +56,10 @@ func encodeSections(_ state: MetadataState, into packers: inout [SectionPacker])
     }
 }
 
-/// A directory: its header entry, then one entry per name in cookie order.
-private func packDirectory(
-    _ ino: InodeNumber, _ dir: Directory, _ pack: (SnapshotSection, Int, (inout ByteWriter) -> Void) -> Void
-) {
-    pack(.directories, SnapshotLayout.directoryHeaderSize) { w in
+/// A directory: its header entry (what the section counts), then one entry per name in cookie
+/// order, packed apart so that a directory may span blocks without any entry doing so.
+private func packDirectory(_ ino: InodeNumber, _ dir: Directory, _ pack: (Int, Bool, (inout ByteWriter) -> Void) -> Void) {
+    pack(SnapshotLayout.directoryHeaderSize, true) { w in
         w.inode(ino)
         w.inode(dir.parent)
         w.u64(dir.nextCookie)
@@ -66,7 +67,7 @@ private func packDirectory(
     }
     for (cookie, name) in dir.order {
         let entry = dir.entries[name]!
-        pack(.directories, SnapshotLayout.direntFixedSize + name.bytes.count) { w in
+        pack(SnapshotLayout.direntFixedSize + name.bytes.count, false) { w in
             w.u64(cookie)
             w.inode(entry.inode)
             w.u8(entry.type.rawValue)
