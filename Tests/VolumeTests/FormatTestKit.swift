@@ -195,10 +195,12 @@ extension Array where Element == UInt8 {
 /// Re-seals a block whose payload a test has changed, so that only the structure checks can
 /// catch the change (the CRC is right again).
 func resealed(_ block: [UInt8]) -> [UInt8] {
+    guard block.count >= BlockHeader.size else { return block }
     var b = block
-    var h = BlockHeader(reading: b)
-    h.crc = 0
-    h.seal(&b)
+    b.withUnsafeMutableBytes { p in
+        let crc = CRC32C.blockChecksum(UnsafeRawBufferPointer(p), fieldOffset: BlockHeader.crcOffset)
+        p.storeBytes(of: crc.littleEndian, toByteOffset: BlockHeader.crcOffset, as: UInt32.self)
+    }
     return b
 }
 

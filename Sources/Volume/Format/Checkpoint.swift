@@ -118,7 +118,10 @@ public func decodeCheckpointHead(
 func decodeCheckpointHead(
     _ block: [UInt8], at offset: Int, geometry: VolumeGeometry, sequenceAtLeast: UInt64?, verifyCRC: Bool
 ) throws(FormatError) -> CheckpointHead {
-    let address = geometry.log.address(ofOffset: max(0, offset))
+    guard offset >= 0 && offset < geometry.log.length else {
+        throw FormatError(.log, geometry.log.start, .malformed("log offset \(offset) outside the \(geometry.log.length)-block log"))
+    }
+    let address = geometry.log.address(ofOffset: offset)
     let expect = BlockExpectation(
         kind: .log, address: address, blockSize: geometry.blockSize, uuid: geometry.uuid, owner: UInt64(address),
         sequence: sequenceAtLeast.map { .atLeast($0) } ?? .any, index: 0, verifyCRC: verifyCRC)
@@ -173,7 +176,7 @@ public func decodeCheckpoint(
 func decodeCheckpoint(
     _ blocks: [[UInt8]], at offset: Int, geometry: VolumeGeometry, sequenceAtLeast: UInt64?, verifyCRC: Bool
 ) throws(FormatError) -> Checkpoint {
-    let headAddress = geometry.log.address(ofOffset: max(0, offset))
+    let headAddress = geometry.log.address(ofOffset: min(max(0, offset), geometry.log.length - 1))
     guard let first = blocks.first else {
         throw FormatError(.log, headAddress, .truncated(bytes: 0, expected: geometry.blockSize), category: .notACheckpoint)
     }
@@ -183,7 +186,7 @@ func decodeCheckpoint(
         throw FormatError(.log, headAddress, .malformed("\(blocks.count) blocks given for a checkpoint of \(n)"))
     }
     let shape = CheckpointHeadGeometry(blockSize: geometry.blockSize)
-    var payload = ByteWriter(capacity: head.payloadLength)
+    var payload = ByteWriter(capacity: min(head.payloadLength, blocks.count * geometry.blockSize))
     payload.raw(
         first[
             (BlockHeader.size + checkpointHeadFieldsSize)..<(BlockHeader.size + checkpointHeadFieldsSize

@@ -78,20 +78,25 @@ struct SnapshotReader {
         return nil
     }
 
-    /// The addresses of `count` list entries from `first`, walking the runs once.
-    func addresses(from first: Int, count: Int) -> [Int] {
-        var out: [Int] = []
-        out.reserveCapacity(count)
+    /// Calls `body` with the address of each of `count` list entries from `first`, walking
+    /// the runs once and stopping at the first error: a list that claims more blocks than it
+    /// has costs no more than the blocks that are really there.
+    func forEachAddress(from first: Int, count: Int, _ body: (Int) throws(FormatError) -> Void) throws(FormatError) {
         var skip = first
-        for r in runs where out.count < count {
+        var left = count
+        for r in runs where left > 0 {
             if skip >= r.count {
                 skip -= r.count
                 continue
             }
-            for a in (r.start + skip)..<(r.start + r.count) where out.count < count { out.append(a) }
+            var a = r.start + skip
+            while a < r.start + r.count && left > 0 {
+                try body(a)
+                a += 1
+                left -= 1
+            }
             skip = 0
         }
-        return out
     }
 
     mutating func decode() throws(FormatError) -> MetadataState {
@@ -199,18 +204,19 @@ struct SnapshotReader {
 
     /// A section's blocks read, checked and their entry bytes put end to end.
     private func sectionStream(_ s: SnapshotSection, firstIndex: Int, count: Int, entries: Int) throws(FormatError) -> SectionStream {
-        let addresses = addresses(from: firstIndex, count: count)
+        var addresses: [Int] = []
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(count * SnapshotLayout.chunkCapacity(blockSize: geometry.blockSize))
+        bytes.reserveCapacity(min(count, 1 << 16) * SnapshotLayout.chunkCapacity(blockSize: geometry.blockSize))
         var starts: [Int] = []
         var prefixes: [Int] = []
-        for (i, address) in addresses.enumerated() {
-            let (header, block) = try self.block(s.kind, index: firstIndex + i, at: address)
+        try forEachAddress(from: firstIndex, count: count) { (address) throws(FormatError) in
+            let (header, block) = try self.block(s.kind, index: firstIndex + addresses.count, at: address)
             let length = Int(header.payloadLength)
             let prefix = length >= SnapshotLayout.prefixSize ? Int(block.le(UInt32.self, at: BlockHeader.size)) : -1
             guard prefix >= 0, length > SnapshotLayout.prefixSize, prefix <= length - SnapshotLayout.prefixSize else {
                 throw FormatError(s.kind, address, .malformed("payload of \(length) bytes with continuation prefix \(prefix)"))
             }
+            addresses.append(address)
             starts.append(bytes.count)
             prefixes.append(prefix)
             bytes.append(contentsOf: block[(BlockHeader.size + SnapshotLayout.prefixSize)..<(BlockHeader.size + length)])

@@ -58,6 +58,9 @@ extension SnapshotReader {
             let nextCookie = try st.r.u64()
             let count = try st.r.u64()
             guard ino > previous else { throw st.r.malformed("directory \(ino) after \(previous): out of order", at: at) }
+            guard nextCookie >= Directory.firstCookie else {
+                throw st.r.malformed("directory \(ino) has next cookie \(nextCookie)", at: at)
+            }
             try expect(InodeNumber(ino), .directory, in: state, st, at: at, "a directory record")
             guard count <= UInt64(st.r.remaining / SnapshotLayout.direntFixedSize) else {
                 throw st.r.malformed("directory \(ino) claims \(count) entries", at: at)
