@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "iomap",
             dependencies: [
-                "IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide", "IOMapBench",
+                "IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

@@ -6,6 +6,10 @@ import CKernelShim
 import Foundation
 import IOMapBase
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Files and directories on the host.
 public enum HostFiles {
     /// Removes a file or a directory tree; quietly does nothing when it is not there.
@@ -38,6 +42,32 @@ public enum HostFiles {
         let path = try makeUniqueDirectory(in: temporaryDirectory, prefix: prefix).get()
         defer { remove(path) }
         return try body(path)
+    }
+
+    /// The extended attribute names of `path` (not following a symlink), or [] when it has
+    /// none or they cannot be read.
+    public static func xattrNames(_ path: String) -> [String] {
+        let size = llistxattr(path, nil, 0)
+        guard size > 0 else { return [] }
+        var buffer = [CChar](repeating: 0, count: size)
+        let n = llistxattr(path, &buffer, size)
+        guard n > 0 else { return [] }
+        return buffer[0..<n].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+
+    /// The value of attribute `name` of `path` (not following a symlink), or nil.
+    public static func xattr(_ path: String, _ name: String) -> [UInt8]? {
+        let size = lgetxattr(path, name, nil, 0)
+        guard size >= 0 else { return nil }
+        var value = [UInt8](repeating: 0, count: max(size, 1))
+        let n = value.withUnsafeMutableBytes { lgetxattr(path, name, $0.baseAddress, size) }
+        return n >= 0 ? Array(value[0..<n]) : nil
+    }
+
+    /// Sets attribute `name` of `path` (not following a symlink): nil, or the errno.
+    public static func setXattr(_ path: String, _ name: String, _ value: [UInt8]) -> Errno? {
+        let rc = value.withUnsafeBytes { lsetxattr(path, name, $0.baseAddress, $0.count, 0) }
+        return rc == 0 ? nil : Errno(rawValue: errno)
     }
 
     /// malloc_trim(0): gives the allocator's free memory back to the kernel, so that a

@@ -220,3 +220,20 @@ extension Volume {
         try mount(device: device, store: try DeviceLogStore.open(device), options: options)
     }
 }
+
+extension Volume {
+    /// The block size an image's first superblock says, read from its first bytes (a
+    /// header, then the format version and the block size), so that a tool can open the
+    /// image with the right geometry before it reads anything else. Nil when the bytes do not
+    /// start with a superblock of a size the format allows; the superblock's full check
+    /// happens at open.
+    public static func peekBlockSize(_ firstBytes: [UInt8]) -> Int? {
+        guard firstBytes.count >= BlockHeader.size + 8 else { return nil }
+        let magic = firstBytes[0..<4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard magic == BlockKind.superblock.magic else { return nil }
+        let at = BlockHeader.size + 4
+        let bs = firstBytes[at..<at + 4].reversed().reduce(0) { $0 << 8 | Int($1) }
+        guard bs >= VolumeGeometry.minimumBlockSize, bs <= VolumeGeometry.maximumBlockSize, bs & (bs - 1) == 0 else { return nil }
+        return bs
+    }
+}

@@ -173,4 +173,33 @@ extension Volume {
         let c = stamped(caller)
         return try self.change { (s: borrowing MetadataState) throws(Errno) in try s.planSetAttributes(ino, change, caller: c) }
     }
+
+    // MARK: Directories and extended attributes
+
+    /// readdir from `cookie` (0: the start): ".", "..", then the entries in cookie order.
+    public func readdir(_ dir: InodeNumber, after cookie: UInt64 = 0, limit: Int = Int.max) throws(Errno) -> [DirectoryListing] {
+        try journal.state.readdir(dir, after: cookie, limit: limit)
+    }
+
+    public func setxattr(_ ino: InodeNumber, _ name: String, _ value: [UInt8], flags: XattrFlags = [], caller: Caller = .root())
+        throws(Errno)
+    {
+        let c = stamped(caller)
+        try change { (s: borrowing MetadataState) throws(Errno) in
+            try s.planSetXattr(ino, name: Array(name.utf8), value: value, flags: flags, caller: c)
+        }
+    }
+
+    public func getxattr(_ ino: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) -> [UInt8] {
+        try journal.state.getxattr(ino, name: Array(name.utf8), caller: caller)
+    }
+
+    public func listxattr(_ ino: InodeNumber, caller: Caller = .root()) throws(Errno) -> [String] {
+        try journal.state.listxattr(ino, caller: caller).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    public func removexattr(_ ino: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
+        let c = stamped(caller)
+        try change { (s: borrowing MetadataState) throws(Errno) in try s.planRemoveXattr(ino, name: Array(name.utf8), caller: c) }
+    }
 }

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
 
 /// fallocate modes, as small codes so Swift need not know the FALLOC_FL_* bits.
 enum {

@@ -38,6 +38,8 @@ public struct FsckReport: Sendable, Equatable {
     public var usedBlocks = 0
     public var deviceBlocks = 0
 
+    public init() {}
+
     public var errorCount: Int { checks.reduce(0) { $0 + $1.errors.count } }
     public var clean: Bool { errorCount == 0 }
     /// fsck(8)'s exit status: 0 clean, 4 errors left uncorrected.
