@@ -48,10 +48,7 @@ struct Bench: ParsableCommand {
         _ = try workloads()
         for (flag, path) in [("--dir", dir), ("--dir-disk", dirDisk)] {
             guard let path else { continue }
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("\(flag): '\(path)' is not a directory")
-            }
+            guard isDirectory(path) else { throw ValidationError("\(flag): '\(path)' is not a directory") }
             do {
                 _ = try fileSystemType(of: path)
             } catch {
@@ -68,23 +65,15 @@ struct Bench: ParsableCommand {
         // The tool makes the default directories itself, so that an interrupted run can
         // remove them too.
         var created: [String] = []
+        func directory(_ given: String?, disk: Bool) throws(BenchSetupError) -> String {
+            if let given { return given }
+            let d = try makeBenchDirectory(disk: disk)
+            created.append(d)
+            return d
+        }
         do {
-            config.kernelDirectory =
-                try dir
-                ?? { () throws(BenchSetupError) -> String in
-                    let d = try makeBenchDirectory(disk: false)
-                    created.append(d)
-                    return d
-                }()
-            if config.workloads.contains(.writebackFsync) {
-                config.diskDirectory =
-                    try dirDisk
-                    ?? { () throws(BenchSetupError) -> String in
-                        let d = try makeBenchDirectory(disk: true)
-                        created.append(d)
-                        return d
-                    }()
-            }
+            config.kernelDirectory = try directory(dir, disk: false)
+            if config.workloads.contains(.writebackFsync) { config.diskDirectory = try directory(dirDisk, disk: true) }
         } catch {
             for d in created { try? FileManager.default.removeItem(atPath: d) }
             say("iomap bench: \(error)")
@@ -107,11 +96,7 @@ struct Bench: ParsableCommand {
             throw ExitStatus.violation
         }
         if json {
-            printJSON([
-                "results": report.results.map(jsonObject), "kernel_dir_fstype": report.kernelDirFSType,
-                "disk_dir_fstype": report.diskDirFSType.isEmpty ? NSNull() : report.diskDirFSType,
-                "repetitions": report.repetitions, "quick": report.quick, "elapsed_s": report.elapsedSeconds,
-            ])
+            printJSON(BenchJSON(report))
         } else {
             print(table(report))
         }
@@ -127,10 +112,7 @@ extension Bench {
         if let problem = probe.problem { throw ValidationError("--memory-probe: \(problem)") }
         do {
             let s = try runBenchMemoryProbe(probe)
-            printJSON([
-                "baseline_rss": s.baselineRSS, "peak_rss": s.peakRSS, "cached_bytes": s.cachedBytes,
-                "peak_measured": s.peakMeasured,
-            ])
+            printJSON(MemoryProbeJSON(s))
         } catch {
             say("memory probe: \(error)")
             throw ExitStatus.violation
@@ -194,16 +176,13 @@ final class BenchCleanup: Sendable {
     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     let line = output.split(separator: "\n").last { $0.hasPrefix("{") }
-    guard process.terminationStatus == 0, let line,
-        let j = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let baseline = j["baseline_rss"] as? Int, let peak = j["peak_rss"] as? Int, let cached = j["cached_bytes"] as? Int,
-        let measured = j["peak_measured"] as? Bool
+    guard process.terminationStatus == 0, let line, let j = try? JSONDecoder().decode(MemoryProbeJSON.self, from: Data(line.utf8))
     else {
         throw BenchProbeError(
             "the memory probe (\(executable) \(process.arguments!.joined(separator: " "))) exited \(process.terminationStatus): \(output.trimmingCharacters(in: .whitespacesAndNewlines))"
         )
     }
-    return BenchMemorySample(baselineRSS: baseline, peakRSS: peak, cachedBytes: cached, peakMeasured: measured)
+    return BenchMemorySample(baselineRSS: j.baseline_rss, peakRSS: j.peak_rss, cachedBytes: j.cached_bytes, peakMeasured: j.peak_measured)
 }
 
 struct BenchProbeError: Error, CustomStringConvertible {
@@ -211,16 +190,56 @@ struct BenchProbeError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-private func jsonNumber(_ x: Double?) -> Any { x.map { $0 as Any } ?? NSNull() }
+/// `iomap bench --json`.
+struct BenchJSON: Encodable {
+    struct Result: Encodable {
+        var name, goal: String
+        var holds: Bool
+        @KeepNull var engine_ns_per_op: Double?
+        @KeepNull var kernel_ns_per_op: Double?
+        @KeepNull var memcpy_ns_per_op: Double?
+        @KeepNull var ratio: Double?
+        /// The workload's further numbers (cleanup's per-size times, memory's byte counts,
+        /// ...), named by the workload. They are all doubles, and a whole one (a count) prints
+        /// as an integer, as it did before.
+        var detail: [String: Double]
+        /// Only a workload that could not run has one.
+        var error: String?
+    }
 
-private func jsonObject(_ r: BenchResult) -> [String: Any] {
-    var o: [String: Any] = [
-        "name": r.name, "engine_ns_per_op": jsonNumber(r.engineNsPerOp), "kernel_ns_per_op": jsonNumber(r.kernelNsPerOp),
-        "memcpy_ns_per_op": jsonNumber(r.memcpyNsPerOp), "ratio": jsonNumber(r.ratio), "goal": r.goal, "holds": r.holds,
-        "detail": r.detail,
-    ]
-    if let e = r.error { o["error"] = e }
-    return o
+    var results: [Result]
+    var kernel_dir_fstype: String
+    /// Null when no workload needed the disk directory.
+    @KeepNull var disk_dir_fstype: String?
+    var repetitions: Int
+    var quick: Bool
+    var elapsed_s: Double
+}
+
+extension BenchJSON {
+    init(_ report: BenchReport) {
+        let results = report.results.map { r in
+            Result(
+                name: r.name, goal: r.goal, holds: r.holds, engine_ns_per_op: r.engineNsPerOp, kernel_ns_per_op: r.kernelNsPerOp,
+                memcpy_ns_per_op: r.memcpyNsPerOp, ratio: r.ratio, detail: r.detail, error: r.error)
+        }
+        self.init(
+            results: results, kernel_dir_fstype: report.kernelDirFSType,
+            disk_dir_fstype: report.diskDirFSType.isEmpty ? nil : report.diskDirFSType, repetitions: report.repetitions,
+            quick: report.quick, elapsed_s: report.elapsedSeconds)
+    }
+}
+
+/// What a memory-probe child prints and its parent reads back: one memory measurement.
+struct MemoryProbeJSON: Codable {
+    var baseline_rss, peak_rss, cached_bytes: Int
+    var peak_measured: Bool
+}
+
+extension MemoryProbeJSON {
+    init(_ s: BenchMemorySample) {
+        self.init(baseline_rss: s.baselineRSS, peak_rss: s.peakRSS, cached_bytes: s.cachedBytes, peak_measured: s.peakMeasured)
+    }
 }
 
 /// A time per operation, in the unit that keeps three significant digits readable.

@@ -73,18 +73,7 @@ struct Demo: ParsableCommand {
         let outcomes = CleanupPolicy.allCases.map { run(policy: $0) }
         let lost = outcomes.first { $0.policy == .preserveDirty }!.storedBytesSurvived == false
         if json {
-            printJSON([
-                "block_size": blockSize,
-                "results": outcomes.map { o -> [String: Any] in
-                    [
-                        "policy": o.policy.rawValue, "write_result": o.writeResult,
-                        "stored_bytes_survived": o.storedBytesSurvived,
-                        "punch_calls": o.punches.map { [$0.start, $0.end] },
-                        "delalloc_blocks_after_failure": o.delallocAfterFailure,
-                        "invariant_violations": o.invariantViolations,
-                    ]
-                },
-            ])
+            printJSON(DemoJSON(blockSize: blockSize, outcomes: outcomes))
         } else {
             print("A 16 KiB sparse file. A write of [0, 16K) reserves delalloc, then its copy faults;")
             print("meanwhile a store through a shared mapping puts 13 bytes at 8292. After the write's")
@@ -98,5 +87,32 @@ struct Demo: ParsableCommand {
             }
         }
         if lost { throw ExitStatus.violation }
+    }
+}
+
+/// `iomap demo --json`: each policy's outcome.
+struct DemoJSON: Encodable {
+    struct Result: Encodable {
+        var policy, write_result: String
+        var stored_bytes_survived: Bool
+        /// Each punched range as [start, end].
+        var punch_calls: [[Int]]
+        var delalloc_blocks_after_failure: [Int]
+        var invariant_violations: [String]
+    }
+
+    var block_size: Int
+    var results: [Result]
+}
+
+extension DemoJSON {
+    init(blockSize: Int, outcomes: [Demo.Outcome]) {
+        let results = outcomes.map { o in
+            Result(
+                policy: o.policy.rawValue, write_result: o.writeResult, stored_bytes_survived: o.storedBytesSurvived,
+                punch_calls: o.punches.map { [$0.start, $0.end] }, delalloc_blocks_after_failure: o.delallocAfterFailure,
+                invariant_violations: o.invariantViolations)
+        }
+        self.init(block_size: blockSize, results: results)
     }
 }

@@ -45,25 +45,28 @@ struct DiffTestCommand: ParsableCommand {
         guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
         guard seekEvery > 0 else { throw ValidationError("--seek-every must be positive, got \(seekEvery)") }
         guard ["xfs", "none"].contains(seekOracle) else { throw ValidationError("--seek-oracle must be xfs or none, got '\(seekOracle)'") }
-        var c = FsxConfig(seed: 0)
+        let sizes = FsxConfig(
+            seed: 0, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize ?? 65536, maxFileSize: maxFileSize, maxOpSize: maxOpSize)
+        try throwUsageError(sizes.problem)
+        if let dir, !FileManager.default.fileExists(atPath: dir) { throw ValidationError("--dir: '\(dir)' does not exist") }
+    }
+
+    /// The run the options ask for; run() settles whether SEEK answers are compared.
+    func config(seed: UInt64) -> DiffConfig {
+        var c = DiffConfig(seed: seed)
+        c.ops = ops
         c.maxFileSize = maxFileSize
         c.maxOpSize = maxOpSize
         c.blockSize = blockSize
         c.maxFolioSize = maxFolioSize ?? 65536
-        if let p = c.problem { throw ValidationError(p) }
-        if let dir, !FileManager.default.fileExists(atPath: dir) { throw ValidationError("--dir: '\(dir)' does not exist") }
+        c.canary = canary
+        c.seekEvery = seekEvery
+        if noMmap { c.disabled = [.mapread, .mapwrite] }
+        return c
     }
 
     func run() throws {
-        var config = DiffConfig(seed: seed ?? UInt64.random(in: 0..<1 << 48))
-        config.ops = ops
-        config.maxFileSize = maxFileSize
-        config.maxOpSize = maxOpSize
-        config.blockSize = blockSize
-        config.maxFolioSize = maxFolioSize ?? 65536
-        config.canary = canary
-        config.seekEvery = seekEvery
-        if noMmap { config.disabled = [.mapread, .mapwrite] }
+        var config = config(seed: runSeed(seed))
         let replay = try replayOps.map(readFsxLog)
         var directory = dir
         var mount: XFSLoopMount?
@@ -111,7 +114,7 @@ struct DiffTestCommand: ParsableCommand {
             throw ValidationError("cannot create a file in \(directory!): \(error.symbolicName)")
         }
         if json {
-            printJSON(jsonObject(report, config, seekNote: seekNote))
+            printJSON(DiffTestJSON(report, config, seekNote: seekNote))
         } else {
             print(
                 "seed \(config.seed): \(report.ops) ops on \(report.dirFSType), \(report.compared) comparisons, \(report.seekProbes) seek probes, \(report.mismatches) mismatches, \(String(format: "%.1f", report.elapsedSeconds)) s"
@@ -121,19 +124,6 @@ struct DiffTestCommand: ParsableCommand {
             reportMismatch(m, report, config)
             throw ExitStatus.violation
         }
-    }
-
-    func jsonObject(_ report: DiffReport, _ config: DiffConfig, seekNote: String?) -> [String: Any] {
-        var first: Any = NSNull()
-        if let m = report.firstMismatch {
-            first = ["op_index": m.opIndex, "op": m.op, "field": m.field, "engine": m.engine, "kernel": m.kernel]
-        }
-        return [
-            "ops": report.ops, "entries": report.entries, "seed": config.seed, "dir_fstype": report.dirFSType,
-            "compared": report.compared, "mismatches": report.mismatches, "first_mismatch": first,
-            "seek_compared": config.compareSeek, "seek_probes": report.seekProbes, "canary": canary,
-            "seek_note": seekNote ?? NSNull(), "elapsed_s": report.elapsedSeconds,
-        ]
     }
 
     /// Says on stderr where the engine and the kernel first differed, the entries before it,
@@ -150,5 +140,33 @@ struct DiffTestCommand: ParsableCommand {
         say(
             "run again: iomap difftest --seed \(config.seed) --ops \(ops)\(replayOps.map { " --replay-ops \($0)" } ?? "")\(canary ? " --canary" : "")\(seekOracle == "xfs" ? " --seek-oracle xfs" : "")"
         )
+    }
+}
+
+/// `iomap difftest --json`.
+struct DiffTestJSON: Encodable {
+    struct Mismatch: Encodable {
+        var op_index: Int
+        var op, field, engine, kernel: String
+    }
+
+    var seed: UInt64
+    var ops, entries, compared, mismatches, seek_probes: Int
+    var dir_fstype: String
+    var seek_compared, canary: Bool
+    @KeepNull var first_mismatch: Mismatch?
+    @KeepNull var seek_note: String?
+    var elapsed_s: Double
+}
+
+extension DiffTestJSON {
+    init(_ report: DiffReport, _ config: DiffConfig, seekNote: String?) {
+        let first = report.firstMismatch.map { m in
+            Mismatch(op_index: m.opIndex, op: m.op, field: m.field, engine: m.engine, kernel: m.kernel)
+        }
+        self.init(
+            seed: config.seed, ops: report.ops, entries: report.entries, compared: report.compared, mismatches: report.mismatches,
+            seek_probes: report.seekProbes, dir_fstype: report.dirFSType, seek_compared: config.compareSeek, canary: config.canary,
+            first_mismatch: first, seek_note: seekNote, elapsed_s: report.elapsedSeconds)
     }
 }

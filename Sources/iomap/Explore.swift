@@ -41,11 +41,7 @@ struct Explore: ParsableCommand {
     @Option(help: "EOF rounding of failure cleanup: block-end or kernel (Linux's, which loses data at an unaligned EOF).")
     var eofRounding = EOFRounding.blockEnd
     @Flag(help: "Run without the write path's mapping validity check (wrong on purpose).") var noValidityCheck = false
-    @Option(
-        help:
-            "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose)."
-    )
-    var writeEnd = WriteEndPolicy.zeroTail
+    @Option(help: writeEndHelp) var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -86,7 +82,7 @@ struct Explore: ParsableCommand {
             throw ValidationError("--replay: \(v.finding.detail)")
         }
         if json {
-            printJSON(jsonObject(config, report))
+            printJSON(ExploreJSON(config, report))
         } else {
             printSummary(config, report)
         }
@@ -112,7 +108,7 @@ struct Explore: ParsableCommand {
         config.preemptionBound = preemptionBound
         config.depth = depth
         config.schedules = schedules ?? 0
-        config.seed = seed ?? UInt64.random(in: 0..<1 << 48)
+        config.seed = runSeed(seed)
         config.replay = try replay.map { try Schedule(parsing: $0) }
         config.keepGoing = keepGoing
         config.engine = ExploreEngineOptions(
@@ -139,32 +135,6 @@ struct Explore: ParsableCommand {
             }
         }
         return header
-    }
-
-    /// --json: the run as one object, with the parameters of its strategy.
-    func jsonObject(_ config: ExploreConfig, _ report: ExploreReport) -> [String: Any] {
-        var object: [String: Any] = [
-            "scenario": config.scenario.rawValue, "policy": policy.rawValue, "eof_rounding": eofRounding.rawValue,
-            "write_end": writeEnd.rawValue,
-            "validity_check": !noValidityCheck, "strategy": config.replay == nil ? strategy.rawValue : "replay",
-            "schedules_explored": report.schedulesExplored, "exhausted": report.exhausted, "violations": report.violations,
-            "max_steps": report.maxSteps, "max_preemptions": report.maxPreemptions, "elapsed_s": report.seconds,
-            "first_violation": report.firstViolation.map { v -> [String: Any] in
-                [
-                    "schedule": v.schedule.description, "invariant": v.finding.invariant, "detail": v.finding.detail,
-                    "replay": v.replayCommand, "trace": v.trace,
-                ]
-            } ?? NSNull(),
-        ]
-        switch (config.replay, strategy) {
-        case (.some(let s), _): object["replayed"] = s.description
-        case (nil, .dfs): object["preemption_bound"] = preemptionBound
-        case (nil, .pct):
-            object["depth"] = depth
-            object["seed"] = config.seed
-        case (nil, .random): object["seed"] = config.seed
-        }
-        return object
     }
 
     /// The text report on stdout: a replay's trace, then what was explored and found.
@@ -194,5 +164,48 @@ struct Explore: ParsableCommand {
         }
         lines.append("replay: \(v.replayCommand)")
         return lines.joined(separator: "\n")
+    }
+}
+
+/// `iomap explore --json`: the run, with the parameters of its strategy.
+struct ExploreJSON: Encodable {
+    struct Violation: Encodable {
+        var schedule, invariant, detail, replay: String
+        var trace: [String]
+    }
+
+    var scenario, policy, eof_rounding, write_end, strategy: String
+    var validity_check, exhausted: Bool
+    var schedules_explored, violations, max_steps, max_preemptions: Int
+    var elapsed_s: Double
+    @KeepNull var first_violation: Violation?
+    // Only the parameters of the strategy that ran are printed.
+    var replayed: String?
+    var preemption_bound, depth: Int?
+    var seed: UInt64?
+}
+
+extension ExploreJSON {
+    init(_ config: ExploreConfig, _ report: ExploreReport) {
+        let engine = config.engine
+        self.init(
+            scenario: config.scenario.rawValue, policy: engine.policy.rawValue, eof_rounding: engine.eofRounding.rawValue,
+            write_end: engine.writeEnd.rawValue, strategy: config.replay == nil ? config.strategy.rawValue : "replay",
+            validity_check: engine.validityCheck, exhausted: report.exhausted, schedules_explored: report.schedulesExplored,
+            violations: report.violations, max_steps: report.maxSteps, max_preemptions: report.maxPreemptions,
+            elapsed_s: report.seconds,
+            first_violation: report.firstViolation.map { v in
+                Violation(
+                    schedule: v.schedule.description, invariant: v.finding.invariant, detail: v.finding.detail,
+                    replay: v.replayCommand, trace: v.trace)
+            })
+        switch (config.replay, config.strategy) {
+        case (.some(let s), _): replayed = s.description
+        case (nil, .dfs): preemption_bound = config.preemptionBound
+        case (nil, .pct):
+            depth = config.depth
+            seed = config.seed
+        case (nil, .random): seed = config.seed
+        }
     }
 }

@@ -8,7 +8,7 @@ import IOMap
 import IOMapBase
 import IOMapTesting
 
-struct Fsx: ParsableCommand {
+struct Fsx: SeededRunCommand {
     static let configuration = CommandConfiguration(
         commandName: "fsx",
         abstract: "Run random fsx operations with injected faults against a model; record or replay fsx op logs.",
@@ -27,11 +27,7 @@ struct Fsx: ParsableCommand {
     @Option(parsing: .unconditional, help: "File-system block size in bytes: 512, 1024, 2048 or 4096.") var blockSize = 4096
     @Option(parsing: .unconditional, help: "Largest folio in bytes, a power of two from 4096 to 2097152.") var maxFolioSize = 65536
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
-    @Option(
-        help:
-            "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose)."
-    )
-    var writeEnd = WriteEndPolicy.zeroTail
+    @Option(help: writeEndHelp) var writeEnd = WriteEndPolicy.zeroTail
     @Option(help: "Fault sites: none, all, or a comma-separated list of \(FaultSite.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults = "all"
     @Option(help: "Op classes not to generate, comma-separated (e.g. punch_hole,zero_range).") var disable = ""
@@ -78,13 +74,9 @@ struct Fsx: ParsableCommand {
     }
 
     func config(seed: UInt64) throws -> FsxConfig {
-        var c = FsxConfig(seed: seed)
-        c.ops = ops
-        c.maxFileSize = maxFileSize
-        c.maxOpSize = maxOpSize
+        var c = FsxConfig(
+            seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, maxFileSize: maxFileSize, maxOpSize: maxOpSize)
         c.offsetBase = offsetBase
-        c.blockSize = blockSize
-        c.maxFolioSize = maxFolioSize
         c.policy = policy
         c.writeEnd = writeEnd
         c.faults = try faultSites()
@@ -95,12 +87,8 @@ struct Fsx: ParsableCommand {
         return c
     }
 
-    func validate() throws {
-        if let p = try config(seed: 0).problem { throw ValidationError(p) }
-    }
-
     func run() throws {
-        let config = try config(seed: seed ?? UInt64.random(in: 0..<1 << 48))
+        let config = try runConfig()
         let replay = try replayOps.map(readFsxLog)
         say(
             "iomap fsx: seed \(config.seed), \(replay.map { "replaying \($0.count) entries of \(replayOps!)" } ?? "\(config.ops) ops"), block size \(config.blockSize), folios up to \(config.maxFolioSize), policy \(config.policy.rawValue), faults \(faults), offset base \(config.offsetBase)"
@@ -119,7 +107,7 @@ struct Fsx: ParsableCommand {
             minimizedCount = try reportViolation(report, config, in: dir)
         }
         if json {
-            printJSON(jsonObject(report, config, minimizedCount: minimizedCount, artifactDir: artifactDir))
+            printJSON(FsxJSON(report, config, minimizedCount: minimizedCount, artifactDir: artifactDir))
         } else {
             printSummary(report, config)
         }
@@ -178,20 +166,6 @@ struct Fsx: ParsableCommand {
         return lines
     }
 
-    func jsonObject(_ report: FsxReport, _ config: FsxConfig, minimizedCount: Int?, artifactDir: String?) -> [String: Any] {
-        [
-            "seed": config.seed, "ops": report.opsByKind.values.reduce(0, +), "ops_by_kind": report.opsByKind,
-            "faults_injected": report.faultsInjected,
-            "cleanup_calls": report.cleanupCalls, "result": report.violation == nil ? "pass" : "violation",
-            "first_bad_offset": report.violation?.firstBadOffset ?? NSNull(),
-            "violation": report.violation?.what ?? NSNull(), "violation_entry": report.violation?.entryIndex ?? NSNull(),
-            "skipped_unsupported": report.skippedUnsupported, "minimized_entries": minimizedCount ?? NSNull(),
-            "artifacts": artifactDir ?? NSNull(), "block_size": config.blockSize, "max_folio_size": config.maxFolioSize,
-            "policy": config.policy.rawValue, "write_end": config.writeEnd.rawValue, "offset_base": config.offsetBase,
-            "elapsed_s": report.elapsedSeconds,
-        ]
-    }
-
     func printSummary(_ report: FsxReport, _ config: FsxConfig) {
         let opsRun = report.opsByKind.values.reduce(0, +)
         print(
@@ -200,6 +174,33 @@ struct Fsx: ParsableCommand {
         let counted = { (d: [String: Int]) in d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
         print("faults injected: \(counted(report.faultsInjected))")
         if !report.skippedUnsupported.isEmpty { print("skipped unsupported: \(counted(report.skippedUnsupported))") }
+    }
+}
+
+/// `iomap fsx --json`.
+struct FsxJSON: Encodable {
+    var seed: UInt64
+    var ops, cleanup_calls, block_size, max_folio_size, offset_base: Int
+    var result, policy, write_end: String
+    var ops_by_kind, faults_injected, skipped_unsupported: [String: Int]
+    @KeepNull var violation: String?
+    @KeepNull var violation_entry: Int?
+    @KeepNull var first_bad_offset: Int?
+    @KeepNull var minimized_entries: Int?
+    @KeepNull var artifacts: String?
+    var elapsed_s: Double
+}
+
+extension FsxJSON {
+    init(_ report: FsxReport, _ config: FsxConfig, minimizedCount: Int?, artifactDir: String?) {
+        self.init(
+            seed: config.seed, ops: report.opsByKind.values.reduce(0, +), cleanup_calls: report.cleanupCalls,
+            block_size: config.blockSize, max_folio_size: config.maxFolioSize, offset_base: config.offsetBase,
+            result: report.violation == nil ? "pass" : "violation", policy: config.policy.rawValue, write_end: config.writeEnd.rawValue,
+            ops_by_kind: report.opsByKind, faults_injected: report.faultsInjected, skipped_unsupported: report.skippedUnsupported,
+            violation: report.violation?.what, violation_entry: report.violation?.entryIndex,
+            first_bad_offset: report.violation?.firstBadOffset, minimized_entries: minimizedCount, artifacts: artifactDir,
+            elapsed_s: report.elapsedSeconds)
     }
 }
 

@@ -19,7 +19,7 @@ struct KernelProbe: ParsableCommand {
         subcommands: [EOFBlockProbe.self, ShortCopyProbe.self])
 }
 
-struct EOFBlockProbe: ParsableCommand {
+struct EOFBlockProbe: HostProbeCommand {
     static let configuration = CommandConfiguration(
         commandName: "eof-block",
         abstract: "Show whether the host kernel loses a mapped store at an unaligned EOF when a racing write fails.",
@@ -45,51 +45,114 @@ struct EOFBlockProbe: ParsableCommand {
     var method = EOFProbeMethod.race
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
-    var config: EOFProbeConfig {
-        var c = EOFProbeConfig()
-        c.directory = dir
-        c.attempts = attempts
+    func configure(_ c: inout EOFProbeConfig) {
         c.isize = isize
         c.blockSize = blockSize
         c.method = method
-        return c
     }
 
-    func validate() throws { try validateProbe(problem: config.problem, dir: dir) }
+    static func probe(_ config: EOFProbeConfig, scratch: ProbeScratch, progress: (String) -> Void) throws -> EOFProbeReport {
+        try runEOFProbe(config, scratch: scratch, progress: progress)
+    }
 
-    func run() throws {
-        let config = self.config
-        let report = try runProbe("eof-block") { scratch, progress in try runEOFProbe(config, scratch: scratch, progress: progress) }
-        if json {
-            printJSON([
-                "kernel": report.kernel, "fs": report.fs, "block_size": config.blockSize, "isize": config.isize,
-                "method": config.method.rawValue, "attempts": config.attempts, "window_hits": report.windowHits,
-                "lost": report.lost, "control_isize": config.controlIsize, "control_attempts": config.attempts,
-                "control_window_hits": report.controlWindowHits, "control_lost": report.controlLost,
-                "engine_attempts": config.attempts, "engine_lost": report.engineLost,
-                "writes_not_failed": report.writesNotFailed, "elapsed_s": report.seconds,
-            ])
-        } else {
-            let verdict = report.lost > 0 ? "AFFECTED" : "not affected"
-            print("Linux \(report.kernel), \(report.fs), \(config.blockSize)-byte blocks, method \(config.method.rawValue): \(verdict)")
-            print(
-                "  i_size \(config.isize): \(report.lost) of \(config.attempts) stores lost (\(report.windowHits) attempts hit the window)")
-            print("  control, i_size \(config.controlIsize): \(report.controlLost) of \(config.attempts) lost")
-            print("  our engine, i_size \(config.isize): \(report.engineLost) of \(config.attempts) lost")
-            if report.writesNotFailed > 0 { print("  note: \(report.writesNotFailed) writes did not fail with EFAULT as intended") }
-        }
-        if report.lost > 0 { throw ExitStatus.violation }
+    static func textLines(_ report: EOFProbeReport, _ config: EOFProbeConfig) -> [String] {
+        let verdict = report.affected ? "AFFECTED" : "not affected"
+        var lines = [
+            "Linux \(report.kernel), \(report.fs), \(config.blockSize)-byte blocks, method \(config.method.rawValue): \(verdict)",
+            "  i_size \(config.isize): \(report.lost) of \(config.attempts) stores lost (\(report.windowHits) attempts hit the window)",
+            "  control, i_size \(config.controlIsize): \(report.controlLost) of \(config.attempts) lost",
+            "  our engine, i_size \(config.isize): \(report.engineLost) of \(config.attempts) lost",
+        ]
+        if report.writesNotFailed > 0 { lines.append("  note: \(report.writesNotFailed) writes did not fail with EFAULT as intended") }
+        return lines
+    }
+
+    static func jsonReport(_ report: EOFProbeReport, _ config: EOFProbeConfig) -> EOFProbeJSON { EOFProbeJSON(report, config) }
+}
+
+/// `iomap kernel-probe eof-block --json`.
+struct EOFProbeJSON: Encodable {
+    var kernel, fs, method: String
+    var block_size, isize, attempts, window_hits, lost, writes_not_failed: Int
+    var control_isize, control_attempts, control_window_hits, control_lost, engine_attempts, engine_lost: Int
+    var elapsed_s: Double
+}
+
+extension EOFProbeJSON {
+    init(_ report: EOFProbeReport, _ config: EOFProbeConfig) {
+        // The control and the engine make as many attempts as the kernel at the unaligned size.
+        self.init(
+            kernel: report.kernel, fs: report.fs, method: config.method.rawValue, block_size: config.blockSize, isize: config.isize,
+            attempts: config.attempts, window_hits: report.windowHits, lost: report.lost, writes_not_failed: report.writesNotFailed,
+            control_isize: config.controlIsize, control_attempts: config.attempts, control_window_hits: report.controlWindowHits,
+            control_lost: report.controlLost, engine_attempts: config.attempts, engine_lost: report.engineLost,
+            elapsed_s: report.seconds)
     }
 }
 
-/// A probe's settings problem, or a --dir that is not a directory, as a usage error.
-func validateProbe(problem: String?, dir: String?) throws {
-    if let problem { throw ValidationError(problem) }
-    if let dir {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("--dir \(dir) is not a directory")
+/// The settings of every host-kernel probe: --dir and --attempts, and the probe's own check.
+protocol ProbeSettings: CheckedSettings {
+    init()
+    var directory: String? { get set }
+    var attempts: Int { get set }
+}
+
+extension EOFProbeConfig: ProbeSettings {}
+extension ShortCopyProbeConfig: ProbeSettings {}
+
+/// What a probe found: whether the host kernel showed the behaviour probed for (exit 1).
+protocol ProbeFinding {
+    var affected: Bool { get }
+}
+
+extension EOFProbeReport: ProbeFinding {
+    var affected: Bool { lost > 0 }
+}
+
+extension ShortCopyProbeReport: ProbeFinding {}
+
+/// A `kernel-probe` subcommand. Its options make the probe's settings, whose problem (or a
+/// --dir that is not a directory) is a usage error; it runs the probe with the scratch
+/// space cleaned up on signals and prints the report as text or JSON.
+protocol HostProbeCommand: ParsableCommand {
+    associatedtype Settings: ProbeSettings
+    associatedtype Report: ProbeFinding
+    associatedtype ReportJSON: Encodable
+    var dir: String? { get }
+    var attempts: Int { get }
+    var json: Bool { get }
+    /// Sets what only this probe's options set, beside --dir and --attempts.
+    func configure(_ settings: inout Settings)
+    static func probe(_ settings: Settings, scratch: ProbeScratch, progress: (String) -> Void) throws -> Report
+    static func textLines(_ report: Report, _ settings: Settings) -> [String]
+    static func jsonReport(_ report: Report, _ settings: Settings) -> ReportJSON
+}
+
+extension HostProbeCommand {
+    var settings: Settings {
+        var s = Settings()
+        s.directory = dir
+        s.attempts = attempts
+        configure(&s)
+        return s
+    }
+
+    func validate() throws {
+        try throwUsageError(settings.problem)
+        if let dir, !isDirectory(dir) { throw ValidationError("--dir \(dir) is not a directory") }
+    }
+
+    func run() throws {
+        let settings = self.settings
+        let report = try runProbe(Self.configuration.commandName!) { scratch, progress in
+            try Self.probe(settings, scratch: scratch, progress: progress)
         }
+        if json {
+            printJSON(Self.jsonReport(report, settings))
+        } else {
+            for line in Self.textLines(report, settings) { print(line) }
+        }
+        if report.affected { throw ExitStatus.violation }
     }
 }
 

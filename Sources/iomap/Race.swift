@@ -9,7 +9,7 @@ import IOMap
 import IOMapBase
 import IOMapTesting
 
-struct Race: ParsableCommand {
+struct Race: SeededRunCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the generic/346 mmap-vs-failing-write race on the engine and check that no store is lost.",
         discussion: """
@@ -61,12 +61,8 @@ struct Race: ParsableCommand {
         return c
     }
 
-    func validate() throws {
-        if let problem = try config(seed: 0).problem { throw ValidationError(problem) }
-    }
-
     func run() throws {
-        let config = try config(seed: seed ?? UInt64.random(in: 0..<1 << 48))
+        let config = try runConfig()
         let stderr = FileHandle.standardError
         stderr.write(
             Data(
@@ -74,21 +70,7 @@ struct Race: ParsableCommand {
                     .utf8))
         let report = runRace(config) { line in stderr.write(Data((line + "\n").utf8)) }
         if json {
-            printJSON([
-                "policy": config.policy.rawValue, "seed": config.seed, "rounds": config.rounds,
-                "rounds_run": report.roundsRun, "layouts": config.layouts.map(\.rawValue), "pages": config.pages,
-                "size_mib": config.sizeMiB, "block_size": config.blockSize, "fail_rate": config.failRate,
-                "mapped_writers": config.mappedWriters, "pwrite_writers": config.pwriteWriters,
-                "stripe_pages": config.stripePages, "write_delay_us": config.writeDelayMicros,
-                "write_delays": report.writeDelays, "slots_checked": report.slotsChecked,
-                "slots_lost": report.slotsLost, "lost_by_layout": report.lostByLayout,
-                "failed_writes": report.failedWrites, "cleanup_calls": report.cleanupCalls,
-                "punch_calls": report.punchCalls, "stale_mappings": report.staleMappings, "faults_injected": report.faultsInjected,
-                "writeback_passes": report.writebackPasses, "folios_reclaimed": report.foliosReclaimed,
-                "first_loss": report.losses.first.map { String(describing: $0) } ?? NSNull(),
-                "errors": report.errors, "result": report.passed ? "pass" : "violation",
-                "elapsed_s": report.elapsedSeconds,
-            ])
+            printJSON(RaceJSON(config, report))
         } else {
             print(
                 "seed \(config.seed), policy \(config.policy.rawValue): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost"
@@ -109,5 +91,34 @@ struct Race: ParsableCommand {
             stderr.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             throw ExitStatus.violation
         }
+    }
+}
+
+/// `iomap race --json`.
+struct RaceJSON: Encodable {
+    var policy, result: String
+    var seed: UInt64
+    var rounds, rounds_run, pages, size_mib, block_size, mapped_writers, pwrite_writers, stripe_pages, write_delay_us: Int
+    var write_delays, slots_checked, slots_lost, failed_writes, cleanup_calls, punch_calls, stale_mappings: Int
+    var writeback_passes, folios_reclaimed: Int
+    var layouts, errors: [String]
+    var lost_by_layout, faults_injected: [String: Int]
+    @KeepNull var first_loss: String?
+    var fail_rate, elapsed_s: Double
+}
+
+extension RaceJSON {
+    init(_ config: RaceConfig, _ report: RaceReport) {
+        self.init(
+            policy: config.policy.rawValue, result: report.passed ? "pass" : "violation", seed: config.seed, rounds: config.rounds,
+            rounds_run: report.roundsRun, pages: config.pages, size_mib: config.sizeMiB, block_size: config.blockSize,
+            mapped_writers: config.mappedWriters, pwrite_writers: config.pwriteWriters, stripe_pages: config.stripePages,
+            write_delay_us: config.writeDelayMicros, write_delays: report.writeDelays, slots_checked: report.slotsChecked,
+            slots_lost: report.slotsLost, failed_writes: report.failedWrites, cleanup_calls: report.cleanupCalls,
+            punch_calls: report.punchCalls, stale_mappings: report.staleMappings, writeback_passes: report.writebackPasses,
+            folios_reclaimed: report.foliosReclaimed, layouts: config.layouts.map(\.rawValue), errors: report.errors,
+            lost_by_layout: report.lostByLayout, faults_injected: report.faultsInjected,
+            first_loss: report.losses.first.map { String(describing: $0) }, fail_rate: config.failRate,
+            elapsed_s: report.elapsedSeconds)
     }
 }

@@ -19,11 +19,7 @@ struct Random: ParsableCommand {
     @Option(help: "Failure-cleanup policy: preserve-dirty or truncate-page-cache.") var policy = CleanupPolicy.preserveDirty
     @Option(help: "Largest file offset used, in bytes.") var maxFileSize = 256 << 10
     @Flag(help: "Run without fault injection.") var noFaults = false
-    @Option(
-        help:
-            "What a short copy leaves of a write's range: zero-tail, or kernel (Linux's as its source reads, which leaves stale memory; wrong on purpose)."
-    )
-    var writeEnd = WriteEndPolicy.zeroTail
+    @Option(help: writeEndHelp) var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: ArgumentHelp("Print the file's state around this operation.", visibility: .hidden)) var traceOp: Int?
 
@@ -41,7 +37,7 @@ struct Random: ParsableCommand {
     }
 
     func run() throws {
-        let seed = self.seed ?? UInt64.random(in: 0..<1 << 48)
+        let seed = runSeed(self.seed)
         var config = RandomRunConfig(
             seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, policy: policy,
             faults: !noFaults, maxFileSize: maxFileSize, maxOpSize: min(64 << 10, maxFileSize))
@@ -55,16 +51,7 @@ struct Random: ParsableCommand {
         }
         let elapsed = ContinuousClock.now - start
         if json {
-            printJSON([
-                "seed": seed, "ops": report.opsRun, "block_size": blockSize, "max_folio_size": maxFolioSize,
-                "policy": policy.rawValue, "write_end": writeEnd.rawValue, "ops_by_kind": report.opsByKind,
-                "faults_injected": report.faultsInjected,
-                "cleanup_calls": report.cleanups, "punch_calls": report.punches, "races_landed": report.racesLanded,
-                "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
-                "result": report.violation == nil ? "pass" : "violation",
-                "violation": report.violation ?? NSNull(), "violation_op": report.violationOp ?? NSNull(),
-                "elapsed_s": elapsed.inSeconds,
-            ])
+            printJSON(RandomJSON(config, report, elapsed: elapsed.inSeconds))
         } else {
             print(
                 "seed \(seed): \(report.opsRun) operations, \(report.cleanups) failure cleanups, \(report.racesLanded) races, \(report.failedWrites) failed and \(report.shortWrites) short writes"
@@ -80,5 +67,28 @@ struct Random: ParsableCommand {
                         .utf8))
             throw ExitStatus.violation
         }
+    }
+}
+
+/// `iomap random --json`.
+struct RandomJSON: Encodable {
+    var seed: UInt64
+    var ops, block_size, max_folio_size, cleanup_calls, punch_calls, races_landed, failed_writes, short_writes: Int
+    var policy, write_end, result: String
+    var ops_by_kind, faults_injected: [String: Int]
+    @KeepNull var violation: String?
+    @KeepNull var violation_op: Int?
+    var elapsed_s: Double
+}
+
+extension RandomJSON {
+    init(_ config: RandomRunConfig, _ report: RandomRunReport, elapsed: Double) {
+        self.init(
+            seed: config.seed, ops: report.opsRun, block_size: config.blockSize, max_folio_size: config.maxFolioSize,
+            cleanup_calls: report.cleanups, punch_calls: report.punches, races_landed: report.racesLanded,
+            failed_writes: report.failedWrites, short_writes: report.shortWrites, policy: config.policy.rawValue,
+            write_end: config.writeEnd.rawValue, result: report.violation == nil ? "pass" : "violation",
+            ops_by_kind: report.opsByKind, faults_injected: report.faultsInjected, violation: report.violation,
+            violation_op: report.violationOp, elapsed_s: elapsed)
     }
 }

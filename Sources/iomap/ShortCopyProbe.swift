@@ -7,7 +7,7 @@ import Foundation
 import IOMapKernelSide
 import IOMapTesting
 
-struct ShortCopyProbe: ParsableCommand {
+struct ShortCopyProbe: HostProbeCommand {
     static let configuration = CommandConfiguration(
         commandName: "short-copy",
         abstract: "Show whether the host kernel leaves stale memory in a file after a buffered write's short copy.",
@@ -34,31 +34,18 @@ struct ShortCopyProbe: ParsableCommand {
     var user: Int?
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
-    var config: ShortCopyProbeConfig {
-        var c = ShortCopyProbeConfig()
-        c.directory = dir
+    func configure(_ c: inout ShortCopyProbeConfig) {
         c.blockSize = blockSize
-        c.attempts = attempts
         c.user = user
-        return c
     }
 
-    func validate() throws { try validateProbe(problem: config.problem, dir: dir) }
-
-    func run() throws {
-        let config = self.config
-        let report = try runProbe("short-copy") { scratch, progress in
-            try runShortCopyProbe(config, scratch: scratch, progress: progress)
-        }
-        if json {
-            printJSON(Self.jsonObject(report))
-        } else {
-            for line in Self.textLines(report) { print(line) }
-        }
-        if report.affected { throw ExitStatus.violation }
+    static func probe(_ config: ShortCopyProbeConfig, scratch: ProbeScratch, progress: (String) -> Void) throws -> ShortCopyProbeReport {
+        try runShortCopyProbe(config, scratch: scratch, progress: progress)
     }
 
-    static func textLines(_ r: ShortCopyProbeReport) -> [String] {
+    static func jsonReport(_ r: ShortCopyProbeReport, _ config: ShortCopyProbeConfig) -> ShortCopyProbeJSON { ShortCopyProbeJSON(r) }
+
+    static func textLines(_ r: ShortCopyProbeReport, _ config: ShortCopyProbeConfig) -> [String] {
         let verdict =
             r.affected
             ? "AFFECTED: a short copy leaves stale memory in the file"
@@ -105,44 +92,91 @@ struct ShortCopyProbe: ParsableCommand {
         return "in \(recycled) of \(known) attempts the page-cache page under the write was one the marker had been freed from, "
             + "so there the kernel zeroed the uncopied bytes itself rather than being handed zeroed memory"
     }
+}
 
-    static func jsonObject(_ r: ShortCopyProbeReport) -> [String: Any] {
-        func tally(_ t: ShortCopyTally) -> [String: Any] {
-            [
-                "attempts": t.attempts, "stale_in_cache": t.staleInCache, "stale_on_disk": t.staleOnDisk,
-                "max_stale_in_cache": t.maxStaleInCache, "max_stale_on_disk": t.maxStaleOnDisk,
-                "marker_in_cache": t.markerInCache, "marker_on_disk": t.markerOnDisk, "write_returned": t.writeReturned,
-                "recycled_pages": t.recycled, "recycled_known": t.recycledKnown,
-            ]
+/// `iomap kernel-probe short-copy --json`.
+struct ShortCopyProbeJSON: Encodable {
+    /// A case's or a control's sums, printed among its other fields.
+    struct Tally: Encodable {
+        var attempts, stale_in_cache, stale_on_disk, max_stale_in_cache, max_stale_on_disk: Int
+        var marker_in_cache, marker_on_disk, recycled_pages, recycled_known: Int
+        var write_returned: [Int]
+    }
+
+    struct Write: Encodable {
+        var offset, length, readable: Int
+        var unwritten: Bool
+    }
+
+    struct Case: Encodable {
+        var name, fs: String
+        var block_size: Int
+        var write: Write
+        /// Only the unprivileged case has one.
+        var uid: Int?
+    }
+
+    struct Control: Encodable {
+        var name, detail: String
+    }
+
+    struct Engine: Encodable {
+        var name: String
+        var block_size, max_folio_size, written, stale_in_cache, stale_on_disk: Int
+        @KeepNull var error: String?
+    }
+
+    struct InitOnAlloc: Encodable {
+        var value, source: String
+    }
+
+    struct Skip: Encodable {
+        var name, reason: String
+    }
+
+    var kernel, fs: String
+    var affected: Bool
+    var block_sizes: [Int]
+    /// Printed when the probe ran on one block size only.
+    var block_size: Int?
+    var init_on_alloc: InitOnAlloc
+    var cases: [MergedJSON<Tally, Case>]
+    var controls: [MergedJSON<Tally, Control>]
+    var engine: [Engine]
+    var engine_stale: Int
+    var skipped: [Skip]
+    var notes: [String]
+    var elapsed_s: Double
+}
+
+extension ShortCopyProbeJSON {
+    init(_ r: ShortCopyProbeReport) {
+        let cases = r.cases.map { c in
+            let w = c.write
+            let write = Write(offset: w.offset, length: w.length, readable: w.readable, unwritten: w.unwritten)
+            return MergedJSON(
+                first: Tally(c.tally), second: Case(name: c.name, fs: c.fs, block_size: c.blockSize, write: write, uid: c.uid))
         }
-        let cases = r.cases.map { c -> [String: Any] in
-            var o = tally(c.tally)
-            o["name"] = c.name
-            o["fs"] = c.fs
-            o["block_size"] = c.blockSize
-            o["write"] = ["offset": c.write.offset, "length": c.write.length, "readable": c.write.readable, "unwritten": c.write.unwritten]
-            if let uid = c.uid { o["uid"] = uid }
-            return o
+        let engine = r.engine.map { e in
+            Engine(
+                name: e.name, block_size: e.blockSize, max_folio_size: e.maxFolioSize, written: e.written, stale_in_cache: e.staleInCache,
+                stale_on_disk: e.staleOnDisk, error: e.error)
         }
-        let controls = r.controls.map { c -> [String: Any] in
-            var o = tally(c.tally)
-            o["name"] = c.name
-            o["detail"] = c.detail
-            return o
-        }
-        let engine = r.engine.map { e -> [String: Any] in
-            [
-                "name": e.name, "block_size": e.blockSize, "max_folio_size": e.maxFolioSize, "written": e.written,
-                "stale_in_cache": e.staleInCache, "stale_on_disk": e.staleOnDisk, "error": e.error ?? NSNull(),
-            ]
-        }
-        var o: [String: Any] = [
-            "kernel": r.kernel, "fs": r.fs, "block_sizes": r.blockSizes, "affected": r.affected,
-            "init_on_alloc": ["value": r.initOnAlloc.value, "source": r.initOnAlloc.source],
-            "cases": cases, "controls": controls, "engine": engine, "engine_stale": r.engineStale,
-            "skipped": r.skipped.map { ["name": $0.name, "reason": $0.reason] }, "notes": r.notes, "elapsed_s": r.seconds,
-        ]
-        if r.blockSizes.count == 1 { o["block_size"] = r.blockSizes[0] }
-        return o
+        self.init(
+            kernel: r.kernel, fs: r.fs, affected: r.affected, block_sizes: r.blockSizes,
+            block_size: r.blockSizes.count == 1 ? r.blockSizes[0] : nil,
+            init_on_alloc: InitOnAlloc(value: r.initOnAlloc.value, source: r.initOnAlloc.source), cases: cases,
+            controls: r.controls.map { MergedJSON(first: Tally($0.tally), second: Control(name: $0.name, detail: $0.detail)) },
+            engine: engine, engine_stale: r.engineStale, skipped: r.skipped.map { Skip(name: $0.name, reason: $0.reason) },
+            notes: r.notes, elapsed_s: r.seconds)
+    }
+}
+
+extension ShortCopyProbeJSON.Tally {
+    init(_ t: ShortCopyTally) {
+        self.init(
+            attempts: t.attempts, stale_in_cache: t.staleInCache, stale_on_disk: t.staleOnDisk, max_stale_in_cache: t.maxStaleInCache,
+            max_stale_on_disk: t.maxStaleOnDisk, marker_in_cache: t.markerInCache, marker_on_disk: t.markerOnDisk,
+            recycled_pages: t.recycled, recycled_known: t.recycledKnown, write_returned: t.writeReturned)
     }
 }

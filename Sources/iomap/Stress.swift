@@ -38,7 +38,7 @@ struct Stress: ParsableCommand {
     }
 
     func run() throws {
-        var config = StressConfig(seed: seed ?? UInt64.random(in: 0..<1 << 48))
+        var config = StressConfig(seed: runSeed(seed))
         config.workers = workers
         config.opsPerWorker = ops
         config.regionSize = regionSize
@@ -49,13 +49,7 @@ struct Stress: ParsableCommand {
         FileHandle.standardError.write(Data("iomap stress: \(config)\n".utf8))
         let report = runThreadedStress(config)
         if json {
-            printJSON([
-                "seed": config.seed, "workers": workers, "ops": report.opsRun, "ops_by_kind": report.opsByKind,
-                "failed_writes": report.failedWrites, "short_writes": report.shortWrites, "cleanup_calls": report.cleanups,
-                "quiet_checks": report.quietChecks, "writeback_passes": report.writebackPasses,
-                "result": report.violation == nil ? "pass" : "violation", "violation": report.violation ?? NSNull(),
-                "elapsed_s": report.elapsedSeconds,
-            ])
+            printJSON(StressJSON(config, report))
         } else {
             print(
                 "seed \(config.seed): \(report.opsRun) operations on \(workers) threads, \(report.failedWrites) failed and \(report.shortWrites) short writes, \(report.cleanups) failure cleanups, \(report.quietChecks) quiet-point checks, \(report.writebackPasses) writeback passes, \(String(format: "%.1f", report.elapsedSeconds)) s"
@@ -68,5 +62,25 @@ struct Stress: ParsableCommand {
                         .utf8))
             throw ExitStatus.violation
         }
+    }
+}
+
+/// `iomap stress --json`.
+struct StressJSON: Encodable {
+    var seed: UInt64
+    var workers, ops, failed_writes, short_writes, cleanup_calls, quiet_checks, writeback_passes: Int
+    var ops_by_kind: [String: Int]
+    var result: String
+    @KeepNull var violation: String?
+    var elapsed_s: Double
+}
+
+extension StressJSON {
+    init(_ config: StressConfig, _ report: StressReport) {
+        self.init(
+            seed: config.seed, workers: config.workers, ops: report.opsRun, failed_writes: report.failedWrites,
+            short_writes: report.shortWrites, cleanup_calls: report.cleanups, quiet_checks: report.quietChecks,
+            writeback_passes: report.writebackPasses, ops_by_kind: report.opsByKind,
+            result: report.violation == nil ? "pass" : "violation", violation: report.violation, elapsed_s: report.elapsedSeconds)
     }
 }

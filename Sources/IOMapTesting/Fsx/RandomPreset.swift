@@ -68,13 +68,9 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible, DeliberateBugs
 
     /// The fsx run this preset is.
     public var fsxConfig: FsxConfig {
-        var c = FsxConfig(seed: seed)
-        c.ops = ops
-        c.blockSize = blockSize
-        c.maxFolioSize = maxFolioSize
+        var c = FsxConfig(
+            seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, maxFileSize: maxFileSize, maxOpSize: maxOpSize)
         c.bugs = bugs
-        c.maxFileSize = maxFileSize
-        c.maxOpSize = maxOpSize
         c.faults = faults ? Self.faultSites : [.userBufferFault]
         // A write that races fails on its buffer more often: the seed commit's race needs both.
         c.raceUserBufferFaultRate = 0.6
@@ -84,6 +80,19 @@ public struct RandomRunConfig: Sendable, CustomStringConvertible, DeliberateBugs
         c.flushCheckEvery = max(1, flushCheckEvery)
         c.traceEntry = traceOp
         return c
+    }
+}
+
+extension FsxConfig {
+    /// An fsx run of `ops` operations with these sizes, the settings every front end of fsx
+    /// takes from its options: this preset, `iomap fsx` and `iomap difftest`.
+    public init(seed: UInt64, ops: Int, blockSize: Int, maxFolioSize: Int, maxFileSize: Int, maxOpSize: Int) {
+        self.init(seed: seed)
+        self.ops = ops
+        self.blockSize = blockSize
+        self.maxFolioSize = maxFolioSize
+        self.maxFileSize = maxFileSize
+        self.maxOpSize = maxOpSize
     }
 }
 
