@@ -196,7 +196,8 @@ struct FieldReader {
     /// A field that must be zero (reserved).
     mutating func reserved(_ bytes: Int) throws(FormatError) {
         let at = offset
-        let v = try raw(bytes)
-        guard v.allSatisfy({ $0 == 0 }) else { throw malformed("reserved bytes are not zero", at: at) }
+        for _ in 0..<bytes {
+            guard try u8() == 0 else { throw malformed("reserved bytes are not zero", at: at) }
+        }
     }
 }
