@@ -12,7 +12,9 @@ func encodeSections(_ state: MetadataState, into packers: inout [SectionPacker])
     func pack(_ s: SnapshotSection, size: Int, counted: Bool = true, _ write: (inout ByteWriter) -> Void) {
         packers[s.rawValue].add(size: size, counted: counted, write)
     }
-    for (ino, rec) in state.inodes.sorted(by: { $0.key < $1.key }) {
+    // Sorting the numbers and looking each record up moves 8-byte keys, not whole records.
+    for ino in state.inodes.keys.sorted() {
+        let rec = state.inodes[ino]!
         pack(.inodes, size: SnapshotLayout.inodeEntrySize) { w in
             w.inode(ino)
             w.attributes(rec.attributes)
@@ -65,10 +67,11 @@ private func packDirectory(_ ino: InodeNumber, _ dir: Directory, _ pack: (Int, B
         w.u64(dir.nextCookie)
         w.u64(UInt64(dir.order.count))
     }
-    for (cookie, name) in dir.order {
-        let entry = dir.entries[name]!
+    // Sorting the entries by cookie costs less than looking each name of `order` up (a hash
+    // of every name's bytes).
+    for (name, entry) in dir.entries.sorted(by: { $0.value.cookie < $1.value.cookie }) {
         pack(SnapshotLayout.direntFixedSize + name.bytes.count, false) { w in
-            w.u64(cookie)
+            w.u64(entry.cookie)
             w.inode(entry.inode)
             w.u8(entry.type.rawValue)
             w.name(name)
