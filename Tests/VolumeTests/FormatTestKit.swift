@@ -136,7 +136,11 @@ struct RandomMetadata {
             guard let i = pick(inodes(nil)) else { return nil }
             return .setAttributes(i, attributes(state.inodes[i]!.attributes.type))
         case 4: return pick(inodes(.regular)).map { .setSize($0, Int64(int(0...1 << 30))) }
-        default: return pick(inodes(nil)).map { .freeInode($0) }
+        default:
+            // Only an inode no entry names: apply does not check it, and a later rename
+            // through a dangling entry to a directory traps in apply (reported).
+            let named = Set(state.inodes.values.flatMap { $0.directory?.entries.values.map(\.inode) ?? [] })
+            return pick(inodes(nil).filter { !named.contains($0) && $0 != .root }).map { .freeInode($0) }
         }
     }
 
