@@ -29,7 +29,7 @@ extension MetadataState {
     public func planCreate(
         in dir: InodeNumber, _ name: [UInt8], permissions: UInt16, exclusive: Bool, caller: Caller
     ) throws(Errno) -> NamespacePlan<CreateResult> {
-        let d = try searchableDirectory(dir, caller)
+        let d = try searchableDirectory(dir, caller, for: name)
         guard case .name(let bytes) = LastComponent(name) else { throw exclusive ? .fileExists : .isDirectory }
         let n = try LastComponent.fileName(bytes)
         if let existing = d.directory![n] {
@@ -48,8 +48,7 @@ extension MetadataState {
     public func planMknod(
         in dir: InodeNumber, _ name: [UInt8], type: FileType, permissions: UInt16, rdev: UInt64 = 0, caller: Caller
     ) throws(Errno) -> NamespacePlan<InodeNumber> {
-        if type == .directory { throw .notPermitted }
-        if type == .symlink { throw .invalidArgument }
+        try Self.checkMknodType(type)
         let (d, n) = try nameToCreate(in: dir, name, caller)
         try checkMayCreate(in: d, caller)
         let isDevice = type == .characterDevice || type == .blockDevice
@@ -74,9 +73,7 @@ extension MetadataState {
     public func planSymlink(
         in dir: InodeNumber, _ name: [UInt8], target: [UInt8], caller: Caller
     ) throws(Errno) -> NamespacePlan<InodeNumber> {
-        if target.isEmpty { throw .noSuchFileOrDirectory }
-        if target.count > Self.maxPathLength { throw .fileNameTooLong }
-        if target.contains(0) { throw .invalidArgument }
+        try Self.checkSymlinkTarget(target)
         let (d, n) = try nameToCreate(in: dir, name, caller)
         try checkMayCreate(in: d, caller)
         return planNewInode(.symlink, permissions: 0o777, target: target, in: dir, n, caller: caller)
@@ -105,10 +102,26 @@ extension MetadataState {
         return b.plan(())
     }
 
+    /// mknod's check of the type, which Linux makes before it walks the path (may_mknod):
+    /// EPERM for a directory, EINVAL for a symlink. A caller that resolves a path before
+    /// planning calls it first, to give a bad type and a bad path Linux's errno.
+    public static func checkMknodType(_ type: FileType) throws(Errno) {
+        if type == .directory { throw .notPermitted }
+        if type == .symlink { throw .invalidArgument }
+    }
+
+    /// symlink's check of the target, made when the syscall copies it in, before the path
+    /// walk: ENOENT if empty, ENAMETOOLONG past 4095 bytes, EINVAL for a NUL.
+    public static func checkSymlinkTarget(_ target: [UInt8]) throws(Errno) {
+        if target.isEmpty { throw .noSuchFileOrDirectory }
+        if target.count > maxPathLength { throw .fileNameTooLong }
+        if target.contains(0) { throw .invalidArgument }
+    }
+
     /// The checks of filename_create: `dir` searchable, the last component an ordinary name
     /// (EEXIST for ".", ".." and "/"), of a valid length, and not taken (EEXIST).
     func nameToCreate(in dir: InodeNumber, _ name: [UInt8], _ caller: Caller) throws(Errno) -> (InodeRecord, FileName) {
-        let d = try searchableDirectory(dir, caller)
+        let d = try searchableDirectory(dir, caller, for: name)
         guard case .name(let bytes) = LastComponent(name) else { throw .fileExists }
         let n = try LastComponent.fileName(bytes)
         if d.directory![n] != nil { throw .fileExists }

@@ -31,19 +31,20 @@ extension MetadataState {
     /// Symlinks one walk follows before ELOOP (MAXSYMLINKS).
     public static let maxSymlinkFollows = 40
 
-    /// `dir` if it is a directory `caller` may search: ENOENT if there is no such inode,
-    /// ENOTDIR, EACCES without search permission (may_lookup, checked before each name).
-    func searchableDirectory(_ dir: InodeNumber, _ caller: Caller) throws(Errno) -> InodeRecord {
+    /// `dir` if it is a directory `caller` may search for `name`: ENOENT if there is no such
+    /// inode, ENOTDIR, EACCES without search permission (may_lookup, checked before each
+    /// name). An empty name (the path "/") is looked up in nothing, so needs no search.
+    func searchableDirectory(_ dir: InodeNumber, _ caller: Caller, for name: [UInt8]) throws(Errno) -> InodeRecord {
         guard let rec = inodes[dir] else { throw .noSuchFileOrDirectory }
         guard rec.directory != nil else { throw .notDirectory }
-        guard rec.attributes.permits(.execute, to: caller) else { throw .permissionDenied }
+        if !name.isEmpty && !rec.attributes.permits(.execute, to: caller) { throw .permissionDenied }
         return rec
     }
 
     /// The inode `name` names in `dir`: "." is `dir`, ".." its parent (the root's is the
     /// root). ENOTDIR, EACCES, ENAMETOOLONG, ENOENT (also for an empty name).
     public func lookup(in dir: InodeNumber, _ name: [UInt8], caller: Caller) throws(Errno) -> InodeNumber {
-        let d = try searchableDirectory(dir, caller)
+        let d = try searchableDirectory(dir, caller, for: name)
         switch LastComponent(name) {
         case .root: throw .noSuchFileOrDirectory
         case .dot: return dir
@@ -95,8 +96,9 @@ extension MetadataState {
     }
 
     /// The directory holding a path's last component, and the component, for the plans that
-    /// create, remove or rename it. The directory part is resolved as `resolve` does (and
-    /// must be a directory); the last component is not looked up.
+    /// create, remove or rename it. The directory part is resolved as `resolve` does, and
+    /// must be a directory the caller may search (ENOTDIR, EACCES); the last component is
+    /// not looked up.
     public func resolveParent(_ path: [UInt8], from start: InodeNumber = .root, caller: Caller) throws(Errno) -> ParentAndName {
         try Self.checkPath(path)
         var end = path.count
@@ -106,6 +108,10 @@ extension MetadataState {
         var cut = end
         while cut > 0 && path[cut - 1] != 0x2F { cut -= 1 }
         let dir = cut == 0 ? start : try resolve(Array(path[0..<cut]), from: start, caller: caller)
+        // The walk checks search permission before each name, the last one too: a rename
+        // or link whose first path ends in an unsearchable directory fails there, before
+        // its second path is walked.
+        _ = try searchableDirectory(dir, caller, for: Array(path[cut..<end]))
         return ParentAndName(directory: dir, name: Array(path[cut..<end]), trailingSlash: trailingSlash)
     }
 

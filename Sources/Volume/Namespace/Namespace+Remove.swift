@@ -15,7 +15,7 @@ extension MetadataState {
     public func planUnlink(
         in dir: InodeNumber, _ name: [UInt8], caller: Caller, isOpen: (InodeNumber) -> Bool = { _ in false }
     ) throws(Errno) -> NamespacePlan<Unreferenced?> {
-        let d = try searchableDirectory(dir, caller)
+        let d = try searchableDirectory(dir, caller, for: name)
         guard case .name(let bytes) = LastComponent(name) else { throw .isDirectory }
         let n = try LastComponent.fileName(bytes)
         guard let entry = d.directory![n] else { throw .noSuchFileOrDirectory }
@@ -34,7 +34,7 @@ extension MetadataState {
     public func planRmdir(
         in dir: InodeNumber, _ name: [UInt8], caller: Caller, isOpen: (InodeNumber) -> Bool = { _ in false }
     ) throws(Errno) -> NamespacePlan<Unreferenced> {
-        let d = try searchableDirectory(dir, caller)
+        let d = try searchableDirectory(dir, caller, for: name)
         let n: FileName
         switch LastComponent(name) {
         case .root: throw .resourceBusy

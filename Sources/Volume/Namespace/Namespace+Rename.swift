@@ -60,10 +60,9 @@ extension MetadataState {
     func renameRequest(
         _ oldDir: InodeNumber, _ oldName: [UInt8], _ newDir: InodeNumber, _ newName: [UInt8], _ flags: RenameFlags, _ caller: Caller
     ) throws(Errno) -> RenameRequest {
-        if flags.rawValue & ~RenameFlags([.noReplace, .exchange]).rawValue != 0 { throw .invalidArgument }
-        if flags.contains([.noReplace, .exchange]) { throw .invalidArgument }
-        let od = try searchableDirectory(oldDir, caller)
-        let nd = try searchableDirectory(newDir, caller)
+        try Self.checkRenameFlags(flags)
+        let od = try searchableDirectory(oldDir, caller, for: oldName)
+        let nd = try searchableDirectory(newDir, caller, for: newName)
         guard case .name(let oldBytes) = LastComponent(oldName) else { throw .resourceBusy }
         guard case .name(let newBytes) = LastComponent(newName) else {
             throw flags.contains(.noReplace) ? .fileExists : .resourceBusy
@@ -86,6 +85,13 @@ extension MetadataState {
         }
         return RenameRequest(
             oldDir: oldDir, newDir: newDir, oldName: on, newName: nn, moving: moving, target: target, exchange: exchange)
+    }
+
+    /// renameat2's check of the flags, before any path walk: EINVAL for an unknown bit and
+    /// for RENAME_NOREPLACE with RENAME_EXCHANGE.
+    public static func checkRenameFlags(_ flags: RenameFlags) throws(Errno) {
+        if flags.rawValue & ~RenameFlags([.noReplace, .exchange]).rawValue != 0 { throw .invalidArgument }
+        if flags.contains([.noReplace, .exchange]) { throw .invalidArgument }
     }
 
     /// vfs_rename's checks: removing the old name, creating or removing (or, exchanging,

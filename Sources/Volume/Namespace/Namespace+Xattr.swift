@@ -49,9 +49,7 @@ extension MetadataState {
     public func planSetXattr(
         _ inode: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags = [], caller: Caller
     ) throws(Errno) -> NamespacePlan<Void> {
-        if flags.rawValue & ~XattrFlags([.create, .replace]).rawValue != 0 { throw .invalidArgument }
-        try Self.checkXattrName(name)
-        if value.count > Self.maxXattrValueSize { throw .argListTooLong }
+        try Self.checkXattrRequest(name: name, valueSize: value.count, flags: flags)
         guard let rec = inodes[inode] else { throw .noSuchFileOrDirectory }
         try checkXattrAccess(rec, name, write: true, caller)
         let exists = rec.xattrs[name] != nil
@@ -94,9 +92,17 @@ extension MetadataState {
         return visible.sorted { $0.lexicographicallyPrecedes($1) }
     }
 
-    /// The name as the syscalls copy it in: 1 to 255 bytes (ERANGE), no NUL (EINVAL: a C
-    /// string cannot carry one).
-    static func checkXattrName(_ name: [UInt8]) throws(Errno) {
+    /// setxattr's checks of what it copies in, made before the path walk: EINVAL for unknown
+    /// flags, the name as checkXattrName, E2BIG for a value over 64 KiB.
+    public static func checkXattrRequest(name: [UInt8], valueSize: Int, flags: XattrFlags) throws(Errno) {
+        if flags.rawValue & ~XattrFlags([.create, .replace]).rawValue != 0 { throw .invalidArgument }
+        try checkXattrName(name)
+        if valueSize > maxXattrValueSize { throw .argListTooLong }
+    }
+
+    /// The name as the xattr syscalls copy it in, before the path walk: 1 to 255 bytes
+    /// (ERANGE), no NUL (EINVAL: a C string cannot carry one).
+    public static func checkXattrName(_ name: [UInt8]) throws(Errno) {
         if name.isEmpty || name.count > maxXattrNameLength { throw .outOfRange }
         if name.contains(0) { throw .invalidArgument }
     }
