@@ -67,16 +67,21 @@ public final class DeviceLogStore: LogStore {
             head = try decodeCheckpointHead(block, at: offset, geometry: geometry, sequenceAtLeast: sequence)
         } catch let error as FormatError {
             return error.category == .notACheckpoint ? .end(reason: error.description) : .torn(reason: error.description)
+        } catch let error as Errno {
+            return .failed(error, reason: "log block \(offset): read failed")
         } catch {
-            return .end(reason: "log block \(offset): read failed: \(error)")
+            return .failed(.ioError, reason: "log block \(offset): \(error)")
         }
         guard head.sequence == sequence else {
             return .end(reason: "log block \(offset): checkpoint \(head.sequence) where \(sequence) was expected")
         }
         var blocks: [[UInt8]] = []
         for i in 0..<head.blockCount {
-            guard let b = try? device.readBlocks(geometry.log.address(ofOffset: offset + i), count: 1) else { break }
-            blocks.append(b)
+            do throws(Errno) {
+                blocks.append(try device.readBlocks(geometry.log.address(ofOffset: offset + i), count: 1))
+            } catch {
+                return .failed(error, reason: "log block \(offset + i): read failed")
+            }
         }
         do throws(FormatError) {
             let c = try decodeCheckpoint(blocks, at: offset, geometry: geometry, sequenceAtLeast: sequence)
@@ -84,6 +89,24 @@ public final class DeviceLogStore: LogStore {
         } catch {
             return error.category == .notACheckpoint ? .end(reason: error.description) : .torn(reason: error.description)
         }
+    }
+
+    public func findCheckpoint(sequenceAtLeast sequence: UInt64) throws(Errno) -> (offset: Int, sequence: UInt64)? {
+        // The whole log, a megabyte at a time; each block is checked as a head would be.
+        let chunk = max(1, (1 << 20) / blockSize)
+        var offset = 0
+        while offset < logBlocks {
+            let n = min(chunk, logBlocks - offset)
+            let bytes = try device.readBlocks(geometry.log.start + offset, count: n)
+            for i in 0..<n {
+                let block = Array(bytes[i * blockSize..<(i + 1) * blockSize])
+                if let head = try? decodeCheckpointHead(block, at: offset + i, geometry: geometry, sequenceAtLeast: sequence) {
+                    return (offset + i, head.sequence)
+                }
+            }
+            offset += n
+        }
+        return nil
     }
 
     public func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno) {

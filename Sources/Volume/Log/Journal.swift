@@ -59,6 +59,10 @@ public final class Journal: Sendable {
         var snapshot: SnapshotLocation
         /// The blocks of the current snapshot, freed when the next one is named.
         var snapshotBlocks: [BlockExtent]
+        /// Set by the first failed log write or flush: the log is shut down (as XFS's is on a
+        /// log I/O error), and every later force fails, because what reached the disk is no
+        /// longer known and writing on could put a newer checkpoint after a lost one.
+        var shutDown: Errno?
     }
 
     let open: OrderedMutex<Open>
@@ -83,7 +87,7 @@ public final class Journal: Sendable {
             .logForce, "log-force lock",
             Log(
                 durable: sequence - 1, head: head, tail: anchor.tail, used: used, snapshot: anchor.snapshot,
-                snapshotBlocks: snapshotBlocks))
+                snapshotBlocks: snapshotBlocks, shutDown: nil))
         self.store = store
         self.bugs = bugs
     }
@@ -158,17 +162,28 @@ public final class Journal: Sendable {
     /// once (group commit: the force that did the work covered it).
     public func force(upTo sequence: UInt64?, dataTicket: UInt64? = nil) throws(Errno) {
         try log.withLock { (l: inout Log) throws(Errno) in
-            let alone = bugs.contains(.forceAlone)
-            let logDone = sequence.map { l.durable >= $0 } ?? true
-            let dataDone = dataTicket.map { flushesDone.load(ordering: .acquiring) > $0 } ?? true
-            if logDone && dataDone && !alone {
-                open.withLock { $0.stats.sharedForces += 1 }
-                return
+            if let e = l.shutDown { throw e }
+            do throws(Errno) { try forceLocked(&l, upTo: sequence, dataTicket: dataTicket) } catch {
+                l.shutDown = error
+                throw error
             }
-            if try !writeOpenCheckpoint(&l) {
-                // Nothing to log: the data alone needs its flush.
-                if !dataDone || alone { try flush() }
-            }
+        }
+    }
+
+    /// Whether the log was shut down by an I/O error (the volume takes no new metadata then).
+    public var isShutDown: Bool { log.withLock { $0.shutDown != nil } }
+
+    func forceLocked(_ l: inout Log, upTo sequence: UInt64?, dataTicket: UInt64?) throws(Errno) {
+        let alone = bugs.contains(.forceAlone)
+        let logDone = sequence.map { l.durable >= $0 } ?? true
+        let dataDone = dataTicket.map { flushesDone.load(ordering: .acquiring) > $0 } ?? true
+        if logDone && dataDone && !alone {
+            open.withLock { $0.stats.sharedForces += 1 }
+            return
+        }
+        if try !writeOpenCheckpoint(&l) {
+            // Nothing to log: the data alone needs its flush.
+            if !dataDone || alone { try flush() }
         }
     }
 
@@ -278,7 +293,13 @@ public final class Journal: Sendable {
     /// Writes a snapshot of everything now, whether or not the log has room (unmount with
     /// `clean`, and mount after a replay, which must not write over a torn tail).
     public func writeSnapshotNow(clean: Bool) throws(Errno) {
-        try log.withLock { (l: inout Log) throws(Errno) in try writeSnapshotLocked(&l, clean: clean) }
+        try log.withLock { (l: inout Log) throws(Errno) in
+            if let e = l.shutDown { throw e }
+            do throws(Errno) { try writeSnapshotLocked(&l, clean: clean) } catch {
+                l.shutDown = error
+                throw error
+            }
+        }
     }
 
     /// Where the log is: for tests and the tools.

@@ -34,6 +34,8 @@ public enum CheckpointRead: Sendable {
     /// A checkpoint of the expected sequence starts here but is not whole or not valid: a
     /// torn tail if it is the last thing in the log.
     case torn(reason: String)
+    /// The device could not be read: recovery cannot tell where the log ends.
+    case failed(Errno, reason: String)
 }
 
 /// The journal's device side.
@@ -49,6 +51,9 @@ public protocol LogStore: AnyObject, Sendable {
     func writeCheckpoint(_ image: CheckpointImage, sequence: UInt64, at offset: Int) throws(Errno)
     /// Reads the checkpoint of `sequence` that would start at log offset `offset`.
     func readCheckpoint(sequence: UInt64, at offset: Int) -> CheckpointRead
+    /// The first log offset holding the valid head of a checkpoint of sequence `sequence`
+    /// or later, or nil (the check that the end recovery found is the log's real end).
+    func findCheckpoint(sequenceAtLeast sequence: UInt64) throws(Errno) -> (offset: Int, sequence: UInt64)?
     /// Writes a snapshot of `sequence`, encoded in `image`, to `blocks`, the first being the
     /// root (not flushed).
     func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno)

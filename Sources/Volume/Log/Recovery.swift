@@ -53,12 +53,33 @@ public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLo
             r.nextSequence = seq + 1
         case .end(let reason):
             r.end = reason
-            return r
+            return try checkedEnd(r, store)
         case .torn(let reason):
             r.end = "torn: \(reason)"
-            return r
+            return try checkedEnd(r, store)
+        case .failed(let errno, let reason):
+            throw .io(errno, reason)
         }
     }
+}
+
+/// The end recovery found, checked: the journal writes a checkpoint only after the one
+/// before it is durable, so a valid checkpoint of a later sequence anywhere in the log means
+/// the one at the end was damaged, not torn, and what follows it would be lost. Recovery
+/// refuses such a log rather than mount a volume without its newer metadata.
+func checkedEnd(_ r: RecoveredLog, _ store: any LogStore) throws(VolumeError) -> RecoveredLog {
+    let later: (offset: Int, sequence: UInt64)?
+    do throws(Errno) {
+        later = try store.findCheckpoint(sequenceAtLeast: r.nextSequence + 1)
+    } catch {
+        throw .io(error, "scanning the log past its end at log block \(r.head)")
+    }
+    if let later {
+        throw .corrupt(
+            "log block \(r.head): checkpoint \(r.nextSequence) is damaged (\(r.end)), but checkpoint \(later.sequence) "
+                + "follows at log block \(later.offset): the log is damaged in the middle, not torn at its end")
+    }
+    return r
 }
 
 /// Every block the metadata says is in use, checked: the superblocks and the log, the

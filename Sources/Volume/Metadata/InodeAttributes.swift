@@ -75,7 +75,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 public struct InodeAttributes: Hashable, Sendable {
     public var type: FileType
     /// The permission bits with setuid, setgid and sticky (0o7777); the type is `type`.
-    public var permissions: UInt16
+    /// Other bits are dropped on assignment, so a state never holds what the snapshot
+    /// reader refuses.
+    public var permissions: UInt16 { didSet { if permissions & ~0o7777 != 0 { permissions &= 0o7777 } } }
     public var uid: UInt32
     public var gid: UInt32
     /// Hard links: directory entries naming the inode (a directory counts its "." and each

@@ -11,6 +11,10 @@ public struct ApplyError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { "log record \(record): \(reason)" }
 }
 
+// A record of a log that passed its checks may still name what is not there (a crafted or
+// buggy log): apply throws for what it must have, and never force-unwraps what another
+// record could have removed (an entry may name a freed inode until fsck says so).
+
 extension MetadataState {
     /// Applies one record, or throws without changing anything when it cannot apply.
     public mutating func apply(_ r: LogRecord) throws(ApplyError) {
@@ -91,7 +95,7 @@ extension MetadataState {
         guard cookie >= d.nextCookie else { throw fail("cookie \(cookie) already used in \(dir)") }
         guard inodes[target]?.attributes.type == type else { throw fail("\(target) is not a \(type)") }
         inodes[dir]!.directory!.add(name, DirectoryEntry(inode: target, type: type, cookie: cookie))
-        if type == .directory { inodes[target]!.directory!.parent = dir }
+        if type == .directory { inodes[target]?.directory?.parent = dir }
     }
 
     private mutating func rename(
@@ -104,7 +108,7 @@ extension MetadataState {
             guard let other = target[to] else { throw fail("no entry \(to) in \(toDir) to exchange with") }
             inodes[fromDir]!.directory!.retarget(from, to: other.inode, type: other.type)
             inodes[toDir]!.directory!.retarget(to, to: moving.inode, type: moving.type)
-            if other.type == .directory { inodes[other.inode]!.directory!.parent = fromDir }
+            if other.type == .directory { inodes[other.inode]?.directory?.parent = fromDir }
         } else {
             if fromDir == toDir && from == to { return }
             guard cookie >= target.nextCookie else { throw fail("cookie \(cookie) already used in \(toDir)") }
@@ -112,7 +116,7 @@ extension MetadataState {
             inodes[toDir]!.directory!.remove(to)
             inodes[toDir]!.directory!.add(to, DirectoryEntry(inode: moving.inode, type: moving.type, cookie: cookie))
         }
-        if moving.type == .directory { inodes[moving.inode]!.directory!.parent = toDir }
+        if moving.type == .directory { inodes[moving.inode]?.directory?.parent = toDir }
     }
 
     private mutating func mapExtent(_ ino: InodeNumber, _ e: DiskExtent, _ fail: (String) -> ApplyError) throws(ApplyError) {
