@@ -11,6 +11,9 @@ struct ModelRunner {
     var state = MetadataState.newVolume(time: Timestamp(seconds: 1))
     /// Each step gets its own time, so that a changed time is a time set by that step.
     var clock: Int64 = 1
+    /// Which inodes count as open (orphaned rather than freed when they lose their last
+    /// name). None in the differential test: the host side holds nothing open.
+    var isOpen: @Sendable (InodeNumber) -> Bool = { _ in false }
 
     mutating func perform(_ step: Step) -> (Int32, String) {
         clock += 1
@@ -47,16 +50,17 @@ struct ModelRunner {
             try state.commit { try $0.planLink(source, in: pn.directory, pn.name, caller: c) }
         case .unlink(let p):
             let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planUnlink(in: pn.directory, pn.name, caller: c) }
+            try state.commit { try $0.planUnlink(in: pn.directory, pn.name, caller: c, isOpen: isOpen) }
         case .rmdir(let p):
             let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planRmdir(in: pn.directory, pn.name, caller: c) }
+            try state.commit { try $0.planRmdir(in: pn.directory, pn.name, caller: c, isOpen: isOpen) }
         case .rename(let from, let to, let flags):
             try MetadataState.checkRenameFlags(RenameFlags(rawValue: flags))
             let po = try state.resolveParent(from, caller: c)
             let pn = try state.resolveParent(to, caller: c)
             try state.commit {
-                try $0.planRename(from: po.directory, po.name, to: pn.directory, pn.name, flags: RenameFlags(rawValue: flags), caller: c)
+                try $0.planRename(
+                    from: po.directory, po.name, to: pn.directory, pn.name, flags: RenameFlags(rawValue: flags), caller: c, isOpen: isOpen)
             }
         default: return try runOnInode(op, c)
         }

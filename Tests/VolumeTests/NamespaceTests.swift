@@ -280,3 +280,64 @@ struct NamespaceTests {
         #expect(try s.listxattr(f, caller: user) == [b("user.b")])
     }
 }
+
+@Suite("Namespace: invariants over random steps")
+struct NamespaceInvariantTests {
+    /// What must hold after every transaction: each directory's entries name inodes of
+    /// their type, a subdirectory's ".." is the directory holding it, every link count is
+    /// the number of names (plus "." and the subdirectories' ".." for a directory), every
+    /// inode is reachable from the root or on the orphan list with no name left.
+    static func problems(_ s: MetadataState) -> [String] {
+        var names: [InodeNumber: UInt32] = [:]
+        var subdirectories: [InodeNumber: UInt32] = [:]
+        var out: [String] = []
+        for (dir, rec) in s.inodes {
+            guard let d = rec.directory else { continue }
+            for (name, entry) in d.entries(after: 0) {
+                names[entry.inode, default: 0] += 1
+                guard let target = s[entry.inode] else {
+                    out.append("\(dir)/\(name) names no inode")
+                    continue
+                }
+                if target.attributes.type != entry.type { out.append("\(dir)/\(name) has the wrong type") }
+                if entry.type == .directory {
+                    subdirectories[dir, default: 0] += 1
+                    if target.directory?.parent != dir {
+                        out.append("\(dir)/\(name): its .. is \(String(describing: target.directory?.parent))")
+                    }
+                }
+            }
+        }
+        for (ino, rec) in s.inodes {
+            let n = names[ino, default: 0]
+            let expected =
+                rec.attributes.type == .directory ? (ino == .root ? 2 : (n == 0 ? 0 : n + 1)) + subdirectories[ino, default: 0] : n
+            if rec.attributes.nlink != expected { out.append("\(ino): nlink \(rec.attributes.nlink), names say \(expected)") }
+            if n == 0 && ino != .root && !s.orphans.contains(ino) { out.append("\(ino) has no name and is not an orphan") }
+            if n > 0 && s.orphans.contains(ino) { out.append("\(ino) is named and an orphan") }
+        }
+        return out
+    }
+
+    @Test("link counts, parents and orphans stay consistent", arguments: Array(UInt64(1)...UInt64(12)))
+    func consistent(seed: UInt64) throws {
+        var model = ModelRunner()
+        model.isOpen = { $0.rawValue % 3 == 0 }
+        var generator = StepGenerator(seed: seed)
+        var orphansFreed = 0
+        for step in RandomCases.setup + (0..<600).map({ _ in generator.next() }) {
+            _ = model.perform(step)
+            if let first = Self.problems(model.state).first {
+                Issue.record("seed \(seed), after \(step): \(first)")
+                return
+            }
+            if model.clock % 50 == 0 {
+                for ino in model.state.orphans.sorted() {
+                    try model.state.commit { try $0.planFreeInode(ino) }
+                    orphansFreed += 1
+                }
+            }
+        }
+        #expect(orphansFreed > 0, "the steps of seed \(seed) orphaned nothing")
+    }
+}
