@@ -23,23 +23,10 @@
 /// Lock classes; a thread may only acquire a lock whose level is greater than every level
 /// it already holds.
 public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
-    /// The volume's namespace lock: directory operations (docs/VOLUME.md "Locks").
-    case namespace = 2
-    /// The volume's table of in-memory inodes (open files and their page caches).
-    case inodeTable = 4
-    case inodeIO = 10
-    /// The volume's log-force lock, held while a checkpoint or a snapshot is written; fsync
-    /// takes it with the inode I/O lock held.
-    case logForce = 15
-    case invalidate = 20
-    case folio = 30
-    case extentMap = 40
-    /// The volume's metadata lock: its metadata state and the log's current checkpoint,
-    /// taken from under the extent-map lock when writeback allocates or converts.
-    case metadata = 45
-    case cacheIndex = 50
-    case space = 60
-    case device = 70
+    // In the order of the table above; the volume's four (namespace, inode table, log
+    // force, metadata) are docs/VOLUME.md's "Locks".
+    case namespace = 2, inodeTable = 4, inodeIO = 10, logForce = 15, invalidate = 20, folio = 30, extentMap = 40
+    case metadata = 45, cacheIndex = 50, space = 60, device = 70
     /// Locks of test and tool infrastructure (models, recorders) that nest inside anything.
     case leaf = 100
 

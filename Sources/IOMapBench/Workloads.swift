@@ -150,8 +150,9 @@ private func sizeLabel(_ bytes: Int) -> String {
 /// A row comparing the engine with the kernel: medians of the first two sides (and of the
 /// memcpy baseline when there is a third), ratio kernel / engine, held when at least
 /// `minimum`.
-private func kernelRatioRow(_ name: String, _ samples: [[Double]], minimum: Double) -> BenchResult {
+private func kernelRatioRow(_ name: String, _ samples: [[Double]], minimum: Double, bytes: Int? = nil) -> BenchResult {
     var r = BenchResult(name: name, goal: goalText(name))
+    if let bytes { r.detail["bytes"] = Double(bytes) }
     let (e, k) = (median(samples[0]), median(samples[1]))
     r.engineNsPerOp = e
     r.kernelNsPerOp = k
@@ -275,9 +276,7 @@ extension BenchContext {
                 },
                 freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
             ])
-        var r = kernelRatioRow(name, samples, minimum: opSize == 4 * KiB ? 1.2 : 1.0)
-        r.detail["bytes"] = Double(size)
-        return r
+        return kernelRatioRow(name, samples, minimum: opSize == 4 * KiB ? 1.2 : 1.0, bytes: size)
     }
 
     // MARK: read-4k
@@ -344,9 +343,7 @@ extension BenchContext {
                 },
                 { _ in try side("memcpy") { k in _ = memcpy(buffer, cache + k * opSize, opSize) } },
             ])
-        var r = kernelRatioRow(name, samples, minimum: 2.0)
-        r.detail["bytes"] = Double(size)
-        return r
+        return kernelRatioRow(name, samples, minimum: 2.0, bytes: size)
     }
 
     // MARK: seek-data, seek-hole
@@ -555,9 +552,7 @@ extension BenchContext {
                 },
                 freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
             ])
-        var r = kernelRatioRow(name, samples, minimum: 0.9)
-        r.detail["bytes"] = Double(size)
-        return r
+        return kernelRatioRow(name, samples, minimum: 0.9, bytes: size)
     }
 
     // MARK: live-hooks

@@ -88,11 +88,8 @@ extension FsxConfig {
     /// takes from its options: this preset, `iomap fsx` and `iomap difftest`.
     public init(seed: UInt64, ops: Int, blockSize: Int, maxFolioSize: Int, maxFileSize: Int, maxOpSize: Int) {
         self.init(seed: seed)
-        self.ops = ops
-        self.blockSize = blockSize
-        self.maxFolioSize = maxFolioSize
-        self.maxFileSize = maxFileSize
-        self.maxOpSize = maxOpSize
+        (self.ops, self.blockSize, self.maxFolioSize) = (ops, blockSize, maxFolioSize)
+        (self.maxFileSize, self.maxOpSize) = (maxFileSize, maxOpSize)
     }
 }
 
