@@ -100,6 +100,9 @@ struct Stamp: Hashable, Sendable {
 struct Snapshot: Sendable {
     var nodes: [String: Node] = [:]
     var stamps: [String: Stamp] = [:]
+    /// Each directory's names in readdir order (tmpfs keeps stable offsets, given in the
+    /// order names arrive, as our cookies are).
+    var listings: [String: [String]] = [:]
 
     /// For each path of `self` whose inode `after` still has: whether its mtime and ctime
     /// changed (an inode moved by a rename is found by its number).
@@ -356,7 +359,11 @@ private func hostSnapshot() -> Snapshot {
         }
         snap.nodes[path] = node
         snap.stamps[path] = Stamp(inode: UInt64(st.st_ino), mtime: Timestamp(st.st_mtim), ctime: Timestamp(st.st_ctim))
-        if type == .directory { pending += hostEntries(path).map { path == "/" ? "/" + $0 : path + "/" + $0 } }
+        if type == .directory {
+            let names = hostEntries(path)
+            snap.listings[path] = names
+            pending += names.map { path == "/" ? "/" + $0 : path + "/" + $0 }
+        }
     }
     return snap
 }

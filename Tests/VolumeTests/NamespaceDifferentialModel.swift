@@ -137,8 +137,11 @@ struct ModelRunner {
                 type: a.type, permissions: a.permissions, uid: a.uid, gid: a.gid, nlink: a.nlink,
                 size: a.type == .regular || a.type == .symlink ? a.size : 0, rdev: a.rdev, target: rec.symlinkTarget, xattrs: rec.xattrs)
             snap.stamps[path] = Stamp(inode: ino.rawValue, mtime: a.mtime, ctime: a.ctime)
+            guard rec.directory != nil else { continue }
+            snap.listings[path] = []
             for e in (try? state.readdir(ino, after: 2)) ?? [] {
                 let name = String(decoding: e.name, as: UTF8.self)
+                snap.listings[path]!.append(name)
                 pending.append((path == "/" ? "/" + name : path + "/" + name, e.inode))
             }
         }
