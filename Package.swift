@@ -56,7 +56,7 @@ let package = Package(
             name: "Volume", dependencies: ["CIOMapBase", "IOMapBase", "PageCache", "IOMap", "ExtentFS"],
             swiftSettings: strict),
         .target(
-            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS"],
+            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume"],
             swiftSettings: strict),
         .target(name: "CKernelShim", path: "Sources/CKernelShim", publicHeadersPath: "include"),
         .target(

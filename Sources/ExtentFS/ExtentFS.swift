@@ -128,8 +128,10 @@ public final class ExtentFS: Sendable {
         if space.reservedBlocks != delalloc {
             return InvariantFinding(.d4, "\(space.reservedBlocks) blocks reserved but files hold \(delalloc) delalloc blocks")
         }
-        if space.freeBlocks + allocated != space.totalBlocks {
-            return InvariantFinding(.d4, "\(space.freeBlocks) free + \(allocated) allocated != \(space.totalBlocks) total blocks")
+        let held = config.journal?.blocksHeld ?? 0
+        if space.freeBlocks + allocated + held != space.totalBlocks {
+            return InvariantFinding(
+                .d4, "\(space.freeBlocks) free + \(allocated) allocated + \(held) held by the journal != \(space.totalBlocks) total blocks")
         }
         return nil
     }

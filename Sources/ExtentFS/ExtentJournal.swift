@@ -31,4 +31,7 @@ public protocol ExtentJournal: AnyObject, Sendable {
     /// data and metadata durable (xfs_file_fsync's log force). `wroteData` says whether the
     /// writeback wrote anything.
     func commit(_ file: ExtentFile, wroteData: Bool) throws(Errno)
+    /// Blocks the journal holds outside every file's extent map: its metadata region and
+    /// snapshot, and freed blocks not yet given back (busy). The space check (D4) counts them.
+    var blocksHeld: Int { get }
 }

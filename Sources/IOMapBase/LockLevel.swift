@@ -37,7 +37,14 @@ public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
     /// leaf locks beneath (page-cache index, space counters, device, recorders) are not:
     /// their critical sections are single atomic steps, like the kernel's xa_lock and
     /// per-CPU counters, and nothing that could yield runs inside them.
-    @inlinable public var isInterleaved: Bool { self <= .extentMap }
+    /// The volume's locks are not: the explorer's scenarios run on the engine's, and a
+    /// volume's log force holds no engine lock inside, so it is one step.
+    @inlinable public var isInterleaved: Bool {
+        switch self {
+        case .inodeIO, .invalidate, .folio, .extentMap: return true
+        default: return false
+        }
+    }
 
     public var description: String {
         switch self {

@@ -102,6 +102,9 @@ struct Explore: ParsableCommand {
 
     /// The exploration the options ask for; validate() has checked them, so only parsing the
     /// replayed schedule can fail.
+    @Flag(help: "Run on a file of a new in-memory volume (its journal logs every allocation; fsync is a log force).")
+    var volume = false
+
     func exploreConfig() throws -> ExploreConfig {
         var config = ExploreConfig(scenario: ExploreScenario(rawValue: scenario!)!)
         config.strategy = strategy
@@ -113,6 +116,7 @@ struct Explore: ParsableCommand {
         config.keepGoing = keepGoing
         config.engine = ExploreEngineOptions(
             policy: policy, eofRounding: eofRounding, validityCheck: !noValidityCheck, writeEnd: writeEnd)
+        config.engine.backing = volume ? .volume : .engine
         return config
     }
 

@@ -73,6 +73,9 @@ struct Fsx: SeededRunCommand {
         return out
     }
 
+    @Flag(help: "Run on a file of a new in-memory volume (its journal logs every allocation; fsync is a log force).")
+    var volume = false
+
     func config(seed: UInt64) throws -> FsxConfig {
         var c = FsxConfig(
             seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, maxFileSize: maxFileSize, maxOpSize: maxOpSize)
@@ -84,6 +87,7 @@ struct Fsx: SeededRunCommand {
         c.engineEvents = !noEngineEvents
         c.checkEveryOp = checkEveryOp
         c.skipUnsupported = skipUnsupported
+        c.backing = volume ? .volume : .engine
         return c
     }
 
@@ -118,6 +122,7 @@ struct Fsx: SeededRunCommand {
     func engineFlags(_ config: FsxConfig) -> String {
         "--block-size \(config.blockSize) --max-folio-size \(config.maxFolioSize) --policy \(config.policy.rawValue)"
             + (config.writeEnd == .zeroTail ? "" : " --write-end \(config.writeEnd.rawValue)")
+            + (config.backing == .volume ? " --volume" : "")
     }
 
     /// Writes a violation's evidence into `dir` (the failing and minimized logs, the expected

@@ -46,8 +46,12 @@ struct Race: SeededRunCommand {
         }
     }
 
+    @Flag(help: "Run on a file of a new in-memory volume (its journal logs every allocation; fsync is a log force).")
+    var volume = false
+
     func config(seed: UInt64) throws -> RaceConfig {
         var c = RaceConfig(seed: seed)
+        c.backing = volume ? .volume : .engine
         c.sizeMiB = size
         c.layouts = try layouts()
         c.mappedWriters = mappedWriters
@@ -66,7 +70,7 @@ struct Race: SeededRunCommand {
         let stderr = FileHandle.standardError
         stderr.write(
             Data(
-                "iomap race: seed \(config.seed), policy \(config.policy.rawValue), \(config.pages) pages, \(config.writers) writers, \(config.rounds) rounds per layout\n"
+                "iomap race: seed \(config.seed), policy \(config.policy.rawValue), \(config.pages) pages, \(config.writers) writers, \(config.rounds) rounds per layout\(config.backing == .volume ? ", on a volume" : "")\n"
                     .utf8))
         let report = runRace(config) { line in stderr.write(Data((line + "\n").utf8)) }
         if json {

@@ -37,8 +37,12 @@ struct Stress: ParsableCommand {
         guard quietEvery > 0 else { throw ValidationError("--quiet-every must be positive, got \(quietEvery)") }
     }
 
+    @Flag(help: "Run on a file of a new in-memory volume (its journal logs every allocation; fsync is a log force).")
+    var volume = false
+
     func run() throws {
         var config = StressConfig(seed: runSeed(seed))
+        config.backing = volume ? .volume : .engine
         config.workers = workers
         config.opsPerWorker = ops
         config.regionSize = regionSize
@@ -58,7 +62,7 @@ struct Stress: ParsableCommand {
         if let v = report.violation {
             FileHandle.standardError.write(
                 Data(
-                    "VIOLATION: \(v)\nrun again: iomap stress --seed \(config.seed) --workers \(workers) --ops \(ops) --region-size \(regionSize) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue) --quiet-every \(quietEvery)\n"
+                    "VIOLATION: \(v)\nrun again: iomap stress --seed \(config.seed) --workers \(workers) --ops \(ops) --region-size \(regionSize) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue) --quiet-every \(quietEvery)\(volume ? " --volume" : "")\n"
                         .utf8))
             throw ExitStatus.violation
         }

@@ -20,6 +20,8 @@ import Synchronization
 public struct ExploreEngineOptions: Sendable, Equatable {
     /// The engine's deliberate bugs (the switches below are views of them).
     public var bugs: DeliberateBugs = []
+    /// The engine's file system alone, or a file of a volume.
+    public var backing: FileBacking = .engine
     public init(
         policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd, validityCheck: Bool = true,
         writeEnd: WriteEndPolicy = .zeroTail
@@ -39,6 +41,7 @@ public struct ExploreEngineOptions: Sendable, Equatable {
         if eofRounding != .blockEnd { f += ["--eof-rounding", eofRounding.rawValue] }
         if !validityCheck { f.append("--no-validity-check") }
         if writeEnd != .zeroTail { f += ["--write-end", writeEnd.rawValue] }
+        if backing == .volume { f.append("--volume") }
         return f
     }
 }
@@ -123,11 +126,12 @@ public enum ExploreScenario: String, CaseIterable, Sendable {
 
 extension ExploreScenario {
     static func newFile(_ options: ExploreEngineOptions, _ environment: IOMapEnvironment, blockSize: Int) -> (ExtentFS, ExtentFile) {
-        let fs = ExtentFS(
-            memoryBytes: 8 << 20,
-            config: ExtentFSConfig(
-                blockSize: blockSize, maxFolioSize: pageSize, bugs: options.bugs, environment: environment))
-        return (fs, fs.createFile())
+        let fileSystem = TestFileSystem(
+            options.backing, dataBytes: 8 << 20,
+            config: ExtentFSConfig(blockSize: blockSize, maxFolioSize: pageSize, bugs: options.bugs, environment: environment))
+        // The file keeps its file system and journal alive; the volume object itself (its
+        // namespace) may go, which the data path does not need.
+        return (fileSystem.fs, fileSystem.createFile())
     }
 
     /// Bytes that differ from their neighbours and from zero, so a lost or misplaced byte shows.

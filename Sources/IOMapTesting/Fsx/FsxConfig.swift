@@ -17,6 +17,8 @@ public struct FsxConfig: Sendable, DeliberateBugsCarrier {
     public var maxFolioSize = 64 << 10
     /// The engine's deliberate bugs; the switches (`policy`, `eofRounding`, ...) are views of them (DeliberateBugsCarrier).
     public var bugs: DeliberateBugs = []
+    /// Whether the file is the engine's alone or a file of a volume (TestFileSystem).
+    public var backing: FileBacking = .engine
     /// The fault sites that may fire.
     public var faults: Set<FaultSite> = Set(FaultSite.allCases)
     /// The probability of each site per query.

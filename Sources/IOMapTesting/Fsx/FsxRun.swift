@@ -22,6 +22,8 @@ public struct FsxRun {
     let plan: FsxFaultPlan
     let raceBox: FsxRaceBox
     let fs: ExtentFS
+    /// What keeps a volume's handles alive when the file is on one.
+    let fileSystem: TestFileSystem
     public let file: ExtentFile
     var model = FileModel()
     var rng: SeededRandom
@@ -40,11 +42,12 @@ public struct FsxRun {
         let box = FsxRaceBox()
         raceBox = box
         let env = IOMapEnvironment(faults: FaultInjector(script: { plan.answer($0) }), hook: { box.fire($0) })
-        fs = ExtentFS(
-            memoryBytes: 4 * config.maxFileSize + (64 << 20),
+        fileSystem = TestFileSystem(
+            config.backing, dataBytes: 4 * config.maxFileSize + (64 << 20),
             config: ExtentFSConfig(
                 blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, bugs: config.bugs, environment: env))
-        let newFile = fs.createFile()
+        fs = fileSystem.fs
+        let newFile = fileSystem.createFile()
         file = newFile
         let base = config.offsetBase
         box.state.withLock {

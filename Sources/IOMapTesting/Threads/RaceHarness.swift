@@ -45,6 +45,8 @@ public struct RaceConfig: Sendable {
     public var pwriteWriters = 1
     /// Rounds per layout.
     public var rounds = 8
+    /// The engine's file system alone, or a file of a volume.
+    public var backing: FileBacking = .engine
     /// The probability that a buffered write meets an injected fault.
     public var failRate = 0.05
     public var policy: CleanupPolicy = .preserveDirty
@@ -218,8 +220,9 @@ public func runRace(_ config: RaceConfig, progress: ((String) -> Void)? = nil) -
         blockSize: config.blockSize, maxFolioSize: 2 << 20, cleanupPolicy: config.policy,
         environment: IOMapEnvironment(faults: injector, hook: { delays.fire($0) }))
     // Room for the file twice over: an injected ENOSPC is the only kind there is.
-    let fs = ExtentFS(memoryBytes: 2 * config.fileSize + (16 << 20), config: fsConfig)
-    let file = fs.createFile()
+    let fileSystem = TestFileSystem(config.backing, dataBytes: 2 * config.fileSize + (16 << 20), config: fsConfig)
+    let fs = fileSystem.fs
+    let file = fileSystem.createFile()
     let shared = RaceShared()
 
     func elapsed() -> Double { (ContinuousClock.now - start).inSeconds }

@@ -32,6 +32,8 @@ public struct StressConfig: Sendable, CustomStringConvertible {
     public var blockSize = 1024
     public var maxFolioSize = 16 << 10
     public var policy: CleanupPolicy = .preserveDirty
+    /// The engine's file system alone, or a file of a volume.
+    public var backing: FileBacking = .engine
     /// Stop everything and check the invariants every this many operations per worker.
     public var quietEvery = 200
     /// Test the checker: a rogue thread keeps changing bytes of worker 0's region behind its
@@ -43,7 +45,7 @@ public struct StressConfig: Sendable, CustomStringConvertible {
     public var description: String {
         "StressConfig(seed: \(seed), workers: \(workers), opsPerWorker: \(opsPerWorker), regionSize: \(regionSize), "
             + "blockSize: \(blockSize), maxFolioSize: \(maxFolioSize), policy: .\(policy), quietEvery: \(quietEvery)"
-            + "\(rogueStore ? ", rogueStore: true" : ""))"
+            + "\(rogueStore ? ", rogueStore: true" : "")\(backing == .volume ? ", backing: .volume" : ""))"
     }
 
     /// The file offset where worker `w`'s region starts.
@@ -97,12 +99,13 @@ public func runThreadedStress(_ config: StressConfig) -> StressReport {
         rates: [
             .shortCopy: 0.04, .zeroCopy: 0.02, .reserveENOSPC: 0.01, .staleBeforeFolioLock: 0.02, .staleMidMapping: 0.03,
         ])
-    let fs = ExtentFS(
-        memoryBytes: 64 << 20,
+    let fileSystem = TestFileSystem(
+        config.backing, dataBytes: 64 << 20,
         config: ExtentFSConfig(
             blockSize: config.blockSize, maxFolioSize: config.maxFolioSize, cleanupPolicy: config.policy,
             environment: IOMapEnvironment(faults: injector)))
-    let file = fs.createFile()
+    let fs = fileSystem.fs
+    let file = fileSystem.createFile()
     let shared = StressShared()
     if config.tailStart > 0 {
         do throws(Errno) { try file.truncate(to: config.tailStart) } catch { shared.fail("initial truncate: \(error.symbolicName)") }

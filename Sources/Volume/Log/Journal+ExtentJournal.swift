@@ -81,6 +81,12 @@ extension Journal: ExtentJournal {
         }
     }
 
+    public var blocksHeld: Int {
+        let busy = open.withLock { o in o.busy.reduce(0) { $0 + $1.extents.reduce(0) { $0 + $1.count } } }
+        let snapshot = log.withLock { l in l.snapshotBlocks.reduce(0) { $0 + $1.count } }
+        return store.metadataBlocks + snapshot + busy
+    }
+
     public func commit(_ file: ExtentFile, wroteData: Bool) throws(Errno) {
         try commit(file.inodeNumber, wroteData: wroteData, dataOnly: false)
     }

@@ -1,0 +1,63 @@
+// Counterpart: none in the kernel; the harnesses on a file of a volume. Their file's data
+// path is the engine's either way, so fsx, the explorer, the race harness and the threaded
+// stress must give the same results on a volume as on the engine alone (the same fsx log,
+// the same schedules and violations), with the volume's journal logging every allocation
+// and every fsync a log force, and the canaries must still be caught there.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+import IOMapTesting
+import Testing
+
+@Suite("Harnesses on a volume's file")
+struct VolumeBackingTests {
+    @Test("fsx: the same seed gives the same op log, counts and outcome on a volume", arguments: [1, 2, 3] as [UInt64])
+    func fsxSame(seed: UInt64) {
+        var config = FsxConfig(seed: seed, ops: 3000, blockSize: 1024, maxFolioSize: 16 << 10, maxFileSize: 256 << 10, maxOpSize: 64 << 10)
+        let engine = runFsx(config)
+        config.backing = .volume
+        let volume = runFsx(config)
+        #expect(engine.violation == nil, "seed \(seed): \(engine.violation.map { "\($0)" } ?? "")")
+        #expect(volume.violation == nil, "seed \(seed) on a volume: \(volume.violation.map { "\($0)" } ?? "")")
+        #expect(volume.entries == engine.entries)
+        #expect(volume.opsByKind == engine.opsByKind)
+        #expect(volume.faultsInjected == engine.faultsInjected)
+    }
+
+    @Test("fsx's canary is caught on a volume: the pre-seed cleanup loses data")
+    func fsxCanary() {
+        var config = FsxConfig(seed: 7, ops: 20_000, blockSize: 1024, maxFolioSize: 16 << 10, maxFileSize: 256 << 10, maxOpSize: 64 << 10)
+        config.policy = .truncatePageCache
+        config.backing = .volume
+        #expect(runFsx(config).violation != nil)
+    }
+
+    @Test("the explorer finds the same schedules and the same violation on a volume", arguments: [false, true])
+    func explorerSame(canary: Bool) {
+        var config = ExploreConfig(scenario: .writeFailVsMappedStore)
+        if canary { config.engine = ExploreEngineOptions(policy: .truncatePageCache) }
+        let engine = runExplore(config)
+        config.engine.backing = .volume
+        let volume = runExplore(config)
+        #expect(volume.schedulesExplored == engine.schedulesExplored)
+        #expect(volume.violations == engine.violations)
+        #expect(volume.firstViolation?.schedule == engine.firstViolation?.schedule)
+        #expect((engine.violations > 0) == canary)
+    }
+
+    @Test("the race harness and the threaded stress lose nothing on a volume, and the space balances")
+    func threadedOnVolume() {
+        var race = RaceConfig(seed: 346)
+        race.sizeMiB = 2
+        race.rounds = 2
+        race.backing = .volume
+        let r = runRace(race)
+        #expect(r.slotsLost == 0 && r.slotsChecked > 0 && r.errors.isEmpty, "losses \(r.losses.prefix(3)) errors \(r.errors.prefix(3))")
+        var stress = StressConfig(seed: 346)
+        stress.opsPerWorker = 1000
+        stress.backing = .volume
+        let s = runThreadedStress(stress)
+        #expect(s.violation == nil, "\(s.violation ?? "")")
+    }
+}
