@@ -95,7 +95,7 @@ let package = Package(
             name: "VolumeTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting"],
             swiftSettings: strict),
         .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench", "IOMapKernelSide"], swiftSettings: strict),
-        .testTarget(name: "IOMapCommandTests", dependencies: ["iomap"], swiftSettings: strict),
+        .testTarget(name: "IOMapCommandTests", dependencies: ["iomap", "IOMapBase", "ExtentFS", "Volume"], swiftSettings: strict),
         .testTarget(name: "TidyTests", swiftSettings: strict),
     ]
 )

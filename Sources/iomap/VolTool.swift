@@ -98,6 +98,9 @@ struct VolTool {
         var ctime: String
         var btime: String
         var generation: UInt32
+        /// A regular file's recorded extents: [file block, disk block, count, unwritten 0/1].
+        var extents: [[Int64]]
+        var symlink: String?
     }
 
     func stat(_ path: String) throws {
@@ -107,7 +110,9 @@ struct VolTool {
         let j = StatJSON(
             inode: ino.rawValue, type: "\(a.type)", mode: "0" + String(a.mode, radix: 8), nlink: a.nlink, uid: a.uid, gid: a.gid,
             size: st.size, blocks: st.blocks512, atime: "\(a.atime)", mtime: "\(a.mtime)", ctime: "\(a.ctime)", btime: "\(a.btime)",
-            generation: a.generation)
+            generation: a.generation,
+            extents: (volume.state[ino]?.extents ?? []).map { [$0.fileBlock, $0.diskBlock, $0.count, $0.unwritten ? 1 : 0] },
+            symlink: a.type == .symlink ? String(decoding: (try? volume.readlink(ino)) ?? [], as: UTF8.self) : nil)
         if json {
             printJSON(j)
             return
