@@ -48,11 +48,13 @@ extension Volume {
         return volume
     }
 
-    /// Frees the blocks of open free intents and the orphans. True when there was any.
+    /// Finishes open free intents (their done records) and frees the orphans. True when there
+    /// was any.
     func finishRecovery() throws(Errno) -> Bool {
         let state = journal.state
+        // An open intent's blocks are free already: usedBlocks leaves them out, since no
+        // inode maps them. Only the done record is missing.
         for intent in state.intents.values.sorted(by: { $0.id < $1.id }) {
-            for e in intent.extents { fs.space.free(BlockExtent(start: Int(e.diskBlock), count: Int(e.count))) }
             try journal.transact { (_: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in ([.freeDone(intent: intent.id)], ())
             }
         }
