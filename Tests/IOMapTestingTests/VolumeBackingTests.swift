@@ -12,7 +12,11 @@ import Testing
 
 @Suite("Harnesses on a volume's file")
 struct VolumeBackingTests {
-    @Test("fsx: the same seed gives the same op log, counts and outcome on a volume", arguments: [1, 2, 3] as [UInt64])
+    /// The same op sequence is not expected: fault decisions depend on the lengths of the
+    /// mappings a write gets, and a volume allocates elsewhere (its metadata, its snapshots,
+    /// and blocks kept busy until their free commits, docs/VOLUME.md rule 2). What must hold
+    /// is the outcome, and that a run's log replays the same on either.
+    @Test("fsx: a seed holds on a volume as on the engine, and a volume run's log replays on both", arguments: [1, 2, 3] as [UInt64])
     func fsxSame(seed: UInt64) {
         var config = FsxConfig(seed: seed, ops: 3000, blockSize: 1024, maxFolioSize: 16 << 10, maxFileSize: 256 << 10, maxOpSize: 64 << 10)
         let engine = runFsx(config)
@@ -20,9 +24,13 @@ struct VolumeBackingTests {
         let volume = runFsx(config)
         #expect(engine.violation == nil, "seed \(seed): \(engine.violation.map { "\($0)" } ?? "")")
         #expect(volume.violation == nil, "seed \(seed) on a volume: \(volume.violation.map { "\($0)" } ?? "")")
-        #expect(volume.entries == engine.entries)
-        #expect(volume.opsByKind == engine.opsByKind)
-        #expect(volume.faultsInjected == engine.faultsInjected)
+        #expect(volume.opsByKind.values.reduce(0, +) == engine.opsByKind.values.reduce(0, +))
+        for backing in FileBacking.allCases {
+            config.backing = backing
+            let replayed = runFsx(config, replay: volume.entries)
+            #expect(replayed.violation == nil, "seed \(seed), the volume's log replayed on \(backing)")
+            #expect(replayed.entries == volume.entries, "seed \(seed): replaying on \(backing) ran another sequence")
+        }
     }
 
     @Test("fsx's canary is caught on a volume: the pre-seed cleanup loses data")
