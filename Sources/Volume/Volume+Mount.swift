@@ -21,6 +21,12 @@ extension Volume {
     public static func mount(device: any BlockDevice, store: any LogStore, options: VolumeOptions = VolumeOptions()) throws(VolumeError)
         -> Volume
     {
+        // An unknown read-only-compatible feature allows reading only, and there is no
+        // read-only mount: refuse before recovery writes anything (docs/FORMAT.md "Features").
+        if let device = store as? DeviceLogStore {
+            let (sb, next) = device.superblock.withLock { ($0.current, $0.nextCopy) }
+            do throws(FormatError) { try sb.checkWritable(copy: 1 - next) } catch { throw .unsupported(error.description) }
+        }
         let recovered = try recoverLog(store)
         let used = try usedBlocks(
             of: recovered.state, snapshotBlocks: recovered.snapshotBlocks, metadataBlocks: store.metadataBlocks,

@@ -113,8 +113,10 @@ struct HostCopier {
     func setAttributes(_ ino: InodeNumber, _ st: stat, path: String) throws {
         let isLink = st.st_mode & S_IFMT == S_IFLNK
         try attempt(path) { () throws(Errno) in
-            if !isLink { try volume.setAttributes(ino, .chmod(UInt16(st.st_mode & 0o7777))) }
+            // The owner before the mode: a chown clears set-user-id and set-group-id, as
+            // Linux's does, so a chmod before it would lose them (cp -a orders them so too).
             try volume.setAttributes(ino, .chown(uid: st.st_uid, gid: st.st_gid))
+            if !isLink { try volume.setAttributes(ino, .chmod(UInt16(st.st_mode & 0o7777))) }
             let atime = Timestamp(seconds: Int64(st.st_atim.tv_sec), nanoseconds: UInt32(st.st_atim.tv_nsec))
             let mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec))
             try volume.setAttributes(ino, .times(atime: .set(atime), mtime: .set(mtime)))
@@ -179,8 +181,9 @@ struct HostCopier {
     }
 
     static func setHostAttributes(_ host: String, _ a: InodeAttributes) throws {
-        if a.type != .symlink && chmod(host, mode_t(a.permissions)) != 0 { throw hostError(host) }
+        // The owner before the mode: the host's chown clears set-user-id and set-group-id.
         if geteuid() == 0 && lchown(host, a.uid, a.gid) != 0 { throw hostError(host) }
+        if a.type != .symlink && chmod(host, mode_t(a.permissions)) != 0 { throw hostError(host) }
         var times = [
             timespec(tv_sec: Int(a.atime.seconds), tv_nsec: Int(a.atime.nanoseconds)),
             timespec(tv_sec: Int(a.mtime.seconds), tv_nsec: Int(a.mtime.nanoseconds)),

@@ -59,7 +59,8 @@ public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport 
     report.deviceBlocks = deviceBlocks
     var checks = fsckChecks.map { FsckCheck($0.code, $0.name) }
     func index(_ code: String) -> Int { checks.firstIndex { $0.code == code }! }
-    defer { report.checks = checks }
+    // The checks are stored before each return, not by a defer: a defer runs after the
+    // returned copy of the report is taken, so its checks would be lost.
     let recovered: RecoveredLog
     do throws(VolumeError) {
         recovered = try recoverLog(store)
@@ -68,6 +69,7 @@ public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport 
         let code = text.hasPrefix("superblock") ? "S" : text.hasPrefix("log") ? "L" : "C"
         checks[index(code)].errors.append(text)
         for i in checks.indices where i > index(code) { checks[i].ran = false }
+        report.checks = checks
         return report
     }
     checks[index("S")].checked = 2
@@ -82,6 +84,7 @@ public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport 
     checker.run()
     for c in checker.checks { checks[index(c.code)].checked += c.checked; checks[index(c.code)].errors += c.errors }
     report.usedBlocks = checker.usedBlocks
+    report.checks = checks
     return report
 }
 
