@@ -13,7 +13,7 @@ let a256 = String(repeating: "a", count: 256)
 enum ScriptedCases {
     static let protectedLink = DiffOp.link("/rootfile", "/pub/l")
 
-    static var all: [Step] { setup + lookups + creates + links + removes + renames + xattrs + attributes + permissions }
+    static var all: [Step] { setup + lookups + creates + links + removes + slashes + renames + xattrs + attributes + permissions }
 
     static let setup: [Step] = [
         s(.mkdir("/d", 0o755)), s(.create("/d/f", 0o644, exclusive: true)), s(.mkdir("/d/sub", 0o755)),
@@ -80,6 +80,23 @@ enum ScriptedCases {
         s(.rmdir("/d"), "ENOTEMPTY"), s(.rmdir("/d/."), "EINVAL"), s(.rmdir("/d/.."), "ENOTEMPTY"), s(.rmdir("/nx"), "ENOENT"),
         s(.rmdir("/sl"), "ENOTDIR"), s(.rmdir("/abs"), "ENOTDIR"), s(.rmdir("/empty"), "ok"), s(.mkdir("/empty", 0o755), "ok"),
         s(.rmdir("/nd"), "ok"),
+    ]
+
+    /// Names a path gave with a trailing slash.
+    static let slashes: [Step] = [
+        s(.mkdir("/x1/", 0o755), "ok"), s(.mkdir("/f/", 0o755), "EEXIST"), s(.create("/n1/", 0o644, exclusive: false), "EISDIR"),
+        s(.create("/n1/", 0o644, exclusive: true), "EISDIR"), s(.create("/f/", 0o644, exclusive: false), "EISDIR"),
+        s(.create("/d/", 0o644, exclusive: false), "EISDIR"), s(.mknod("/p1/", .fifo, 0o644, rdev: 0), "ENOENT"),
+        s(.mknod("/f/", .fifo, 0o644, rdev: 0), "EEXIST"), s(.symlink("/s3/", target: "t"), "ENOENT"),
+        s(.symlink("/f/", target: "t"), "EEXIST"),
+        s(.link("/f", "/g1/"), "ENOENT"), s(.link("/f/", "/g1"), "ENOTDIR"), s(.link("/f", "/d/"), "EEXIST"),
+        s(.unlink("/f/"), "ENOTDIR"), s(.unlink("/d/"), "EISDIR"), s(.unlink("/nx/"), "ENOENT"), s(.unlink("/sl/"), "ENOTDIR"),
+        s(.unlink("/abs/"), "ENOTDIR"), s(.rmdir("/abs/"), "ENOTDIR"), s(.rmdir("/f/"), "ENOTDIR"), s(.rmdir("/x1/"), "ok"),
+        s(.mkdir("/x1", 0o755), "ok"), s(.rename("/f/", "/g1", flags: 0), "ENOTDIR"), s(.rename("/f", "/g1/", flags: 0), "ENOTDIR"),
+        s(.rename("/x1/", "/x2/", flags: 0), "ok"), s(.mkdir("/x3", 0o755)), s(.rename("/x2", "/x3/", flags: 0), "ok"),
+        s(.rename("/f", "/empty/", flags: 0), "ENOTDIR"), s(.rename("/abs/", "/x4", flags: 0), "ENOTDIR"),
+        s(.rename("/d", "/f/", flags: 2), "ENOTDIR"), s(.rename("/f/", "/d", flags: 2), "ENOTDIR"),
+        s(.rename("/x3/", "/d/sub/", flags: 2), "ok"), s(.rename("/x3", "/d/sub", flags: 2), "ok"), s(.rmdir("/x3/"), "ok"),
     ]
 
     static let renames: [Step] = [
@@ -186,6 +203,14 @@ enum ScriptedCases {
         s(.create("/mydir/nox", 0o644, exclusive: false), "EISDIR", as: .alice),
         s(.chmod("/mydir/nox", 0o701, follow: true), "ok"), s(.stat("/mydir/nox/a", follow: true), "ENOENT", as: .alice),
         s(.create("/mydir/nox/a", 0o644, exclusive: true), "EACCES", as: .alice),
+        s(.mknod("/sticky/asock", .socket, 0o666, rdev: 0), "ok", as: .alice),
+        s(.mknod("/sticky/afifo", .fifo, 0o666, rdev: 0), "ok", as: .alice),
+        s(.symlink("/sticky/alink", target: "rootowned"), "ok", as: .alice), s(.create("/sticky/asock", 0o644, exclusive: false), "EACCES"),
+        s(.create("/sticky/alink", 0o644, exclusive: false), "EACCES"),
+        s(.create("/sticky/asock", 0o644, exclusive: false), "EACCES", as: .bob),
+        s(.create("/sticky/asock", 0o644, exclusive: false), "ENXIO", as: .alice), s(.create("/sticky/afifo", 0o644, exclusive: false)),
+        s(.create("/sticky/mine2", 0o666, exclusive: true), "ok", as: .alice), s(.create("/sticky/mine2", 0o644, exclusive: false)),
+        s(.stat("/sticky/alink", follow: true)), s(.stat("/sticky/alink", follow: true), as: .bob),
     ]
 
     static let permissionCasesOfAttributes: [Step] = [
@@ -253,6 +278,11 @@ struct StepGenerator {
     static let who: [Who] = [.root, .root, .root, .alice, .alice, .bob]
 
     mutating func path() -> String {
+        if random.below(12) == 0 { return name() + "/" }
+        return name()
+    }
+
+    mutating func name() -> String {
         switch random.below(10) {
         case 0: return random.pick(["/.", "/..", "/", "/a/.", "/b/..", "/nx/a"])
         case 1, 2, 3: return "/" + random.pick(Self.names)

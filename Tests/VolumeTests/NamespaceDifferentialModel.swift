@@ -14,6 +14,8 @@ struct ModelRunner {
     /// Which inodes count as open (orphaned rather than freed when they lose their last
     /// name). None in the differential test: the host side holds nothing open.
     var isOpen: @Sendable (InodeNumber) -> Bool = { _ in false }
+    /// The fs.protected_* policies, those of the host in the differential test.
+    var limits = NamespaceLimits.standard
 
     mutating func perform(_ step: Step) -> (Int32, String) {
         clock += 1
@@ -28,39 +30,44 @@ struct ModelRunner {
     private mutating func run(_ op: DiffOp, _ c: Caller) throws -> String {
         switch op {
         case .create(let p, let mode, let exclusive):
-            let pn = try state.resolveParent(p, caller: c)
-            let r = try state.commit { try $0.planCreate(in: pn.directory, pn.name, permissions: mode, exclusive: exclusive, caller: c) }
-            if !r.created { try openExisting(r.inode, c) }
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            let r = try state.commit {
+                try $0.planCreate(in: pn.directory, pn.lastComponent, permissions: mode, exclusive: exclusive, caller: c, limits: limits)
+            }
+            if !r.created { try openExisting(r.inode, in: pn.directory, c) }
         case .mknod(let p, let type, let mode, let rdev):
             try MetadataState.checkMknodType(type)
-            let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planMknod(in: pn.directory, pn.name, type: type, permissions: mode, rdev: rdev, caller: c) }
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            try state.commit { try $0.planMknod(in: pn.directory, pn.lastComponent, type: type, permissions: mode, rdev: rdev, caller: c) }
         case .mkdir(let p, let mode):
-            let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planMkdir(in: pn.directory, pn.name, permissions: mode, caller: c) }
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            try state.commit { try $0.planMkdir(in: pn.directory, pn.lastComponent, permissions: mode, caller: c, limits: limits) }
         case .symlink(let p, let target):
             try MetadataState.checkSymlinkTarget(b(target))
-            let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planSymlink(in: pn.directory, pn.name, target: b(target), caller: c) }
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            try state.commit { try $0.planSymlink(in: pn.directory, pn.lastComponent, target: b(target), caller: c) }
         case .readlink(let p):
-            return String(decoding: try state.readlink(try state.resolve(p, followFinalSymlink: false, caller: c)), as: UTF8.self)
+            return String(
+                decoding: try state.readlink(try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)), as: UTF8.self)
         case .link(let from, let to):
-            let source = try state.resolve(from, followFinalSymlink: false, caller: c)
-            let pn = try state.resolveParent(to, caller: c)
-            try state.commit { try $0.planLink(source, in: pn.directory, pn.name, caller: c) }
+            let source = try state.resolve(from, followFinalSymlink: false, caller: c, limits: limits)
+            let pn = try state.resolveParent(to, caller: c, limits: limits)
+            try state.commit { try $0.planLink(source, in: pn.directory, pn.lastComponent, caller: c, limits: limits) }
         case .unlink(let p):
-            let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planUnlink(in: pn.directory, pn.name, caller: c, isOpen: isOpen) }
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            try state.commit { try $0.planUnlink(in: pn.directory, pn.lastComponent, caller: c, isOpen: isOpen) }
         case .rmdir(let p):
-            let pn = try state.resolveParent(p, caller: c)
-            try state.commit { try $0.planRmdir(in: pn.directory, pn.name, caller: c, isOpen: isOpen) }
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            try state.commit { try $0.planRmdir(in: pn.directory, pn.lastComponent, caller: c, isOpen: isOpen) }
         case .rename(let from, let to, let flags):
             try MetadataState.checkRenameFlags(RenameFlags(rawValue: flags))
-            let po = try state.resolveParent(from, caller: c)
-            let pn = try state.resolveParent(to, caller: c)
+            let po = try state.resolveParent(from, caller: c, limits: limits)
+            let pn = try state.resolveParent(to, caller: c, limits: limits)
             try state.commit {
                 try $0.planRename(
-                    from: po.directory, po.name, to: pn.directory, pn.name, flags: RenameFlags(rawValue: flags), caller: c, isOpen: isOpen)
+                    from: po.directory, po.lastComponent, to: pn.directory, pn.lastComponent, flags: RenameFlags(rawValue: flags),
+                    caller: c,
+                    limits: limits, isOpen: isOpen)
             }
         default: return try runOnInode(op, c)
         }
@@ -73,32 +80,32 @@ struct ModelRunner {
         case .setxattr(let p, let name, let value, let flags):
             let f = XattrFlags(rawValue: UInt32(flags))
             try MetadataState.checkXattrRequest(name: b(name), valueSize: value.utf8.count, flags: f)
-            let ino = try state.resolve(p, followFinalSymlink: false, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
             try state.commit { try $0.planSetXattr(ino, name: b(name), value: b(value), flags: f, caller: c) }
         case .getxattr(let p, let name):
             try MetadataState.checkXattrName(b(name))
-            let ino = try state.resolve(p, followFinalSymlink: false, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
             return String(decoding: try state.getxattr(ino, name: b(name), caller: c), as: UTF8.self)
         case .removexattr(let p, let name):
             try MetadataState.checkXattrName(b(name))
-            let ino = try state.resolve(p, followFinalSymlink: false, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
             try state.commit { try $0.planRemoveXattr(ino, name: b(name), caller: c) }
         case .listxattr(let p):
-            let ino = try state.resolve(p, followFinalSymlink: false, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
             return try state.listxattr(ino, caller: c).map { String(decoding: $0, as: UTF8.self) }.sorted().joined(separator: ",")
         case .chmod(let p, let mode, let follow):
-            let ino = try state.resolve(p, followFinalSymlink: follow, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: follow, caller: c, limits: limits)
             try state.commit { try $0.planSetAttributes(ino, .chmod(mode), caller: c) }
         case .chown(let p, let uid, let gid):
-            let ino = try state.resolve(p, followFinalSymlink: false, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
             try state.commit { try $0.planSetAttributes(ino, .chown(uid: uid, gid: gid), caller: c) }
         case .utimes(let p, let a, let m):
-            let ino = try state.resolve(p, followFinalSymlink: false, caller: c)
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
             try state.commit { try $0.planSetAttributes(ino, .times(atime: Self.change(a), mtime: Self.change(m)), caller: c) }
         case .stat(let p, let follow):
-            return "\(try state.stat(try state.resolve(p, followFinalSymlink: follow, caller: c)).attributes.type)"
+            return "\(try state.stat(try state.resolve(p, followFinalSymlink: follow, caller: c, limits: limits)).attributes.type)"
         case .truncate(let p):
-            let ino = try state.resolve(p, caller: c)
+            let ino = try state.resolve(p, caller: c, limits: limits)
             let type = try state.stat(ino).attributes.type
             if type == .directory { throw Errno.isDirectory }
             if type != .regular { throw Errno.invalidArgument }
@@ -110,10 +117,14 @@ struct ModelRunner {
     }
 
     /// What open(O_RDONLY | O_NOFOLLOW | O_NONBLOCK) does with an inode a non-exclusive
-    /// create found: ELOOP for a symlink, EACCES without read permission, ENXIO for a socket.
-    private func openExisting(_ ino: InodeNumber, _ c: Caller) throws {
+    /// create found: for a symlink, the sticky-directory check, then ELOOP; EACCES without
+    /// read permission; ENXIO for a socket.
+    private func openExisting(_ ino: InodeNumber, in dir: InodeNumber, _ c: Caller) throws {
         let type = try state.stat(ino).attributes.type
-        if type == .symlink { throw Errno.tooManySymbolicLinkLevels }
+        if type == .symlink {
+            try state.checkCreateInSticky(ino, in: dir, caller: c, limits: limits)
+            throw Errno.tooManySymbolicLinkLevels
+        }
         try state.checkAccess(ino, .read, caller: c)
         if type == .socket { throw Errno.noSuchAddressOrDevice }
     }

@@ -62,6 +62,7 @@ struct NamespaceDifferentialTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let host = runOnHost(directory: dir, steps: steps)
         var model = ModelRunner()
+        model.limits = Self.hostPolicies()
         var hostBefore = host.initial
         var modelBefore = model.snapshot()
         #expect(hostBefore.nodes == modelBefore.nodes, "the two empty roots differ")
@@ -126,6 +127,17 @@ struct NamespaceDifferentialTests {
         let xattrs = n.xattrs.keys.map { String(decoding: $0, as: UTF8.self) }.sorted()
         return "\(n.type) \(String(n.permissions, radix: 8)) \(n.uid):\(n.gid) nlink \(n.nlink) size \(n.size) rdev \(n.rdev)"
             + (n.target.map { " -> \(String(decoding: $0.prefix(40), as: UTF8.self))" } ?? "") + " xattrs \(xattrs)"
+    }
+
+    /// The host's fs.protected_* sysctls, for the plans to follow the same policies.
+    static func hostPolicies() -> NamespaceLimits {
+        func sysctl(_ name: String) -> UInt8 {
+            let text = (try? String(contentsOfFile: "/proc/sys/fs/\(name)", encoding: .utf8)) ?? "0"
+            return UInt8(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        return NamespaceLimits(
+            protectedHardlinks: sysctl("protected_hardlinks") != 0, protectedSymlinks: sysctl("protected_symlinks") != 0,
+            protectedRegular: sysctl("protected_regular"), protectedFifos: sysctl("protected_fifos"))
     }
 
     func temporaryDirectory() throws -> String {

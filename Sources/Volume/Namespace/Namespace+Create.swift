@@ -24,17 +24,23 @@ public struct CreateResult: Hashable, Sendable {
 
 extension MetadataState {
     /// open(O_CREAT) of a regular file; with `exclusive` (O_EXCL) an existing name is EEXIST,
-    /// without it the existing inode is returned (EISDIR for a directory). `permissions`
-    /// has the umask already applied. EEXIST or EISDIR for "." , ".." and "/".
+    /// without it the existing inode is returned (EISDIR for a directory, EACCES as
+    /// checkCreateInSticky says; a symlink is returned unchecked, for the volume to follow,
+    /// or with O_NOFOLLOW to check with checkCreateInSticky and refuse with ELOOP).
+    /// `permissions` has the umask already applied. EEXIST or EISDIR for ".", ".." and "/";
+    /// EISDIR for a name given with a trailing slash.
     public func planCreate(
-        in dir: InodeNumber, _ name: [UInt8], permissions: UInt16, exclusive: Bool, caller: Caller
+        in dir: InodeNumber, _ name: [UInt8], permissions: UInt16, exclusive: Bool, caller: Caller,
+        limits: NamespaceLimits = .standard
     ) throws(Errno) -> NamespacePlan<CreateResult> {
         let d = try searchableDirectory(dir, caller, for: name)
         guard case .name(let bytes) = LastComponent(name) else { throw exclusive ? .fileExists : .isDirectory }
+        if LastComponent.trailingSlash(name) { throw .isDirectory }
         let n = try LastComponent.fileName(bytes)
         if let existing = d.directory![n] {
             if exclusive { throw .fileExists }
             if existing.type == .directory { throw .isDirectory }
+            if existing.type != .symlink { try checkCreateInSticky(existing.inode, in: dir, caller: caller, limits: limits) }
             return NamespacePlan(records: [], value: CreateResult(inode: existing.inode, created: false))
         }
         try checkMayCreate(in: d, caller)
@@ -62,7 +68,7 @@ extension MetadataState {
     public func planMkdir(
         in dir: InodeNumber, _ name: [UInt8], permissions: UInt16, caller: Caller, limits: NamespaceLimits = .standard
     ) throws(Errno) -> NamespacePlan<InodeNumber> {
-        let (d, n) = try nameToCreate(in: dir, name, caller)
+        let (d, n) = try nameToCreate(in: dir, name, caller, directory: true)
         try checkMayCreate(in: d, caller)
         if d.attributes.nlink >= limits.maxLinks { throw .tooManyLinks }
         return planNewInode(.directory, permissions: permissions & 0o1777, in: dir, n, caller: caller)
@@ -89,7 +95,9 @@ extension MetadataState {
     ) throws(Errno) -> NamespacePlan<Void> {
         guard let src = inodes[source]?.attributes else { throw .noSuchFileOrDirectory }
         let (d, n) = try nameToCreate(in: dir, name, caller)
-        if !caller.ownsOrIsPrivileged(src) && !Self.isSafeHardlinkSource(src, caller) { throw .notPermitted }
+        if limits.protectedHardlinks && !caller.ownsOrIsPrivileged(src) && !Self.isSafeHardlinkSource(src, caller) {
+            throw .notPermitted
+        }
         try checkMayCreate(in: d, caller)
         if src.type == .directory { throw .notPermitted }
         if src.nlink == 0 { throw .noSuchFileOrDirectory }
@@ -118,13 +126,33 @@ extension MetadataState {
         if target.contains(0) { throw .invalidArgument }
     }
 
+    /// may_create_in_sticky: EACCES for open(O_CREAT) of the existing `inode` of directory
+    /// `dir` when the directory is sticky, the inode is owned by neither the directory's
+    /// owner nor the caller (privileged or not), and the directory is world-writable (or,
+    /// at level 2 of the policy, group-writable); regular files and fifos only under their
+    /// policies (NamespaceLimits).
+    public func checkCreateInSticky(_ inode: InodeNumber, in dir: InodeNumber, caller: Caller, limits: NamespaceLimits) throws(Errno) {
+        guard let d = inodes[dir]?.attributes, let a = inodes[inode]?.attributes else { throw .noSuchFileOrDirectory }
+        guard d.permissions & 0o1000 != 0 else { return }
+        if a.type == .regular && limits.protectedRegular == 0 { return }
+        if a.type == .fifo && limits.protectedFifos == 0 { return }
+        if a.uid == d.uid || a.uid == caller.uid { return }
+        if d.permissions & 0o002 != 0 { throw .permissionDenied }
+        let level = a.type == .regular ? limits.protectedRegular : a.type == .fifo ? limits.protectedFifos : 0
+        if d.permissions & 0o020 != 0 && level >= 2 { throw .permissionDenied }
+    }
+
     /// The checks of filename_create: `dir` searchable, the last component an ordinary name
-    /// (EEXIST for ".", ".." and "/"), of a valid length, and not taken (EEXIST).
-    func nameToCreate(in dir: InodeNumber, _ name: [UInt8], _ caller: Caller) throws(Errno) -> (InodeRecord, FileName) {
+    /// (EEXIST for ".", ".." and "/"), of a valid length, not taken (EEXIST), and without a
+    /// trailing slash unless a directory is made (ENOENT).
+    func nameToCreate(
+        in dir: InodeNumber, _ name: [UInt8], _ caller: Caller, directory: Bool = false
+    ) throws(Errno) -> (InodeRecord, FileName) {
         let d = try searchableDirectory(dir, caller, for: name)
         guard case .name(let bytes) = LastComponent(name) else { throw .fileExists }
         let n = try LastComponent.fileName(bytes)
         if d.directory![n] != nil { throw .fileExists }
+        if !directory && LastComponent.trailingSlash(name) { throw .noSuchFileOrDirectory }
         return (d, n)
     }
 

@@ -18,6 +18,11 @@ public struct ParentAndName: Hashable, Sendable {
     /// The path ended in "/": Linux then wants a directory there (ENOTDIR otherwise).
     public var trailingSlash: Bool
 
+    /// The name with its trailing slash, as the plans take it so as to apply Linux's rule
+    /// for it (mkdir and rmdir take "a/"; creating anything else there is ENOENT, or EISDIR
+    /// for open(O_CREAT); unlink gives ENOTDIR or EISDIR; rename wants a directory).
+    public var lastComponent: [UInt8] { trailingSlash ? name + [0x2F] : name }
+
     public init(directory: InodeNumber, name: [UInt8], trailingSlash: Bool) {
         self.directory = directory
         self.name = name
@@ -37,7 +42,7 @@ extension MetadataState {
     func searchableDirectory(_ dir: InodeNumber, _ caller: Caller, for name: [UInt8]) throws(Errno) -> InodeRecord {
         guard let rec = inodes[dir] else { throw .noSuchFileOrDirectory }
         guard rec.directory != nil else { throw .notDirectory }
-        if !name.isEmpty && !rec.attributes.permits(.execute, to: caller) { throw .permissionDenied }
+        if LastComponent(name) != .root && !rec.attributes.permits(.execute, to: caller) { throw .permissionDenied }
         return rec
     }
 
@@ -63,9 +68,11 @@ extension MetadataState {
     /// symlinks met on the way are followed (their targets relative to the directory holding
     /// them, or absolute), and so is a final one when `followFinalSymlink` or the path ends
     /// in "/". ENOENT (also for an empty path), ENOTDIR for a non-directory before a "/",
-    /// EACCES, ENAMETOOLONG, ELOOP past 40 symlinks.
+    /// EACCES (also for a final symlink that `limits.protectedSymlinks` keeps the caller
+    /// from following), ENAMETOOLONG, ELOOP past 40 symlinks.
     public func resolve(
-        _ path: [UInt8], from start: InodeNumber = .root, followFinalSymlink: Bool = true, caller: Caller
+        _ path: [UInt8], from start: InodeNumber = .root, followFinalSymlink: Bool = true, caller: Caller,
+        limits: NamespaceLimits = .standard
     ) throws(Errno) -> InodeNumber {
         try Self.checkPath(path)
         var current = path.first == 0x2F ? InodeNumber.root : start
@@ -78,6 +85,11 @@ extension MetadataState {
             if let target = inodes[next]!.symlinkTarget, !isFinal || followFinalSymlink || mustBeDirectory {
                 links += 1
                 if links > Self.maxSymlinkFollows { throw .tooManySymbolicLinkLevels }
+                // Linux protects only the last symlink of a walk (may_follow_link on the
+                // trailing component).
+                if isFinal && limits.protectedSymlinks && Self.stickyForbidsFollowing(next, in: inodes[current]!.attributes, self, caller) {
+                    throw .permissionDenied
+                }
                 if target.first == 0x2F { current = .root }
                 if isFinal && target.last == 0x2F { mustBeDirectory = true }
                 pending.append(contentsOf: Self.components(target).reversed())
@@ -90,16 +102,28 @@ extension MetadataState {
     }
 
     public func resolve(
-        _ path: String, from start: InodeNumber = .root, followFinalSymlink: Bool = true, caller: Caller
+        _ path: String, from start: InodeNumber = .root, followFinalSymlink: Bool = true, caller: Caller,
+        limits: NamespaceLimits = .standard
     ) throws(Errno) -> InodeNumber {
-        try resolve(Array(path.utf8), from: start, followFinalSymlink: followFinalSymlink, caller: caller)
+        try resolve(Array(path.utf8), from: start, followFinalSymlink: followFinalSymlink, caller: caller, limits: limits)
+    }
+
+    /// may_follow_link: in a sticky world-writable directory, only the symlink's owner may
+    /// follow it, unless the directory's owner owns it too.
+    static func stickyForbidsFollowing(_ link: InodeNumber, in dir: InodeAttributes, _ s: MetadataState, _ caller: Caller) -> Bool {
+        let owner = s.inodes[link]!.attributes.uid
+        if owner == caller.uid { return false }
+        if dir.permissions & 0o1002 != 0o1002 { return false }
+        return dir.uid != owner
     }
 
     /// The directory holding a path's last component, and the component, for the plans that
     /// create, remove or rename it. The directory part is resolved as `resolve` does, and
     /// must be a directory the caller may search (ENOTDIR, EACCES); the last component is
     /// not looked up.
-    public func resolveParent(_ path: [UInt8], from start: InodeNumber = .root, caller: Caller) throws(Errno) -> ParentAndName {
+    public func resolveParent(
+        _ path: [UInt8], from start: InodeNumber = .root, caller: Caller, limits: NamespaceLimits = .standard
+    ) throws(Errno) -> ParentAndName {
         try Self.checkPath(path)
         var end = path.count
         while end > 0 && path[end - 1] == 0x2F { end -= 1 }
@@ -107,7 +131,7 @@ extension MetadataState {
         if end == 0 { return ParentAndName(directory: .root, name: [], trailingSlash: trailingSlash) }
         var cut = end
         while cut > 0 && path[cut - 1] != 0x2F { cut -= 1 }
-        let dir = cut == 0 ? start : try resolve(Array(path[0..<cut]), from: start, caller: caller)
+        let dir = cut == 0 ? start : try resolve(Array(path[0..<cut]), from: start, caller: caller, limits: limits)
         // The walk checks search permission before each name, the last one too: a rename
         // or link whose first path ends in an unsearchable directory fails there, before
         // its second path is walked.
@@ -115,8 +139,10 @@ extension MetadataState {
         return ParentAndName(directory: dir, name: Array(path[cut..<end]), trailingSlash: trailingSlash)
     }
 
-    public func resolveParent(_ path: String, from start: InodeNumber = .root, caller: Caller) throws(Errno) -> ParentAndName {
-        try resolveParent(Array(path.utf8), from: start, caller: caller)
+    public func resolveParent(
+        _ path: String, from start: InodeNumber = .root, caller: Caller, limits: NamespaceLimits = .standard
+    ) throws(Errno) -> ParentAndName {
+        try resolveParent(Array(path.utf8), from: start, caller: caller, limits: limits)
     }
 
     /// A symlink's target: ENOENT if there is no such inode, EINVAL if it is not a symlink.

@@ -19,6 +19,7 @@ extension MetadataState {
         guard case .name(let bytes) = LastComponent(name) else { throw .isDirectory }
         let n = try LastComponent.fileName(bytes)
         guard let entry = d.directory![n] else { throw .noSuchFileOrDirectory }
+        if LastComponent.trailingSlash(name) { throw entry.type == .directory ? .isDirectory : .notDirectory }
         try checkMayDelete(entry.inode, from: d, asDirectory: false, caller)
         var b = PlanBuilder(self)
         b.append(.removeEntry(directory: dir, name: n))

@@ -74,6 +74,11 @@ extension MetadataState {
         if flags.contains(.noReplace) && target != nil { throw .fileExists }
         if flags.contains(.exchange) && target == nil { throw .noSuchFileOrDirectory }
         let exchange = flags.contains(.exchange)
+        // A trailing slash on a name wants a directory there.
+        if exchange && target!.type != .directory && LastComponent.trailingSlash(newName) { throw .notDirectory }
+        if moving.type != .directory && (LastComponent.trailingSlash(oldName) || (!exchange && LastComponent.trailingSlash(newName))) {
+            throw .notDirectory
+        }
         if oldDir != newDir {
             // The child of one directory on the way to the other, when one is the other's
             // ancestor: moving it would cut the tree loose, replacing it would remove a

@@ -22,17 +22,38 @@ public struct NamespacePlan<Value: Sendable>: Sendable {
     }
 }
 
-/// Limits the namespace enforces.
+/// Limits the namespace enforces, and the fs.protected_* policies of Linux (sysctls there;
+/// the defaults are what systemd sets on most distributions, the kernel's own being off).
 public struct NamespaceLimits: Hashable, Sendable {
     /// The most hard links an inode may have (the superblock's s_max_links): link fails with
     /// EMLINK at this count, and so do mkdir and a rename that would give a directory more
     /// subdirectories. 65,000 is ext4's limit; XFS's is 2^31 - 1. Configurable so that tests
     /// reach it.
     public var maxLinks: UInt32
+    /// fs.protected_hardlinks: a caller may link only what it owns, or a regular file it
+    /// may read and write that is not set-user-id or executable set-group-id (EPERM).
+    public var protectedHardlinks: Bool
+    /// fs.protected_symlinks: a symlink in a sticky world-writable directory is followed
+    /// only by its owner, or when the directory's owner owns it too (EACCES).
+    public var protectedSymlinks: Bool
+    /// fs.protected_regular and fs.protected_fifos (0, 1 or 2): open(O_CREAT) of an existing
+    /// regular file or fifo in a sticky directory owned by someone else, the file owned by
+    /// neither the caller nor the directory's owner, is EACCES when the directory is
+    /// world-writable (1), or group-writable too (2). Other types are refused so whatever
+    /// these say.
+    public var protectedRegular: UInt8
+    public var protectedFifos: UInt8
 
-    public init(maxLinks: UInt32 = 65_000) {
+    public init(
+        maxLinks: UInt32 = 65_000, protectedHardlinks: Bool = true, protectedSymlinks: Bool = true, protectedRegular: UInt8 = 1,
+        protectedFifos: UInt8 = 1
+    ) {
         precondition(maxLinks >= 2, "a directory needs two links")
         self.maxLinks = maxLinks
+        self.protectedHardlinks = protectedHardlinks
+        self.protectedSymlinks = protectedSymlinks
+        self.protectedRegular = protectedRegular
+        self.protectedFifos = protectedFifos
     }
 
     public static let standard = NamespaceLimits()
@@ -60,6 +81,8 @@ public enum Unreferenced: Hashable, Sendable {
 
 /// The last component of a path, classified as the VFS does (LAST_ROOT, LAST_DOT,
 /// LAST_DOTDOT, LAST_NORM): each operation turns the three odd kinds into its own errno.
+/// Slashes after the name ("a/", from a path that ended in one) are not part of it: each
+/// operation applies Linux's rule for them (trailingSlash).
 enum LastComponent: Equatable {
     /// No last component: the path was "/" (an empty name stands for it).
     case root
@@ -68,14 +91,20 @@ enum LastComponent: Equatable {
     /// Checked later, where Linux checks it (after the parent's search permission).
     case name([UInt8])
 
-    init(_ bytes: [UInt8]) {
-        switch bytes {
+    init(_ raw: [UInt8]) {
+        var bytes = raw[...]
+        while bytes.last == 0x2F { bytes = bytes.dropLast() }
+        switch Array(bytes) {
         case []: self = .root
         case [0x2E]: self = .dot
         case [0x2E, 0x2E]: self = .dotDot
-        default: self = .name(bytes)
+        default: self = .name(Array(bytes))
         }
     }
+
+    /// Whether the name came with slashes after it: Linux then wants a directory, and
+    /// refuses to create anything else (mkdir alone takes "a/").
+    static func trailingSlash(_ raw: [UInt8]) -> Bool { raw.count > 1 && raw.last == 0x2F }
 
     /// An ordinary name as a FileName: ENAMETOOLONG past 255 bytes, EINVAL for "/" or NUL
     /// inside (no path can give those).
