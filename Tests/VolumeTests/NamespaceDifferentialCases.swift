@@ -70,6 +70,7 @@ enum ScriptedCases {
         s(.link("/f", "/d/.."), "EEXIST"), s(.link("/f", "/d/f2"), "ok"), s(.link("/nx", "/x"), "ENOENT"),
         s(.link("/f", "/nx/x"), "ENOENT"), s(.link("/sl", "/sl2"), "ok"), s(.link("/fifo", "/fifo2"), "ok"),
         s(.link("/f", "/" + a256), "ENAMETOOLONG"), s(.link("/f", "/f/x"), "ENOTDIR"),
+        s(.create("/doomed", 0o644, exclusive: true)), s(.linkOrphan("/doomed", "/revived"), "ENOENT"),
     ]
 
     static let removes: [Step] = [

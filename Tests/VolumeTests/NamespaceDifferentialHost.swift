@@ -58,6 +58,9 @@ enum DiffOp: Hashable, Sendable {
     case stat(String, follow: Bool)
     /// truncate(path, 0) of an empty file: what a writer's set-id clearing does.
     case truncate(String)
+    /// Opens the file, unlinks it (its last name) and links the open, unnamed inode at the
+    /// second path (linkat with AT_EMPTY_PATH), then closes it; the errno is the link's.
+    case linkOrphan(String, String)
 }
 
 /// A step of a run: the call, who makes it, and (in the scripted cases) the errno Linux is
@@ -300,6 +303,12 @@ private func hostPerform(_ op: DiffOp) -> (Int32, String) {
         if fstatat(AT_FDCWD, p, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0 { return (errno, "") }
         return (0, "\(FileType(mode: st.st_mode).map { "\($0)" } ?? "?")")
     case .truncate(let p): return result(truncate(p, 0))
+    case .linkOrphan(let p, let to):
+        let fd = open(p, O_RDONLY | O_NOFOLLOW)
+        if fd < 0 { return (errno, "") }
+        defer { close(fd) }
+        if unlink(p) != 0 { return (errno, "") }
+        return result(linkat(fd, "", AT_FDCWD, to, 0x1000))  // AT_EMPTY_PATH
     default: return hostXattr(op)
     }
 }

@@ -111,6 +111,14 @@ struct ModelRunner {
             if type != .regular { throw Errno.invalidArgument }
             try state.checkAccess(ino, .write, caller: c)
             try state.commit { try $0.planClearSetID(ino, caller: c) }
+        case .linkOrphan(let p, let to):
+            let ino = try state.resolve(p, followFinalSymlink: false, caller: c, limits: limits)
+            try state.checkAccess(ino, .read, caller: c)
+            let pn = try state.resolveParent(p, caller: c, limits: limits)
+            try state.commit { try $0.planUnlink(in: pn.directory, pn.lastComponent, caller: c, isOpen: { $0 == ino }) }
+            let target = try state.resolveParent(to, caller: c, limits: limits)
+            defer { _ = try? state.commit { try $0.planFreeInode(ino) } }
+            try state.commit { try $0.planLink(ino, in: target.directory, target.lastComponent, caller: c, limits: limits) }
         default: preconditionFailure("\(op) is not a call on an inode")
         }
         return ""
