@@ -33,6 +33,28 @@ struct VolumeBackingTests {
         }
     }
 
+    /// Found by replaying a volume run's log on the engine: the log recorded a writeback
+    /// error on a one-block run at 0xc000; on the engine the run starting there is longer, and
+    /// the model forgot only the recorded 1024 bytes while the whole run failed.
+    @Test("a replayed writeback error makes the model forget the run that failed now, whatever its recorded length")
+    func replayedWritebackError() throws {
+        let log = """
+            write 0x48d3 0xc829 0x3f5ed
+            #@ fault stale-mid 0xf000 1
+            #@ race mapwrite 0x7ad8 0x3c
+            fsync 0x0 0x0 0x3f5ed
+            #@ fault writeback-eio 0xc000 1024
+            """
+        let entries = try FsxLog.parse(log)
+        for backing in FileBacking.allCases {
+            var config = FsxConfig(seed: 1, ops: 2, blockSize: 1024, maxFolioSize: 16 << 10, maxFileSize: 256 << 10, maxOpSize: 64 << 10)
+            config.backing = backing
+            let r = runFsx(config, replay: entries)
+            #expect(r.violation == nil, "on \(backing): \(r.violation.map { "\($0.what)" } ?? "")")
+            #expect(r.faultsInjected["writeback-eio"] == 1, "on \(backing): the error must still fire")
+        }
+    }
+
     @Test("fsx's canary is caught on a volume: the pre-seed cleanup loses data")
     func fsxCanary() {
         var config = FsxConfig(seed: 7, ops: 20_000, blockSize: 1024, maxFolioSize: 16 << 10, maxFileSize: 256 << 10, maxOpSize: 64 << 10)

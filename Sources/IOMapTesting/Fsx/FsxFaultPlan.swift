@@ -105,8 +105,12 @@ final class FsxFaultPlan: Sendable {
                     && (isCopy ? ($0.site == .shortCopy || $0.site == .zeroCopy) : $0.site == q.site)
             })
         else { return nil }
-        let f = s.replay![i]
+        var f = s.replay![i]
         s.replay!.remove(at: i)
+        // A writeback error fails the run that asked, whatever its length was when the log
+        // was recorded: runs follow the mappings, which another file system lays out
+        // differently. What fired is what the model must forget.
+        if f.site == .writebackIOError { f.value = q.length }
         s.fired.append(f)
         s.counts[f.site, default: 0] += 1
         return isCopy ? min(f.value, q.length) : 1
