@@ -333,146 +333,149 @@ func walk(_ root: String) throws -> [String] {
     return out.sorted()
 }
 
-@Suite("iomap vol, as a command")
-struct VolCommandTests {
-    @Test("put a host tree, get it back in another process: names, types, bytes, modes, sizes, links, targets, xattrs, mtimes, holes")
-    func putGetRoundTrip() throws {
-        let (dir, image) = try scratchVolume("putget")
-        defer { dir.remove() }
-        let src = dir.path + "/src"
-        try HostTree.make(src)
-        try vol(image, ["put", src, "/"])
-        let out = dir.path + "/out"
-        try vol(image, ["get", "/src", out])
-        let names = try walk(src)
-        #expect(try walk(out) == names)
-        for name in names {
-            let (a, b) = (src + "/" + name, out + "/" + name)
-            let (x, y) = (try HostEntry(a), try HostEntry(b))
-            #expect(x == y, "\(name.isEmpty ? "the root" : name):\n  host \(x)\n  back \(y)")
-            if x.type == S_IFREG {
-                let same = FileManager.default.contentsEqual(atPath: a, andPath: b)
-                #expect(same, "\(name): the bytes differ")
+// The verbs, nested so that a filter on VolumeCommandTests runs them too.
+extension VolumeCommandTests {
+    @Suite("iomap vol, as a command")
+    struct Vol {
+        @Test("put a host tree, get it back in another process: names, types, bytes, modes, sizes, links, targets, xattrs, mtimes, holes")
+        func putGetRoundTrip() throws {
+            let (dir, image) = try scratchVolume("putget")
+            defer { dir.remove() }
+            let src = dir.path + "/src"
+            try HostTree.make(src)
+            try vol(image, ["put", src, "/"])
+            let out = dir.path + "/out"
+            try vol(image, ["get", "/src", out])
+            let names = try walk(src)
+            #expect(try walk(out) == names)
+            for name in names {
+                let (a, b) = (src + "/" + name, out + "/" + name)
+                let (x, y) = (try HostEntry(a), try HostEntry(b))
+                #expect(x == y, "\(name.isEmpty ? "the root" : name):\n  host \(x)\n  back \(y)")
+                if x.type == S_IFREG {
+                    let same = FileManager.default.contentsEqual(atPath: a, andPath: b)
+                    #expect(same, "\(name): the bytes differ")
+                }
+            }
+            // Hard links are links again, not copies.
+            var one = stat()
+            var two = stat()
+            try HostTree.check(lstat(out + "/hard2", &one), "hard2")
+            try HostTree.check(lstat(out + "/sub/hard1", &two), "hard1")
+            #expect(one.st_ino == two.st_ino && one.st_nlink == 2)
+            // The sparse file really is sparse on both sides: two data segments, a hole at the end.
+            #expect(try HostEntry(out + "/sparse").layout == [[0, 8192], [1 << 20, (1 << 20) + 12288]])
+            #expect(try vol(image, ["getfattr", "/src/top.txt"]).stdout.contains("user.a=\"1\""))
+        }
+
+        @Test("ls and stat --json: a listing and an inode's attributes; a missing path exits 1 naming ENOENT")
+        func lsAndStat() throws {
+            let (dir, image) = try scratchVolume("ls")
+            defer { dir.remove() }
+            try vol(image, ["mkdir", "-p", "/a/b"])
+            try vol(image, ["ln", "-s", "b", "/a/s"])
+            #expect(try vol(image, ["ls", "/a"]).stdout == "b\ns\n")
+            let long = try vol(image, ["ls", "-l", "/a"]).stdout.split(separator: "\n")
+            #expect(
+                long.count == 2 && long[0].hasPrefix("drwxr-xr-x 2 ") && long[1].hasPrefix("lrwxrwxrwx 1 ") && long[1].hasSuffix("s -> b"),
+                "\(long)")
+            let st = try vol(image, ["stat", "--json", "/a"]).json()
+            #expect(st["type"] as? String == "directory" && st["nlink"] as? Int == 3 && st["mode"] as? String == "040755", "\(st)")
+            #expect((st["inode"] as? Int ?? 0) > 1 && st["mtime"] is String)
+            for verb in ["ls", "stat"] {
+                let r = try vol(image, [verb, "/nope"], status: 1)
+                #expect(r.stderr.contains("/nope") && r.stderr.contains("ENOENT"), "\(verb): \(r.stderr)")
             }
         }
-        // Hard links are links again, not copies.
-        var one = stat()
-        var two = stat()
-        try HostTree.check(lstat(out + "/hard2", &one), "hard2")
-        try HostTree.check(lstat(out + "/sub/hard1", &two), "hard1")
-        #expect(one.st_ino == two.st_ino && one.st_nlink == 2)
-        // The sparse file really is sparse on both sides: two data segments, a hole at the end.
-        #expect(try HostEntry(out + "/sparse").layout == [[0, 8192], [1 << 20, (1 << 20) + 12288]])
-        #expect(try vol(image, ["getfattr", "/src/top.txt"]).stdout.contains("user.a=\"1\""))
-    }
 
-    @Test("ls and stat --json: a listing and an inode's attributes; a missing path exits 1 naming ENOENT")
-    func lsAndStat() throws {
-        let (dir, image) = try scratchVolume("ls")
-        defer { dir.remove() }
-        try vol(image, ["mkdir", "-p", "/a/b"])
-        try vol(image, ["ln", "-s", "b", "/a/s"])
-        #expect(try vol(image, ["ls", "/a"]).stdout == "b\ns\n")
-        let long = try vol(image, ["ls", "-l", "/a"]).stdout.split(separator: "\n")
-        #expect(
-            long.count == 2 && long[0].hasPrefix("drwxr-xr-x 2 ") && long[1].hasPrefix("lrwxrwxrwx 1 ") && long[1].hasSuffix("s -> b"),
-            "\(long)")
-        let st = try vol(image, ["stat", "--json", "/a"]).json()
-        #expect(st["type"] as? String == "directory" && st["nlink"] as? Int == 3 && st["mode"] as? String == "040755", "\(st)")
-        #expect((st["inode"] as? Int ?? 0) > 1 && st["mtime"] is String)
-        for verb in ["ls", "stat"] {
-            let r = try vol(image, [verb, "/nope"], status: 1)
-            #expect(r.stderr.contains("/nope") && r.stderr.contains("ENOENT"), "\(verb): \(r.stderr)")
+        @Test("cat prints a file's bytes; cat of a missing path exits 1 naming ENOENT, of a directory EISDIR")
+        func cat() throws {
+            let (dir, image) = try scratchVolume("cat")
+            defer { dir.remove() }
+            let host = dir.path + "/hello.txt"
+            let text = String(repeating: "hello, volume\n", count: 10000)
+            try text.write(toFile: host, atomically: false, encoding: .utf8)
+            try vol(image, ["put", host, "/"])
+            #expect(try vol(image, ["cat", "/hello.txt"]).stdout == text)
+            #expect(try vol(image, ["cat", "/nope"], status: 1).stderr.contains("ENOENT"))
+            try vol(image, ["mkdir", "/d"])
+            #expect(try vol(image, ["cat", "/d"], status: 1).stderr.contains("EISDIR"))
         }
-    }
 
-    @Test("cat prints a file's bytes; cat of a missing path exits 1 naming ENOENT, of a directory EISDIR")
-    func cat() throws {
-        let (dir, image) = try scratchVolume("cat")
-        defer { dir.remove() }
-        let host = dir.path + "/hello.txt"
-        let text = String(repeating: "hello, volume\n", count: 10000)
-        try text.write(toFile: host, atomically: false, encoding: .utf8)
-        try vol(image, ["put", host, "/"])
-        #expect(try vol(image, ["cat", "/hello.txt"]).stdout == text)
-        #expect(try vol(image, ["cat", "/nope"], status: 1).stderr.contains("ENOENT"))
-        try vol(image, ["mkdir", "/d"])
-        #expect(try vol(image, ["cat", "/d"], status: 1).stderr.contains("EISDIR"))
-    }
+        @Test("mkdir -p makes every missing parent and finds existing ones; mkdir of an existing name EEXIST, under a missing one ENOENT")
+        func mkdir() throws {
+            let (dir, image) = try scratchVolume("mkdir")
+            defer { dir.remove() }
+            try vol(image, ["mkdir", "-p", "/x/y/z"])
+            try vol(image, ["mkdir", "-p", "/x/y/w"])
+            #expect(try vol(image, ["ls", "/x/y"]).stdout == "w\nz\n")
+            #expect(try vol(image, ["mkdir", "/x"], status: 1).stderr.contains("EEXIST"))
+            #expect(try vol(image, ["mkdir", "/q/r"], status: 1).stderr.contains("ENOENT"))
+        }
 
-    @Test("mkdir -p makes every missing parent and finds existing ones; mkdir of an existing name EEXIST, under a missing one ENOENT")
-    func mkdir() throws {
-        let (dir, image) = try scratchVolume("mkdir")
-        defer { dir.remove() }
-        try vol(image, ["mkdir", "-p", "/x/y/z"])
-        try vol(image, ["mkdir", "-p", "/x/y/w"])
-        #expect(try vol(image, ["ls", "/x/y"]).stdout == "w\nz\n")
-        #expect(try vol(image, ["mkdir", "/x"], status: 1).stderr.contains("EEXIST"))
-        #expect(try vol(image, ["mkdir", "/q/r"], status: 1).stderr.contains("ENOENT"))
-    }
+        @Test("mv renames across directories; mv of a missing name exits 1 naming ENOENT, of a directory into itself EINVAL")
+        func mv() throws {
+            let (dir, image) = try scratchVolume("mv")
+            defer { dir.remove() }
+            try vol(image, ["mkdir", "-p", "/x/y"])
+            try vol(image, ["mv", "/x/y", "/y2"])
+            #expect(try vol(image, ["ls", "/"]).stdout == "x\ny2\n")
+            #expect(try vol(image, ["ls", "/x"]).stdout == "")
+            #expect(try vol(image, ["mv", "/nope", "/z"], status: 1).stderr.contains("ENOENT"))
+            #expect(try vol(image, ["mv", "/x", "/x/inside"], status: 1).stderr.contains("EINVAL"))
+        }
 
-    @Test("mv renames across directories; mv of a missing name exits 1 naming ENOENT, of a directory into itself EINVAL")
-    func mv() throws {
-        let (dir, image) = try scratchVolume("mv")
-        defer { dir.remove() }
-        try vol(image, ["mkdir", "-p", "/x/y"])
-        try vol(image, ["mv", "/x/y", "/y2"])
-        #expect(try vol(image, ["ls", "/"]).stdout == "x\ny2\n")
-        #expect(try vol(image, ["ls", "/x"]).stdout == "")
-        #expect(try vol(image, ["mv", "/nope", "/z"], status: 1).stderr.contains("ENOENT"))
-        #expect(try vol(image, ["mv", "/x", "/x/inside"], status: 1).stderr.contains("EINVAL"))
-    }
+        @Test("ln makes a hard link (two links); ln of a directory exits 1 naming EPERM")
+        func hardLink() throws {
+            let (dir, image) = try scratchVolume("ln")
+            defer { dir.remove() }
+            let host = dir.path + "/f"
+            try "data".write(toFile: host, atomically: false, encoding: .utf8)
+            try vol(image, ["put", host, "/"])
+            try vol(image, ["ln", "/f", "/g"])
+            #expect(try vol(image, ["stat", "--json", "/g"]).json()["nlink"] as? Int == 2)
+            #expect(try vol(image, ["cat", "/g"]).stdout == "data")
+            try vol(image, ["mkdir", "/d"])
+            #expect(try vol(image, ["ln", "/d", "/d2"], status: 1).stderr.contains("EPERM"))
+        }
 
-    @Test("ln makes a hard link (two links); ln of a directory exits 1 naming EPERM")
-    func hardLink() throws {
-        let (dir, image) = try scratchVolume("ln")
-        defer { dir.remove() }
-        let host = dir.path + "/f"
-        try "data".write(toFile: host, atomically: false, encoding: .utf8)
-        try vol(image, ["put", host, "/"])
-        try vol(image, ["ln", "/f", "/g"])
-        #expect(try vol(image, ["stat", "--json", "/g"]).json()["nlink"] as? Int == 2)
-        #expect(try vol(image, ["cat", "/g"]).stdout == "data")
-        try vol(image, ["mkdir", "/d"])
-        #expect(try vol(image, ["ln", "/d", "/d2"], status: 1).stderr.contains("EPERM"))
-    }
+        @Test("ln -s makes a symlink with the target as given; over an existing name it exits 1 naming EEXIST")
+        func symbolicLink() throws {
+            let (dir, image) = try scratchVolume("ln-s")
+            defer { dir.remove() }
+            try vol(image, ["ln", "-s", "../some/where", "/s"])
+            #expect(try vol(image, ["stat", "--json", "/s"]).json()["type"] as? String == "symlink")
+            #expect(try vol(image, ["ls", "-l", "/"]).stdout.contains("s -> ../some/where"))
+            #expect(try vol(image, ["ln", "-s", "x", "/s"], status: 1).stderr.contains("EEXIST"))
+        }
 
-    @Test("ln -s makes a symlink with the target as given; over an existing name it exits 1 naming EEXIST")
-    func symbolicLink() throws {
-        let (dir, image) = try scratchVolume("ln-s")
-        defer { dir.remove() }
-        try vol(image, ["ln", "-s", "../some/where", "/s"])
-        #expect(try vol(image, ["stat", "--json", "/s"]).json()["type"] as? String == "symlink")
-        #expect(try vol(image, ["ls", "-l", "/"]).stdout.contains("s -> ../some/where"))
-        #expect(try vol(image, ["ln", "-s", "x", "/s"], status: 1).stderr.contains("EEXIST"))
-    }
+        @Test("rm removes a file and rm -r a tree; rm of a directory without -r exits 1 naming EISDIR, of a missing name ENOENT")
+        func rm() throws {
+            let (dir, image) = try scratchVolume("rm")
+            defer { dir.remove() }
+            try vol(image, ["mkdir", "-p", "/t/u/v"])
+            try vol(image, ["ln", "-s", "x", "/t/u/link"])
+            let r = try vol(image, ["rm", "/t"], status: 1)
+            #expect(r.stderr.contains("EISDIR") || r.stderr.contains("ENOTEMPTY"), "\(r.stderr)")
+            try vol(image, ["rm", "/t/u/link"])
+            try vol(image, ["rm", "-r", "/t"])
+            #expect(try vol(image, ["ls", "/"]).stdout == "")
+            #expect(try vol(image, ["rm", "/t"], status: 1).stderr.contains("ENOENT"))
+        }
 
-    @Test("rm removes a file and rm -r a tree; rm of a directory without -r exits 1 naming EISDIR, of a missing name ENOENT")
-    func rm() throws {
-        let (dir, image) = try scratchVolume("rm")
-        defer { dir.remove() }
-        try vol(image, ["mkdir", "-p", "/t/u/v"])
-        try vol(image, ["ln", "-s", "x", "/t/u/link"])
-        let r = try vol(image, ["rm", "/t"], status: 1)
-        #expect(r.stderr.contains("EISDIR") || r.stderr.contains("ENOTEMPTY"), "\(r.stderr)")
-        try vol(image, ["rm", "/t/u/link"])
-        try vol(image, ["rm", "-r", "/t"])
-        #expect(try vol(image, ["ls", "/"]).stdout == "")
-        #expect(try vol(image, ["rm", "/t"], status: 1).stderr.contains("ENOENT"))
-    }
-
-    @Test("setfattr -n/-v sets and getfattr shows; setfattr -x removes; a missing attribute exits 1 naming ENODATA")
-    func xattrs() throws {
-        let (dir, image) = try scratchVolume("xattr")
-        defer { dir.remove() }
-        try vol(image, ["mkdir", "/d"])
-        try vol(image, ["setfattr", "-n", "user.colour", "-v", "blue", "/d"])
-        try vol(image, ["setfattr", "-n", "user.empty", "/d"])
-        #expect(try vol(image, ["getfattr", "/d"]).stdout == "user.colour=\"blue\"\nuser.empty=\"\"\n")
-        #expect(try vol(image, ["getfattr", "-n", "user.colour", "/d"]).stdout == "user.colour=\"blue\"\n")
-        #expect(try vol(image, ["getfattr", "-n", "user.nope", "/d"], status: 1).stderr.contains("ENODATA"))
-        try vol(image, ["setfattr", "-x", "user.colour", "/d"])
-        #expect(try vol(image, ["getfattr", "/d"]).stdout == "user.empty=\"\"\n")
-        #expect(try vol(image, ["setfattr", "-x", "user.colour", "/d"], status: 1).stderr.contains("ENODATA"))
+        @Test("setfattr -n/-v sets and getfattr shows; setfattr -x removes; a missing attribute exits 1 naming ENODATA")
+        func xattrs() throws {
+            let (dir, image) = try scratchVolume("xattr")
+            defer { dir.remove() }
+            try vol(image, ["mkdir", "/d"])
+            try vol(image, ["setfattr", "-n", "user.colour", "-v", "blue", "/d"])
+            try vol(image, ["setfattr", "-n", "user.empty", "/d"])
+            #expect(try vol(image, ["getfattr", "/d"]).stdout == "user.colour=\"blue\"\nuser.empty=\"\"\n")
+            #expect(try vol(image, ["getfattr", "-n", "user.colour", "/d"]).stdout == "user.colour=\"blue\"\n")
+            #expect(try vol(image, ["getfattr", "-n", "user.nope", "/d"], status: 1).stderr.contains("ENODATA"))
+            try vol(image, ["setfattr", "-x", "user.colour", "/d"])
+            #expect(try vol(image, ["getfattr", "/d"]).stdout == "user.empty=\"\"\n")
+            #expect(try vol(image, ["setfattr", "-x", "user.colour", "/d"], status: 1).stderr.contains("ENODATA"))
+        }
     }
 }

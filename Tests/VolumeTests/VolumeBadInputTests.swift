@@ -200,132 +200,135 @@ func volumeError(_ body: () throws(VolumeError) -> Void) -> VolumeError? {
     }
 }
 
-@Suite("Volume: bad format and mount input")
-struct VolumeBadFormatTests {
-    /// A device of `blocks` blocks filled with a pattern, so "unchanged" means something.
-    func patterned(_ blocks: Int) throws -> MemoryBlockDevice {
-        let device = MemoryBlockDevice(blockSize: 4096, blockCount: blocks)
-        try device.writeBlocks(0, pattern(blocks * 4096, seed: 21))
-        return device
-    }
+// Nested so that a filter on VolumeBadInputTests runs these too.
+extension VolumeBadInputTests {
+    @Suite("Volume: bad format and mount input")
+    struct Format {
+        /// A device of `blocks` blocks filled with a pattern, so "unchanged" means something.
+        func patterned(_ blocks: Int) throws -> MemoryBlockDevice {
+            let device = MemoryBlockDevice(blockSize: 4096, blockCount: blocks)
+            try device.writeBlocks(0, pattern(blocks * 4096, seed: 21))
+            return device
+        }
 
-    @Test("a device smaller than the minimum is .invalid and not written; one block more than that formats")
-    func tooSmall() throws {
-        // The log takes blocks 2 ..< 18 (its least length, 16), and the data area at least
-        // Volume.minimumDataBlocks.
-        let least = LogRegion.firstLogBlock + LogRegion.minimumLength + Volume.minimumDataBlocks
-        for blocks in [2, 10, 18, least - 1] {
-            let device = try patterned(blocks)
-            let (bytes, writes) = (try deviceBytes(device), device.writeCount)
-            let e = volumeError { () throws(VolumeError) in try Volume.format(device: device) }
-            guard case .invalid(let why) = e else {
-                Issue.record("\(blocks) blocks: \(String(describing: e)), expected .invalid")
-                continue
+        @Test("a device smaller than the minimum is .invalid and not written; one block more than that formats")
+        func tooSmall() throws {
+            // The log takes blocks 2 ..< 18 (its least length, 16), and the data area at least
+            // Volume.minimumDataBlocks.
+            let least = LogRegion.firstLogBlock + LogRegion.minimumLength + Volume.minimumDataBlocks
+            for blocks in [2, 10, 18, least - 1] {
+                let device = try patterned(blocks)
+                let (bytes, writes) = (try deviceBytes(device), device.writeCount)
+                let e = volumeError { () throws(VolumeError) in try Volume.format(device: device) }
+                guard case .invalid(let why) = e else {
+                    Issue.record("\(blocks) blocks: \(String(describing: e)), expected .invalid")
+                    continue
+                }
+                #expect(why.contains("blocks"), "\(blocks) blocks: \(why)")
+                #expect(device.writeCount == writes, "\(blocks) blocks: format wrote before refusing")
+                #expect(try deviceBytes(device) == bytes)
             }
-            #expect(why.contains("blocks"), "\(blocks) blocks: \(why)")
-            #expect(device.writeCount == writes, "\(blocks) blocks: format wrote before refusing")
-            #expect(try deviceBytes(device) == bytes)
+            let device = try patterned(least)
+            try Volume.format(device: device)
+            var options = VolumeOptions()
+            options.backgroundForce = nil
+            try Volume.mount(device: device, options: options).unmount()
         }
-        let device = try patterned(least)
-        try Volume.format(device: device)
-        var options = VolumeOptions()
-        options.backgroundForce = nil
-        try Volume.mount(device: device, options: options).unmount()
-    }
 
-    @Test("an image file cut short after mkfs: mount refuses naming the geometry mismatch")
-    func truncatedImage() throws {
-        let image = try TemporaryImage()
-        defer { image.remove() }
-        try Volume.format(device: try FileBlockDevice(path: image.path, blockSize: 4096, blockCount: 1024, create: true))
-        // Cut short, and not on a block boundary: the tools open it with as many whole blocks
-        // as the file holds (VolumeImage.open), 700.
-        #expect(truncate(image.path, off_t(700 * 4096 + 100)) == 0)
-        let device = try FileBlockDevice(path: image.path, blockSize: 4096, blockCount: 700, create: false)
-        let e = volumeError { () throws(VolumeError) in _ = try Volume.mount(device: device) }
-        guard case .corrupt(let why) = e else {
-            Issue.record("\(String(describing: e)), expected .corrupt naming the geometry")
-            return
-        }
-        #expect(why == "superblock 0: the volume is 1024 blocks of 4096 bytes, the device 700 of 4096")
-    }
-
-    /// A new volume on a memory disk whose superblock copies `copies` are rewritten with
-    /// `change` applied and resealed by the format's own encoder.
-    func volume(withSuperblock copies: [Int], _ change: (inout Superblock) -> Void) throws -> MemoryBlockDevice {
-        let device = MemoryBlockDevice(blockSize: 4096, blockCount: 1024)
-        try Volume.format(device: device)
-        for copy in copies {
-            var sb = try decodeSuperblock(try device.readBlocks(copy, count: 1), at: copy)
-            change(&sb)
-            try device.writeBlocks(copy, sb.encode(copy: copy))
-        }
-        return device
-    }
-
-    @Test("an unknown incompatible feature in either copy: mount refuses with .unsupported naming it, writing nothing")
-    func unknownIncompatibleFeature() throws {
-        for copies in [[0, 1], [0], [1]] {
-            let device = try volume(withSuperblock: copies) { $0.features.incompatible |= 0x4 }
-            let writes = device.writeCount
+        @Test("an image file cut short after mkfs: mount refuses naming the geometry mismatch")
+        func truncatedImage() throws {
+            let image = try TemporaryImage()
+            defer { image.remove() }
+            try Volume.format(device: try FileBlockDevice(path: image.path, blockSize: 4096, blockCount: 1024, create: true))
+            // Cut short, and not on a block boundary: the tools open it with as many whole blocks
+            // as the file holds (VolumeImage.open), 700.
+            #expect(truncate(image.path, off_t(700 * 4096 + 100)) == 0)
+            let device = try FileBlockDevice(path: image.path, blockSize: 4096, blockCount: 700, create: false)
             let e = volumeError { () throws(VolumeError) in _ = try Volume.mount(device: device) }
-            // The first flagged copy is named: an intact copy that is unsupported refuses the
-            // volume even when the other one would do (docs/FORMAT.md "Two copies").
-            #expect(e == .unsupported("superblock \(copies[0]): unknown incompatible feature 0x4"), "copies \(copies)")
+            guard case .corrupt(let why) = e else {
+                Issue.record("\(String(describing: e)), expected .corrupt naming the geometry")
+                return
+            }
+            #expect(why == "superblock 0: the volume is 1024 blocks of 4096 bytes, the device 700 of 4096")
+        }
+
+        /// A new volume on a memory disk whose superblock copies `copies` are rewritten with
+        /// `change` applied and resealed by the format's own encoder.
+        func volume(withSuperblock copies: [Int], _ change: (inout Superblock) -> Void) throws -> MemoryBlockDevice {
+            let device = MemoryBlockDevice(blockSize: 4096, blockCount: 1024)
+            try Volume.format(device: device)
+            for copy in copies {
+                var sb = try decodeSuperblock(try device.readBlocks(copy, count: 1), at: copy)
+                change(&sb)
+                try device.writeBlocks(copy, sb.encode(copy: copy))
+            }
+            return device
+        }
+
+        @Test("an unknown incompatible feature in either copy: mount refuses with .unsupported naming it, writing nothing")
+        func unknownIncompatibleFeature() throws {
+            for copies in [[0, 1], [0], [1]] {
+                let device = try volume(withSuperblock: copies) { $0.features.incompatible |= 0x4 }
+                let writes = device.writeCount
+                let e = volumeError { () throws(VolumeError) in _ = try Volume.mount(device: device) }
+                // The first flagged copy is named: an intact copy that is unsupported refuses the
+                // volume even when the other one would do (docs/FORMAT.md "Two copies").
+                #expect(e == .unsupported("superblock \(copies[0]): unknown incompatible feature 0x4"), "copies \(copies)")
+                #expect(device.writeCount == writes)
+            }
+        }
+
+        @Test("an unknown read-only-compatible feature: no read-write mount, and nothing written (there is no read-only mount)")
+        func unknownReadOnlyCompatibleFeature() throws {
+            let device = try volume(withSuperblock: [0, 1]) { $0.features.readOnlyCompatible |= 0x8 }
+            let writes = device.writeCount
+            var options = VolumeOptions()
+            options.backgroundForce = nil
+            let e = volumeError { () throws(VolumeError) in _ = try Volume.mount(device: device, options: options) }
+            #expect(e == .unsupported("superblock 0: unknown read-only-compatible feature 0x8 (read-only)"))
+            #expect(device.writeCount == writes, "the mount wrote to a volume it may only read")
+            // fsck only reads, so it may check such a volume.
+            #expect(checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount).clean)
+        }
+
+        @Test("an unknown compatible feature is ignored and kept by the superblocks a mount writes")
+        func unknownCompatibleFeature() throws {
+            let device = try volume(withSuperblock: [0, 1]) { $0.features.compatible |= 0x10 }
+            var options = VolumeOptions()
+            options.backgroundForce = nil
+            let v = try Volume.mount(device: device, options: options)
+            _ = try v.mkdir(in: .root, "d", permissions: 0o755)
+            try v.unmount()
+            for copy in [0, 1] {
+                #expect(try decodeSuperblock(try device.readBlocks(copy, count: 1), at: copy).features.compatible == 0x10, "copy \(copy)")
+            }
+        }
+
+        @Test("mkfs over a volume without force is .exists and changes no byte; with force it makes a new volume")
+        func formatOverVolume() throws {
+            let device = MemoryBlockDevice(blockSize: 4096, blockCount: 1024)
+            try Volume.format(device: device)
+            var options = VolumeOptions()
+            options.backgroundForce = nil
+            let v = try Volume.mount(device: device, options: options)
+            _ = try v.mkdir(in: .root, "keep", permissions: 0o755)
+            try v.unmount()
+            let (bytes, writes) = (try deviceBytes(device), device.writeCount)
+            let uuid = try DeviceLogStore.open(device).geometry.uuid
+            let e = volumeError { () throws(VolumeError) in try Volume.format(device: device) }
+            guard case .exists(let why) = e else {
+                Issue.record("\(String(describing: e)), expected .exists")
+                return
+            }
+            #expect(why.contains(uuid.description) && why.contains("--force"), "\(why)")
             #expect(device.writeCount == writes)
+            #expect(try deviceBytes(device) == bytes)
+            #expect(try Volume.mount(device: device, options: options).lookup(.root, "keep") != .root)
+            var force = FormatOptions()
+            force.force = true
+            try Volume.format(device: device, options: force)
+            #expect(try DeviceLogStore.open(device).geometry.uuid != uuid)
+            #expect(throws: Errno.noSuchFileOrDirectory) { try Volume.mount(device: device, options: options).lookup(.root, "keep") }
         }
-    }
-
-    @Test("an unknown read-only-compatible feature: no read-write mount, and nothing written (there is no read-only mount)")
-    func unknownReadOnlyCompatibleFeature() throws {
-        let device = try volume(withSuperblock: [0, 1]) { $0.features.readOnlyCompatible |= 0x8 }
-        let writes = device.writeCount
-        var options = VolumeOptions()
-        options.backgroundForce = nil
-        let e = volumeError { () throws(VolumeError) in _ = try Volume.mount(device: device, options: options) }
-        #expect(e == .unsupported("superblock 0: unknown read-only-compatible feature 0x8 (read-only)"))
-        #expect(device.writeCount == writes, "the mount wrote to a volume it may only read")
-        // fsck only reads, so it may check such a volume.
-        #expect(checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount).clean)
-    }
-
-    @Test("an unknown compatible feature is ignored and kept by the superblocks a mount writes")
-    func unknownCompatibleFeature() throws {
-        let device = try volume(withSuperblock: [0, 1]) { $0.features.compatible |= 0x10 }
-        var options = VolumeOptions()
-        options.backgroundForce = nil
-        let v = try Volume.mount(device: device, options: options)
-        _ = try v.mkdir(in: .root, "d", permissions: 0o755)
-        try v.unmount()
-        for copy in [0, 1] {
-            #expect(try decodeSuperblock(try device.readBlocks(copy, count: 1), at: copy).features.compatible == 0x10, "copy \(copy)")
-        }
-    }
-
-    @Test("mkfs over a volume without force is .exists and changes no byte; with force it makes a new volume")
-    func formatOverVolume() throws {
-        let device = MemoryBlockDevice(blockSize: 4096, blockCount: 1024)
-        try Volume.format(device: device)
-        var options = VolumeOptions()
-        options.backgroundForce = nil
-        let v = try Volume.mount(device: device, options: options)
-        _ = try v.mkdir(in: .root, "keep", permissions: 0o755)
-        try v.unmount()
-        let (bytes, writes) = (try deviceBytes(device), device.writeCount)
-        let uuid = try DeviceLogStore.open(device).geometry.uuid
-        let e = volumeError { () throws(VolumeError) in try Volume.format(device: device) }
-        guard case .exists(let why) = e else {
-            Issue.record("\(String(describing: e)), expected .exists")
-            return
-        }
-        #expect(why.contains(uuid.description) && why.contains("--force"), "\(why)")
-        #expect(device.writeCount == writes)
-        #expect(try deviceBytes(device) == bytes)
-        #expect(try Volume.mount(device: device, options: options).lookup(.root, "keep") != .root)
-        var force = FormatOptions()
-        force.force = true
-        try Volume.format(device: device, options: force)
-        #expect(try DeviceLogStore.open(device).geometry.uuid != uuid)
-        #expect(throws: Errno.noSuchFileOrDirectory) { try Volume.mount(device: device, options: options).lookup(.root, "keep") }
     }
 }
