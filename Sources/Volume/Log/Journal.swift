@@ -23,6 +23,7 @@ public struct JournalStats: Sendable, Equatable {
     public var records = 0
     public var checkpoints = 0
     public var checkpointBlocks = 0
+    public var checkpointBytes = 0  // the records' encoded bytes, unrounded: what `iomap bench` divides per operation
     public var snapshots = 0
     public var flushes = 0
     /// Forces that found their sequence durable already and wrote nothing.
@@ -225,6 +226,7 @@ public final class Journal: Sendable {
         open.withLock {
             $0.stats.checkpoints += 1
             $0.stats.checkpointBlocks += n
+            $0.stats.checkpointBytes += image.payload.count
         }
         l.durable = sealed.sequence
         release(sealed.busy)
