@@ -70,6 +70,37 @@ public enum HostFiles {
         return rc == 0 ? nil : Errno(rawValue: errno)
     }
 
+    /// open(O_CREAT | O_EXCL) and close of a new empty file with mode `mode`: nil, or the
+    /// errno. The volume rows of `iomap bench` time it against the volume's create.
+    @inlinable
+    public static func createExclusive(_ path: String, mode: UInt16 = 0o644) -> Errno? {
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode_t(mode))
+        if fd < 0 { return Errno(rawValue: errno) }
+        close(fd)
+        return nil
+    }
+
+    /// unlink(2): nil, or the errno (`remove` hides it; a timed loop must see a failure).
+    @inlinable
+    public static func unlinkFile(_ path: String) -> Errno? { unlink(path) == 0 ? nil : Errno(rawValue: errno) }
+
+    /// rename(2): nil, or the errno.
+    @inlinable
+    public static func renameFile(_ from: String, to: String) -> Errno? { rename(from, to) == 0 ? nil : Errno(rawValue: errno) }
+
+    /// chmod(2): nil, or the errno.
+    @inlinable
+    public static func changeMode(_ path: String, _ mode: UInt16) -> Errno? {
+        chmod(path, mode_t(mode)) == 0 ? nil : Errno(rawValue: errno)
+    }
+
+    /// The permission bits of `path` (stat(2)), or nil: the benchmark's check that a chmod
+    /// happened.
+    public static func permissions(_ path: String) -> UInt16? {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt16(st.st_mode & 0o7777) : nil
+    }
+
     /// malloc_trim(0): gives the allocator's free memory back to the kernel, so that a
     /// measurement of resident memory sees only what is in use. True when memory was released.
     @discardableResult
