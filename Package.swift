@@ -65,7 +65,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "IOMapBench",
-            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide"],
+            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting", "IOMapKernelSide"],
             swiftSettings: strict),
         .executableTarget(
             name: "iomap",

@@ -43,10 +43,33 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
     case writebackFsync = "writeback-fsync"
     case liveHooks = "live-hooks"
     case memory
+    case volumeOverwrite4k = "volume-overwrite-4k"
+    case volumeNamespace = "volume-namespace"
+    case volumeFsync = "volume-fsync"
+    case volumeFsync8t = "volume-fsync-8t"
+    case volumeSnapshot = "volume-snapshot"
+    case volumeMkfs = "volume-mkfs"
+    case volumeMount = "volume-mount"
 
-    /// The result rows the workload produces: memory has two goals, one per folio size.
+    /// The result rows the workload produces: memory has two goals, one per folio size; the
+    /// namespace workload one per call (and the log bytes of a create); volume-fsync one per
+    /// kind of fsync.
     public var rowNames: [String] {
-        self == .memory ? ["memory-4k", "memory-2m"] : [rawValue]
+        switch self {
+        case .memory: return ["memory-4k", "memory-2m"]
+        case .volumeNamespace: return ["volume-create", "volume-create-log", "volume-setattr", "volume-rename", "volume-unlink"]
+        case .volumeFsync: return ["volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean"]
+        default: return [rawValue]
+        }
+    }
+
+    /// Whether the workload puts files in the disk directory (`BenchConfig.diskDirectory`):
+    /// the rows whose flushes or whole-device writes must land on a real disk.
+    public var needsDiskDirectory: Bool {
+        switch self {
+        case .writebackFsync, .volumeFsync, .volumeFsync8t, .volumeSnapshot, .volumeMkfs, .volumeMount: return true
+        default: return false
+        }
     }
 
     /// Parses a comma-separated list; `memory-4k` and `memory-2m` name the memory workload.
@@ -86,8 +109,8 @@ public struct BenchConfig: Sendable {
     public var workloads: [BenchWorkload] = BenchWorkload.allCases
     /// Where the kernel-side files go (nil: a new directory on tmpfs, /dev/shm when present).
     public var kernelDirectory: String?
-    /// Where writeback-fsync's device image and kernel file go (nil: a new directory on the
-    /// root file system).
+    /// Where writeback-fsync's device image and kernel file go, and the volume rows' device
+    /// images and kernel files (nil: a new directory on the root file system).
     public var diskDirectory: String?
     /// Counted repetitions per side, after one warm-up.
     public var repetitions = 5
@@ -168,7 +191,7 @@ public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void
         created.append(kernelDir)
     }
     var diskDir = config.diskDirectory ?? ""
-    if diskDir.isEmpty && config.workloads.contains(.writebackFsync) {
+    if diskDir.isEmpty && config.workloads.contains(where: \.needsDiskDirectory) {
         diskDir = try makeBenchDirectory(disk: true)
         created.append(diskDir)
     }
@@ -264,6 +287,13 @@ struct BenchContext {
         case .writebackFsync: return [try writebackFsync()]
         case .liveHooks: return [try liveHooks()]
         case .memory: return try memory()
+        case .volumeOverwrite4k: return [try volumeOverwrite4k()]
+        case .volumeNamespace: return try volumeNamespace()
+        case .volumeFsync: return try volumeFsync()
+        case .volumeFsync8t: return [try volumeFsync8t()]
+        case .volumeSnapshot: return [try volumeSnapshot()]
+        case .volumeMkfs: return [try volumeMkfs()]
+        case .volumeMount: return [try volumeMount()]
         }
     }
 
@@ -300,6 +330,16 @@ func goalText(_ row: String) -> String {
     case "live-hooks": return "cost ≤ 2%"
     case "memory-4k": return "overhead ≤ 3%"
     case "memory-2m": return "overhead ≤ 0.5%"
+    case "volume-overwrite-4k": return "volume ≥ 0.95× plain engine"
+    case "volume-create", "volume-setattr", "volume-rename", "volume-unlink": return "≤ 5 µs, no synchronous I/O"
+    case "volume-create-log": return "≤ 300 log bytes per create"
+    case "volume-fsync-overwrite": return "1 flush per fsync"
+    case "volume-fsync-append": return "≤ 2 flushes per fsync"
+    case "volume-fsync-clean": return "0 flushes per fsync"
+    case "volume-fsync-8t": return "8 threads ≥ 4× 1 thread's fsyncs/s, ≤ 2 flushes per batch"
+    case "volume-snapshot": return "100,000 inodes ≤ 0.5 s"
+    case "volume-mkfs": return "1 GiB ≤ 1 s"
+    case "volume-mount": return "full 64 MiB log ≤ 1 s"
     default: return ""
     }
 }

@@ -32,7 +32,7 @@ final class NoOpInterleaver: Interleaver {
 
 /// An engine on a sparse memory device: the device is a dictionary of chunks filled only by
 /// writeback, so a device as large as the biggest reservation costs nothing.
-private func makeEngine(deviceBytes: Int, maxFolioSize: Int = 2 * MiB, environment: IOMapEnvironment = .live) -> ExtentFS {
+func makeEngine(deviceBytes: Int, maxFolioSize: Int = 2 * MiB, environment: IOMapEnvironment = .live) -> ExtentFS {
     ExtentFS(
         memoryBytes: deviceBytes,
         config: ExtentFSConfig(blockSize: 4096, maxFolioSize: maxFolioSize, environment: environment))
@@ -40,7 +40,7 @@ private func makeEngine(deviceBytes: Int, maxFolioSize: Int = 2 * MiB, environme
 
 /// A source buffer for operations of `opSize`: a multiple of the operation size, and large
 /// enough that neighbouring operations carry different bytes.
-private func sourceBuffer(opSize: Int) -> PatternBuffer { PatternBuffer(count: max(MiB, 3 * opSize)) }
+func sourceBuffer(opSize: Int) -> PatternBuffer { PatternBuffer(count: max(MiB, 3 * opSize)) }
 
 // MARK: - Timed loops
 //
@@ -61,7 +61,7 @@ private func timedOps(size: Int, opSize: Int, _ body: (Int) throws -> Void) reth
 }
 
 @inline(never)
-private func engineWrites(_ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+func engineWrites(_ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
     try timedOps(size: size, opSize: opSize) { off in
         let n = try file.write(src.bytes(forFileOffset: off, length: opSize), at: off)
         if n != opSize { throw BenchFailure("engine write at \(off) wrote \(n) of \(opSize) bytes") }
@@ -69,7 +69,7 @@ private func engineWrites(_ file: ExtentFile, _ src: PatternBuffer, size: Int, o
 }
 
 @inline(never)
-private func kernelWrites(_ file: KernelFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+func kernelWrites(_ file: KernelFile, _ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
     try timedOps(size: size, opSize: opSize) { off in
         let n = try file.pwriteAll(src.bytes(forFileOffset: off, length: opSize), at: off)
         if n != opSize { throw BenchFailure("pwrite at \(off) wrote \(n) of \(opSize) bytes") }
@@ -83,13 +83,13 @@ private func memcpyWrites(into dest: UnsafeMutableRawPointer, _ src: PatternBuff
 
 // MARK: - Checks
 
-private func checkEngine(_ what: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int) throws {
+func checkEngine(_ what: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int) throws {
     try checkSamples(what, size: size, expected: src.expected(atFileOffset:)) { offset, count in
         try file.read(count: count, at: offset)
     }
 }
 
-private func checkKernel(_ what: String, _ file: KernelFile, _ src: PatternBuffer, size: Int) throws {
+func checkKernel(_ what: String, _ file: KernelFile, _ src: PatternBuffer, size: Int) throws {
     try checkSamples(what, size: size, expected: src.expected(atFileOffset:)) { offset, count in
         try file.check("pread", file.read(count: count, at: offset))
     }
@@ -132,7 +132,7 @@ private func probedSum(_ src: PatternBuffer, ops: Int, opSize: Int, probe: (Int)
     return sum
 }
 
-private func makeFileDevice(path: String, bytes: Int) throws -> FileBlockDevice {
+func makeFileDevice(path: String, bytes: Int) throws -> FileBlockDevice {
     do {
         return try FileBlockDevice(path: path, blockSize: 4096, blockCount: bytes / 4096, create: true)
     } catch {
@@ -176,7 +176,7 @@ private func freshMemcpySide(_ name: String, _ src: PatternBuffer, size: Int, op
 }
 
 /// Rewrites of a cached engine file, checked after each run.
-private func engineRewriteSide(_ label: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double)
+func engineRewriteSide(_ label: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double)
     -> (Int) throws -> Double
 {
     { round in

@@ -13,7 +13,8 @@ import IOMapTesting
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmark the engine against the kernel's page cache: writes, appends, reads, seeks, cleanup, writeback, hooks, memory.",
+        abstract:
+            "Benchmark the engine against the kernel's page cache: writes, appends, reads, seeks, cleanup, writeback, hooks, memory, the volume.",
         discussion: """
             Each workload runs on the engine in-process and through syscalls on a real file in \
             --dir, alternating engine and kernel runs, one warm-up and 5 counted repetitions, \
@@ -27,7 +28,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Comma-separated workloads to run (default: all).") var only: String?
     @Option(help: "Directory for the kernel-side files (default: a new directory on tmpfs, /dev/shm when present).")
     var dir: String?
-    @Option(help: "Directory for writeback-fsync's device image and kernel file (default: a new directory in /var/tmp).")
+    @Option(
+        help:
+            "Directory for the device images and kernel files of writeback-fsync and the volume's disk rows (default: a new directory in /var/tmp)."
+    )
     var dirDisk: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
     // The memory workload's measurements, each run by a child process of the tool (see
@@ -73,7 +77,7 @@ struct Bench: ParsableCommand {
         }
         do {
             config.kernelDirectory = try directory(dir, disk: false)
-            if config.workloads.contains(.writebackFsync) { config.diskDirectory = try directory(dirDisk, disk: true) }
+            if config.workloads.contains(where: \.needsDiskDirectory) { config.diskDirectory = try directory(dirDisk, disk: true) }
         } catch {
             for d in created { try? FileManager.default.removeItem(atPath: d) }
             say("iomap bench: \(error)")
@@ -277,7 +281,7 @@ private func table(_ report: BenchReport) -> String {
     let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
     var lines = [
         "kernel side: \(report.kernelDirectory) (\(report.kernelDirFSType))"
-            + (report.diskDirectory.isEmpty ? "" : "; writeback-fsync: \(report.diskDirectory) (\(report.diskDirFSType))"),
+            + (report.diskDirectory.isEmpty ? "" : "; disk side: \(report.diskDirectory) (\(report.diskDirFSType))"),
         "medians of \(report.repetitions) repetitions after a warm-up, per operation\(report.quick ? "; quick (1/16 size)" : "")",
         "",
     ]
@@ -306,7 +310,8 @@ private func table(_ report: BenchReport) -> String {
             )
         case "overwrite-4k":
             notes.append(String(format: "overwrite-4k: engine %.2f× memcpy", r.detail["engine_over_memcpy"] ?? 0))
-        default: break
+        default:
+            if let note = volumeNote(r) { notes.append(note) }
         }
     }
     if !notes.isEmpty { lines += [""] + notes }
@@ -322,4 +327,47 @@ private func sizeKeyBytes(_ key: String) -> Int {
         return (Int(label.dropLast(3)) ?? 0) * factor
     }
     return 0
+}
+
+/// The table's note for a volume row: the figures behind its goal.
+private func volumeNote(_ r: BenchResult) -> String? {
+    let d = r.detail
+    let n = { (key: String) in d[key] ?? 0 }
+    switch r.name {
+    case "volume-create", "volume-setattr", "volume-rename", "volume-unlink":
+        return "\(r.name): "
+            + String(
+                format: "%.0f writes and flushes in the timed loops; %.0f log bytes per call (%.0f in whole blocks), %.0f files",
+                n("io_in_timed_loops"), n("log_bytes_per_op"), n("log_block_bytes_per_op"), n("files"))
+    case "volume-create-log":
+        return String(
+            format: "volume-create-log: %.0f log bytes per create (%.0f in whole blocks)", n("log_bytes_per_create"),
+            n("log_block_bytes_per_create"))
+    case "volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean":
+        return "\(r.name): "
+            + String(
+                format: "%.2f flushes per fsync (%.0f to %.0f)", n("flushes_per_fsync"), n("min_flushes_per_fsync"),
+                n("max_flushes_per_fsync"))
+            + String(
+                format: "; %.0f of %.0f fsyncs met a full log and wrote a snapshot; at most %.0f flushes without one",
+                n("snapshot_fsyncs"), n("fsyncs_counted"), n("max_flushes_per_fsync_without_snapshot"))
+            + "; on an in-memory device \(formatNs(d["memory_ns_per_op"])) per fsync"
+    case "volume-fsync-8t":
+        return String(
+            format: "volume-fsync-8t: %.0f fsyncs/s with 1 thread, %.0f with 8 (%.1f×), %.2f flushes per batch of %.1f fsyncs; "
+                + "kernel %.0f and %.0f (%.1f×); in memory %.0f and %.0f (%.1f×)", n("fsyncs_per_s_1_thread"),
+            n("fsyncs_per_s_8_threads"), r.ratio ?? 0, n("flushes_per_batch"), n("fsyncs_per_batch"), n("kernel_fsyncs_per_s_1_thread"),
+            n("kernel_fsyncs_per_s_8_threads"), n("kernel_scaling"), n("memory_fsyncs_per_s_1_thread"), n("memory_fsyncs_per_s_8_threads"),
+            n("memory_scaling"))
+    case "volume-overwrite-4k":
+        return "volume-overwrite-4k: volume \(formatNs(r.engineNsPerOp)), plain engine \(formatNs(d["plain_ns_per_op"])), "
+            + "kernel \(formatNs(d["kernel_ns_per_op"]))"
+    case "volume-snapshot":
+        return String(format: "volume-snapshot: %.0f inodes; ", n("inodes")) + "on an in-memory device \(formatNs(d["memory_ns"]))"
+    case "volume-mount":
+        return String(
+            format: "volume-mount: the log %.0f MiB, %.2f%% full: %.0f checkpoints, %.0f records replayed", n("log_bytes") / 1_048_576,
+            n("log_full_fraction") * 100, n("checkpoints_replayed"), n("records_replayed"))
+    default: return nil
+    }
 }

@@ -11,7 +11,7 @@ import IOMapKernelSide
 import Testing
 
 /// Checks what every row promises, whatever the machine.
-private func checkShape(_ r: BenchResult) {
+func checkShape(_ r: BenchResult) {
     #expect(r.error == nil, "\(r.name): \(r.error ?? "")")
     #expect(!r.goal.isEmpty, "\(r.name) has no goal")
     for (label, value) in [("engine", r.engineNsPerOp), ("kernel", r.kernelNsPerOp), ("memcpy", r.memcpyNsPerOp)] {

@@ -9,7 +9,9 @@ import Testing
 
 private let allRows = [
     "overwrite-4k", "append-4k", "append-1m", "read-4k", "seek-data", "seek-hole", "cleanup", "writeback-fsync",
-    "live-hooks", "memory-4k", "memory-2m",
+    "live-hooks", "memory-4k", "memory-2m", "volume-overwrite-4k", "volume-create", "volume-create-log", "volume-setattr",
+    "volume-rename", "volume-unlink", "volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean", "volume-fsync-8t",
+    "volume-snapshot", "volume-mkfs", "volume-mount",
 ]
 
 private let resultFields: Set<String> = [
@@ -51,9 +53,14 @@ struct BenchCommandTests {
             #expect(ratio.isFinite)
             if let engine, let kernel { #expect(abs(ratio - kernel / engine) <= 1e-9 * ratio, "\(name): ratio \(ratio)") }
         }
-        // Every workload with a kernel side has one; cleanup, live-hooks and memory do not.
+        // Every workload with a kernel side has one; cleanup, live-hooks, memory and the volume's
+        // rows held to a bound or compared with the plain engine do not.
         let kernelSides = results.filter { !($0["kernel_ns_per_op"] is NSNull) }.compactMap { $0["name"] as? String }
-        #expect(kernelSides == ["overwrite-4k", "append-4k", "append-1m", "read-4k", "seek-data", "seek-hole", "writeback-fsync"])
+        #expect(
+            kernelSides == [
+                "overwrite-4k", "append-4k", "append-1m", "read-4k", "seek-data", "seek-hole", "writeback-fsync", "volume-create",
+                "volume-setattr", "volume-rename", "volume-unlink", "volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean",
+            ])
         // Progress goes to stderr, never into the JSON.
         #expect(r.stderr.contains("overwrite-4k: repetition 5/5"))
     }
