@@ -29,7 +29,9 @@ struct VolumeBackingTests {
             config.backing = backing
             let replayed = runFsx(config, replay: volume.entries)
             #expect(replayed.violation == nil, "seed \(seed), the volume's log replayed on \(backing)")
-            #expect(replayed.entries == volume.entries, "seed \(seed): replaying on \(backing) ran another sequence")
+            // On the volume the replay is the run again; on the engine some recorded faults
+            // ask at offsets the engine's mappings never query, so only the outcome is the same.
+            if backing == .volume { #expect(replayed.entries == volume.entries, "seed \(seed): the replay ran another sequence") }
         }
     }
 
