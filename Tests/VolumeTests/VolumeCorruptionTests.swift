@@ -296,12 +296,9 @@ struct VolumeCorruptionTests {
         }
     }
 
-    // A known bug, marked so that the test fails once it is fixed (withKnownIssue then
-    // finds no issue) and the mark can go: DeviceLogStore.readCheckpoint maps every error
-    // but notACheckpoint to .torn, so a checksummed checkpoint whose fields are impossible
-    // ends the log quietly, while docs/FORMAT.md ("Reading a checkpoint: three verdicts")
-    // says recovery must refuse it. The fix belongs in DeviceLogStore.swift (a `corrupt`
-    // verdict carried to recovery, which throws it).
+    // DeviceLogStore.readCheckpoint gives a checksummed checkpoint whose fields are impossible
+    // the "damaged" verdict of docs/FORMAT.md ("Reading a checkpoint: three verdicts"), and
+    // recovery refuses it rather than end the log there quietly as it would a torn one.
     @Test("a checksummed impossible checkpoint (corrupt, not torn): its head resealed with a wrong record count refuses the mount")
     func resealedImpossibleCheckpoint() throws {
         let image = try image()
@@ -309,14 +306,12 @@ struct VolumeCorruptionTests {
         // Offset 60 is the head's record count (docs/FORMAT.md "A checkpoint's blocks").
         let device = try image.device(changing: head) { resealed($0.flipping(BlockHeader.size + 4, mask: 0x01)) }
         let verdict = DamageVerdict(device)
-        withKnownIssue("DeviceLogStore.readCheckpoint reports a corrupt checkpoint as torn") {
-            #expect(verdict.allFsckErrors.contains { $0.contains("log block \(head)") }, "fsck found \(verdict.fsckErrors)")
-            guard case .corrupt(let why) = verdict.mountError else {
-                Issue.record("mount gave \(String(describing: verdict.mountError)), expected .corrupt")
-                return
-            }
-            #expect(why.contains("log block \(head)"), "\(why)")
+        #expect(verdict.allFsckErrors.contains { $0.contains("log block \(head)") }, "fsck found \(verdict.fsckErrors)")
+        guard case .corrupt(let why) = verdict.mountError else {
+            Issue.record("mount gave \(String(describing: verdict.mountError)), expected .corrupt")
+            return
         }
+        #expect(why.contains("log block \(head)"), "\(why)")
     }
 
     @Test("a crash right after a snapshot that holds an open free intent: the mount finishes it without freeing its blocks twice")

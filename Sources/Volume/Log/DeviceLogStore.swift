@@ -66,7 +66,7 @@ public final class DeviceLogStore: LogStore {
             let block = try device.readBlocks(geometry.log.address(ofOffset: offset), count: 1)
             head = try decodeCheckpointHead(block, at: offset, geometry: geometry, sequenceAtLeast: sequence)
         } catch let error as FormatError {
-            return error.category == .notACheckpoint ? .end(reason: error.description) : .torn(reason: error.description)
+            return Self.verdict(error)
         } catch let error as Errno {
             return .failed(error, reason: "log block \(offset): read failed")
         } catch {
@@ -87,7 +87,7 @@ public final class DeviceLogStore: LogStore {
             let c = try decodeCheckpoint(blocks, at: offset, geometry: geometry, sequenceAtLeast: sequence)
             return .checkpoint(records: c.records, blocks: c.blockCount)
         } catch {
-            return error.category == .notACheckpoint ? .end(reason: error.description) : .torn(reason: error.description)
+            return Self.verdict(error)
         }
     }
 
@@ -107,6 +107,16 @@ public final class DeviceLogStore: LogStore {
             offset += n
         }
         return nil
+    }
+
+    /// What a decoding error says of the log (docs/FORMAT.md "Reading a checkpoint: three
+    /// verdicts"): no checkpoint here, a torn one, or a damaged one.
+    static func verdict(_ error: FormatError) -> CheckpointRead {
+        switch error.category {
+        case .notACheckpoint: return .end(reason: error.description)
+        case .tornCheckpoint: return .torn(reason: error.description)
+        case .corrupt, .unsupported: return .damaged(reason: error.description)
+        }
     }
 
     public func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno) {

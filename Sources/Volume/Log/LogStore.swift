@@ -34,6 +34,9 @@ public enum CheckpointRead: Sendable {
     /// A checkpoint of the expected sequence starts here but is not whole or not valid: a
     /// torn tail if it is the last thing in the log.
     case torn(reason: String)
+    /// A checkpoint of the expected sequence whose every block checks out but whose content
+    /// is impossible: damage, not a torn write, which recovery must refuse.
+    case damaged(reason: String)
     /// The device could not be read: recovery cannot tell where the log ends.
     case failed(Errno, reason: String)
 }

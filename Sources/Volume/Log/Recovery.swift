@@ -57,6 +57,8 @@ public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLo
         case .torn(let reason):
             r.end = "torn: \(reason)"
             return try checkedEnd(r, store)
+        case .damaged(let reason):
+            throw .corrupt(reason)
         case .failed(let errno, let reason):
             throw .io(errno, reason)
         }
