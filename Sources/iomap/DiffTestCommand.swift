@@ -40,6 +40,7 @@ struct DiffTestCommand: ParsableCommand {
     var seekEvery = 16
     @Flag(help: "Keep the kernel-side file (and, with --dir, leave it there) for inspection.") var keep = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Flag(help: "Run the engine side on a file of a new in-memory volume.") var volume = false
 
     func validate() throws {
         guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
@@ -62,6 +63,7 @@ struct DiffTestCommand: ParsableCommand {
         c.canary = canary
         c.seekEvery = seekEvery
         if noMmap { c.disabled = [.mapread, .mapwrite] }
+        c.backing = volume ? .volume : .engine
         return c
     }
 

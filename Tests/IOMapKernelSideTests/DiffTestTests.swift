@@ -31,6 +31,16 @@ struct DiffTestTests {
         #expect(r.log.contains { if case .op(let op) = $0 { op.name == .mapwrite } else { false } })
     }
 
+    @Test("the engine side on a volume's file agrees with the kernel as the engine alone does")
+    func onVolume() throws {
+        var config = DiffConfig(seed: 11)
+        config.ops = 5000
+        config.backing = .volume
+        let r = try withTemporaryDirectory { try runDiffTest(config, directory: $0) }
+        #expect(r.mismatches == 0, "\(r.firstMismatch.map(String.init(describing:)) ?? "")")
+        #expect(r.compared > 1000)
+    }
+
     @Test("the log fstests' fsx recorded on XFS replays with no mismatch")
     func sampleLog() throws {
         let entries = try FsxLog.parse(try fsxSampleLogForKernelSide())
