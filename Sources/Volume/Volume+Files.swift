@@ -20,16 +20,17 @@ public final class FileHandle: Sendable {
     /// The engine's file: what the harnesses (race, fsx, explore, bench) drive.
     public let file: ExtentFile
     let handle: ExtentFileHandle
-    /// Whether the caller may keep setuid and setgid bits over its writes (CAP_FSETID).
-    let privileged: Bool
+    /// Who opened the file: a write or truncate by an unprivileged caller clears setuid and
+    /// setgid as Linux's file_remove_privs does (the namespace's planClearSetID).
+    let caller: Caller
     let closed = Atomic<Bool>(false)
 
-    init(volume: Volume, inode: InodeNumber, file: ExtentFile, privileged: Bool) {
+    init(volume: Volume, inode: InodeNumber, file: ExtentFile, caller: Caller) {
         self.volume = volume
         self.inode = inode
         self.file = file
         self.handle = file.open()
-        self.privileged = privileged
+        self.caller = caller
     }
 
     deinit { if !closed.load(ordering: .relaxed) { volume.release(inode) } }
@@ -46,7 +47,7 @@ public final class FileHandle: Sendable {
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Errno) -> Int {
         let n = try file.write(bytes, at: offset)
-        volume.modified(inode, clearSetID: !privileged)
+        volume.modified(inode, clearingSetIDFor: caller)
         return n
     }
 
@@ -58,25 +59,25 @@ public final class FileHandle: Sendable {
     /// ftruncate.
     public func truncate(to size: Int) throws(Errno) {
         try file.truncate(to: size)
-        volume.modified(inode, clearSetID: !privileged)
+        volume.modified(inode, clearingSetIDFor: caller)
     }
 
     /// fallocate(0 or KEEP_SIZE).
     public func allocate(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
         try file.allocate(offset: offset, length: length, keepSize: keepSize)
-        volume.modified(inode, clearSetID: false)
+        volume.modified(inode, clearingSetIDFor: nil)
     }
 
     /// fallocate(PUNCH_HOLE | KEEP_SIZE).
     public func punchHole(offset: Int, length: Int) throws(Errno) {
         try file.punchHole(offset: offset, length: length)
-        volume.modified(inode, clearSetID: false)
+        volume.modified(inode, clearingSetIDFor: nil)
     }
 
     /// fallocate(ZERO_RANGE [| KEEP_SIZE]).
     public func zeroRange(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
         try file.zeroRange(offset: offset, length: length, keepSize: keepSize)
-        volume.modified(inode, clearSetID: false)
+        volume.modified(inode, clearingSetIDFor: nil)
     }
 
     public func seekData(from offset: Int) throws(Errno) -> Int { try file.seekData(from: offset) }
@@ -85,7 +86,7 @@ public final class FileHandle: Sendable {
     /// A store through a shared writable mapping (page_mkwrite updates the times as a write does).
     public func mappedStore(_ bytes: [UInt8], at offset: Int) throws(Errno) {
         try file.mappedStore(bytes, at: offset)
-        volume.modified(inode, clearSetID: false)
+        volume.modified(inode, clearingSetIDFor: nil)
     }
 
     public func mappedLoad(count: Int, at offset: Int) throws(Errno) -> [UInt8] { try file.mappedLoad(count: count, at: offset) }
@@ -117,13 +118,14 @@ public final class FileHandle: Sendable {
 }
 
 extension Volume {
-    /// Opens regular inode `ino`. `privileged` callers keep setuid/setgid over their writes.
-    public func open(_ ino: InodeNumber, privileged: Bool = true) throws(Errno) -> FileHandle {
+    /// Opens regular inode `ino` for `caller`, whose writes clear setuid/setgid unless it is
+    /// privileged.
+    public func open(_ ino: InodeNumber, caller: Caller = .root()) throws(Errno) -> FileHandle {
         try namespace.withShared { () throws(Errno) -> FileHandle in
             guard let rec = journal.state[ino] else { throw .noSuchFileOrDirectory }
             if rec.attributes.type == .directory { throw .isDirectory }
             guard rec.attributes.type == .regular else { throw .noSuchAddressOrDevice }
-            return FileHandle(volume: self, inode: ino, file: try file(ino, opening: true), privileged: privileged)
+            return FileHandle(volume: self, inode: ino, file: try file(ino, opening: true), caller: caller)
         }
     }
 
@@ -141,27 +143,22 @@ extension Volume {
     }
 
     /// After a change to a file's data: mtime and ctime to now if the clock moved (most
-    /// writes within one coarse tick log nothing), and setuid (and setgid with group
-    /// execute) cleared when the writer is unprivileged (file_remove_privs).
-    func modified(_ ino: InodeNumber, clearSetID: Bool) {
+    /// writes within one coarse tick log nothing), and, for a write or truncate by
+    /// `clearingSetIDFor`, setuid and setgid cleared as planClearSetID says.
+    func modified(_ ino: InodeNumber, clearingSetIDFor caller: Caller?) {
         let now = self.now
-        try? journal.transact(timestampsOnly: !clearSetID) { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in
+        try? journal.transact(timestampsOnly: caller?.privileged ?? true) {
+            (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in
             guard var a = s[ino]?.attributes else { return ([], ()) }
             let old = a
+            if let caller, case .setAttributes(_, let cleared)? = try? s.planClearSetID(ino, caller: caller).records.first {
+                a = cleared
+            }
             if a.mtime != now || a.ctime != now {
                 a.mtime = now
                 a.ctime = now
             }
-            if clearSetID { a.permissions = clearedSetID(a.permissions) }
             return (a == old ? [] : [.setAttributes(ino, a)], ())
         }
     }
-}
-
-/// Permission bits without setuid, and without setgid when group execute is set (a setgid
-/// file without group execute is mandatory-locking's mark, which Linux leaves).
-func clearedSetID(_ permissions: UInt16) -> UInt16 {
-    var p = permissions & ~0o4000
-    if p & 0o2010 == 0o2010 { p &= ~0o2000 }
-    return p
 }
