@@ -47,6 +47,13 @@ extension Volume {
     /// metadata lock, which the inode table's lock may not be taken inside).
     func openInodes() -> Set<InodeNumber> { inodes.withLock { t in Set(t.filter { $0.value.opens > 0 }.keys) } }
 
+    /// The inodes with an in-memory file, open or not. A plan must orphan these rather than
+    /// free them in its own transaction: the file may hold what the metadata does not show
+    /// yet (delalloc, dirty pages), which settle's freeUnreferenced discards first; freed
+    /// at once, the file stayed in the table and its next writeback logged records for an
+    /// inode that no longer existed (the crash tests found it: write, close, unlink, sync).
+    func cachedInodes() -> Set<InodeNumber> { inodes.withLock { Set($0.keys) } }
+
     // MARK: Queries
 
     public func lookup(_ dir: InodeNumber, _ name: [UInt8], caller: Caller = .root()) throws(Errno) -> InodeNumber {
@@ -127,8 +134,9 @@ extension Volume {
         let c = stamped(caller)
         try namespace.withExclusive { () throws(Errno) in
             let open = openInodes()
+            let cached = cachedInodes()
             let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
-                let p = try s.planUnlink(in: dir, Array(name.utf8), caller: c, isOpen: { open.contains($0) })
+                let p = try s.planUnlink(in: dir, Array(name.utf8), caller: c, isOpen: { cached.contains($0) })
                 return (p.records, p.value)
             }
             try settle(gone, open: open)
@@ -148,10 +156,11 @@ extension Volume {
         let c = stamped(caller)
         try namespace.withExclusive { () throws(Errno) in
             let open = openInodes()
+            let cached = cachedInodes()
             let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
                 let p = try s.planRename(
                     from: oldDir, Array(oldName.utf8), to: newDir, Array(newName.utf8), flags: flags, caller: c,
-                    isOpen: { open.contains($0) })
+                    isOpen: { cached.contains($0) })
                 return (p.records, p.value)
             }
             try settle(gone, open: open)

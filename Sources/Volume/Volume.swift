@@ -130,8 +130,9 @@ public final class Volume: Sendable {
     /// Whether a handle holds `ino` open.
     func isOpen(_ ino: InodeNumber) -> Bool { inodes.withLock { ($0[ino]?.opens ?? 0) > 0 } }
 
-    /// The files in memory, for sync and unmount.
-    var filesInMemory: [ExtentFile] { inodes.withLock { $0.values.map(\.file) } }
+    /// The files in memory, for sync and unmount, by inode number: sync's writes then come in
+    /// one order for one history, so that a crash test's seed replays the same crash states.
+    var filesInMemory: [ExtentFile] { inodes.withLock { $0.sorted { $0.key < $1.key }.map(\.value.file) } }
 
     /// Frees `ino`, which has no name left and no open handle (the caller holds the
     /// namespace lock exclusive): a regular file's blocks first, unmapped through the journal
@@ -140,6 +141,10 @@ public final class Volume: Sendable {
         if journal.state[ino]?.attributes.type == .regular {
             let f = try file(ino)
             try f.truncate(to: 0)
+            // Truncating an empty file to 0 changes nothing, and leaves what fallocate with
+            // KEEP_SIZE put past its end; those blocks must go too, or the free below is
+            // EBUSY (the crash tests found it: fallocate KEEP_SIZE on an empty file, unlink).
+            if !f.extentRecords.isEmpty { try f.punchHole(offset: 0, length: maxFileSize) }
             inodes.withLock { _ = $0.removeValue(forKey: ino) }
         }
         try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in

@@ -35,6 +35,7 @@
 //   device, the others are dropped, the flush throws EIO, and the device is dead: every
 //   later read, write and flush throws EIO, until revive(). A test that must lose exactly
 //   the data write and keep the log write (or the reverse) says so with `keeping`.
+//   disarmCrash() takes back an armed crash that has not happened yet.
 //
 // The recording:
 // - After startRecording(), every successful write (its blocks and bytes), every flush and
@@ -147,6 +148,9 @@ public final class FaultyBlockDevice: BlockDevice {
         precondition(n >= 1, "the flush to crash at is counted from 1")
         state.withLock { $0.armed = (n, keeping) }
     }
+
+    /// Takes back an armed crash that has not happened (a workload ended before its flush).
+    public func disarmCrash() { state.withLock { $0.armed = nil } }
 
     /// Whether an armed crash has happened (and the device is dead).
     public var crashed: Bool { state.withLock { $0.dead } }

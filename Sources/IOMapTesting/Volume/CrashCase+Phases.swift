@@ -1,0 +1,260 @@
+// Counterpart: none in the kernel; the phases of a crash case (CrashCase.swift): the
+// workload and its cut, then recovery and its checks, as dm-log-writes replays and
+// CrashMonkey's harness run them.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+import Volume
+
+extension CrashCase {
+    /// The `keeping` rule of an armed crash.
+    func keeping(_ keep: CrashKeep) -> @Sendable (Int, Int) -> Bool {
+        let logEnd = (try? DeviceLogStore.open(device).metadataBlocks) ?? 0
+        switch keep {
+        case .coin(let p):
+            let coin = SeededCoin(seed: random.next(), probability: p)
+            return { _, _ in coin.flip() }
+        case .logOnly: return { block, _ in block < logEnd }
+        case .dataOnly: return { block, _ in block >= logEnd }
+        case .none: return { _, _ in false }
+        }
+    }
+
+    func chooseKeep() -> CrashKeep {
+        switch below(8) {
+        case 0, 1, 2: return .coin(fraction())
+        case 3, 4: return .logOnly
+        case 5: return .dataOnly
+        default: return .none
+        }
+    }
+
+    /// Runs `count` ops from the volume as it is, then crashes; the model of what it did.
+    func runPhase(_ phase: Int, ops count: Int) -> CrashModel? {
+        var model: CrashModel
+        do throws(Errno) { model = try CrashModel(volume: volume!) } catch {
+            violation("phase \(phase): reading the volume failed: \(error)")
+            return nil
+        }
+        var armed: Int?
+        if below(2) == 0 {
+            let k = 1 + below(max(1, count / 3))
+            let keep = chooseKeep()
+            device.armCrash(atFlush: k, keeping: keeping(keep))
+            armed = k
+            log("phase \(phase): \(count) ops, a crash armed at flush \(k) (\(keep))")
+        } else {
+            log("phase \(phase): \(count) ops, then a crash")
+        }
+        for _ in 0..<count {
+            let op = generator.next(model)
+            let k = model.opCount
+            let before = volume!.journal.stats
+            var created: InodeNumber?
+            var failure: Errno?
+            do throws(Errno) { created = try perform(op, model) } catch { failure = error }
+            result.ops += 1
+            if device.crashed {
+                model.recordInterrupted(op)
+                result.flushCrashes += 1
+                log("  op \(k): \(op): the crash came at its flush\(failure.map { " (\($0))" } ?? "")")
+                break
+            }
+            if let failure {
+                violation("phase \(phase): op \(k) (\(op)) failed: \(failure)")
+                return nil
+            }
+            let after = volume!.journal.stats
+            let forced = after.checkpoints != before.checkpoints || after.snapshots != before.snapshots
+            model.record(op, created: created, forced: forced)
+            log("  op \(k): \(op)\(created.map { " = #\($0.rawValue)" } ?? "")\(forced ? " (forced the log)" : "")")
+        }
+        if !device.crashed {
+            if let k = armed {
+                device.disarmCrash()
+                log("  (the workload ended before flush \(k))")
+            }
+            let keep = fraction()
+            log("  crash after op \(model.opCount - 1): each unflushed write kept with probability \(Double(Int(keep * 100)) / 100)")
+            retire()
+            device.crash(keepFraction: keep)
+        } else {
+            retire()
+        }
+        log("  durable: ops before \(model.durable)")
+        return model
+    }
+
+    /// Does `op` on the volume; the inode a create or mkdir made.
+    func perform(_ op: CrashOp, _ m: CrashModel) throws(Errno) -> InodeNumber? {
+        let v = volume!
+        func place(_ path: String) -> (InodeNumber, String) {
+            let parts = path.split(separator: "/").map(String.init)
+            let dir = parts.dropLast().joined(separator: "/")
+            return (m.directoryInodes[dir] ?? .root, parts.last!)
+        }
+        switch op {
+        case .create(let p):
+            let (d, n) = place(p)
+            let ino = try v.create(in: d, n, permissions: 0o644).inode
+            handles[ino] = try v.open(ino)
+            return ino
+        case .mkdir(let p):
+            let (d, n) = place(p)
+            return try v.mkdir(in: d, n, permissions: 0o755)
+        case .write(let i, let o, let n, let s):
+            let wrote = try handle(i).write(crashData(stamp: s, offset: o, count: n), at: o)
+            if wrote != n { violation("\(op): wrote \(wrote) bytes") }
+        case .truncate(let i, let n): try handle(i).truncate(to: n)
+        case .allocate(let i, let o, let n, let keep): try handle(i).allocate(offset: o, length: n, keepSize: keep)
+        case .punch(let i, let o, let n): try handle(i).punchHole(offset: o, length: n)
+        case .fsync(let i): try handle(i).fsync()
+        case .fdatasync(let i): try handle(i).fdatasync()
+        case .close(let i): try handles.removeValue(forKey: i)?.close()
+        case .unlink(let p):
+            let (d, n) = place(p)
+            try v.unlink(in: d, n)
+        case .rename(let a, let b):
+            let (da, na) = place(a)
+            let (db, nb) = place(b)
+            try v.rename(from: da, na, to: db, nb)
+        case .link(let a, let b):
+            let (db, nb) = place(b)
+            try v.link(m.tree[a]!, in: db, nb)
+        case .sync: try v.sync()
+        }
+        return nil
+    }
+
+    func handle(_ ino: InodeNumber) throws(Errno) -> FileHandle {
+        if let h = handles[ino] { return h }
+        let h = try volume!.open(ino)
+        handles[ino] = h
+        return h
+    }
+}
+
+extension CrashCase {
+    /// fsck of the device as it is; its errors become violations.
+    func fsck(_ context: String) {
+        do throws(VolumeError) {
+            let report = checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount)
+            for c in report.checks { for e in c.errors { violation("fsck \(context): \(c.code): \(e)") } }
+        } catch {
+            violation("fsck \(context): the volume cannot be opened: \(error)")
+        }
+    }
+
+    func mount(_ context: String) -> Bool {
+        do throws(VolumeError) {
+            volume = try Volume.mount(device: device, options: options)
+            result.mounts += 1
+            return true
+        } catch {
+            violation("mount \(context) failed: \(error)")
+            return false
+        }
+    }
+
+    /// Recovery after a phase's crash and every check of it; false when the case cannot go on.
+    func recover(_ model: CrashModel, phase: Int) -> Bool {
+        device.revive()
+        fsck("of the crashed image (phase \(phase))")
+        guard mountAfterCrash(phase) else { return false }
+        fsck("after the mount (phase \(phase))")
+        let check = model.check(volume!)
+        result.filesChecked += check.files
+        result.exactFiles += check.exact
+        for v in check.violations { violation("phase \(phase): \(v)") }
+        log("  recovered the tree of op \(check.matched.map(String.init).joined(separator: "/")); \(check.files) files checked")
+        if below(2) == 0 { guard crashRightAfterMount(phase) else { return false } }
+        return probe(phase)
+    }
+
+    /// The mount after a crash, a third of the time with a crash armed at one of its own
+    /// first flushes (the snapshot recovery writes), and then mounted again.
+    func mountAfterCrash(_ phase: Int) -> Bool {
+        guard below(3) == 0 else { return mount("after the crash (phase \(phase))") }
+        let k = 1 + below(3)
+        let keep = chooseKeep()
+        device.armCrash(atFlush: k, keeping: keeping(keep))
+        do throws(VolumeError) {
+            volume = try Volume.mount(device: device, options: options)
+        } catch {
+            guard device.crashed else {
+                violation("mount after the crash (phase \(phase)) failed: \(error)")
+                return false
+            }
+        }
+        guard device.crashed else {
+            device.disarmCrash()
+            result.mounts += 1
+            log("  mounted (a crash armed at its flush \(k) did not come)")
+            return true
+        }
+        result.mountCrashes += 1
+        log("  the mount crashed at its flush \(k) (\(keep)); mounting again")
+        retire()
+        device.revive()
+        fsck("after a crash during the mount (phase \(phase))")
+        return mount("after a crash during the mount (phase \(phase))")
+    }
+
+    /// The tree and every file's contents.
+    func picture() throws(Errno) -> [String: [UInt8]] {
+        let v = volume!
+        let t = readTree(v.state)
+        var out: [String: [UInt8]] = [:]
+        for (p, ino) in t.tree {
+            out[p] = v.state[ino]?.attributes.type == .regular ? try readContents(v, ino) : [UInt8(truncatingIfNeeded: ino.rawValue)]
+        }
+        return out
+    }
+
+    /// A crash just after the mount, keeping a random part of what is unflushed: the next
+    /// mount must find the same volume.
+    func crashRightAfterMount(_ phase: Int) -> Bool {
+        do throws(Errno) {
+            let before = try picture()
+            retire()
+            device.crash(keepFraction: fraction())
+            guard mount("after a crash right after the mount (phase \(phase))") else { return false }
+            let after = try picture()
+            if after != before {
+                let differ = Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted()
+                violation("phase \(phase): a crash right after the mount changed \(differ.joined(separator: ", "))")
+            }
+            fsck("after a crash right after the mount (phase \(phase))")
+            log("  crashed right after the mount and mounted again")
+            return true
+        } catch {
+            violation("phase \(phase): reading the volume after a crash right after the mount failed: \(error)")
+            return false
+        }
+    }
+
+    /// The volume takes new writes: a file created, written and fsync'd survives a crash.
+    func probe(_ phase: Int) -> Bool {
+        let name = "probe\(phase)"
+        let data = crashData(stamp: 10_000 + phase, offset: 0, count: 1 + below(64 << 10))
+        do throws(Errno) {
+            let ino = try volume!.create(in: .root, name, permissions: 0o644).inode
+            let h = try volume!.open(ino)
+            try h.write(data, at: 0)
+            try h.fsync()
+            handles[ino] = h
+            retire()
+            device.crash(keepFraction: fraction())
+            guard mount("after the probe's crash (phase \(phase))") else { return false }
+            let back = try readContents(volume!, try volume!.lookup(.root, name))
+            if back != data { violation("phase \(phase): the probe \(name) read back \(back.count) bytes, not its \(data.count) fsync'd") }
+            fsck("after the probe's crash (phase \(phase))")
+            log("  the probe \(name) (\(data.count) bytes, fsync'd) survived a crash")
+            return true
+        } catch {
+            violation("phase \(phase): the recovered volume did not take the probe \(name): \(error)")
+            return false
+        }
+    }
+}

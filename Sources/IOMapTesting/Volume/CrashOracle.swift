@@ -1,0 +1,106 @@
+// Counterpart: none in the kernel; CrashMonkey's AutoChecker (compare what survived with
+// what the workload was promised), in process: the checks of CrashModel's oracle against a
+// volume mounted after a crash. The oracle itself is stated in CrashModel.swift.
+
+import ExtentFS
+import IOMapBase
+import Volume
+
+/// What the oracle found on a recovered volume.
+public struct CrashCheck: Sendable {
+    public var violations: [String] = []
+    /// The ops P (between `durable` and the last begun) whose tree the recovered one is.
+    public var matched: [Int] = []
+    /// Files whose contents were checked, and of them those held to their exact contents.
+    public var files = 0
+    public var exact = 0
+}
+
+extension CrashModel {
+    /// Checks `volume`, just mounted after a crash of this model's workload.
+    public func check(_ volume: Volume) -> CrashCheck {
+        var out = CrashCheck()
+        let state = volume.state
+        let tree = readTree(state).tree
+        out.matched = (durable...opCount).filter { trees[$0] == tree }
+        if out.matched.isEmpty { out.violations.append(treeMismatch(tree)) }
+        var names: [InodeNumber: [String]] = [:]
+        for (path, ino) in tree { names[ino, default: []].append(path) }
+        for (ino, paths) in names.sorted(by: { $0.key < $1.key }) where state[ino]?.attributes.type == .regular {
+            let label = "\(paths.sorted().joined(separator: ", ")) (#\(ino.rawValue))"
+            guard let states = contents[ino] else {
+                out.violations.append("\(label): an inode the workload never had")
+                continue
+            }
+            out.files += 1
+            if states.count == 1 { out.exact += 1 }
+            do throws(Errno) {
+                let got = try readContents(volume, ino)
+                if let v = Self.contentViolation(got, states) { out.violations.append("\(label): \(v)") }
+            } catch {
+                out.violations.append("\(label): reading it failed: \(error)")
+            }
+        }
+        return out
+    }
+
+    /// Why the recovered tree is none of those allowed: the nearest allowed one and how it
+    /// differs, and whether it is the tree of an op before the durable bound (a forced change
+    /// lost).
+    func treeMismatch(_ tree: [String: InodeNumber]) -> String {
+        func distance(_ t: [String: InodeNumber]) -> Int { Set(t.keys).union(tree.keys).filter { t[$0] != tree[$0] }.count }
+        let nearest = (durable...opCount).min { distance(trees[$0]) < distance(trees[$1]) }!
+        let want = trees[nearest]
+        var diff: [String] = []
+        for p in Set(want.keys).union(tree.keys).sorted() where want[p] != tree[p] {
+            let w = want[p].map { "#\($0.rawValue)" } ?? "absent"
+            let g = tree[p].map { "#\($0.rawValue)" } ?? "absent"
+            diff.append("\(p): \(g), expected \(w)")
+        }
+        var text =
+            "the tree after the crash is the tree after no op from \(durable) (durable) to \(opCount); nearest, after op "
+            + "\(nearest): \(diff.joined(separator: "; "))"
+        if let lost = (0..<durable).last(where: { trees[$0] == tree }) {
+            text += "; it is the tree after op \(lost), before the durable bound: a change a force returned for was lost"
+        }
+        return text
+    }
+
+    /// Why `got` is no contents the oracle allows for a file whose states since its last
+    /// durability point are `states` (the first is the durable one), or nil.
+    static func contentViolation(_ got: [UInt8], _ states: [[UInt8]]) -> String? {
+        if states.count == 1 {
+            let want = states[0]
+            if got.count != want.count { return "size \(got.count), but \(want.count) was made durable and not changed since" }
+            guard let o = got.indices.first(where: { got[$0] != want[$0] }) else { return nil }
+            let bad = zip(got, want).filter { $0 != $1 }.count
+            return "\(bad) bytes differ from what was made durable and not changed since; the first at \(o): "
+                + "\(hex(got[o]))\(poisonNote(got[o])), durable \(hex(want[o]))"
+        }
+        let sizes = states.map(\.count)
+        if got.count < sizes.min()! || got.count > sizes.max()! {
+            return "size \(got.count), outside [\(sizes.min()!), \(sizes.max()!)], the sizes it had since its last durability point"
+        }
+        let last = states.count - 1
+        var bad = 0
+        var first: Int?
+        for o in 0..<got.count {
+            let b = got[o]
+            if (o < states[last].count ? states[last][o] : 0) == b || (o < states[0].count ? states[0][o] : 0) == b { continue }
+            if states.contains(where: { (o < $0.count ? $0[o] : 0) == b }) { continue }
+            bad += 1
+            if first == nil { first = o }
+        }
+        guard let o = first else { return nil }
+        let allowed = Set(states.map { o < $0.count ? $0[o] : 0 }).sorted().map(hex)
+        return "\(bad) bytes are in none of its \(states.count) states since its last durability point; the first at \(o): "
+            + "\(hex(got[o]))\(poisonNote(got[o])), allowed \(allowed.joined(separator: " "))"
+    }
+
+    static func hex(_ b: UInt8) -> String {
+        let digits = Array("0123456789abcdef")
+        return "0x" + String(digits[Int(b >> 4)]) + String(digits[Int(b & 15)])
+    }
+
+    static func poisonNote(_ b: UInt8) -> String { b == CrashCase.poison ? " (the poison of a block never written)" : "" }
+}

@@ -1,0 +1,190 @@
+// Counterpart: none in the kernel; the workloads of the crash tests of dm-log-writes
+// (fstests' log-writes replays) and of CrashMonkey's ACE, in process: a seeded sequence of
+// file-system calls on a volume, small enough that every crash state it can leave is
+// checkable against a model (CrashModel.swift) and replayable from its seed.
+//
+// The workload works on a handful of files (3 to 6 live at once, named from a small pool)
+// in the root and in up to two subdirectories: buffered writes that extend or overwrite,
+// truncates up and down, fallocate, punch hole, fsync and fdatasync, create, close, unlink
+// of a closed file and of an open one (an orphan), rename onto a free name or over a file,
+// link, mkdir and sync. Every op is drawn from the model's state, so each is valid: an op
+// that fails is a failure of the volume, not of the workload.
+
+import ExtentFS
+import IOMapBase
+import Volume
+
+/// One call of a crash workload. Paths are relative to the root ("a", "d/b").
+public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
+    /// open(O_CREAT | O_EXCL); the handle stays open.
+    case create(String)
+    case mkdir(String)
+    /// pwrite of `length` bytes of `crashData(stamp:...)` at `offset`.
+    case write(InodeNumber, offset: Int, length: Int, stamp: Int)
+    case truncate(InodeNumber, size: Int)
+    case allocate(InodeNumber, offset: Int, length: Int, keepSize: Bool)
+    case punch(InodeNumber, offset: Int, length: Int)
+    case fsync(InodeNumber)
+    case fdatasync(InodeNumber)
+    /// close of the workload's handle (the last close of an orphan frees it).
+    case close(InodeNumber)
+    case unlink(String)
+    /// rename(2): onto a free name, or over the file `to` names.
+    case rename(String, to: String)
+    case link(String, to: String)
+    case sync
+
+    public var description: String {
+        switch self {
+        case .create(let p): return "create \(p)"
+        case .mkdir(let p): return "mkdir \(p)"
+        case .write(let i, let o, let n, let s): return "write #\(i.rawValue) [\(o), +\(n)) stamp \(s)"
+        case .truncate(let i, let n): return "truncate #\(i.rawValue) to \(n)"
+        case .allocate(let i, let o, let n, let k): return "fallocate #\(i.rawValue) [\(o), +\(n))\(k ? " keep-size" : "")"
+        case .punch(let i, let o, let n): return "punch #\(i.rawValue) [\(o), +\(n))"
+        case .fsync(let i): return "fsync #\(i.rawValue)"
+        case .fdatasync(let i): return "fdatasync #\(i.rawValue)"
+        case .close(let i): return "close #\(i.rawValue)"
+        case .unlink(let p): return "unlink \(p)"
+        case .rename(let a, let b): return "rename \(a) -> \(b)"
+        case .link(let a, let b): return "link \(a) -> \(b)"
+        case .sync: return "sync"
+        }
+    }
+
+    /// The inode a data op works on through a handle.
+    public var handleInode: InodeNumber? {
+        switch self {
+        case .write(let i, _, _, _), .truncate(let i, _), .allocate(let i, _, _, _), .punch(let i, _, _), .fsync(let i),
+            .fdatasync(let i), .close(let i):
+            return i
+        default: return nil
+        }
+    }
+}
+
+/// Byte `offset` of what the write with `stamp` stores: odd, never zero, and depending on
+/// the file offset, so that a block read back at the wrong offset, another file's block and
+/// a never-written block (CrashWorkload.poison, even) all differ from it.
+@inline(__always)
+public func crashDataByte(stamp: Int, offset o: Int) -> UInt8 {
+    UInt8(truncatingIfNeeded: (o &* 131) &+ (o >> 9) &+ stamp &* 17) | 1
+}
+
+public func crashData(stamp: Int, offset: Int, count: Int) -> [UInt8] {
+    (0..<count).map { crashDataByte(stamp: stamp, offset: offset + $0) }
+}
+
+/// Draws a workload's ops from the model's state.
+public struct CrashGenerator: Sendable {
+    public var random: SeededRandom
+    /// The file names the workload uses (3 to 6).
+    public let names: [String]
+    /// The most files live (named or open) at once.
+    public let maxFiles: Int
+    /// The next write's stamp.
+    public var stamp: Int
+    /// The subdirectories mkdir may make.
+    public static let directoryNames = ["d", "e"]
+    /// No op reaches past this size, so that a few files fit the volume with room for
+    /// snapshots and blocks busy until their free commits.
+    public static let maxFileSize = 256 << 10
+    static let namePool = ["a", "b", "c", "f", "g", "h"]
+
+    public init(seed: UInt64, stampBase: Int = 1) {
+        random = SeededRandom(seed: seed)
+        let count = 3 + Int(random.next() % 4)
+        names = Array(Self.namePool.prefix(count))
+        maxFiles = count
+        stamp = stampBase
+    }
+
+    mutating func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(random.next() % UInt64(n)) }
+    mutating func coin(_ oneIn: Int) -> Bool { below(oneIn) == 0 }
+    mutating func pick<T>(_ items: [T]) -> T? { items.isEmpty ? nil : items[below(items.count)] }
+
+    /// The kinds of op and their weights (out of 100).
+    static let weights: [(Kind, Int)] = [
+        (.write, 28), (.truncate, 6), (.allocate, 5), (.punch, 5), (.fsync, 10), (.fdatasync, 5), (.close, 5), (.create, 10),
+        (.unlink, 6), (.rename, 8), (.link, 4), (.mkdir, 3), (.sync, 5),
+    ]
+
+    enum Kind { case write, truncate, allocate, punch, fsync, fdatasync, close, create, unlink, rename, link, mkdir, sync }
+
+    /// The next op: a kind by weight, redrawn while the model offers it nothing to act on.
+    public mutating func next(_ m: CrashModel) -> CrashOp {
+        for _ in 0..<16 {
+            var r = below(100)
+            var kind = Kind.sync
+            for (k, w) in Self.weights {
+                if r < w {
+                    kind = k
+                    break
+                }
+                r -= w
+            }
+            if let op = make(kind, m) { return op }
+        }
+        return .sync
+    }
+
+    mutating func make(_ kind: Kind, _ m: CrashModel) -> CrashOp? {
+        switch kind {
+        case .write, .truncate, .allocate, .punch, .fsync, .fdatasync:
+            guard let ino = pick(m.liveFiles) else { return nil }
+            return dataOp(kind, ino, size: m.current(ino).count)
+        case .close: return pick(m.open.sorted()).map { .close($0) }
+        case .create:
+            guard m.liveFiles.count < maxFiles, let p = pick(freePaths(m)) else { return nil }
+            return .create(p)
+        case .unlink: return pick(m.namedFiles).map { .unlink($0) }
+        case .rename:
+            guard let from = pick(m.namedFiles) else { return nil }
+            let over = m.namedFiles.filter { $0 != from }
+            let to = coin(3) ? pick(over) : pick(freePaths(m))
+            return to.map { .rename(from, to: $0) }
+        case .link:
+            guard let from = pick(m.namedFiles), let to = pick(freePaths(m)) else { return nil }
+            return .link(from, to: to)
+        case .mkdir: return pick(Self.directoryNames.filter { m.tree[$0] == nil }).map { .mkdir($0) }
+        case .sync: return .sync
+        }
+    }
+
+    /// Names of the pool not taken, in every directory there is.
+    func freePaths(_ m: CrashModel) -> [String] {
+        m.directories.flatMap { dir in names.map { CrashModel.join(dir, $0) } }.filter { m.tree[$0] == nil }
+    }
+
+    mutating func dataOp(_ kind: Kind, _ ino: InodeNumber, size: Int) -> CrashOp {
+        let cap = Self.maxFileSize
+        switch kind {
+        case .write:
+            var offset: Int
+            switch below(3) {
+            case 0: offset = size + below(8192)
+            case 1: offset = below(max(size, 1))
+            default: offset = below(cap)
+            }
+            var length = 1 + below(64 << 10)
+            if coin(3) {
+                offset &= ~4095
+                length = max(4096, length & ~4095)
+            }
+            offset = min(offset, cap - 1)
+            length = min(length, cap - offset)
+            stamp += 1
+            return .write(ino, offset: offset, length: length, stamp: stamp)
+        case .truncate:
+            return .truncate(ino, size: coin(2) ? below(size + 1) : min(cap, size + 1 + below(128 << 10)))
+        case .allocate:
+            let offset = min(below(size + (64 << 10)), cap - 1)
+            return .allocate(ino, offset: offset, length: min(1 + below(64 << 10), cap - offset), keepSize: coin(2))
+        case .punch:
+            let offset = below(size + 1)
+            return .punch(ino, offset: offset, length: 1 + below(64 << 10))
+        case .fsync: return .fsync(ino)
+        default: return .fdatasync(ino)
+        }
+    }
+}
