@@ -24,6 +24,9 @@ public final class FileHandle: Sendable {
     /// setgid as Linux's file_remove_privs does (the namespace's planClearSetID).
     let caller: Caller
     let closed = Atomic<Bool>(false)
+    /// The clock reading (in ns) this handle last stamped the inode's times with: a write by
+    /// a privileged caller in the same tick has nothing to log and skips the metadata lock.
+    let lastStamp = Atomic<Int64>(Int64.min)
 
     init(volume: Volume, inode: InodeNumber, file: ExtentFile, caller: Caller) {
         self.volume = volume
@@ -47,7 +50,7 @@ public final class FileHandle: Sendable {
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Errno) -> Int {
         let n = try file.write(bytes, at: offset)
-        volume.modified(inode, clearingSetIDFor: caller)
+        stamp(clearingSetID: true)
         return n
     }
 
@@ -59,25 +62,25 @@ public final class FileHandle: Sendable {
     /// ftruncate.
     public func truncate(to size: Int) throws(Errno) {
         try file.truncate(to: size)
-        volume.modified(inode, clearingSetIDFor: caller)
+        stamp(clearingSetID: true)
     }
 
     /// fallocate(0 or KEEP_SIZE).
     public func allocate(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
         try file.allocate(offset: offset, length: length, keepSize: keepSize)
-        volume.modified(inode, clearingSetIDFor: nil)
+        stamp(clearingSetID: false)
     }
 
     /// fallocate(PUNCH_HOLE | KEEP_SIZE).
     public func punchHole(offset: Int, length: Int) throws(Errno) {
         try file.punchHole(offset: offset, length: length)
-        volume.modified(inode, clearingSetIDFor: nil)
+        stamp(clearingSetID: false)
     }
 
     /// fallocate(ZERO_RANGE [| KEEP_SIZE]).
     public func zeroRange(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
         try file.zeroRange(offset: offset, length: length, keepSize: keepSize)
-        volume.modified(inode, clearingSetIDFor: nil)
+        stamp(clearingSetID: false)
     }
 
     public func seekData(from offset: Int) throws(Errno) -> Int { try file.seekData(from: offset) }
@@ -86,13 +89,24 @@ public final class FileHandle: Sendable {
     /// A store through a shared writable mapping (page_mkwrite updates the times as a write does).
     public func mappedStore(_ bytes: [UInt8], at offset: Int) throws(Errno) {
         try file.mappedStore(bytes, at: offset)
-        volume.modified(inode, clearingSetIDFor: nil)
+        stamp(clearingSetID: false)
     }
 
     public func mappedLoad(count: Int, at offset: Int) throws(Errno) -> [UInt8] { try file.mappedLoad(count: count, at: offset) }
 
     /// The live size (i_size).
     public var size: Int { file.size }
+
+    /// The times (and set-id bits) after a change of data, through the volume; skipped when
+    /// this handle stamped the inode in the same clock tick and nothing is to clear.
+    @inline(__always)
+    func stamp(clearingSetID: Bool) {
+        let now = volume.now
+        let ns = now.seconds &* 1_000_000_000 &+ Int64(now.nanoseconds)
+        if (!clearingSetID || caller.privileged) && lastStamp.load(ordering: .relaxed) == ns { return }
+        volume.modified(inode, now: now, clearingSetIDFor: clearingSetID ? caller : nil)
+        lastStamp.store(ns, ordering: .relaxed)
+    }
 
     // MARK: Durability
 
@@ -145,8 +159,7 @@ extension Volume {
     /// After a change to a file's data: mtime and ctime to now if the clock moved (most
     /// writes within one coarse tick log nothing), and, for a write or truncate by
     /// `clearingSetIDFor`, setuid and setgid cleared as planClearSetID says.
-    func modified(_ ino: InodeNumber, clearingSetIDFor caller: Caller?) {
-        let now = self.now
+    func modified(_ ino: InodeNumber, now: Timestamp, clearingSetIDFor caller: Caller?) {
         try? journal.transact(timestampsOnly: caller?.privileged ?? true) {
             (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Void) in
             guard var a = s[ino]?.attributes else { return ([], ()) }

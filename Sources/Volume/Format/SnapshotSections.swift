@@ -65,7 +65,7 @@ private func packDirectory(_ ino: InodeNumber, _ dir: Directory, _ pack: (Int, B
         w.inode(ino)
         w.inode(dir.parent)
         w.u64(dir.nextCookie)
-        w.u64(UInt64(dir.order.count))
+        w.u64(UInt64(dir.count))
     }
     // Sorting the entries by cookie costs less than looking each name of `order` up (a hash
     // of every name's bytes).

@@ -90,9 +90,13 @@ extension MetadataState {
         _ dir: InodeNumber, _ name: FileName, _ target: InodeNumber, _ type: FileType, _ cookie: UInt64,
         _ fail: (String) -> ApplyError
     ) throws(ApplyError) {
-        guard let d = inodes[dir]?.directory else { throw fail("\(dir) is not a directory") }
-        guard d[name] == nil else { throw fail("\(name) exists in \(dir)") }
-        guard cookie >= d.nextCookie else { throw fail("cookie \(cookie) already used in \(dir)") }
+        // What the checks need, read out before the change: a copy of the directory kept
+        // alive across the mutation below would make it copy the whole directory.
+        guard let (exists, next) = inodes[dir]?.directory.map({ ($0[name] != nil, $0.nextCookie) }) else {
+            throw fail("\(dir) is not a directory")
+        }
+        guard !exists else { throw fail("\(name) exists in \(dir)") }
+        guard cookie >= next else { throw fail("cookie \(cookie) already used in \(dir)") }
         guard inodes[target]?.attributes.type == type else { throw fail("\(target) is not a \(type)") }
         inodes[dir]!.directory!.add(name, DirectoryEntry(inode: target, type: type, cookie: cookie))
         if type == .directory { inodes[target]?.directory?.parent = dir }
@@ -103,15 +107,17 @@ extension MetadataState {
         _ fail: (String) -> ApplyError
     ) throws(ApplyError) {
         guard let moving = inodes[fromDir]?.directory?[from] else { throw fail("no entry \(from) in \(fromDir)") }
-        guard let target = inodes[toDir]?.directory else { throw fail("\(toDir) is not a directory") }
+        guard let (next, existing) = inodes[toDir]?.directory.map({ ($0.nextCookie, $0[to]) }) else {
+            throw fail("\(toDir) is not a directory")
+        }
         if exchange {
-            guard let other = target[to] else { throw fail("no entry \(to) in \(toDir) to exchange with") }
+            guard let other = existing else { throw fail("no entry \(to) in \(toDir) to exchange with") }
             inodes[fromDir]!.directory!.retarget(from, to: other.inode, type: other.type)
             inodes[toDir]!.directory!.retarget(to, to: moving.inode, type: moving.type)
             if other.type == .directory { inodes[other.inode]?.directory?.parent = fromDir }
         } else {
             if fromDir == toDir && from == to { return }
-            guard cookie >= target.nextCookie else { throw fail("cookie \(cookie) already used in \(toDir)") }
+            guard cookie >= next else { throw fail("cookie \(cookie) already used in \(toDir)") }
             inodes[fromDir]!.directory!.remove(from)
             inodes[toDir]!.directory!.remove(to)
             inodes[toDir]!.directory!.add(to, DirectoryEntry(inode: moving.inode, type: moving.type, cookie: cookie))

@@ -83,8 +83,11 @@ public struct DirectoryEntry: Hashable, Sendable {
 /// was added or removed meanwhile (the property telldir/seekdir and NFS need).
 public struct Directory: Equatable, Sendable {
     public private(set) var entries: [FileName: DirectoryEntry] = [:]
-    /// (cookie, name), sorted by cookie: cookies only grow, so adding appends.
-    public private(set) var order: [(cookie: UInt64, name: FileName)] = []
+    /// (cookie, name), sorted by cookie: cookies only grow, so adding appends. A removed
+    /// entry leaves a hole (nil) that a later compaction drops, so that removing is a binary
+    /// search, not a shift of every later entry.
+    private var slots: [(cookie: UInt64, name: FileName?)] = []
+    private var holes = 0
     /// The directory holding this one ("..").
     public var parent: InodeNumber
     /// The cookie the next entry gets.
@@ -98,6 +101,9 @@ public struct Directory: Equatable, Sendable {
     public var isEmpty: Bool { entries.isEmpty }
     public var count: Int { entries.count }
 
+    /// The entries in cookie order.
+    public var order: [(cookie: UInt64, name: FileName)] { slots.compactMap { s in s.name.map { (s.cookie, $0) } } }
+
     public subscript(name: FileName) -> DirectoryEntry? { entries[name] }
 
     /// Adds an entry with the given cookie, which must be the directory's next one or later
@@ -105,7 +111,7 @@ public struct Directory: Equatable, Sendable {
     mutating func add(_ name: FileName, _ entry: DirectoryEntry) {
         precondition(entries[name] == nil && entry.cookie >= nextCookie)
         entries[name] = entry
-        order.append((entry.cookie, name))
+        slots.append((entry.cookie, name))
         nextCookie = entry.cookie + 1
     }
 
@@ -113,8 +119,12 @@ public struct Directory: Equatable, Sendable {
     @discardableResult
     mutating func remove(_ name: FileName) -> DirectoryEntry? {
         guard let e = entries.removeValue(forKey: name) else { return nil }
-        let i = Self.index(in: order, ofCookie: e.cookie)
-        order.remove(at: i)
+        slots[Self.index(in: slots, ofCookie: e.cookie)].name = nil
+        holes += 1
+        if holes > 32 && holes * 2 > slots.count {
+            slots.removeAll { $0.name == nil }
+            holes = 0
+        }
         return e
     }
 
@@ -127,22 +137,22 @@ public struct Directory: Equatable, Sendable {
 
     /// The entries whose cookie is greater than `cookie`, in cookie order, at most `limit`.
     public func entries(after cookie: UInt64, limit: Int = Int.max) -> [(name: FileName, entry: DirectoryEntry)] {
-        var i = Self.index(in: order, ofCookie: cookie + 1)
+        var i = Self.index(in: slots, ofCookie: cookie + 1)
         var out: [(FileName, DirectoryEntry)] = []
-        while i < order.count && out.count < limit {
-            out.append((order[i].name, entries[order[i].name]!))
+        while i < slots.count && out.count < limit {
+            if let name = slots[i].name { out.append((name, entries[name]!)) }
             i += 1
         }
         return out
     }
 
-    /// The first index of `order` whose cookie is at least `cookie`.
-    static func index(in order: [(cookie: UInt64, name: FileName)], ofCookie cookie: UInt64) -> Int {
+    /// The first index of `slots` whose cookie is at least `cookie`.
+    static func index(in slots: [(cookie: UInt64, name: FileName?)], ofCookie cookie: UInt64) -> Int {
         var lo = 0
-        var hi = order.count
+        var hi = slots.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if order[mid].cookie < cookie { lo = mid + 1 } else { hi = mid }
+            if slots[mid].cookie < cookie { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
