@@ -31,6 +31,9 @@ let strict: [SwiftSetting] = [
     .treatAllWarnings(as: .error),
 ]
 
+/// The engine's four layers, which everything above them depends on.
+let engine: [Target.Dependency] = ["IOMapBase", "PageCache", "IOMap", "ExtentFS"]
+
 let package = Package(
     name: "swift-iomap",
     products: [
@@ -53,46 +56,46 @@ let package = Package(
         .target(name: "IOMap", dependencies: ["IOMapBase", "PageCache"], swiftSettings: strict),
         .target(name: "ExtentFS", dependencies: ["CIOMapBase", "IOMapBase", "PageCache", "IOMap"], swiftSettings: strict),
         .target(
-            name: "Volume", dependencies: ["CIOMapBase", "IOMapBase", "PageCache", "IOMap", "ExtentFS"],
+            name: "Volume", dependencies: ["CIOMapBase"] + engine,
             swiftSettings: strict),
         .target(
-            name: "IOMapTesting", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume"],
+            name: "IOMapTesting", dependencies: engine + ["Volume"],
             swiftSettings: strict),
         .target(name: "CKernelShim", path: "Sources/CKernelShim", publicHeadersPath: "include"),
         .target(
             name: "IOMapKernelSide",
-            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "CKernelShim"],
+            dependencies: engine + ["IOMapTesting", "CKernelShim"],
             swiftSettings: strict),
         .target(
             name: "IOMapBench",
-            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting", "IOMapKernelSide"],
+            dependencies: engine + ["Volume", "IOMapTesting", "IOMapKernelSide"],
             swiftSettings: strict),
         .executableTarget(
             name: "iomap",
-            dependencies: [
-                "IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench",
+            dependencies: engine + [
+                "Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         .testTarget(name: "IOMapBaseTests", dependencies: ["IOMapBase"], swiftSettings: strict),
         .testTarget(name: "PageCacheTests", dependencies: ["IOMapBase", "PageCache"], swiftSettings: strict),
         .testTarget(
-            name: "IOMapTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
+            name: "IOMapTests", dependencies: engine + ["IOMapTesting"],
             swiftSettings: strict),
         .testTarget(
-            name: "ExtentFSTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
+            name: "ExtentFSTests", dependencies: engine + ["IOMapTesting"],
             swiftSettings: strict),
         .testTarget(
             name: "IOMapTestingTests",
-            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting"],
+            dependencies: engine + ["IOMapTesting"],
             exclude: ["Fixtures"],
             swiftSettings: strict),
         .testTarget(
             name: "IOMapKernelSideTests",
-            dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "IOMapTesting", "IOMapKernelSide"],
+            dependencies: engine + ["IOMapTesting", "IOMapKernelSide"],
             swiftSettings: strict),
         .testTarget(
-            name: "VolumeTests", dependencies: ["IOMapBase", "PageCache", "IOMap", "ExtentFS", "Volume", "IOMapTesting"],
+            name: "VolumeTests", dependencies: engine + ["Volume", "IOMapTesting"],
             swiftSettings: strict),
         .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench", "IOMapKernelSide"], swiftSettings: strict),
         .testTarget(name: "IOMapCommandTests", dependencies: ["iomap", "IOMapBase", "ExtentFS", "Volume"], swiftSettings: strict),
