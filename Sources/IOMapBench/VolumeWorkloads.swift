@@ -516,7 +516,7 @@ extension BenchContext {
                     HostFiles.remove(path)
                     let fill = try fillLog(try makeFileDevice(path: path, bytes: bytes), logBlocks: logBlocks)
                     // A new device on the image, as after a reboot.
-                    let device = try openFileDevice(path: path, bytes: bytes)
+                    let device = try makeFileDevice(path: path, bytes: bytes, create: false)
                     var mounted: Volume?
                     let ns = try timed {
                         do { mounted = try Volume.mount(device: device, options: benchVolumeOptions()) } catch {
@@ -537,14 +537,5 @@ extension BenchContext {
             r.detail["records_replayed"] = Double(filled.records)
         }
         return r
-    }
-}
-
-/// The device on an existing image file.
-func openFileDevice(path: String, bytes: Int) throws -> FileBlockDevice {
-    do {
-        return try FileBlockDevice(path: path, blockSize: 4096, blockCount: bytes / 4096, create: false)
-    } catch {
-        throw BenchFailure("cannot open the device image \(path): \(error.symbolicName)")
     }
 }

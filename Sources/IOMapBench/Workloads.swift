@@ -132,11 +132,12 @@ private func probedSum(_ src: PatternBuffer, ops: Int, opSize: Int, probe: (Int)
     return sum
 }
 
-func makeFileDevice(path: String, bytes: Int) throws -> FileBlockDevice {
+/// The device on the image file at `path`, made new (`create`) or as it is.
+func makeFileDevice(path: String, bytes: Int, create: Bool = true) throws -> FileBlockDevice {
     do {
-        return try FileBlockDevice(path: path, blockSize: 4096, blockCount: bytes / 4096, create: true)
+        return try FileBlockDevice(path: path, blockSize: 4096, blockCount: bytes / 4096, create: create)
     } catch {
-        throw BenchFailure("cannot create the device image \(path): \(error.symbolicName)")
+        throw BenchFailure("cannot \(create ? "create" : "open") the device image \(path): \(error.symbolicName)")
     }
 }
 
