@@ -229,6 +229,35 @@ struct VolumeCrashTests {
         try rig.expectClean("after the mount freed the orphan")
     }
 
+    /// The regression of the fourth (soak seeds 291575693981 and 291575687273): a truncate
+    /// up logged the new size while the zeroed tail of the old end's block was only in the
+    /// page cache; a force of another file committed the size, and after a crash the file
+    /// showed the bytes that block held past its old end.
+    @Test("regression: a truncate up never shows the old bytes past the old end after a crash")
+    func truncateUpZeroesTheOldEnd() throws {
+        let rig = try VolumeRig()
+        let v = rig.volume
+        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
+        let data = pattern(16384, seed: 26)
+        try a.write(data, at: 0)
+        try a.fsync()
+        try a.truncate(to: 16301)
+        try a.truncate(to: 101_790)
+        // b's fsync forces the log, and with it a's sizes: a itself is not fsync'd.
+        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        try b.write(pattern(100, seed: 27), at: 0)
+        try b.fsync()
+        let w = try rig.crashAndMount()
+        let back = try w.open(try w.lookup(.root, "a"))
+        let size = back.size
+        #expect(size == 101_790, "the forced size")
+        let got = try back.read(count: size, at: 0)
+        #expect(Array(got[0..<16301]) == Array(data[0..<16301]))
+        let stale = got[16301...].indices.filter { got[$0] != 0 }
+        #expect(stale.count == 0, "\(stale.count) bytes past the old end are not zero, the first at \(stale.first ?? 0)")
+        try rig.expectClean("after the crash")
+    }
+
     @Test("a longer soak (VOLUME_CRASH_SOAK=seconds)", .enabled(if: crashEnvironment("VOLUME_CRASH_SOAK") != nil))
     func soak() {
         let seconds = Int(crashEnvironment("VOLUME_CRASH_SOAK") ?? "") ?? 60

@@ -75,6 +75,19 @@ extension Journal: ExtentJournal {
 
     public func sizeSet(_ file: ExtentFile, to size: Int) {
         let ino = file.inodeNumber
+        // A size raised past the recorded one exposes the rest of the block the recorded
+        // size ends in. The engine zeroed that tail in the page cache, but the disk may still
+        // hold older bytes there (a truncate's zeroing never written back, an overwrite that
+        // reached the disk when its size did not): written back now, before the size is
+        // logged, it is on the disk before the force that commits the size (rule 1), as
+        // xfs_setattr_size writes back from the on-disk size before it logs a new one. The
+        // crash tests found it: a truncate up, a force, a crash, and the old bytes showed.
+        let recorded = Int(open.withLock { $0.state[ino]?.attributes.size } ?? 0)
+        let bs = file.geometry.blockSize
+        if size > recorded && recorded % bs != 0 {
+            let block = recorded / bs * bs
+            file.writeback(ByteRange(block, block + bs))
+        }
         open.withLock { o in
             guard o.state[ino]?.attributes.size != Int64(size) else { return }
             Self.append([.setSize(ino, Int64(size))], to: &o)
