@@ -28,10 +28,6 @@ import Volume
     import Musl
 #endif
 
-private let KiB = 1 << 10
-private let MiB = 1 << 20
-private let GiB = 1 << 30
-
 /// A device that counts the writes and flushes reaching it: the journal counts its own
 /// flushes, but only the device sees every write (writeback's included).
 final class CountingBlockDevice: BlockDevice {

@@ -16,11 +16,6 @@ import PageCache
     import Musl
 #endif
 
-private let KiB = 1 << 10
-private let MiB = 1 << 20
-private let GiB = 1 << 30
-private let TiB = 1 << 40
-
 /// An interleaver that decides nothing: every yield returns at once. Installed in the
 /// environment it is what live-hooks measures; bound to the timing thread as well, it sends
 /// every lock operation and hook point down the explorer's path, reported beside it.
