@@ -134,6 +134,16 @@ extension ExploreScenario {
         return (fileSystem.fs, fileSystem.createFile())
     }
 
+    /// The body of the actor that stores `stored` at `offset` through the file's mapping, its
+    /// outcome recorded as "mapper".
+    static func mapper(_ file: ExtentFile, _ stored: [UInt8], at offset: Int, _ results: Outcomes) -> @Sendable () -> Void {
+        {
+            results.record("mapper") { () throws(Errno) in
+                try file.mappedStore(stored, at: offset); return stored.count
+            }
+        }
+    }
+
     /// Bytes that differ from their neighbours and from zero, so a lost or misplaced byte shows.
     static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
         (0..<count).map { i in UInt8(truncatingIfNeeded: i &* 7 &+ Int(seed)) | 1 }
@@ -148,11 +158,7 @@ extension ExploreScenario {
         return ScenarioInstance(
             bodies: [
                 { results.record("writer") { () throws(Errno) in try file.write(data, at: 0, faultOffset: 5096) } },
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 8256); return stored.count
-                    }
-                },
+                mapper(file, stored, at: 8256, results),
                 { file.writeback() },
             ],
             check: {
@@ -241,11 +247,7 @@ extension ExploreScenario {
         return ScenarioInstance(
             bodies: [
                 { results.record("writer") { () throws(Errno) in try file.write(data, at: 5120, faultOffset: 0) } },
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 4096); return stored.count
-                    }
-                },
+                mapper(file, stored, at: 4096, results),
             ],
             check: {
                 var expected = head + [UInt8](repeating: 0, count: 2048)
@@ -276,11 +278,7 @@ extension ExploreScenario {
                         try file.truncate(to: 5000); return 0
                     }
                 },
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 1000); return stored.count
-                    }
-                },
+                mapper(file, stored, at: 1000, results),
             ],
             check: {
                 var expected = Array(data[0..<5000])
@@ -303,11 +301,7 @@ extension ExploreScenario {
         let results = Outcomes()
         return ScenarioInstance(
             bodies: [
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 4100); return stored.count
-                    }
-                },
+                mapper(file, stored, at: 4100, results),
                 {
                     results.record("puncher") { () throws(Errno) in
                         try file.punchHole(offset: 4096, length: 4096); return 0
