@@ -175,21 +175,21 @@ private func freshMemcpySide(_ name: String, _ src: PatternBuffer, size: Int, op
 /// and its check.
 protocol RewriteTarget {
     func timedWrites(_ src: PatternBuffer, size: Int, opSize: Int) throws -> Double
-    func check(_ label: String, _ src: PatternBuffer, size: Int) throws
+    func checkContents(_ label: String, _ src: PatternBuffer, size: Int) throws
 }
 
 extension ExtentFile: RewriteTarget {
     func timedWrites(_ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
         try engineWrites(self, src, size: size, opSize: opSize)
     }
-    func check(_ label: String, _ src: PatternBuffer, size: Int) throws { try checkEngine(label, self, src, size: size) }
+    func checkContents(_ label: String, _ src: PatternBuffer, size: Int) throws { try checkEngine(label, self, src, size: size) }
 }
 
 extension KernelFile: RewriteTarget {
     func timedWrites(_ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
         try kernelWrites(self, src, size: size, opSize: opSize)
     }
-    func check(_ label: String, _ src: PatternBuffer, size: Int) throws { try checkKernel(label, self, src, size: size) }
+    func checkContents(_ label: String, _ src: PatternBuffer, size: Int) throws { try checkKernel(label, self, src, size: size) }
 }
 
 /// Rewrites of a cached file, checked after each run.
@@ -199,7 +199,7 @@ func rewriteSide(_ label: String, _ file: some RewriteTarget, _ src: PatternBuff
     { round in
         src.fill(tag: round + 1)
         let ns = try file.timedWrites(src, size: size, opSize: opSize)
-        try file.check(label, src, size: size)
+        try file.checkContents(label, src, size: size)
         return ns / ops
     }
 }
