@@ -148,6 +148,21 @@ final class NamespaceWorker: @unchecked Sendable {
 
     func step(_ op: NamespaceStressOp) throws(StressFailure) {
         switch op {
+        case .create, .write, .truncate, .fsync, .chmod, .xattr: try fileStep(op)
+        case .read:
+            guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
+            try checkFile(id)
+        case .readdir:
+            try checkDirectory()
+        case .readShared:
+            try checkShared()
+        default: try nameStep(op)
+        }
+    }
+
+    /// The operations on a file's data and attributes.
+    func fileStep(_ op: NamespaceStressOp) throws(StressFailure) {
+        switch op {
         case .create:
             let name = newName()
             let ino = try call("create \(name)") { () throws(Errno) in try volume.create(in: own, name, permissions: 0o644).inode }
@@ -169,6 +184,25 @@ final class NamespaceWorker: @unchecked Sendable {
         case .fsync:
             guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
             try withHandle(id, "fsync") { h throws(Errno) in try h.fsync() }
+        case .chmod:
+            guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
+            let permissions = UInt16.random(in: 0...0o777, using: &random)
+            let ino = part.files[id]!.inode
+            _ = try call("chmod \(ino)") { () throws(Errno) in try volume.setAttributes(ino, .chmod(permissions)) }
+            part.files[id]!.permissions = permissions
+        case .xattr:
+            guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
+            let value = bytes(Int.random(in: 0...200, using: &random))
+            let ino = part.files[id]!.inode
+            try call("setxattr \(ino)") { () throws(Errno) in try volume.setxattr(ino, "user.stress", value) }
+            part.files[id]!.xattr = value
+        default: return
+        }
+    }
+
+    /// The operations on names: renames, moves, links, unlinks, directories.
+    func nameStep(_ op: NamespaceStressOp) throws(StressFailure) {
+        switch op {
         case .rename:
             guard let from = pick(part.own) else { return }
             // Half the time over another of the worker's files, which loses that name.
@@ -214,25 +248,7 @@ final class NamespaceWorker: @unchecked Sendable {
             guard let name = part.directories.sorted().randomElement(using: &random) else { return }
             try call("rmdir \(name)") { () throws(Errno) in try volume.rmdir(in: own, name) }
             part.directories.remove(name)
-        case .chmod:
-            guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
-            let permissions = UInt16.random(in: 0...0o777, using: &random)
-            let ino = part.files[id]!.inode
-            _ = try call("chmod \(ino)") { () throws(Errno) in try volume.setAttributes(ino, .chmod(permissions)) }
-            part.files[id]!.permissions = permissions
-        case .xattr:
-            guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
-            let value = bytes(Int.random(in: 0...200, using: &random))
-            let ino = part.files[id]!.inode
-            try call("setxattr \(ino)") { () throws(Errno) in try volume.setxattr(ino, "user.stress", value) }
-            part.files[id]!.xattr = value
-        case .read:
-            guard let id = pick(part.own).flatMap({ part.own[$0] }) else { return }
-            try checkFile(id)
-        case .readdir:
-            try checkDirectory()
-        case .readShared:
-            try checkShared()
+        default: return
         }
     }
 
