@@ -57,9 +57,7 @@ struct StaleMappingTests {
     @Test("V-1: a mapping made stale before the first folio lock is remapped at the same position without touching the folio")
     func v1StaleBeforeFirstFolio() throws {
         // Goal: a stale MAPPED mapping makes write_begin back out before changing the folio, iomap_end gets written 0, and iomap_begin runs again at the same pos and length.
-        let rig = Kit.makeRig(blockSize: 1024)
-        let old = Kit.pattern(8192, seed: 21)
-        try Kit.makeCleanFile(rig, old)
+        let (rig, old) = try Kit.makeCleanRig(blockSize: 1024, size: 8192, seed: 21)
         let file = rig.file
         let device = rig.device
         let firings = Kit.Counter()
@@ -93,10 +91,8 @@ struct StaleMappingTests {
             snapshots.all == [
                 FolioSnapshot(cached: true, uptodate: false, dirty: false, hasBlockState: false, deviceReads: 0)
             ])
-        let disk1 = try #require(Kit.diskBlock(of: 1, in: file))
-        #expect(device.reads == [Kit.DeviceIO(block: disk1, count: 1)])
-        #expect(try Kit.contentAfterRemount(file) == Kit.overlay(old, new, at: 1500))
-        Kit.expectQuiet(rig)
+        try Kit.expectReads(rig, ofFileBlocks: [1..<2])
+        try Kit.expectRemountedContent(rig, Kit.overlay(old, new, at: 1500))
     }
 
     @Test("V-1: a stale NEW delalloc mapping is released with written 0 and reserved again at the same position")
@@ -121,8 +117,7 @@ struct StaleMappingTests {
         #expect(file.recordedPunches == [ByteRange(0, 4096)])
         #expect(rig.inode.stats.cleanups == 1)
         #expect(file.delallocBlockIndices() == [0])
-        #expect(try Kit.contentAfterRemount(file) == data)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, data)
     }
 
     @Test("V-1: a no-progress iteration without STALE ends the loop; with STALE it remaps once at the same position")
@@ -190,8 +185,7 @@ struct StaleMappingTests {
         #expect(rig.hooks.ranges(.iomapValid).map(\.start) == [0, 4096, 8192, 8192, 12288])
         #expect(file.recordedPunches == [ByteRange(8192, 16384)])
         #expect(file.delallocBlockIndices() == [0, 1, 2, 3])
-        #expect(try Kit.contentAfterRemount(file) == data)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, data)
     }
 
     /// The xfs/925 setup: B = P = 4K, [0, 40K) fallocated unwritten, cache empty, then one
@@ -254,8 +248,7 @@ struct StaleMappingTests {
         #expect(rig.inode.stats.staleMappings == 0)
         #expect(ops.begins.all == [Kit.BeginCall(pos: 0, length: 36865, kind: .unwritten, isNew: false)])
         let corrupted = data + [UInt8](repeating: 0, count: 40960 - 36865)
-        #expect(try Kit.contentAfterRemount(rig.file) == corrupted)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, corrupted)
     }
 
     /// A file of four 4K blocks written and clean, then folios 0 and 3 rewritten (dirty).
@@ -291,8 +284,7 @@ struct StaleMappingTests {
         #expect(result.staleRemaps == 1)
         #expect(rig.hooks.ranges(.writebackBeforeMapBlocks) == [ByteRange(0, 4096), ByteRange(12288, 16384)])
         #expect((0..<4).map { Kit.diskBlock(of: $0, in: file) } == addresses)
-        #expect(try Kit.contentAfterRemount(file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected)
     }
 
     @Test("V-4: writeback writes a block moved behind its cached mapping to the new address, never the stale one")
@@ -327,8 +319,7 @@ struct StaleMappingTests {
         #expect(file.blockState(3) == .written)
         #expect(try rig.device.rawBlock(newAddress) == Array(expected[12288..<16384]))
         #expect(try rig.device.rawBlock(staleAddress) == Array(old[12288..<16384]))
-        #expect(try Kit.contentAfterRemount(file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected)
     }
 
     @Test("a rejected copy into a folio whose writeback has not completed waits for it, so unconverted blocks are not zero-filled")
