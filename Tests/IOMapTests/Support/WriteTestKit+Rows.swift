@@ -92,3 +92,18 @@ extension WriteTestKit {
         #expect(bytes(of: folio, inFolio) == Array(expected[fileRange]), sourceLocation: sourceLocation)
     }
 }
+
+extension WriteTestKit.Hooks {
+    /// Runs `action` once, at the first event at `point` that `matches`, as another thread
+    /// acting at that moment would; later events at `point` run nothing.
+    func onFirst(
+        _ point: HookPoint, where matches: @escaping @Sendable (HookEvent) -> Bool = { _ in true },
+        _ action: @escaping @Sendable (HookEvent) -> Void
+    ) {
+        let fired = WriteTestKit.Counter()
+        on(point) { event in
+            guard matches(event), fired.next() == 1 else { return }
+            action(event)
+        }
+    }
+}
