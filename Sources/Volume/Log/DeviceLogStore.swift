@@ -91,12 +91,17 @@ public final class DeviceLogStore: LogStore {
         }
     }
 
-    public func findCheckpoint(sequenceAtLeast sequence: UInt64) throws(Errno) -> (offset: Int, sequence: UInt64)? {
-        // The whole log, a megabyte at a time; each block is checked as a head would be.
+    public func findCheckpoint(sequenceAtLeast sequence: UInt64, from start: Int, count: Int) throws(Errno)
+        -> (offset: Int, sequence: UInt64)?
+    {
+        // A megabyte at a time, never across the log's end; each block is checked as a head
+        // would be.
         let chunk = max(1, (1 << 20) / blockSize)
-        var offset = 0
-        while offset < logBlocks {
-            let n = min(chunk, logBlocks - offset)
+        let total = min(max(0, count), logBlocks)
+        var done = 0
+        while done < total {
+            let offset = (start + done) % logBlocks
+            let n = min(chunk, total - done, logBlocks - offset)
             let bytes = try device.readBlocks(geometry.log.start + offset, count: n)
             for i in 0..<n {
                 let block = Array(bytes[i * blockSize..<(i + 1) * blockSize])
@@ -104,7 +109,7 @@ public final class DeviceLogStore: LogStore {
                     return (offset + i, head.sequence)
                 }
             }
-            offset += n
+            done += n
         }
         return nil
     }
