@@ -44,11 +44,18 @@ extension ByteWriter {
         u32(a.nlink)
         i64(a.size)
         u64(a.rdev)
-        for t in [a.atime, a.mtime, a.ctime, a.btime] {
-            i64(t.seconds)
-            u32(t.nanoseconds)
-        }
+        // One call per time, not a loop over an array of them: an array literal here is an
+        // allocation for every inode record a checkpoint or a snapshot encodes.
+        timestamp(a.atime)
+        timestamp(a.mtime)
+        timestamp(a.ctime)
+        timestamp(a.btime)
         u32(a.generation)
+    }
+
+    mutating func timestamp(_ t: Timestamp) {
+        i64(t.seconds)
+        u32(t.nanoseconds)
     }
 
     mutating func extent(_ e: DiskExtent) {

@@ -92,15 +92,21 @@ enum LastComponent: Equatable {
     case name([UInt8])
 
     init(_ raw: [UInt8]) {
-        var bytes = raw[...]
-        while bytes.last == 0x2F { bytes = bytes.dropLast() }
-        switch Array(bytes) {
-        case []: self = .root
-        case [0x2E]: self = .dot
-        case [0x2E, 0x2E]: self = .dotDot
-        default: self = .name(Array(bytes))
+        // Every plan classifies its names, on every call: the usual name, without trailing
+        // slashes, is passed on as it is, not copied.
+        var end = raw.count
+        while end > 0 && raw[end - 1] == 0x2F { end -= 1 }
+        if end == 0 {
+            self = .root
+        } else if raw[0] == 0x2E && (end == 1 || end == 2 && raw[1] == 0x2E) {
+            self = end == 1 ? .dot : .dotDot
+        } else {
+            self = .name(end == raw.count ? raw : Array(raw[0..<end]))
         }
     }
+
+    /// Whether `raw` names no entry (it is empty or all slashes: the path "/").
+    static func isRoot(_ raw: [UInt8]) -> Bool { raw.allSatisfy { $0 == 0x2F } }
 
     /// Whether the name came with slashes after it: Linux then wants a directory, and
     /// refuses to create anything else (mkdir alone takes "a/").
@@ -120,26 +126,42 @@ enum LastComponent: Equatable {
 /// Builds one transaction: structural records in order, then one setAttributes per inode
 /// whose attributes changed (coalesced, so a directory that is both parents of a rename is
 /// logged once), then the frees and orphans of inodes that lost their last name.
+///
+/// A transaction touches at most four inodes, so the working attributes are a short array
+/// searched in order, not a dictionary: a plan runs under the metadata lock on every
+/// namespace call, and hashing and growing a dictionary there cost more than the plan's
+/// own checks.
 struct PlanBuilder {
     let state: MetadataState
     private var structural: [LogRecord] = []
-    private var working: [InodeNumber: InodeAttributes] = [:]
-    private var changed: [InodeNumber] = []
+    /// The inodes whose attributes changed, in the order of their first change, with their
+    /// attributes as the transaction has made them.
+    private var working: [(inode: InodeNumber, attributes: InodeAttributes)] = []
     private var releases: [LogRecord] = []
-    private var freed: Set<InodeNumber> = []
+    private var freed: [InodeNumber] = []
 
-    init(_ state: MetadataState) { self.state = state }
+    init(_ state: MetadataState) {
+        self.state = state
+        structural.reserveCapacity(2)
+        working.reserveCapacity(4)
+    }
 
     /// The attributes of an existing inode as the transaction has made them so far.
-    func attributes(of inode: InodeNumber) -> InodeAttributes { working[inode] ?? state.inodes[inode]!.attributes }
+    func attributes(of inode: InodeNumber) -> InodeAttributes {
+        if let i = working.firstIndex(where: { $0.inode == inode }) { return working[i].attributes }
+        return state.inodes[inode]!.attributes
+    }
 
     mutating func append(_ record: LogRecord) { structural.append(record) }
 
     mutating func update(_ inode: InodeNumber, _ change: (inout InodeAttributes) -> Void) {
-        var a = attributes(of: inode)
-        change(&a)
-        if working[inode] == nil { changed.append(inode) }
-        working[inode] = a
+        if let i = working.firstIndex(where: { $0.inode == inode }) {
+            change(&working[i].attributes)
+        } else {
+            var a = state.inodes[inode]!.attributes
+            change(&a)
+            working.append((inode, a))
+        }
     }
 
     /// A directory's entries changed: its mtime and ctime.
@@ -166,12 +188,16 @@ struct PlanBuilder {
             return .orphaned(inode)
         }
         releases.append(.freeInode(inode))
-        freed.insert(inode)
+        freed.append(inode)
         return .freed(inode)
     }
 
     func plan<Value: Sendable>(_ value: Value) -> NamespacePlan<Value> {
-        let updates = changed.filter { !freed.contains($0) }.map { LogRecord.setAttributes($0, working[$0]!) }
-        return NamespacePlan(records: structural + updates + releases, value: value)
+        var records: [LogRecord] = []
+        records.reserveCapacity(structural.count + working.count + releases.count)
+        records.append(contentsOf: structural)
+        for (inode, attributes) in working where !freed.contains(inode) { records.append(.setAttributes(inode, attributes)) }
+        records.append(contentsOf: releases)
+        return NamespacePlan(records: records, value: value)
     }
 }
