@@ -257,7 +257,11 @@ public final class Journal: Sendable {
         guard !o.records.isEmpty || snapshot else { return nil }
         let sealed = Sealed(
             records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence, state: snapshot ? o.state : nil)
+        // The next checkpoint is likely as long: room for it now, rather than growing the
+        // array from nothing by doubling (each doubling moves every record) under the
+        // metadata lock of the transactions that fill it.
         o.records = []
+        o.records.reserveCapacity(sealed.records.count)
         o.exposesData = false
         o.busy = []
         o.sequence += 1
