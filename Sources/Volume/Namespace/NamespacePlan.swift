@@ -128,21 +128,24 @@ enum LastComponent: Equatable {
 /// logged once), then the frees and orphans of inodes that lost their last name.
 ///
 /// A transaction touches at most four inodes, so the working attributes are a short array
-/// searched in order, not a dictionary: a plan runs under the metadata lock on every
-/// namespace call, and hashing and growing a dictionary there cost more than the plan's
-/// own checks.
+/// searched in order, not a dictionary, and the records are one array: a plan runs under
+/// the metadata lock on every namespace call, and hashing, and making arrays (each one an
+/// allocation and a look-up of its storage's generic metadata), cost more there than the
+/// plan's own checks.
 struct PlanBuilder {
     let state: MetadataState
-    private var structural: [LogRecord] = []
+    /// The structural records (the first `structuralCount`), then the releases; the
+    /// attribute updates go between them when the plan is made.
+    private var records: [LogRecord] = []
+    private var structuralCount = 0
     /// The inodes whose attributes changed, in the order of their first change, with their
-    /// attributes as the transaction has made them.
-    private var working: [(inode: InodeNumber, attributes: InodeAttributes)] = []
-    private var releases: [LogRecord] = []
-    private var freed: [InodeNumber] = []
+    /// attributes as the transaction has made them, and whether the transaction frees them
+    /// (no update is logged for those).
+    private var working: [(inode: InodeNumber, attributes: InodeAttributes, freed: Bool)] = []
 
     init(_ state: MetadataState) {
         self.state = state
-        structural.reserveCapacity(2)
+        records.reserveCapacity(8)
         working.reserveCapacity(4)
     }
 
@@ -152,7 +155,15 @@ struct PlanBuilder {
         return state.inodes[inode]!.attributes
     }
 
-    mutating func append(_ record: LogRecord) { structural.append(record) }
+    mutating func append(_ record: LogRecord) {
+        put(record, at: structuralCount)
+        structuralCount += 1
+    }
+
+    /// Inserts at `at`, appending when that is the end (the usual case, and the cheaper).
+    private mutating func put(_ record: LogRecord, at: Int) {
+        if at == records.count { records.append(record) } else { records.insert(record, at: at) }
+    }
 
     mutating func update(_ inode: InodeNumber, _ change: (inout InodeAttributes) -> Void) {
         if let i = working.firstIndex(where: { $0.inode == inode }) {
@@ -160,7 +171,7 @@ struct PlanBuilder {
         } else {
             var a = state.inodes[inode]!.attributes
             change(&a)
-            working.append((inode, a))
+            working.append((inode, a, false))
         }
     }
 
@@ -184,20 +195,22 @@ struct PlanBuilder {
     mutating func release(_ inode: InodeNumber, isOpen: (InodeNumber) -> Bool) -> Unreferenced {
         precondition(attributes(of: inode).nlink == 0)
         if isOpen(inode) || !state.inodes[inode]!.extents.isEmpty {
-            releases.append(.addOrphan(inode))
+            records.append(.addOrphan(inode))
             return .orphaned(inode)
         }
-        releases.append(.freeInode(inode))
-        freed.append(inode)
+        records.append(.freeInode(inode))
+        if let i = working.firstIndex(where: { $0.inode == inode }) { working[i].freed = true }
         return .freed(inode)
     }
 
-    func plan<Value: Sendable>(_ value: Value) -> NamespacePlan<Value> {
-        var records: [LogRecord] = []
-        records.reserveCapacity(structural.count + working.count + releases.count)
-        records.append(contentsOf: structural)
-        for (inode, attributes) in working where !freed.contains(inode) { records.append(.setAttributes(inode, attributes)) }
-        records.append(contentsOf: releases)
+    /// The transaction's records: the structural ones, the updates, the releases. The
+    /// builder is used up.
+    mutating func plan<Value: Sendable>(_ value: Value) -> NamespacePlan<Value> {
+        var at = structuralCount
+        for w in working where !w.freed {
+            put(.setAttributes(w.inode, w.attributes), at: at)
+            at += 1
+        }
         return NamespacePlan(records: records, value: value)
     }
 }
