@@ -185,6 +185,14 @@ struct FieldReader {
         do { try base.skip(n) } catch { throw short(error) }
     }
 
+    /// Moves past `n` bytes, returning where they start: a fixed-size structure, checked
+    /// for length once and then read in place.
+    mutating func fixed(_ n: Int) throws(FormatError) -> Int {
+        let at = offset
+        try skip(n)
+        return at
+    }
+
     /// A byte that must be 0 or 1.
     mutating func bool(_ what: String) throws(FormatError) -> Bool {
         let at = offset

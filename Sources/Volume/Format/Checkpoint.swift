@@ -192,21 +192,23 @@ func decodeCheckpoint(
             (BlockHeader.size + checkpointHeadFieldsSize)..<(BlockHeader.size + checkpointHeadFieldsSize
                 + min(head.payloadLength, shape.head))])
     for i in 1..<max(1, n) {
-        let context = "checkpoint \(head.sequence) torn at block \(i) of \(n)"
+        // Said only when the block is refused: made for every block, the words cost more
+        // than checking the block.
+        func context() -> String { "checkpoint \(head.sequence) torn at block \(i) of \(n)" }
         let address = geometry.log.address(ofOffset: max(0, offset) + i)
         guard i < blocks.count else {
             throw FormatError(
-                .log, address, .truncated(bytes: 0, expected: geometry.blockSize), category: .tornCheckpoint, context: context)
+                .log, address, .truncated(bytes: 0, expected: geometry.blockSize), category: .tornCheckpoint, context: context())
         }
         let expect = BlockExpectation(
             kind: .log, address: address, blockSize: geometry.blockSize, uuid: geometry.uuid, owner: UInt64(headAddress),
             sequence: .exactly(head.sequence), index: UInt32(i), verifyCRC: verifyCRC)
         let header: BlockHeader
-        do { header = try expect.check(blocks[i]) } catch { throw error.classed(.tornCheckpoint, context: context) }
+        do { header = try expect.check(blocks[i]) } catch { throw error.classed(.tornCheckpoint, context: context()) }
         let want = min(shape.rest, head.payloadLength - payload.count)
         guard Int(header.payloadLength) == want else {
             throw FormatError(
-                .log, address, .badPayloadLength(header.payloadLength, limit: want), category: .tornCheckpoint, context: context)
+                .log, address, .badPayloadLength(header.payloadLength, limit: want), category: .tornCheckpoint, context: context())
         }
         payload.raw(blocks[i][BlockHeader.size..<(BlockHeader.size + want)])
     }

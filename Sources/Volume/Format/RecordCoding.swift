@@ -44,11 +44,18 @@ extension ByteWriter {
         u32(a.nlink)
         i64(a.size)
         u64(a.rdev)
-        for t in [a.atime, a.mtime, a.ctime, a.btime] {
-            i64(t.seconds)
-            u32(t.nanoseconds)
-        }
+        // One call per time, not a loop over an array of them: an array literal here is an
+        // allocation for every inode record a checkpoint or a snapshot encodes.
+        timestamp(a.atime)
+        timestamp(a.mtime)
+        timestamp(a.ctime)
+        timestamp(a.btime)
         u32(a.generation)
+    }
+
+    mutating func timestamp(_ t: Timestamp) {
+        i64(t.seconds)
+        u32(t.nanoseconds)
     }
 
     mutating func extent(_ e: DiskExtent) {
@@ -76,32 +83,35 @@ extension ByteWriter {
 
 extension FieldReader {
     mutating func attributes() throws(FormatError) -> InodeAttributes {
-        let at = offset
-        let typeByte = try u8()
+        // The fixed bytes checked for length once and the fields loaded in place: most
+        // records replay decodes carry attributes, and a bounds-checked read per field was
+        // the larger part of decoding them.
+        let at = try fixed(attributesSize)
+        let b = base.bytes
+        let typeByte = b[at]
         guard let type = FileType(rawValue: typeByte) else { throw malformed("inode type \(typeByte) is no file type", at: at) }
-        try reserved(1)
-        let permissions = try u16()
+        guard b[at + 1] == 0 else { throw malformed("reserved bytes are not zero", at: at + 1) }
+        let permissions = b.le(UInt16.self, at: at + 2)
         guard permissions <= 0o7777 else { throw malformed("permissions 0o\(String(permissions, radix: 8)) have type bits", at: at) }
         var a = InodeAttributes(type: type, permissions: permissions)
-        a.uid = try u32()
-        a.gid = try u32()
-        a.nlink = try u32()
-        a.size = try i64()
-        a.rdev = try u64()
-        a.atime = try timestamp()
-        a.mtime = try timestamp()
-        a.ctime = try timestamp()
-        a.btime = try timestamp()
-        a.generation = try u32()
+        a.uid = b.le(UInt32.self, at: at + 4)
+        a.gid = b.le(UInt32.self, at: at + 8)
+        a.nlink = b.le(UInt32.self, at: at + 12)
+        a.size = b.le(Int64.self, at: at + 16)
+        a.rdev = b.le(UInt64.self, at: at + 24)
+        a.atime = try timestamp(b, at: at + 32)
+        a.mtime = try timestamp(b, at: at + 44)
+        a.ctime = try timestamp(b, at: at + 56)
+        a.btime = try timestamp(b, at: at + 68)
+        a.generation = b.le(UInt32.self, at: at + 80)
         return a
     }
 
-    mutating func timestamp() throws(FormatError) -> Timestamp {
-        let at = offset
-        let seconds = try i64()
-        let ns = try u32()
+    /// The timestamp at `at` of `b`, whose 12 bytes the caller has checked are there.
+    func timestamp(_ b: [UInt8], at: Int) throws(FormatError) -> Timestamp {
+        let ns = b.le(UInt32.self, at: at + 8)
         guard ns < 1_000_000_000 else { throw malformed("timestamp has \(ns) nanoseconds", at: at) }
-        return Timestamp(seconds: seconds, nanoseconds: ns)
+        return Timestamp(seconds: b.le(Int64.self, at: at), nanoseconds: ns)
     }
 
     mutating func extent() throws(FormatError) -> DiskExtent {

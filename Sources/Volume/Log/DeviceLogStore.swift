@@ -75,13 +75,23 @@ public final class DeviceLogStore: LogStore {
         guard head.sequence == sequence else {
             return .end(reason: "log block \(offset): checkpoint \(head.sequence) where \(sequence) was expected")
         }
+        // The blocks after the head in one read up to the log's end and one from its start:
+        // a mount reads every checkpoint of the log, and a read per block was a system call
+        // for each of them.
         var blocks: [[UInt8]] = []
-        for i in 0..<head.blockCount {
+        blocks.reserveCapacity(head.blockCount)
+        var i = 0
+        while i < head.blockCount {
+            let at = (offset + i) % logBlocks
+            let n = min(head.blockCount - i, logBlocks - at)
+            let bytes: [UInt8]
             do throws(Errno) {
-                blocks.append(try device.readBlocks(geometry.log.address(ofOffset: offset + i), count: 1))
+                bytes = try device.readBlocks(geometry.log.start + at, count: n)
             } catch {
-                return .failed(error, reason: "log block \(offset + i): read failed")
+                return .failed(error, reason: "log blocks \(offset + i) to \(offset + i + n - 1): read failed")
             }
+            for k in 0..<n { blocks.append(Array(bytes[k * blockSize..<(k + 1) * blockSize])) }
+            i += n
         }
         do throws(FormatError) {
             let c = try decodeCheckpoint(blocks, at: offset, geometry: geometry, sequenceAtLeast: sequence)
@@ -91,12 +101,17 @@ public final class DeviceLogStore: LogStore {
         }
     }
 
-    public func findCheckpoint(sequenceAtLeast sequence: UInt64) throws(Errno) -> (offset: Int, sequence: UInt64)? {
-        // The whole log, a megabyte at a time; each block is checked as a head would be.
+    public func findCheckpoint(sequenceAtLeast sequence: UInt64, from start: Int, count: Int) throws(Errno)
+        -> (offset: Int, sequence: UInt64)?
+    {
+        // A megabyte at a time, never across the log's end; each block is checked as a head
+        // would be.
         let chunk = max(1, (1 << 20) / blockSize)
-        var offset = 0
-        while offset < logBlocks {
-            let n = min(chunk, logBlocks - offset)
+        let total = min(max(0, count), logBlocks)
+        var done = 0
+        while done < total {
+            let offset = (start + done) % logBlocks
+            let n = min(chunk, total - done, logBlocks - offset)
             let bytes = try device.readBlocks(geometry.log.start + offset, count: n)
             for i in 0..<n {
                 let block = Array(bytes[i * blockSize..<(i + 1) * blockSize])
@@ -104,7 +119,7 @@ public final class DeviceLogStore: LogStore {
                     return (offset + i, head.sequence)
                 }
             }
-            offset += n
+            done += n
         }
         return nil
     }

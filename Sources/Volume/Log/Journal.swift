@@ -44,10 +44,17 @@ public final class Journal: Sendable {
         /// The sequence the open checkpoint will be written with.
         var sequence: UInt64
         /// Per inode, the sequence of the last checkpoint with a change to it, and of the
-        /// last with a change other than timestamps (fdatasync's).
-        var inodeSequence: [InodeNumber: UInt64] = [:]
-        var inodeDataSequence: [InodeNumber: UInt64] = [:]
+        /// last with a change other than timestamps (fdatasync's): one table, so that a
+        /// transaction updates each inode it touches with one lookup.
+        var inodeSequences: [InodeNumber: PendingSequences] = [:]
         var stats = JournalStats()
+    }
+
+    /// What a force must reach for one inode's changes to be durable.
+    struct PendingSequences {
+        var any: UInt64
+        /// Nil while the inode's only changes were timestamps.
+        var data: UInt64?
     }
 
     /// The log-force lock's contents: where the log is.
@@ -116,20 +123,30 @@ public final class Journal: Sendable {
     /// does not apply is a bug in its plan.
     static func append(_ records: [LogRecord], to o: inout Open, timestampsOnly: Bool = false) {
         guard !records.isEmpty else { return }
+        // A transaction's records mostly name the same inode one after another (an entry,
+        // then its directory's times): each run costs one lookup of the sequence table.
+        var last: InodeNumber?
         for r in records {
             do throws(ApplyError) {
                 try o.state.apply(r)
             } catch {
                 preconditionFailure("a planned record does not apply: \(error)")
             }
-            o.records.append(r)
-            if let i = r.inode {
-                o.inodeSequence[i] = o.sequence
-                if !timestampsOnly { o.inodeDataSequence[i] = o.sequence }
+            if let i = r.inode, i != last {
+                last = i
+                let sequence = o.sequence
+                if timestampsOnly {
+                    o.inodeSequences[i, default: PendingSequences(any: sequence, data: nil)].any = sequence
+                } else {
+                    o.inodeSequences[i] = PendingSequences(any: sequence, data: sequence)
+                }
             }
-            if case .convertToWritten = r { o.exposesData = true }
-            if case .setSize = r { o.exposesData = true }
+            switch r {
+            case .convertToWritten, .setSize: o.exposesData = true
+            default: break
+            }
         }
+        o.records.append(contentsOf: records)
         o.stats.transactions += 1
         o.stats.records += records.count
     }
@@ -152,7 +169,7 @@ public final class Journal: Sendable {
     /// The sequence a force must reach for `inode`'s changes (data-only for fdatasync) to be
     /// durable, or nil when none is pending.
     func sequence(of inode: InodeNumber, dataOnly: Bool) -> UInt64? {
-        open.withLock { o in dataOnly ? o.inodeDataSequence[inode] : o.inodeSequence[inode] }
+        open.withLock { o in o.inodeSequences[inode].flatMap { dataOnly ? $0.data : $0.any } }
     }
 
     // MARK: Forces
@@ -250,7 +267,11 @@ public final class Journal: Sendable {
         guard !o.records.isEmpty || snapshot else { return nil }
         let sealed = Sealed(
             records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence, state: snapshot ? o.state : nil)
+        // The next checkpoint is likely as long: room for it now, rather than growing the
+        // array from nothing by doubling (each doubling moves every record) under the
+        // metadata lock of the transactions that fill it.
         o.records = []
+        o.records.reserveCapacity(sealed.records.count)
         o.exposesData = false
         o.busy = []
         o.sequence += 1

@@ -48,9 +48,10 @@ public protocol LogStore: AnyObject, Sendable {
     func writeCheckpoint(_ image: CheckpointImage, sequence: UInt64, at offset: Int) throws(Errno)
     /// Reads the checkpoint of `sequence` that would start at log offset `offset`.
     func readCheckpoint(sequence: UInt64, at offset: Int) -> CheckpointRead
-    /// The first log offset holding the valid head of a checkpoint of sequence `sequence`
-    /// or later, or nil (the check that the end recovery found is the log's real end).
-    func findCheckpoint(sequenceAtLeast sequence: UInt64) throws(Errno) -> (offset: Int, sequence: UInt64)?
+    /// The first of the `count` log offsets from `start` on (wrapping at the log's end)
+    /// holding the valid head of a checkpoint of sequence `sequence` or later, or nil (the
+    /// check that the end recovery found is the log's real end).
+    func findCheckpoint(sequenceAtLeast sequence: UInt64, from start: Int, count: Int) throws(Errno) -> (offset: Int, sequence: UInt64)?
     /// Writes a snapshot of `sequence`, encoded in `image`, to `blocks`, the first being the
     /// root (not flushed).
     func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno)

@@ -70,9 +70,12 @@ public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLo
 /// the one at the end was damaged, not torn, and what follows it would be lost. Recovery
 /// refuses such a log rather than mount a volume without its newer metadata.
 func checkedEnd(_ r: RecoveredLog, _ store: any LogStore) throws(VolumeError) -> RecoveredLog {
+    // The blocks from the tail to the end are the checkpoints just replayed, every block
+    // checked as block i of a checkpoint older than the end's: none of them is the head of a
+    // later one. So only the rest of the log is scanned, which for a full log is little.
     let later: (offset: Int, sequence: UInt64)?
     do throws(Errno) {
-        later = try store.findCheckpoint(sequenceAtLeast: r.nextSequence + 1)
+        later = try store.findCheckpoint(sequenceAtLeast: r.nextSequence + 1, from: r.head, count: store.logBlocks - r.used)
     } catch {
         throw .io(error, "scanning the log past its end at log block \(r.head)")
     }

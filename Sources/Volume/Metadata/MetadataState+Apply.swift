@@ -21,7 +21,7 @@ extension MetadataState {
         func fail(_ why: String) -> ApplyError { ApplyError(record: "\(r)", reason: why) }
         switch r {
         case .createInode(let ino, let attrs, let parent, let target):
-            guard inodes[ino] == nil else { throw fail("\(ino) exists") }
+            guard inodes.index(forKey: ino) == nil else { throw fail("\(ino) exists") }
             var rec = InodeRecord(attributes: attrs)
             if attrs.type == .directory {
                 guard let parent else { throw fail("a directory needs a parent") }
@@ -34,23 +34,27 @@ extension MetadataState {
             inodes[ino] = rec
             nextInode = max(nextInode, ino.rawValue + 1)
         case .freeInode(let ino):
-            guard let rec = inodes[ino] else { throw fail("no \(ino)") }
-            guard rec.extents.isEmpty else { throw fail("\(ino) still maps \(rec.blockCount) blocks") }
-            guard rec.directory?.isEmpty ?? true else { throw fail("directory \(ino) is not empty") }
-            inodes[ino] = nil
+            guard let i = inodes.index(forKey: ino) else { throw fail("no \(ino)") }
+            guard inodes.values[i].extents.isEmpty else { throw fail("\(ino) still maps \(inodes.values[i].blockCount) blocks") }
+            guard inodes.values[i].directory?.isEmpty ?? true else { throw fail("directory \(ino) is not empty") }
+            inodes.remove(at: i)
             orphans.remove(ino)
         case .setAttributes(let ino, let attrs):
-            guard let old = inodes[ino]?.attributes else { throw fail("no \(ino)") }
-            guard old.type == attrs.type else { throw fail("the type of \(ino) cannot change") }
-            inodes[ino]!.attributes = attrs
+            try changeRecord(ino, missing: { fail("no \(ino)") }) { (rec: inout InodeRecord) throws(ApplyError) in
+                guard rec.attributes.type == attrs.type else { throw fail("the type of \(ino) cannot change") }
+                rec.attributes = attrs
+            }
         case .setSize(let ino, let size):
-            guard inodes[ino]?.attributes.type == .regular, size >= 0 else { throw fail("no regular \(ino)") }
-            inodes[ino]!.attributes.size = size
+            try changeRecord(ino, missing: { fail("no regular \(ino)") }) { (rec: inout InodeRecord) throws(ApplyError) in
+                guard rec.attributes.type == .regular, size >= 0 else { throw fail("no regular \(ino)") }
+                rec.attributes.size = size
+            }
         case .addEntry(let dir, let name, let target, let type, let cookie):
             try addEntry(dir, name, target, type, cookie, fail)
         case .removeEntry(let dir, let name):
-            guard inodes[dir]?.directory?[name] != nil else { throw fail("no entry \(name) in \(dir)") }
-            inodes[dir]!.directory!.remove(name)
+            try changeRecord(dir, missing: { fail("no entry \(name) in \(dir)") }) { (rec: inout InodeRecord) throws(ApplyError) in
+                guard rec.directory?.remove(name) != nil else { throw fail("no entry \(name) in \(dir)") }
+            }
         case .rename(let fromDir, let from, let toDir, let to, let exchange, let cookie):
             try rename(fromDir, from, toDir, to, exchange: exchange, cookie: cookie, fail)
         case .allocateUnwritten(let ino, let e):
@@ -81,6 +85,23 @@ extension MetadataState {
         }
     }
 
+    /// Runs `body` on `ino`'s record in place, or throws `missing()` when there is none;
+    /// `body` throws before it changes anything. One lookup, and no copy: the table's
+    /// subscript by key reads a record out as a copy (and its modify accessor copies it
+    /// back), where its values are changed where they lie.
+    mutating func changeRecord<R>(
+        _ ino: InodeNumber, missing: () -> ApplyError, _ body: (inout InodeRecord) throws(ApplyError) -> R
+    ) throws(ApplyError) -> R {
+        guard let i = inodes.index(forKey: ino) else { throw missing() }
+        return try body(&inodes.values[i])
+    }
+
+    /// Runs `body` on `ino`'s record if there is one (the directory of a moved directory,
+    /// which names its parent); in place, as changeRecord.
+    mutating func changeRecordIfAny(_ ino: InodeNumber, _ body: (inout InodeRecord) -> Void) {
+        if let i = inodes.index(forKey: ino) { body(&inodes.values[i]) }
+    }
+
     /// Applies records in order; on a failure the state is what the records before it made.
     public mutating func apply(_ records: [LogRecord]) throws(ApplyError) {
         for r in records { try apply(r) }
@@ -90,39 +111,60 @@ extension MetadataState {
         _ dir: InodeNumber, _ name: FileName, _ target: InodeNumber, _ type: FileType, _ cookie: UInt64,
         _ fail: (String) -> ApplyError
     ) throws(ApplyError) {
-        // What the checks need, read out before the change: a copy of the directory kept
-        // alive across the mutation below would make it copy the whole directory.
-        guard let (exists, next) = inodes[dir]?.directory.map({ ($0[name] != nil, $0.nextCookie) }) else {
-            throw fail("\(dir) is not a directory")
+        // Read before the directory's record is held for the change, which excludes any
+        // other access to the table.
+        let targetType = recordType(target)
+        try changeRecord(dir, missing: { fail("\(dir) is not a directory") }) { (rec: inout InodeRecord) throws(ApplyError) in
+            // What the checks need, read out before the change: a copy of the directory kept
+            // alive across the add below would make it copy the whole directory.
+            guard let (exists, next) = rec.directory.map({ ($0[name] != nil, $0.nextCookie) }) else {
+                throw fail("\(dir) is not a directory")
+            }
+            guard !exists else { throw fail("\(name) exists in \(dir)") }
+            guard cookie >= next else { throw fail("cookie \(cookie) already used in \(dir)") }
+            guard targetType == type else { throw fail("\(target) is not a \(type)") }
+            rec.directory!.add(name, DirectoryEntry(inode: target, type: type, cookie: cookie))
         }
-        guard !exists else { throw fail("\(name) exists in \(dir)") }
-        guard cookie >= next else { throw fail("cookie \(cookie) already used in \(dir)") }
-        guard inodes[target]?.attributes.type == type else { throw fail("\(target) is not a \(type)") }
-        inodes[dir]!.directory!.add(name, DirectoryEntry(inode: target, type: type, cookie: cookie))
-        if type == .directory { inodes[target]?.directory?.parent = dir }
+        if type == .directory { changeRecordIfAny(target) { $0.directory?.parent = dir } }
+    }
+
+    /// The type of `ino`, read in place (a lookup's value would be a copy of the record).
+    private func recordType(_ ino: InodeNumber) -> FileType? {
+        inodes.index(forKey: ino).map { inodes.values[$0].attributes.type }
+    }
+
+    /// What `dir` holds under `name`, and the cookie it gives next; nil when `dir` is no
+    /// directory. Read in place.
+    private func lookupEntry(_ name: FileName, in dir: InodeNumber) -> (entry: DirectoryEntry?, nextCookie: UInt64)? {
+        guard let i = inodes.index(forKey: dir), let d = inodes.values[i].directory else { return nil }
+        return (d[name], d.nextCookie)
     }
 
     private mutating func rename(
         _ fromDir: InodeNumber, _ from: FileName, _ toDir: InodeNumber, _ to: FileName, exchange: Bool, cookie: UInt64,
         _ fail: (String) -> ApplyError
     ) throws(ApplyError) {
-        guard let moving = inodes[fromDir]?.directory?[from] else { throw fail("no entry \(from) in \(fromDir)") }
-        guard let (next, existing) = inodes[toDir]?.directory.map({ ($0.nextCookie, $0[to]) }) else {
-            throw fail("\(toDir) is not a directory")
-        }
+        guard let moving = lookupEntry(from, in: fromDir)?.entry else { throw fail("no entry \(from) in \(fromDir)") }
+        guard let (existing, next) = lookupEntry(to, in: toDir) else { throw fail("\(toDir) is not a directory") }
         if exchange {
             guard let other = existing else { throw fail("no entry \(to) in \(toDir) to exchange with") }
-            inodes[fromDir]!.directory!.retarget(from, to: other.inode, type: other.type)
-            inodes[toDir]!.directory!.retarget(to, to: moving.inode, type: moving.type)
-            if other.type == .directory { inodes[other.inode]?.directory?.parent = fromDir }
+            changeRecordIfAny(fromDir) { $0.directory!.retarget(from, to: other.inode, type: other.type) }
+            changeRecordIfAny(toDir) { $0.directory!.retarget(to, to: moving.inode, type: moving.type) }
+            if other.type == .directory { changeRecordIfAny(other.inode) { $0.directory?.parent = fromDir } }
         } else {
             if fromDir == toDir && from == to { return }
             guard cookie >= next else { throw fail("cookie \(cookie) already used in \(toDir)") }
-            inodes[fromDir]!.directory!.remove(from)
-            inodes[toDir]!.directory!.remove(to)
-            inodes[toDir]!.directory!.add(to, DirectoryEntry(inode: moving.inode, type: moving.type, cookie: cookie))
+            if fromDir != toDir { changeRecordIfAny(fromDir) { $0.directory!.remove(from) } }
+            // The new directory's changes through one lookup of its record (both names, in
+            // the usual rename within a directory).
+            let moved = DirectoryEntry(inode: moving.inode, type: moving.type, cookie: cookie)
+            changeRecordIfAny(toDir) { rec in
+                if fromDir == toDir { rec.directory!.remove(from) }
+                if existing != nil { rec.directory!.remove(to) }
+                rec.directory!.add(to, moved)
+            }
         }
-        if moving.type == .directory { inodes[moving.inode]?.directory?.parent = toDir }
+        if moving.type == .directory { changeRecordIfAny(moving.inode) { $0.directory?.parent = toDir } }
     }
 
     private mutating func mapExtent(_ ino: InodeNumber, _ e: DiskExtent, _ fail: (String) -> ApplyError) throws(ApplyError) {

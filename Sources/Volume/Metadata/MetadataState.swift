@@ -25,7 +25,7 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible 
         if bytes.count > Self.maxLength { throw .tooLong(bytes.count) }
         if bytes.contains(0x2F) { throw .containsSlash }
         if bytes.contains(0) { throw .containsNUL }
-        if bytes == [0x2E] || bytes == [0x2E, 0x2E] { throw .dotOrDotDot }
+        if bytes.count <= 2 && bytes.allSatisfy({ $0 == 0x2E }) { throw .dotOrDotDot }
         self.bytes = bytes
     }
 
@@ -35,6 +35,14 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible 
     public init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
     public static func < (l: Self, r: Self) -> Bool { l.bytes.lexicographicallyPrecedes(r.bytes) }
+    public static func == (l: Self, r: Self) -> Bool { l.bytes == r.bytes }
+
+    /// The bytes fed to the hasher as one buffer: the synthesized hash feeds an array's
+    /// elements one call each, and every directory lookup, insert and removal (a removal
+    /// rehashes the entries after it) hashes names.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
     public var description: String { String(decoding: bytes, as: UTF8.self) }
 }
 
@@ -103,8 +111,9 @@ public struct Directory: Equatable, Sendable {
     /// Adds an entry with the given cookie, which must be the directory's next one or later
     /// (replay passes the cookie the running volume chose).
     mutating func add(_ name: FileName, _ entry: DirectoryEntry) {
-        precondition(entries[name] == nil && entry.cookie >= nextCookie)
-        entries[name] = entry
+        precondition(entry.cookie >= nextCookie)
+        let old = entries.updateValue(entry, forKey: name)
+        precondition(old == nil, "\(name) is in the directory already")
         slots.append((entry.cookie, name))
         nextCookie = entry.cookie + 1
     }

@@ -42,7 +42,7 @@ extension MetadataState {
     func searchableDirectory(_ dir: InodeNumber, _ caller: Caller, for name: [UInt8]) throws(Errno) -> InodeRecord {
         guard let rec = inodes[dir] else { throw .noSuchFileOrDirectory }
         guard rec.directory != nil else { throw .notDirectory }
-        if LastComponent(name) != .root && !rec.attributes.permits(.execute, to: caller) { throw .permissionDenied }
+        if !LastComponent.isRoot(name) && !rec.attributes.permits(.execute, to: caller) { throw .permissionDenied }
         return rec
     }
 

@@ -92,15 +92,21 @@ enum LastComponent: Equatable {
     case name([UInt8])
 
     init(_ raw: [UInt8]) {
-        var bytes = raw[...]
-        while bytes.last == 0x2F { bytes = bytes.dropLast() }
-        switch Array(bytes) {
-        case []: self = .root
-        case [0x2E]: self = .dot
-        case [0x2E, 0x2E]: self = .dotDot
-        default: self = .name(Array(bytes))
+        // Every plan classifies its names, on every call: the usual name, without trailing
+        // slashes, is passed on as it is, not copied.
+        var end = raw.count
+        while end > 0 && raw[end - 1] == 0x2F { end -= 1 }
+        if end == 0 {
+            self = .root
+        } else if raw[0] == 0x2E && (end == 1 || end == 2 && raw[1] == 0x2E) {
+            self = end == 1 ? .dot : .dotDot
+        } else {
+            self = .name(end == raw.count ? raw : Array(raw[0..<end]))
         }
     }
+
+    /// Whether `raw` names no entry (it is empty or all slashes: the path "/").
+    static func isRoot(_ raw: [UInt8]) -> Bool { raw.allSatisfy { $0 == 0x2F } }
 
     /// Whether the name came with slashes after it: Linux then wants a directory, and
     /// refuses to create anything else (mkdir alone takes "a/").
@@ -120,26 +126,53 @@ enum LastComponent: Equatable {
 /// Builds one transaction: structural records in order, then one setAttributes per inode
 /// whose attributes changed (coalesced, so a directory that is both parents of a rename is
 /// logged once), then the frees and orphans of inodes that lost their last name.
+///
+/// A transaction touches at most four inodes, so the working attributes are a short array
+/// searched in order, not a dictionary, and the records are one array: a plan runs under
+/// the metadata lock on every namespace call, and hashing, and making arrays (each one an
+/// allocation and a look-up of its storage's generic metadata), cost more there than the
+/// plan's own checks.
 struct PlanBuilder {
     let state: MetadataState
-    private var structural: [LogRecord] = []
-    private var working: [InodeNumber: InodeAttributes] = [:]
-    private var changed: [InodeNumber] = []
-    private var releases: [LogRecord] = []
-    private var freed: Set<InodeNumber> = []
+    /// The structural records (the first `structuralCount`), then the releases; the
+    /// attribute updates go between them when the plan is made.
+    private var records: [LogRecord] = []
+    private var structuralCount = 0
+    /// The inodes whose attributes changed, in the order of their first change, with their
+    /// attributes as the transaction has made them, and whether the transaction frees them
+    /// (no update is logged for those).
+    private var working: [(inode: InodeNumber, attributes: InodeAttributes, freed: Bool)] = []
 
-    init(_ state: MetadataState) { self.state = state }
+    init(_ state: MetadataState) {
+        self.state = state
+        records.reserveCapacity(8)
+        working.reserveCapacity(4)
+    }
 
     /// The attributes of an existing inode as the transaction has made them so far.
-    func attributes(of inode: InodeNumber) -> InodeAttributes { working[inode] ?? state.inodes[inode]!.attributes }
+    func attributes(of inode: InodeNumber) -> InodeAttributes {
+        if let i = working.firstIndex(where: { $0.inode == inode }) { return working[i].attributes }
+        return state.inodes[inode]!.attributes
+    }
 
-    mutating func append(_ record: LogRecord) { structural.append(record) }
+    mutating func append(_ record: LogRecord) {
+        put(record, at: structuralCount)
+        structuralCount += 1
+    }
+
+    /// Inserts at `at`, appending when that is the end (the usual case, and the cheaper).
+    private mutating func put(_ record: LogRecord, at: Int) {
+        if at == records.count { records.append(record) } else { records.insert(record, at: at) }
+    }
 
     mutating func update(_ inode: InodeNumber, _ change: (inout InodeAttributes) -> Void) {
-        var a = attributes(of: inode)
-        change(&a)
-        if working[inode] == nil { changed.append(inode) }
-        working[inode] = a
+        if let i = working.firstIndex(where: { $0.inode == inode }) {
+            change(&working[i].attributes)
+        } else {
+            var a = state.inodes[inode]!.attributes
+            change(&a)
+            working.append((inode, a, false))
+        }
     }
 
     /// A directory's entries changed: its mtime and ctime.
@@ -162,16 +195,22 @@ struct PlanBuilder {
     mutating func release(_ inode: InodeNumber, isOpen: (InodeNumber) -> Bool) -> Unreferenced {
         precondition(attributes(of: inode).nlink == 0)
         if isOpen(inode) || !state.inodes[inode]!.extents.isEmpty {
-            releases.append(.addOrphan(inode))
+            records.append(.addOrphan(inode))
             return .orphaned(inode)
         }
-        releases.append(.freeInode(inode))
-        freed.insert(inode)
+        records.append(.freeInode(inode))
+        if let i = working.firstIndex(where: { $0.inode == inode }) { working[i].freed = true }
         return .freed(inode)
     }
 
-    func plan<Value: Sendable>(_ value: Value) -> NamespacePlan<Value> {
-        let updates = changed.filter { !freed.contains($0) }.map { LogRecord.setAttributes($0, working[$0]!) }
-        return NamespacePlan(records: structural + updates + releases, value: value)
+    /// The transaction's records: the structural ones, the updates, the releases. The
+    /// builder is used up.
+    mutating func plan<Value: Sendable>(_ value: Value) -> NamespacePlan<Value> {
+        var at = structuralCount
+        for w in working where !w.freed {
+            put(.setAttributes(w.inode, w.attributes), at: at)
+            at += 1
+        }
+        return NamespacePlan(records: records, value: value)
     }
 }
