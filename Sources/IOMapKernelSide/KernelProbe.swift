@@ -58,18 +58,30 @@ public struct EOFProbeConfig: Sendable {
     }
 }
 
-public struct EOFProbeReport: Sendable {
-    public var kernel = ""
-    public var fs = ""
-    public var config: EOFProbeConfig
+/// The sums over the kernel attempts at one i_size.
+public struct EOFProbeTally: Sendable {
     public var windowHits = 0
     public var lost = 0
     /// Attempts whose write did not fail with nothing written (it should always fail).
     public var writesNotFailed = 0
-    public var controlWindowHits = 0
-    public var controlLost = 0
+}
+
+public struct EOFProbeReport: Sendable {
+    public var kernel = ""
+    public var fs = ""
+    public var config: EOFProbeConfig
+    /// The attempts at the unaligned i_size, and the aligned control's.
+    public var unaligned = EOFProbeTally()
+    public var control = EOFProbeTally()
     public var engineLost = 0
     public var seconds = 0.0
+
+    public var windowHits: Int { unaligned.windowHits }
+    public var lost: Int { unaligned.lost }
+    public var controlWindowHits: Int { control.windowHits }
+    public var controlLost: Int { control.lost }
+    /// Over the unaligned attempts and the control's.
+    public var writesNotFailed: Int { unaligned.writesNotFailed + control.writesNotFailed }
 }
 
 /// Runs the probe: the kernel attempts at `isize`, the aligned control, and the engine.
@@ -93,31 +105,25 @@ func runEOFProbe(_ config: EOFProbeConfig, in directory: String, progress: (Stri
     let path = directory + "/iomap-eof-probe-\(getpid())"
     let method = config.method == .race ? Int32(CKS_PROBE_RACE) : Int32(CKS_PROBE_USERFAULTFD)
 
-    func attempts(isize: Int, label: String) throws -> (hits: Int, lost: Int, notFailed: Int) {
-        var hits = 0, lost = 0, notFailed = 0
+    func attempts(isize: Int, label: String) throws -> EOFProbeTally {
+        var tally = EOFProbeTally()
         for i in 0..<config.attempts {
             var out = cks_probe_attempt()
             let rc = cks_probe_eof_block(path, Int64(isize), Int64(config.storeOffset), method, &out)
             if rc < 0 {
                 throw KernelSetupError("\(label) attempt \(i + 1) in \(directory) failed: \(Errno(rawValue: -rc).symbolicName)")
             }
-            hits += Int(out.window_hit)
-            lost += Int(out.lost)
-            if out.write_result != -Int64(EFAULT) { notFailed += 1 }
+            tally.windowHits += Int(out.window_hit)
+            tally.lost += Int(out.lost)
+            if out.write_result != -Int64(EFAULT) { tally.writesNotFailed += 1 }
             if (i + 1) % 100 == 0 || i + 1 == config.attempts {
-                progress("\(label): \(i + 1)/\(config.attempts) attempts, \(hits) hit the window, \(lost) lost")
+                progress("\(label): \(i + 1)/\(config.attempts) attempts, \(tally.windowHits) hit the window, \(tally.lost) lost")
             }
         }
-        return (hits, lost, notFailed)
+        return tally
     }
-    let main = try attempts(isize: config.isize, label: "i_size \(config.isize)")
-    report.windowHits = main.hits
-    report.lost = main.lost
-    report.writesNotFailed = main.notFailed
-    let control = try attempts(isize: config.controlIsize, label: "control, i_size \(config.controlIsize)")
-    report.controlWindowHits = control.hits
-    report.controlLost = control.lost
-    report.writesNotFailed += control.notFailed
+    report.unaligned = try attempts(isize: config.isize, label: "i_size \(config.isize)")
+    report.control = try attempts(isize: config.controlIsize, label: "control, i_size \(config.controlIsize)")
     for _ in 0..<config.attempts where engineLosesStore(config) { report.engineLost += 1 }
     progress("engine: \(config.attempts) attempts, \(report.engineLost) lost")
     return report

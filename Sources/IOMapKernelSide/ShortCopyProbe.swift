@@ -132,15 +132,35 @@ public struct ShortCopyProbeConfig: Sendable {
     }
 }
 
+/// What attempts found in one of the two places the probe reads back: the page cache, right
+/// after the write, or the disk, after fsync and a cache drop.
+public struct ShortCopyFindings: Sendable {
+    /// Stale bytes, summed over the attempts, and the most that one attempt found.
+    public var stale = 0
+    public var maxStale = 0
+    /// Of the stale bytes, those equal to the marker freed memory was filled with.
+    public var marker = 0
+    public init() {}
+
+    /// One attempt's.
+    init(stale: Int64, marker: Int64) {
+        self.stale = Int(stale)
+        maxStale = Int(stale)
+        self.marker = Int(marker)
+    }
+
+    mutating func add(_ other: ShortCopyFindings) {
+        stale += other.stale
+        maxStale = max(maxStale, other.maxStale)
+        marker += other.marker
+    }
+}
+
 /// The sums over a case's or a control's attempts.
 public struct ShortCopyTally: Sendable {
     public var attempts = 0
-    public var staleInCache = 0
-    public var staleOnDisk = 0
-    public var maxStaleInCache = 0
-    public var maxStaleOnDisk = 0
-    public var markerInCache = 0
-    public var markerOnDisk = 0
+    public var inCache = ShortCopyFindings()
+    public var onDisk = ShortCopyFindings()
     /// Attempts whose page-cache page under the write was one the marker was freed from, and
     /// attempts where that could be told at all.
     public var recycled = 0
@@ -149,29 +169,32 @@ public struct ShortCopyTally: Sendable {
     public var writeReturned: [Int] = []
     public init() {}
 
-    public var stale: Int { staleInCache + staleOnDisk }
-
-    mutating func add(_ a: cks_short_copy_attempt) {
-        attempts += 1
-        staleInCache += Int(a.stale_in_cache)
-        staleOnDisk += Int(a.stale_on_disk)
-        maxStaleInCache = max(maxStaleInCache, Int(a.stale_in_cache))
-        maxStaleOnDisk = max(maxStaleOnDisk, Int(a.stale_on_disk))
-        markerInCache += Int(a.marker_in_cache)
-        markerOnDisk += Int(a.marker_on_disk)
-        if a.recycled >= 0 { recycledKnown += 1 }
-        if a.recycled == 1 { recycled += 1 }
-        if !writeReturned.contains(Int(a.write_result)) { writeReturned = (writeReturned + [Int(a.write_result)]).sorted() }
+    /// One attempt's.
+    init(_ a: cks_short_copy_attempt) {
+        attempts = 1
+        inCache = ShortCopyFindings(stale: a.stale_in_cache, marker: a.marker_in_cache)
+        onDisk = ShortCopyFindings(stale: a.stale_on_disk, marker: a.marker_on_disk)
+        recycled = a.recycled == 1 ? 1 : 0
+        recycledKnown = a.recycled >= 0 ? 1 : 0
+        writeReturned = [Int(a.write_result)]
     }
+
+    public var stale: Int { inCache.stale + onDisk.stale }
+
+    // The findings by their flat names, as the report and the JSON print them.
+    public var staleInCache: Int { inCache.stale }
+    public var staleOnDisk: Int { onDisk.stale }
+    public var maxStaleInCache: Int { inCache.maxStale }
+    public var maxStaleOnDisk: Int { onDisk.maxStale }
+    public var markerInCache: Int { inCache.marker }
+    public var markerOnDisk: Int { onDisk.marker }
+
+    mutating func add(_ a: cks_short_copy_attempt) { add(ShortCopyTally(a)) }
 
     mutating func add(_ other: ShortCopyTally) {
         attempts += other.attempts
-        staleInCache += other.staleInCache
-        staleOnDisk += other.staleOnDisk
-        maxStaleInCache = max(maxStaleInCache, other.maxStaleInCache)
-        maxStaleOnDisk = max(maxStaleOnDisk, other.maxStaleOnDisk)
-        markerInCache += other.markerInCache
-        markerOnDisk += other.markerOnDisk
+        inCache.add(other.inCache)
+        onDisk.add(other.onDisk)
         recycled += other.recycled
         recycledKnown += other.recycledKnown
         writeReturned = Array(Set(writeReturned + other.writeReturned)).sorted()

@@ -50,25 +50,23 @@ public struct FsxViolation: Sendable {
 }
 
 /// What an fsx run did.
-public struct FsxReport: Sendable {
+public struct FsxReport: Sendable, ReportsWriteFailures {
     public var config: FsxConfig
     /// The entries run, with the faults that fired during each op; what a log records.
     public var entries: [FsxEntry] = []
     public var opsByKind: [String: Int] = [:]
-    public var faultsInjected: [String: Int] = [:]
     public var skippedUnsupported: [String: Int] = [:]
-    public var cleanupCalls = 0
-    /// Holes the failure cleanups punched.
-    public var punchCalls = 0
     /// Races that landed inside a write, by kind.
     public var racesLanded: [String: Int] = [:]
-    /// Writes that failed, and writes that returned short (both only under faults).
-    public var failedWrites = 0
-    public var shortWrites = 0
+    public var writeFailures = WriteFailureCounts()
     public var violation: FsxViolation?
     /// The model's bytes and the engine's at the violation (or the end): the expected and
     /// actual images.
     public var expectedImage: [UInt8] = []
     public var actualImage: [UInt8] = []
     public var elapsedSeconds = 0.0
+
+    /// The failure cleanups, and the holes they punched, by fsx's names for them.
+    public var cleanupCalls: Int { writeFailures.cleanups }
+    public var punchCalls: Int { writeFailures.punches }
 }

@@ -170,8 +170,8 @@ public struct FsxRun {
     public mutating func finish() {
         if report.violation == nil { check("before the final fsync") }
         if report.violation == nil { flushCheck("final") }
-        report.cleanupCalls = file.inode.stats.cleanups
-        report.punchCalls = file.inode.stats.punches
+        report.cleanups = file.inode.stats.cleanups
+        report.punches = file.inode.stats.punches
         report.faultsInjected = Dictionary(uniqueKeysWithValues: plan.state.withLock { $0.counts }.map { ($0.key.rawValue, $0.value) })
         report.expectedImage = Array(model.read(offset: 0, count: model.size))
         report.actualImage = engineImage()

@@ -94,7 +94,7 @@ extension FsxConfig {
 }
 
 /// What a random run found.
-public struct RandomRunReport: Sendable {
+public struct RandomRunReport: Sendable, ReportsWriteFailures {
     public var config: RandomRunConfig
     public var opsRun = 0
     /// The first violation, described, or nil.
@@ -102,12 +102,8 @@ public struct RandomRunReport: Sendable {
     /// The operation index at which it was found.
     public var violationOp: Int?
     public var opsByKind: [String: Int] = [:]
-    public var faultsInjected: [String: Int] = [:]
-    public var cleanups = 0
-    public var punches = 0
+    public var writeFailures = WriteFailureCounts()
     public var racesLanded = 0
-    public var failedWrites = 0
-    public var shortWrites = 0
     /// The last operations before the violation (or the end), as fsx log lines.
     public var logTail: [String] = []
     /// The whole fsx run, whose entries replay it (`FsxLog.format`, `runFsx(_:replay:)`).
@@ -125,12 +121,8 @@ public func runRandomOps(_ config: RandomRunConfig, progress: ((Int) -> Void)? =
     out.violation = r.violation?.what
     out.violationOp = r.violation.map { max(0, min($0.entryIndex, r.entries.count) - 1) }
     out.opsByKind = r.opsByKind
-    out.faultsInjected = r.faultsInjected
-    out.cleanups = r.cleanupCalls
-    out.punches = r.punchCalls
+    out.writeFailures = r.writeFailures
     out.racesLanded = r.racesLanded.values.reduce(0, +)
-    out.failedWrites = r.failedWrites
-    out.shortWrites = r.shortWrites
     out.logTail = FsxLog.format(Array(r.entries.suffix(64))).split(separator: "\n").suffix(64).map(String.init)
     out.fsx = r
     return out

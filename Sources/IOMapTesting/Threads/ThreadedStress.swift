@@ -55,13 +55,11 @@ public struct StressConfig: Sendable, CustomStringConvertible {
 }
 
 /// What a threaded stress run found.
-public struct StressReport: Sendable {
+public struct StressReport: Sendable, ReportsWriteFailures {
     public var config: StressConfig
     public var opsRun = 0
     public var opsByKind: [String: Int] = [:]
-    public var failedWrites = 0
-    public var shortWrites = 0
-    public var cleanups = 0
+    public var writeFailures = WriteFailureCounts()
     public var quietChecks = 0
     public var writebackPasses = 0
     public var violation: String?
@@ -146,6 +144,8 @@ public func runThreadedStress(_ config: StressConfig) -> StressReport {
     report.quietChecks = shared.quietChecks.load(ordering: .relaxed)
     report.writebackPasses = shared.flusherGate.withLock { $0 }
     report.cleanups = file.inode.stats.cleanups
+    report.punches = file.inode.stats.punches
+    for (site, n) in injector.injectedCounts { report.faultsInjected[site.rawValue] = n }
     report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
     return report
 }

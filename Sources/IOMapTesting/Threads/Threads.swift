@@ -4,40 +4,16 @@
 // The harnesses need real preemptive threads, not tasks: the engine's locks sleep the
 // calling thread, and a cooperative pool of two threads would deadlock on them.
 
+import IOMapBase
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
     import Musl
 #endif
 
-/// An OS thread running one closure; `join()` waits for it.
-public final class JoinableThread: @unchecked Sendable {
-    // Written once in init, before any other thread can see the object.
-    private var handle = pthread_t()
-
-    private final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    /// Starts `body` on a new thread.
-    public init(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(body)).toOpaque()
-        let rc = pthread_create(
-            &handle, nil,
-            { raw in
-                let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
-                body.run()
-                return nil
-            }, box)
-        precondition(rc == 0, "pthread_create failed with \(rc)")
-    }
-
-    /// Waits for the thread to finish.
-    public func join() {
-        pthread_join(handle, nil)
-    }
-}
+/// IOMapBase's OS thread, under the name the harnesses' users have always imported it by.
+public typealias JoinableThread = IOMapBase.JoinableThread
 
 /// Runs `body(i)` for `i` in `0..<count`, each on its own thread, and waits for all.
 public func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
