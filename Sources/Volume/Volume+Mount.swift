@@ -88,30 +88,18 @@ extension Volume {
     /// worker covers an idle log: metadata never waits long for its checkpoint.
     func startBackgroundForce() {
         guard let period = options.backgroundForce else { return }
-        let box = Unmanaged.passRetained(ForceTask(volume: self, period: period))
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { raw in
-                let task = Unmanaged<ForceTask>.fromOpaque(raw!).takeRetainedValue()
-                task.run()
-                return nil
-            }, box.toOpaque())
-        if rc != 0 {
-            box.release()
-            return
-        }
+        let task = ForceTask(volume: self, period: period)
+        // Without a thread the volume still works: fsync, sync and unmount force the log.
+        guard let thread = JoinableThread(starting: { task.run() }) else { return }
         forcer.withLock { $0 = thread }
     }
 
     func stopBackgroundForce() {
         stopping.store(true, ordering: .releasing)
-        if let t = forcer.withLock({ f -> pthread_t? in
+        forcer.withLock { f -> JoinableThread? in
             defer { f = nil }
             return f
-        }) {
-            pthread_join(t, nil)
-        }
+        }?.join()
     }
 }
 

@@ -82,7 +82,7 @@ public final class Volume: Sendable {
     let inodes = OrderedMutex<[InodeNumber: InMemoryInode]>(.inodeTable, "inode-table lock", [:])
     /// Stops the background force.
     let stopping = Atomic<Bool>(false)
-    let forcer = Mutex<pthread_t?>(nil)
+    let forcer = Mutex<JoinableThread?>(nil)
 
     struct InMemoryInode {
         let file: ExtentFile
@@ -103,7 +103,7 @@ public final class Volume: Sendable {
     /// force thread's own, and a thread cannot join itself.
     deinit {
         stopping.store(true, ordering: .releasing)
-        if let t = forcer.withLock({ $0 }) { pthread_detach(t) }
+        forcer.withLock { $0 }?.detach()
     }
 
     /// The metadata as it is now (a copy-on-write value).
