@@ -39,6 +39,9 @@ public final class Journal: Sendable {
         /// (a conversion or a size raise, rule 1).
         var records: [LogRecord] = []
         var exposesData = false
+        /// The blocks whose bytes past an old recorded size the open checkpoint's size raises
+        /// expose (rule 1: written back before the checkpoint).
+        var exposedTails: [ExposedTail] = []
         /// Blocks freed by the open checkpoint's transactions, by free intent (rule 2).
         var busy: [(intent: UInt64, extents: [BlockExtent])] = []
         /// The sequence the open checkpoint will be written with.
@@ -64,6 +67,14 @@ public final class Journal: Sendable {
         /// log I/O error), and every later force fails, because what reached the disk is no
         /// longer known and writing on could put a newer checkpoint after a lost one.
         var shutDown: Errno?
+    }
+
+    /// A block of `file` that a size raise exposes past the recorded size it was raised
+    /// from. The file is held until the force that writes the block back (or the volume's
+    /// deinit, which breaks the cycle through the file's ExtentFS and its journal).
+    struct ExposedTail {
+        let file: ExtentFile
+        let range: ByteRange
     }
 
     let open: OrderedMutex<Open>
@@ -198,6 +209,7 @@ public final class Journal: Sendable {
     struct Sealed {
         var records: [LogRecord]
         var exposesData: Bool
+        var exposedTails: [ExposedTail]
         var busy: [(UInt64, [BlockExtent])]
         var sequence: UInt64
         /// The state as of this checkpoint, taken only for a snapshot.
@@ -218,6 +230,7 @@ public final class Journal: Sendable {
             try writeSnapshotLocked(&l, clean: false, sealed: sealed)
             return true
         }
+        writeBack(sealed.exposedTails)
         if sealed.exposesData && !bugs.contains(.commitBeforeData) { try flush() }
         try store.writeCheckpoint(image, sequence: sealed.sequence, at: l.head)
         l.used += n
@@ -239,12 +252,43 @@ public final class Journal: Sendable {
     func seal(_ o: inout Open, snapshot: Bool) -> Sealed? {
         guard !o.records.isEmpty || snapshot else { return nil }
         let sealed = Sealed(
-            records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence, state: snapshot ? o.state : nil)
+            records: o.records, exposesData: o.exposesData, exposedTails: o.exposedTails, busy: o.busy, sequence: o.sequence,
+            state: snapshot ? o.state : nil)
         o.records = []
         o.exposesData = false
+        o.exposedTails = []
         o.busy = []
         o.sequence += 1
         return sealed
+    }
+
+    /// Writes back the blocks sealed size raises expose, and waits for any writeback of them
+    /// already in flight, so that the flush before the checkpoint (or the superblock) makes
+    /// their zeroes durable with it: a size raise exposes the rest of the block the old
+    /// recorded size ends in, whose zeroes (a truncate's, or an extension's zeroing of the
+    /// gap) may be only in the page cache while the disk holds older bytes. Whatever raised
+    /// the size (a truncate or fallocate, or an I/O completion after a ranged writeback,
+    /// punch or zero range wrote only blocks past that one), the block is written here, at
+    /// the force: the raise itself may be logged from a completion, inside a writeback pass
+    /// that holds a folio locked, where writing back could wait for that very folio. The
+    /// force holds no engine lock (folio locks rank below the log-force lock). A write error
+    /// is latched for the file's fsync, as any writeback's is; the force goes on.
+    func writeBack(_ tails: [ExposedTail]) {
+        for t in tails {
+            t.file.writeback(t.range)
+            for f in t.file.mapping.folios(overlapping: t.range) { f.waitWriteback() }
+        }
+    }
+
+    /// Lets go of the files the open checkpoint's exposed tails hold (a volume going away),
+    /// outside the metadata lock: the last reference to a file runs its deinit, which takes
+    /// the file's extent-map lock.
+    func dropExposedTails() {
+        let held = open.withLock { o in
+            defer { o.exposedTails = [] }
+            return o.exposedTails
+        }
+        withExtendedLifetime(held) {}
     }
 
     /// Gives the blocks of committed frees back to the allocator and logs that they are
@@ -274,6 +318,7 @@ public final class Journal: Sendable {
         let blocks = pieces.flatMap { $0.start..<$0.end }
         do throws(Errno) {
             try store.writeSnapshot(image, sequence: sealed.sequence, at: blocks)
+            writeBack((earlier?.exposedTails ?? []) + sealed.exposedTails)
             if !bugs.contains(.superblockBeforeSnapshot) { try flush() }
             let location = SnapshotLocation(root: blocks[0], sequence: sealed.sequence)
             let tail = LogPosition(offset: l.head, sequence: sealed.sequence + 1)
