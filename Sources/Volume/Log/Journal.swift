@@ -306,13 +306,15 @@ public final class Journal: Sendable {
     /// Writes everything logged so far as a snapshot: it seals the open checkpoint with the
     /// state (after `earlier`, a checkpoint already sealed whose records the state holds),
     /// writes the snapshot to new blocks, flushes it and the data before the superblock that
-    /// names it (rules 1 and 3), then the superblock with the log's tail moved to the head, a
-    /// flush, and frees the previous snapshot's blocks.
+    /// names it (rules 1 and 3), then both superblock copies with the log's tail moved to the
+    /// head, a flush after each, and frees the previous snapshot's blocks.
     func writeSnapshotLocked(_ l: inout Log, clean: Bool, sealed earlier: Sealed? = nil) throws(Errno) {
         let sealed = open.withLock { o in seal(&o, snapshot: true)! }
         // No flush first for data a conversion exposes (rule 1): nothing names the snapshot
         // until the superblock does, and the flush before that write makes the data durable
-        // with the snapshot. So a snapshot costs two flushes, as an allocating fsync does.
+        // with the snapshot. Then both superblock copies, a flush after each, so that either
+        // copy alone, damaged or not, names a snapshot and log that are intact; the old ones'
+        // blocks are reused only after that. So a snapshot costs three flushes.
         let image = SnapshotImage(sealed.state!, blockSize: store.blockSize)
         let pieces = try space.allocate(image.blockCount, near: nil, fromReservation: false)
         let blocks = pieces.flatMap { $0.start..<$0.end }
@@ -322,7 +324,7 @@ public final class Journal: Sendable {
             if !bugs.contains(.superblockBeforeSnapshot) { try flush() }
             let location = SnapshotLocation(root: blocks[0], sequence: sealed.sequence)
             let tail = LogPosition(offset: l.head, sequence: sealed.sequence + 1)
-            try store.writeSuperblock(LogAnchor(snapshot: location, tail: tail, clean: clean))
+            try store.writeSuperblocks(LogAnchor(snapshot: location, tail: tail, clean: clean)) { () throws(Errno) in try flush() }
             try flush()
             for e in l.snapshotBlocks { space.free(e) }
             l.snapshot = location
