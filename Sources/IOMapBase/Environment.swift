@@ -42,12 +42,6 @@ public struct HookEvent: Sendable, CustomStringConvertible {
     /// The byte range of the step that reached the hook.
     public let range: ByteRange
 
-    public init(point: HookPoint, fileID: Int, range: ByteRange) {
-        self.point = point
-        self.fileID = fileID
-        self.range = range
-    }
-
     public var description: String { "\(point.rawValue)(\(point)) file \(fileID) \(range)" }
 }
 
@@ -79,11 +73,6 @@ public struct FaultQuery: Sendable {
     public let site: FaultSite
     public let offset: Int
     public let length: Int
-    public init(site: FaultSite, offset: Int, length: Int) {
-        self.site = site
-        self.offset = offset
-        self.length = length
-    }
 }
 
 /// SplitMix64: small, fast, and the same sequence on every platform for a given seed.

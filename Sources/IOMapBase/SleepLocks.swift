@@ -110,27 +110,31 @@ public final class RWSleepLock: @unchecked Sendable {
         return false
     }
 
+    /// A try-lock: one attempt, which lockdep records only when it succeeds.
+    private func tryTake(_ take: () -> Bool) -> Bool {
+        guard take() else { return false }
+        LockDep.didTryAcquire(level, name)
+        return true
+    }
+
     // MARK: Waiting (slot held)
 
-    private func startSleeping() {
-        sleepers += 1
-        if sleepers == 1 { state.bitwiseOr(Self.sleepersBit, ordering: .acquiringAndReleasing) }
+    /// Counts a waiter in: the first of its kind sets `bit`, which the fast paths see.
+    private func countIn(_ count: inout Int, setting bit: Int) {
+        count += 1
+        if count == 1 { state.bitwiseOr(bit, ordering: .acquiringAndReleasing) }
     }
 
-    private func stopSleeping() {
-        sleepers -= 1
-        if sleepers == 0 { state.bitwiseAnd(~Self.sleepersBit, ordering: .acquiringAndReleasing) }
+    /// Counts a waiter out: the last of its kind clears `bit`.
+    private func countOut(_ count: inout Int, clearing bit: Int) {
+        count -= 1
+        if count == 0 { state.bitwiseAnd(~bit, ordering: .acquiringAndReleasing) }
     }
 
-    private func startWaitingAsWriter() {
-        waitingWriters += 1
-        if waitingWriters == 1 { state.bitwiseOr(Self.writerWaitingBit, ordering: .acquiringAndReleasing) }
-    }
-
-    private func stopWaitingAsWriter() {
-        waitingWriters -= 1
-        if waitingWriters == 0 { state.bitwiseAnd(~Self.writerWaitingBit, ordering: .acquiringAndReleasing) }
-    }
+    private func startSleeping() { countIn(&sleepers, setting: Self.sleepersBit) }
+    private func stopSleeping() { countOut(&sleepers, clearing: Self.sleepersBit) }
+    private func startWaitingAsWriter() { countIn(&waitingWriters, setting: Self.writerWaitingBit) }
+    private func stopWaitingAsWriter() { countOut(&waitingWriters, clearing: Self.writerWaitingBit) }
 
     /// After a release that saw sleepers: wake them all to re-check.
     private func wakeSleepers() {
@@ -155,11 +159,7 @@ public final class RWSleepLock: @unchecked Sendable {
         slot.unlock()
     }
 
-    public func tryLockShared() -> Bool {
-        guard takeShared() else { return false }
-        LockDep.didTryAcquire(level, name)
-        return true
-    }
+    public func tryLockShared() -> Bool { tryTake(takeShared) }
 
     public func unlockShared() {
         let old = state.subtract(Self.reader, ordering: .releasing).oldValue
@@ -206,11 +206,7 @@ public final class RWSleepLock: @unchecked Sendable {
         slot.unlock()
     }
 
-    public func tryLockExclusive() -> Bool {
-        guard takeExclusive() else { return false }
-        LockDep.didTryAcquire(level, name)
-        return true
-    }
+    public func tryLockExclusive() -> Bool { tryTake(takeExclusive) }
 
     public func unlockExclusive() {
         precondition(state.load(ordering: .relaxed) & Self.writerBit != 0, "\(name): exclusive unlock without an exclusive holder")

@@ -388,21 +388,14 @@ extension BenchContext {
     /// the kernel, as detail), same sizes, same bytes, in one run.
     func volumeOverwrite4k() throws -> BenchResult {
         let name = BenchWorkload.volumeOverwrite4k.rawValue
-        let size = 64 * MiB / scale
-        let opSize = 4 * KiB
-        let ops = Double(size / opSize)
-        let src = sourceBuffer(opSize: opSize)
-        let fs = makeEngine(deviceBytes: size + 16 * MiB)
-        let plain = fs.createFile()
-        _ = try engineWrites(plain, src, size: size, opSize: MiB)
+        let (size, opSize, ops, src) = overwrite4kSizes()
+        let (plain, kfile) = try cachedFiles("volume-overwrite", src, size: size)
+        defer { kfile.unlink() }
         let volume = try makeBenchVolume(MemoryBlockDevice(blockSize: 4096, blockCount: (size + 64 * MiB) / 4096))
         let handle = try volumeCall("open") { () throws(Errno) in
             try volume.open(try volume.create(in: .root, "overwrite", permissions: 0o644).inode)
         }
         _ = try volumeWrites(handle, src, size: size, opSize: MiB)
-        let kfile = try KernelFile(directory: kernelDir, name: benchFileName("volume-overwrite"))
-        defer { kfile.unlink() }
-        _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
 
         let samples = try alternate(
             name,
@@ -413,13 +406,8 @@ extension BenchContext {
                     try checkEngine("volume \(name)", handle.file, src, size: size)
                     return ns / ops
                 },
-                engineRewriteSide("plain engine \(name)", plain, src, size: size, opSize: opSize, ops: ops),
-                { round in
-                    src.fill(tag: round + 1)
-                    let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                    try checkKernel("kernel \(name)", kfile, src, size: size)
-                    return ns / ops
-                },
+                rewriteSide("plain engine \(name)", plain, src, size: size, opSize: opSize, ops: ops),
+                rewriteSide("kernel \(name)", kfile, src, size: size, opSize: opSize, ops: ops),
             ])
         let (v, p, k) = (median(samples[0]), median(samples[1]), median(samples[2]))
         var r = BenchResult(name: name, goal: goalText(name))

@@ -171,14 +171,35 @@ private func freshMemcpySide(_ name: String, _ src: PatternBuffer, size: Int, op
     }
 }
 
-/// Rewrites of a cached engine file, checked after each run.
-func engineRewriteSide(_ label: String, _ file: ExtentFile, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double)
+/// A file a workload writes again and again, the engine's or the kernel's: its timed writes
+/// and its check.
+protocol RewriteTarget {
+    func timedWrites(_ src: PatternBuffer, size: Int, opSize: Int) throws -> Double
+    func checkContents(_ label: String, _ src: PatternBuffer, size: Int) throws
+}
+
+extension ExtentFile: RewriteTarget {
+    func timedWrites(_ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+        try engineWrites(self, src, size: size, opSize: opSize)
+    }
+    func checkContents(_ label: String, _ src: PatternBuffer, size: Int) throws { try checkEngine(label, self, src, size: size) }
+}
+
+extension KernelFile: RewriteTarget {
+    func timedWrites(_ src: PatternBuffer, size: Int, opSize: Int) throws -> Double {
+        try kernelWrites(self, src, size: size, opSize: opSize)
+    }
+    func checkContents(_ label: String, _ src: PatternBuffer, size: Int) throws { try checkKernel(label, self, src, size: size) }
+}
+
+/// Rewrites of a cached file, checked after each run.
+func rewriteSide(_ label: String, _ file: some RewriteTarget, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double)
     -> (Int) throws -> Double
 {
     { round in
         src.fill(tag: round + 1)
-        let ns = try engineWrites(file, src, size: size, opSize: opSize)
-        try checkEngine(label, file, src, size: size)
+        let ns = try file.timedWrites(src, size: size, opSize: opSize)
+        try file.checkContents(label, src, size: size)
         return ns / ops
     }
 }
@@ -197,33 +218,69 @@ private func touchedMemcpySide(_ name: String, _ dest: UnsafeMutableRawPointer, 
 }
 
 extension BenchContext {
+    /// overwrite-4k's sizes, which the workloads measured against it share: 64 MiB (scaled)
+    /// in operations of 4 KiB, and a source buffer for them.
+    func overwrite4kSizes() -> (size: Int, opSize: Int, ops: Double, src: PatternBuffer) {
+        let size = 64 * MiB / scale
+        let opSize = 4 * KiB
+        return (size, opSize, Double(size / opSize), sourceBuffer(opSize: opSize))
+    }
+
+    /// `size` bytes of `src` cached in an engine file and in a kernel file named after
+    /// `kernelName`, which the caller unlinks: what the overwrite and read workloads start from.
+    func cachedFiles(_ kernelName: String, _ src: PatternBuffer, size: Int) throws -> (ExtentFile, KernelFile) {
+        let file = makeEngine(deviceBytes: size + 16 * MiB).createFile()
+        _ = try engineWrites(file, src, size: size, opSize: MiB)
+        let kfile = try KernelFile(directory: kernelDir, name: benchFileName(kernelName))
+        do {
+            _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
+        } catch {
+            kfile.unlink()
+            throw error
+        }
+        return (file, kfile)
+    }
+
+    /// The kernel's side of a workload that writes a new file each time, in `directory`, with
+    /// an fsync at the end when `fsync` is set (inside the timed region).
+    func freshKernelSide(
+        _ name: String, directory: String, fileName: String, _ src: PatternBuffer, size: Int, opSize: Int, ops: Double,
+        fsync: Bool
+    ) -> (Int) throws -> Double {
+        { round in
+            src.fill(tag: round + 1)
+            let kfile = try KernelFile(directory: directory, name: fileName)
+            // Unlinking frees tmpfs pages as soon as the descriptor closes.
+            defer { kfile.unlink() }
+            let ns: Double
+            if fsync {
+                ns = try timed {
+                    _ = try kernelWrites(kfile, src, size: size, opSize: opSize)
+                    try kfile.check("fsync", kfile.fsync())
+                }
+            } else {
+                ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
+            }
+            try checkKernel("kernel \(name)", kfile, src, size: size)
+            return ns / ops
+        }
+    }
+
     // MARK: overwrite-4k
 
     func overwrite4k() throws -> BenchResult {
         let name = BenchWorkload.overwrite4k.rawValue
-        let size = 64 * MiB / scale
-        let opSize = 4 * KiB
-        let ops = Double(size / opSize)
-        let src = sourceBuffer(opSize: opSize)
-        let fs = makeEngine(deviceBytes: size + 16 * MiB)
-        let file = fs.createFile()
-        _ = try engineWrites(file, src, size: size, opSize: MiB)
-        let kfile = try KernelFile(directory: kernelDir, name: benchFileName("overwrite"))
+        let (size, opSize, ops, src) = overwrite4kSizes()
+        let (file, kfile) = try cachedFiles("overwrite", src, size: size)
         defer { kfile.unlink() }
-        _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
         let dest = touchedBuffer(size)
         defer { free(dest) }
 
         let samples = try alternate(
             name,
             [
-                engineRewriteSide("engine \(name)", file, src, size: size, opSize: opSize, ops: ops),
-                { round in
-                    src.fill(tag: round + 1)
-                    let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                    try checkKernel("kernel \(name)", kfile, src, size: size)
-                    return ns / ops
-                },
+                rewriteSide("engine \(name)", file, src, size: size, opSize: opSize, ops: ops),
+                rewriteSide("kernel \(name)", kfile, src, size: size, opSize: opSize, ops: ops),
                 touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
             ])
         var r = BenchResult(name: name, goal: goalText(name))
@@ -261,15 +318,8 @@ extension BenchContext {
                     try checkEngine("engine \(name)", file, src, size: size)
                     return ns / ops
                 },
-                { round in
-                    src.fill(tag: round + 1)
-                    let kfile = try KernelFile(directory: kernelDir, name: kernelName)
-                    // Unlinking frees tmpfs pages as soon as the descriptor closes.
-                    defer { kfile.unlink() }
-                    let ns = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                    try checkKernel("kernel \(name)", kfile, src, size: size)
-                    return ns / ops
-                },
+                freshKernelSide(
+                    name, directory: kernelDir, fileName: kernelName, src, size: size, opSize: opSize, ops: ops, fsync: false),
                 freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
             ])
         return kernelRatioRow(name, samples, minimum: opSize == 4 * KiB ? 1.2 : 1.0, bytes: size)
@@ -283,12 +333,8 @@ extension BenchContext {
         let opSize = 4 * KiB
         let ops = size / opSize
         let src = sourceBuffer(opSize: opSize)
-        let fs = makeEngine(deviceBytes: size + 16 * MiB)
-        let file = fs.createFile()
-        _ = try engineWrites(file, src, size: size, opSize: MiB)
-        let kfile = try KernelFile(directory: kernelDir, name: benchFileName("read"))
+        let (file, kfile) = try cachedFiles("read", src, size: size)
         defer { kfile.unlink() }
-        _ = try kernelWrites(kfile, src, size: size, opSize: MiB)
         // The memcpy baseline reads from a cache-sized source into the same small user
         // buffer the reads fill.
         let cache = filledBuffer(src, size: size)
@@ -535,17 +581,7 @@ extension BenchContext {
                     try checkEngine("engine \(name)", file, src, size: size)
                     return ns / ops
                 },
-                { round in
-                    src.fill(tag: round + 1)
-                    let kfile = try KernelFile(directory: diskDir, name: kernelName)
-                    defer { kfile.unlink() }
-                    let ns = try timed {
-                        _ = try kernelWrites(kfile, src, size: size, opSize: opSize)
-                        try kfile.check("fsync", kfile.fsync())
-                    }
-                    try checkKernel("kernel \(name)", kfile, src, size: size)
-                    return ns / ops
-                },
+                freshKernelSide(name, directory: diskDir, fileName: kernelName, src, size: size, opSize: opSize, ops: ops, fsync: true),
                 freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
             ])
         return kernelRatioRow(name, samples, minimum: 0.9, bytes: size)
@@ -561,10 +597,7 @@ extension BenchContext {
     /// thread the explorer does not run; it is reported as detail.
     func liveHooks() throws -> BenchResult {
         let name = BenchWorkload.liveHooks.rawValue
-        let size = 64 * MiB / scale
-        let opSize = 4 * KiB
-        let ops = Double(size / opSize)
-        let src = sourceBuffer(opSize: opSize)
+        let (size, opSize, ops, src) = overwrite4kSizes()
         let interleaver = NoOpInterleaver()
         let environment = IOMapEnvironment(interleaver: interleaver)
         let liveFS = makeEngine(deviceBytes: size + 16 * MiB)
@@ -588,8 +621,8 @@ extension BenchContext {
                     try checkEngine("hooked engine \(name)", hooked, src, size: size)
                     return ns / ops
                 },
-                engineRewriteSide("live engine \(name)", live, src, size: size, opSize: opSize, ops: ops),
-                engineRewriteSide("environment-only engine \(name)", envOnly, src, size: size, opSize: opSize, ops: ops),
+                rewriteSide("live engine \(name)", live, src, size: size, opSize: opSize, ops: ops),
+                rewriteSide("environment-only engine \(name)", envOnly, src, size: size, opSize: opSize, ops: ops),
                 touchedMemcpySide(name, dest, src, size: size, opSize: opSize, ops: ops),
             ])
         var r = BenchResult(name: name, goal: goalText(name))
@@ -678,8 +711,9 @@ public struct BenchMemoryProbe: Sendable {
     }
 }
 
-/// What one memory measurement saw, in bytes.
-public struct BenchMemorySample: Sendable {
+/// What one memory measurement saw, in bytes. Codable because `iomap bench` measures in a
+/// child process, which prints it as one JSON object for the parent to read back.
+public struct BenchMemorySample: Sendable, Codable {
     /// Resident memory just before the file system was made.
     public var baselineRSS: Int
     /// Peak resident memory while caching (current resident memory where the peak could not
@@ -689,11 +723,11 @@ public struct BenchMemorySample: Sendable {
     public var cachedBytes: Int
     public var peakMeasured: Bool
 
-    public init(baselineRSS: Int, peakRSS: Int, cachedBytes: Int, peakMeasured: Bool) {
-        self.baselineRSS = baselineRSS
-        self.peakRSS = peakRSS
-        self.cachedBytes = cachedBytes
-        self.peakMeasured = peakMeasured
+    enum CodingKeys: String, CodingKey {
+        case baselineRSS = "baseline_rss"
+        case peakRSS = "peak_rss"
+        case cachedBytes = "cached_bytes"
+        case peakMeasured = "peak_measured"
     }
 }
 

@@ -10,10 +10,6 @@ public struct InitOnAllocState: Sendable, Equatable {
     public var value: String
     /// Where the value came from, or why it is unknown.
     public var source: String
-    public init(value: String, source: String) {
-        self.value = value
-        self.source = source
-    }
 }
 
 /// Looks in the kernel log first (what the booted kernel reports), then at the command

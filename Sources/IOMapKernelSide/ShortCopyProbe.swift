@@ -29,21 +29,13 @@ import PageCache
 /// fallocated, `length` bytes at `offset`, of which the user buffer can supply `readable`.
 public struct ShortCopyWrite: Sendable, Equatable {
     public var fileSize: Int
-    public var unwritten: Bool
+    public var unwritten = false
     public var offset: Int
     public var length: Int
     public var readable: Int
     /// Marker bytes put at the start of the file beforehand, which the count must find: a
     /// self-check of the counting, 0 in the probe itself.
     public var planted = 0
-
-    public init(fileSize: Int, unwritten: Bool = false, offset: Int, length: Int, readable: Int) {
-        self.fileSize = fileSize
-        self.unwritten = unwritten
-        self.offset = offset
-        self.length = length
-        self.readable = readable
-    }
 
     /// The same write from a buffer that is readable throughout.
     public var fullyReadable: ShortCopyWrite {

@@ -136,9 +136,9 @@ extension Volume {
     /// privileged.
     public func open(_ ino: InodeNumber, caller: Caller = .root()) throws(Errno) -> FileHandle {
         try namespace.withShared { () throws(Errno) -> FileHandle in
-            guard let rec = journal.state[ino] else { throw .noSuchFileOrDirectory }
-            if rec.attributes.type == .directory { throw .isDirectory }
-            guard rec.attributes.type == .regular else { throw .noSuchAddressOrDevice }
+            guard let type = journal.read({ $0[ino]?.attributes.type }) else { throw .noSuchFileOrDirectory }
+            if type == .directory { throw .isDirectory }
+            guard type == .regular else { throw .noSuchAddressOrDevice }
             return FileHandle(volume: self, inode: ino, file: try file(ino, opening: true), caller: caller)
         }
     }
@@ -152,7 +152,7 @@ extension Volume {
             t[ino] = e
             return e.opens == 0
         }
-        guard last, journal.state.orphans.contains(ino) else { return }
+        guard last, journal.read({ $0.orphans.contains(ino) }) else { return }
         namespace.withExclusive { try? freeUnreferenced(ino) }
     }
 

@@ -57,7 +57,7 @@ extension Volume {
     // MARK: Queries
 
     public func lookup(_ dir: InodeNumber, _ name: [UInt8], caller: Caller = .root()) throws(Errno) -> InodeNumber {
-        try journal.state.lookup(in: dir, name, caller: caller)
+        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.lookup(in: dir, name, caller: caller) }
     }
 
     public func lookup(_ dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) -> InodeNumber {
@@ -68,11 +68,13 @@ extension Volume {
     public func resolve(_ path: String, from start: InodeNumber = .root, followFinalSymlink: Bool = true, caller: Caller = .root())
         throws(Errno) -> InodeNumber
     {
-        try journal.state.resolve(path, from: start, followFinalSymlink: followFinalSymlink, caller: caller)
+        try journal.read { (s: borrowing MetadataState) throws(Errno) in
+            try s.resolve(path, from: start, followFinalSymlink: followFinalSymlink, caller: caller)
+        }
     }
 
     public func stat(_ ino: InodeNumber) throws(Errno) -> VolumeStat {
-        let view = try journal.state.stat(ino)
+        let view = try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.stat(ino) }
         var st = VolumeStat(inode: ino, attributes: view.attributes, size: Int(view.attributes.size), blocks512: 0)
         if let f = inodes.withLock({ $0[ino]?.file }) {
             st.size = f.size
@@ -84,7 +86,9 @@ extension Volume {
         return st
     }
 
-    public func readlink(_ ino: InodeNumber) throws(Errno) -> [UInt8] { try journal.state.readlink(ino) }
+    public func readlink(_ ino: InodeNumber) throws(Errno) -> [UInt8] {
+        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.readlink(ino) }
+    }
 
     // MARK: Creating names
 
@@ -187,7 +191,7 @@ extension Volume {
 
     /// readdir from `cookie` (0: the start): ".", "..", then the entries in cookie order.
     public func readdir(_ dir: InodeNumber, after cookie: UInt64 = 0, limit: Int = Int.max) throws(Errno) -> [DirectoryListing] {
-        try journal.state.readdir(dir, after: cookie, limit: limit)
+        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.readdir(dir, after: cookie, limit: limit) }
     }
 
     public func setxattr(_ ino: InodeNumber, _ name: String, _ value: [UInt8], flags: XattrFlags = [], caller: Caller = .root())
@@ -200,11 +204,13 @@ extension Volume {
     }
 
     public func getxattr(_ ino: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) -> [UInt8] {
-        try journal.state.getxattr(ino, name: Array(name.utf8), caller: caller)
+        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.getxattr(ino, name: Array(name.utf8), caller: caller) }
     }
 
     public func listxattr(_ ino: InodeNumber, caller: Caller = .root()) throws(Errno) -> [String] {
-        try journal.state.listxattr(ino, caller: caller).map { String(decoding: $0, as: UTF8.self) }
+        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.listxattr(ino, caller: caller) }.map {
+            String(decoding: $0, as: UTF8.self)
+        }
     }
 
     public func removexattr(_ ino: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {

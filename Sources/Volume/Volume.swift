@@ -97,9 +97,16 @@ public final class Volume: Sendable {
         self.blockSize = device.blockSize
     }
 
-    /// A volume dropped without an unmount (a crash test's) lets go of the files its
+    /// A volume dropped without unmount (after a crash, in tests and tools): its background
+    /// force sees the weak reference gone and ends, and nobody will join it, so it is
+    /// detached to free its resources. Not joined here: the last reference may be the
+    /// force thread's own, and a thread cannot join itself. It also lets go of the files its
     /// journal holds for the next force: they hold the journal through their ExtentFS.
-    deinit { journal.dropExposedTails() }
+    deinit {
+        stopping.store(true, ordering: .releasing)
+        if let t = forcer.withLock({ $0 }) { pthread_detach(t) }
+        journal.dropExposedTails()
+    }
 
     /// The metadata as it is now (a copy-on-write value).
     public var state: MetadataState { journal.state }
@@ -118,14 +125,20 @@ public final class Volume: Sendable {
                 t[ino] = entry
                 return entry.file
             }
-            guard let rec = journal.state[ino] else { throw .noSuchFileOrDirectory }
-            guard rec.attributes.type == .regular else { throw .isDirectory }
-            let records = rec.extents.map {
-                ExtentRecord(
-                    startBlock: Int($0.fileBlock), blockCount: Int($0.count), state: $0.unwritten ? .unwritten : .written,
-                    diskBlock: Int($0.diskBlock))
+            // What the file needs, built under the metadata lock: nothing of the state's
+            // storage is kept past it (see Journal.read).
+            let found = journal.read { (s: borrowing MetadataState) -> (type: FileType, size: Int, records: [ExtentRecord])? in
+                guard let rec = s[ino] else { return nil }
+                let records = rec.extents.map {
+                    ExtentRecord(
+                        startBlock: Int($0.fileBlock), blockCount: Int($0.count), state: $0.unwritten ? .unwritten : .written,
+                        diskBlock: Int($0.diskBlock))
+                }
+                return (rec.attributes.type, Int(rec.attributes.size), records)
             }
-            let file = fs.openFile(id: Int(ino.rawValue), size: Int(rec.attributes.size), records: records)
+            guard let found else { throw .noSuchFileOrDirectory }
+            guard found.type == .regular else { throw .isDirectory }
+            let file = fs.openFile(id: Int(ino.rawValue), size: found.size, records: found.records)
             t[ino] = InMemoryInode(file: file, opens: opening ? 1 : 0)
             return file
         }
@@ -142,7 +155,7 @@ public final class Volume: Sendable {
     /// namespace lock exclusive): a regular file's blocks first, unmapped through the journal
     /// (busy until that commits), then the inode and its orphan record in one transaction.
     func freeUnreferenced(_ ino: InodeNumber) throws(Errno) {
-        if journal.state[ino]?.attributes.type == .regular {
+        if journal.read({ $0[ino]?.attributes.type }) == .regular {
             let f = try file(ino)
             try f.truncate(to: 0)
             // Truncating an empty file to 0 changes nothing, and leaves what fallocate with
@@ -183,9 +196,9 @@ public final class Volume: Sendable {
     }
 
     public func statfs() -> StatFS {
-        let s = journal.state
+        let files = journal.read { $0.inodes.count }
         return StatFS(
-            blockSize: blockSize, blocks: device.blockCount, freeBlocks: fs.space.availableBlocks, files: s.inodes.count,
-            freeFiles: Int(UInt32.max) - s.inodes.count, nameMax: FileName.maxLength)
+            blockSize: blockSize, blocks: device.blockCount, freeBlocks: fs.space.availableBlocks, files: files,
+            freeFiles: Int(UInt32.max) - files, nameMax: FileName.maxLength)
     }
 }

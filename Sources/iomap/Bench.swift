@@ -116,7 +116,7 @@ extension Bench {
         if let problem = probe.problem { throw ValidationError("--memory-probe: \(problem)") }
         do {
             let s = try runBenchMemoryProbe(probe)
-            printJSON(MemoryProbeJSON(s))
+            printJSON(s)
         } catch {
             say("memory probe: \(error)")
             throw ExitStatus.violation
@@ -180,13 +180,13 @@ final class BenchCleanup: Sendable {
     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     let line = output.split(separator: "\n").last { $0.hasPrefix("{") }
-    guard process.terminationStatus == 0, let line, let j = try? JSONDecoder().decode(MemoryProbeJSON.self, from: Data(line.utf8))
+    guard process.terminationStatus == 0, let line, let sample = try? JSONDecoder().decode(BenchMemorySample.self, from: Data(line.utf8))
     else {
         throw BenchProbeError(
             "the memory probe (\(executable) \(process.arguments!.joined(separator: " "))) exited \(process.terminationStatus): \(output.trimmingCharacters(in: .whitespacesAndNewlines))"
         )
     }
-    return BenchMemorySample(baselineRSS: j.baseline_rss, peakRSS: j.peak_rss, cachedBytes: j.cached_bytes, peakMeasured: j.peak_measured)
+    return sample
 }
 
 struct BenchProbeError: Error, CustomStringConvertible {
@@ -231,18 +231,6 @@ extension BenchJSON {
             results: results, kernel_dir_fstype: report.kernelDirFSType,
             disk_dir_fstype: report.diskDirFSType.isEmpty ? nil : report.diskDirFSType, repetitions: report.repetitions,
             quick: report.quick, elapsed_s: report.elapsedSeconds)
-    }
-}
-
-/// What a memory-probe child prints and its parent reads back: one memory measurement.
-struct MemoryProbeJSON: Codable {
-    var baseline_rss, peak_rss, cached_bytes: Int
-    var peak_measured: Bool
-}
-
-extension MemoryProbeJSON {
-    init(_ s: BenchMemorySample) {
-        self.init(baseline_rss: s.baselineRSS, peak_rss: s.peakRSS, cached_bytes: s.cachedBytes, peak_measured: s.peakMeasured)
     }
 }
 

@@ -40,7 +40,16 @@ struct Stress: ParsableCommand {
     @Flag(help: "Run on a file of a new in-memory volume (its journal logs every allocation; fsync is a log force).")
     var volume = false
 
+    @Flag(
+        help: """
+            Run the namespace workload instead: threads creating, renaming, linking and removing files, directories and \
+            xattrs in a new in-memory volume, with writes and fsyncs, each against its own model; then sync, a crash and \
+            the checks again. Uses --workers, --ops and --seed.
+            """)
+    var namespace = false
+
     func run() throws {
+        if namespace { return try runNamespace() }
         var config = StressConfig(seed: runSeed(seed))
         config.backing = volume ? .volume : .engine
         config.workers = workers
@@ -67,6 +76,43 @@ struct Stress: ParsableCommand {
             throw ExitStatus.violation
         }
     }
+}
+
+extension Stress {
+    /// `iomap stress --namespace`.
+    func runNamespace() throws {
+        var config = VolumeStressConfig(seed: runSeed(seed))
+        config.workers = workers
+        config.opsPerWorker = ops
+        FileHandle.standardError.write(Data("iomap stress: \(config)\n".utf8))
+        let report = runVolumeNamespaceStress(config)
+        if json {
+            printJSON(
+                NamespaceStressJSON(
+                    seed: config.seed, workers: workers, ops: report.opsRun, ops_by_kind: report.opsByKind,
+                    result: report.violation == nil ? "ok" : "violation", violation: report.violation, elapsed_s: report.elapsedSeconds))
+        } else {
+            let seconds = String(format: "%.1f", report.elapsedSeconds)
+            print(
+                "seed \(config.seed): \(report.opsRun) namespace operations on \(workers) threads of a volume, synced, crashed and mounted again, \(seconds) s"
+            )
+        }
+        if let v = report.violation {
+            FileHandle.standardError.write(
+                Data("VIOLATION: \(v)\nrun again: iomap stress --namespace --seed \(config.seed) --workers \(workers) --ops \(ops)\n".utf8))
+            throw ExitStatus.violation
+        }
+    }
+}
+
+/// `iomap stress --namespace --json`.
+struct NamespaceStressJSON: Encodable {
+    var seed: UInt64
+    var workers, ops: Int
+    var ops_by_kind: [String: Int]
+    var result: String
+    @KeepNull var violation: String?
+    var elapsed_s: Double
 }
 
 /// `iomap stress --json`.

@@ -20,6 +20,22 @@ private func written(_ start: Int, _ count: Int, at disk: Int) -> ExtentRecord {
     ExtentRecord(startBlock: start, blockCount: count, state: .written, diskBlock: disk)
 }
 
+/// A map made by inserting `records` in order: the setup of the tests whose subject is not insert.
+private func makeMap(_ records: ExtentRecord...) -> ExtentMap {
+    var map = ExtentMap()
+    for record in records { map.insert(record) }
+    return map
+}
+
+/// The map's two block counters, then its invariants: what every change must leave behind.
+private func expectCounts(
+    _ map: ExtentMap, delalloc: Int, allocated: Int, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(map.delallocBlocks == delalloc, sourceLocation: sourceLocation)
+    #expect(map.allocatedBlocks == allocated, sourceLocation: sourceLocation)
+    map.checkInvariants()
+}
+
 @Suite("ExtentMap")
 struct ExtentMapTests {
     // MARK: Insert and merging
@@ -36,9 +52,7 @@ struct ExtentMapTests {
         // Filling the gap merges with both neighbours at once.
         map.insert(delalloc(8, 2))
         #expect(map.records == [delalloc(0, 12)])
-        #expect(map.delallocBlocks == 12)
-        #expect(map.allocatedBlocks == 0)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 12, allocated: 0)
     }
 
     @Test("insert merges allocated neighbours only when their disk blocks are contiguous", arguments: [ExtentState.unwritten, .written])
@@ -68,9 +82,7 @@ struct ExtentMapTests {
         map.insert(rec(26, 4, 800))
         map.insert(rec(24, 2, 798))
         #expect(map.records == [rec(0, 8, 100), rec(8, 12, 200), rec(20, 4, 500), rec(24, 6, 798)])
-        #expect(map.allocatedBlocks == 30)
-        #expect(map.delallocBlocks == 0)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 0, allocated: 30)
     }
 
     @Test("insert never merges records of different states, even with contiguous disk blocks")
@@ -84,9 +96,7 @@ struct ExtentMapTests {
         map.insert(unwritten(16, 4, at: 116))  // disk-contiguous with nothing before it
         #expect(
             map.records == [delalloc(0, 4), unwritten(4, 4, at: 104), written(8, 4, at: 108), delalloc(12, 4), unwritten(16, 4, at: 116)])
-        #expect(map.delallocBlocks == 8)
-        #expect(map.allocatedBlocks == 12)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 8, allocated: 12)
     }
 
     @Test("inserting over an existing record traps")
@@ -104,18 +114,13 @@ struct ExtentMapTests {
     @Test("remove splits records at both edges and returns the removed pieces clipped")
     func removeSplitsAtEdges() {
         // Goal: a removal straddling records leaves their outer parts and reports exactly the inner parts.
-        var map = ExtentMap()
-        map.insert(delalloc(0, 10))
-        map.insert(unwritten(10, 10, at: 100))
-        map.insert(written(25, 5, at: 400))
+        var map = makeMap(delalloc(0, 10), unwritten(10, 10, at: 100), written(25, 5, at: 400))
         let before = map.sequence
         let removed = map.remove(from: 5, to: 27)
         #expect(removed == [delalloc(5, 5), unwritten(10, 10, at: 100), written(25, 2, at: 400)])
         #expect(map.records == [delalloc(0, 5), written(27, 3, at: 402)])
         #expect(map.sequence == before + 1)
-        #expect(map.delallocBlocks == 5)
-        #expect(map.allocatedBlocks == 3)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 5, allocated: 3)
 
         // Removing the middle of one record leaves two pieces with the right disk offsets.
         var one = ExtentMap()
@@ -129,9 +134,7 @@ struct ExtentMapTests {
     @Test("remove over a hole, or of an empty range, changes nothing and keeps the sequence")
     func removeNothingKeepsSequence() {
         // Goal: the sequence goes stale only on a real change, so a no-op removal must not bump it.
-        var map = ExtentMap()
-        map.insert(delalloc(0, 4))
-        map.insert(written(8, 4, at: 50))
+        var map = makeMap(delalloc(0, 4), written(8, 4, at: 50))
         let seq = map.sequence
         let records = map.records
         let inHole = map.remove(from: 4, to: 8)  // exactly the hole between records
@@ -185,32 +188,21 @@ struct ExtentMapTests {
     @Test("convertDelalloc replaces exactly the delalloc record holding a block with unwritten pieces in file order")
     func convertDelallocPieces() {
         // Goal: allocation turns one whole delalloc record into unwritten records laid out piece by piece.
-        var map = ExtentMap()
-        map.insert(delalloc(0, 4))
-        map.insert(written(4, 2, at: 10))
-        map.insert(delalloc(6, 8))
-        map.insert(delalloc(20, 4))
+        var map = makeMap(delalloc(0, 4), written(4, 2, at: 10), delalloc(6, 8), delalloc(20, 4))
         let replaced = map.convertDelalloc(
             holding: 9, to: [BlockExtent(start: 300, count: 3), BlockExtent(start: 50, count: 5)])
         #expect(replaced == delalloc(6, 8))
         #expect(map.records == [delalloc(0, 4), written(4, 2, at: 10), unwritten(6, 3, at: 300), unwritten(9, 5, at: 50), delalloc(20, 4)])
-        #expect(map.delallocBlocks == 8)
-        #expect(map.allocatedBlocks == 10)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 8, allocated: 10)
     }
 
     @Test("convertDelalloc pieces merge with each other and with a disk-contiguous unwritten neighbour")
     func convertDelallocMerges() {
         // Goal: the result is canonical: contiguous pieces and a contiguous unwritten neighbour become one record.
-        var map = ExtentMap()
-        map.insert(unwritten(0, 4, at: 96))
-        map.insert(delalloc(4, 6))
-        map.insert(unwritten(10, 2, at: 106))
+        var map = makeMap(unwritten(0, 4, at: 96), delalloc(4, 6), unwritten(10, 2, at: 106))
         _ = map.convertDelalloc(holding: 4, to: [BlockExtent(start: 100, count: 2), BlockExtent(start: 102, count: 4)])
         #expect(map.records == [unwritten(0, 12, at: 96)])
-        #expect(map.delallocBlocks == 0)
-        #expect(map.allocatedBlocks == 12)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 0, allocated: 12)
     }
 
     @Test("convertDelalloc on a block not held by delalloc traps")
@@ -236,11 +228,7 @@ struct ExtentMapTests {
     @Test("convertUnwritten converts only the unwritten parts of the range and merges the result")
     func convertUnwrittenOnlyUnwritten() {
         // Goal: I/O completion flips unwritten to written inside the range, leaves everything else, and re-merges.
-        var map = ExtentMap()
-        map.insert(unwritten(0, 10, at: 100))
-        map.insert(delalloc(10, 5))
-        map.insert(unwritten(15, 5, at: 200))
-        map.insert(written(20, 5, at: 205))
+        var map = makeMap(unwritten(0, 10, at: 100), delalloc(10, 5), unwritten(15, 5, at: 200), written(20, 5, at: 205))
         let firstPass = map.convertUnwritten(from: 5, to: 18)
         #expect(firstPass)
         #expect(
@@ -257,9 +245,7 @@ struct ExtentMapTests {
         let thirdPass = map.convertUnwritten(from: 0, to: 100)
         #expect(thirdPass)
         #expect(map.records == [written(0, 10, at: 100), delalloc(10, 5), written(15, 10, at: 200)])
-        #expect(map.delallocBlocks == 5)
-        #expect(map.allocatedBlocks == 20)
-        map.checkInvariants()
+        expectCounts(map, delalloc: 5, allocated: 20)
     }
 
     // MARK: Counters and lookups

@@ -8,6 +8,15 @@ import PageCache
 import Synchronization
 import Testing
 
+/// A file system on a memory device of `memoryBytes`, with its configuration, and one new file.
+private func makeFile(
+    memoryBytes: Int = 16 << 20, blockSize: Int, maxFolioSize: Int = 2 << 20, environment: IOMapEnvironment = .live
+) -> (ExtentFS, ExtentFile) {
+    let config = ExtentFSConfig(blockSize: blockSize, maxFolioSize: maxFolioSize, environment: environment)
+    let fs = ExtentFS(memoryBytes: memoryBytes, config: config)
+    return (fs, fs.createFile())
+}
+
 @Suite("Writeback")
 struct WritebackTests {
     @Test("unwritten becomes written before the folio leaves writeback (H6)")
@@ -22,8 +31,7 @@ struct WritebackTests {
             let underWriteback = f._folio(at: event.range.start)?.isWriteback ?? false
             seen.withLock { $0.append((state, underWriteback)) }
         })
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: 4096, maxFolioSize: 4096, environment: env))
-        let file = fs.createFile()
+        let (fs, file) = makeFile(blockSize: 4096, maxFolioSize: 4096, environment: env)
         fileBox.withLock { $0 = file }
         try file.write([UInt8](repeating: 1, count: 8192), at: 0)
         #expect(file.blockState(0) == .delalloc)
@@ -43,8 +51,7 @@ struct WritebackTests {
     func writeProtectAfterWriteback() throws {
         // Goal: page_mkclean at writeback makes the next mapped store fault, so the folio is
         // dirty again and its new bytes reach the disk.
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: 1024, maxFolioSize: 4096))
-        let file = fs.createFile()
+        let (_, file) = makeFile(blockSize: 1024, maxFolioSize: 4096)
         try file.truncate(to: 8192)
         try file.mappedStore([1, 2, 3], at: 100)
         let folio = try #require(file._folio(at: 0))
@@ -65,8 +72,7 @@ struct WritebackTests {
     func eofTailZeroed() throws {
         // Goal: bytes a mapping stored past EOF in the EOF page are zeroed by writeback and
         // read as zero once the file grows.
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: 4096, maxFolioSize: 4096))
-        let file = fs.createFile()
+        let (_, file) = makeFile(blockSize: 4096, maxFolioSize: 4096)
         try file.write([UInt8](repeating: 7, count: 1000), at: 0)
         try file.mappedStore([UInt8](repeating: 8, count: 10), at: 2000)  // past EOF, same page
         try file.fsync()
@@ -81,8 +87,7 @@ struct WritebackTests {
 struct SizeChangeTests {
     @Test("truncate down zeroes the partial EOF block; growing again reads zeroes", arguments: [512, 1024, 4096])
     func truncateZeroesPartialBlock(blockSize: Int) throws {
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: blockSize, maxFolioSize: 16 << 10))
-        let file = fs.createFile()
+        let (fs, file) = makeFile(blockSize: blockSize, maxFolioSize: 16 << 10)
         let data = [UInt8](repeating: 0x5A, count: 12288)
         try file.write(data, at: 0)
         try file.fsync()
@@ -99,8 +104,7 @@ struct SizeChangeTests {
 
     @Test("fallocate allocates unwritten blocks that read as zero, with and without keep-size")
     func fallocate() throws {
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: 4096))
-        let file = fs.createFile()
+        let (fs, file) = makeFile(blockSize: 4096)
         try file.allocate(offset: 4096, length: 8192, keepSize: true)
         #expect(file.size == 0)
         #expect(file.blockState(1) == .unwritten && file.blockState(2) == .unwritten && file.blockState(0) == nil)
@@ -118,8 +122,7 @@ struct SizeChangeTests {
 
     @Test("zero range over dirty data in an unwritten extent zeroes it in the cache and on disk")
     func zeroRangeOverDirtyUnwritten() throws {
-        let fs = ExtentFS(memoryBytes: 16 << 20, config: ExtentFSConfig(blockSize: 1024))
-        let file = fs.createFile()
+        let (_, file) = makeFile(blockSize: 1024)
         try file.allocate(offset: 0, length: 16384, keepSize: false)
         try file.write([UInt8](repeating: 3, count: 8000), at: 1000)
         try file.zeroRange(offset: 2000, length: 3000, keepSize: true)
@@ -140,8 +143,7 @@ struct SpaceTests {
         // 32 blocks of 4 KiB. As in XFS, a mapping's reservation is all or nothing: a write
         // whose first mapping needs more than is left fails with ENOSPC having written
         // nothing; one that fits is written whole.
-        let fs = ExtentFS(memoryBytes: 32 * 4096, config: ExtentFSConfig(blockSize: 4096, maxFolioSize: 4096))
-        let file = fs.createFile()
+        let (fs, file) = makeFile(memoryBytes: 32 * 4096, blockSize: 4096, maxFolioSize: 4096)
         try file.write([UInt8](repeating: 1, count: 28 * 4096), at: 0)
         #expect(fs.space.availableBlocks == 4)
         #expect(throws: Errno.noSpace) { try file.write([UInt8](repeating: 2, count: 40 * 1024), at: 28 * 4096) }

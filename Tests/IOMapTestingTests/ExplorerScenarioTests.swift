@@ -43,52 +43,54 @@ struct ExplorerScenarioTests {
         #expect(report.schedulesExplored > 100)
     }
 
+    /// Explores `scenario` with an engine broken by `engine`, which the explorer must catch:
+    /// its first violation breaks `invariant` and its schedule replays to the same finding.
+    func caught(
+        _ scenario: ExploreScenario, _ engine: ExploreEngineOptions, invariant: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> ExploreViolation {
+        let report = explore(scenario, engine)
+        let v = try #require(report.firstViolation, sourceLocation: sourceLocation)
+        #expect(v.finding.invariant == invariant, sourceLocation: sourceLocation)
+        try expectReplays(v, scenario, engine)
+        return v
+    }
+
+    /// The schedule of `violation` run by the engine as it is (nothing broken) keeps every invariant.
+    func expectFixedEngineKeeps(
+        _ violation: ExploreViolation, _ scenario: ExploreScenario, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        var fixed = ExploreConfig(scenario: scenario)
+        fixed.replay = violation.schedule
+        #expect(runExplore(fixed).violations == 0, sourceLocation: sourceLocation)
+    }
+
     @Test("write-fail-vs-mapped-store: the pre-seed cleanup loses the mapped store under a schedule that replays to it")
     func seedCanary() throws {
-        let engine = ExploreEngineOptions(policy: .truncatePageCache)
-        let report = explore(.writeFailVsMappedStore, engine)
-        let v = try #require(report.firstViolation)
-        #expect(v.finding.invariant == "lost-data")
+        let v = try caught(.writeFailVsMappedStore, ExploreEngineOptions(policy: .truncatePageCache), invariant: "lost-data")
         #expect(v.finding.detail.contains("[8256, 8264)"))
-        try expectReplays(v, .writeFailVsMappedStore, engine)
         // The same schedule with the seed's cleanup keeps the store.
-        var fixed = ExploreConfig(scenario: .writeFailVsMappedStore)
-        fixed.replay = v.schedule
-        #expect(runExplore(fixed).violations == 0)
+        expectFixedEngineKeeps(v, .writeFailVsMappedStore)
     }
 
     @Test("stale-mapping: without the validity check the write zeroes the byte at 40K-1 (V-3)")
     func staleMappingCanary() throws {
-        let engine = ExploreEngineOptions(validityCheck: false)
-        let report = explore(.staleMapping, engine)
-        let v = try #require(report.firstViolation)
-        #expect(v.finding.invariant == "lost-data")
+        let v = try caught(.staleMapping, ExploreEngineOptions(validityCheck: false), invariant: "lost-data")
         #expect(v.finding.detail.contains("[40959, 40960)"))
-        try expectReplays(v, .staleMapping, engine)
     }
 
     @Test("eof-block: the kernel's EOF rounding breaks D1 and loses the store (O1)")
     func eofBlockCanary() throws {
-        let engine = ExploreEngineOptions(eofRounding: .kernel)
-        let report = explore(.eofBlock, engine)
-        let v = try #require(report.firstViolation)
-        #expect(v.finding.invariant == "D1")
+        let v = try caught(.eofBlock, ExploreEngineOptions(eofRounding: .kernel), invariant: "D1")
         #expect(v.finding.detail.contains("dirty block at 4096 below EOF 6144 has no backing"))
-        try expectReplays(v, .eofBlock, engine)
     }
 
     @Test("short-copy-vs-protect: the kernel's write end leaves poison readable after a write that failed with EFAULT")
     func shortCopyCanary() throws {
-        let engine = ExploreEngineOptions(writeEnd: .kernel)
-        let report = explore(.shortCopyVsProtect, engine)
-        let v = try #require(report.firstViolation)
-        #expect(v.finding.invariant == "poison")
+        let v = try caught(.shortCopyVsProtect, ExploreEngineOptions(writeEnd: .kernel), invariant: "poison")
         #expect(v.finding.detail.hasPrefix("poison at offset 8492"), "\(v.finding.detail)")
-        try expectReplays(v, .shortCopyVsProtect, engine)
         // The same schedule with our write end leaves zeroes.
-        var fixed = ExploreConfig(scenario: .shortCopyVsProtect)
-        fixed.replay = v.schedule
-        #expect(runExplore(fixed).violations == 0)
+        expectFixedEngineKeeps(v, .shortCopyVsProtect)
     }
 
     @Test("pct and random find the seed's corruption within a few hundred schedules")

@@ -15,7 +15,7 @@ import Testing
 private let K = 1024
 
 /// One cached folio of a scenario; bit strings give per-block uptodate and dirty bits.
-private struct CachedFolio {
+private struct CachedFolio: Sendable {
     let pos: Int
     let size: Int
     let uptodate: String
@@ -109,150 +109,120 @@ private func extentSummary(_ file: ExtentFile) -> [String] {
     file.extentRecords.map { "\($0.state) [\($0.startBlock), \($0.endBlock))" }
 }
 
+/// One row of the §10.2 table: the state `failWrite` builds, the punches the kernel column
+/// gives and the delalloc blocks left. `d3At` is the offset of the one D3 finding the row
+/// must leave (the kernel's EOF rounding), nil for a clean file.
+struct ReleaseCase: Sendable, CustomTestStringConvertible {
+    let name: String
+    var blockSize = 4 * K
+    var eofRounding = EOFRounding.blockEnd
+    let isize: Int
+    let newBlocks: Range<Int>
+    fileprivate let cache: [CachedFolio]
+    var pos = 0
+    let length: Int
+    var written = 0
+    let punches: [ByteRange]
+    let kept: [Int]
+    var d3At: Int? = nil
+    /// Cached folios the release must leave in the cache.
+    var stillCached: [Int] = []
+
+    var testDescription: String { name }
+}
+
+// Each row's goal: the state → the kernel column's punches and the blocks kept.
+// S1: 6K of a 16K write copied at i_size 6K → punch [8K, 16K), keep blocks 0 and 1.
+private let s1 = ReleaseCase(
+    name: "S1: a short write punches only past its last written block", isize: 6 * K, newBlocks: 0..<4,
+    cache: [CachedFolio(0, 4 * K, up: "1", dirty: "1"), CachedFolio(4 * K, 4 * K, up: "1", dirty: "1")],
+    length: 16 * K, written: 6 * K, punches: [r(8 * K, 16 * K)], kept: [0, 1])
+// S2: nothing written, folio [8K, 12K) dirty → punch [0, 8K) and [12K, 16K), keep block 2.
+private let s2 = ReleaseCase(
+    name: "S2: a folio dirtied through mmap keeps its reservation", isize: 16 * K, newBlocks: 0..<4,
+    cache: [CachedFolio(8 * K, 4 * K, up: "1", dirty: "1")], length: 16 * K,
+    punches: [r(0, 8 * K), r(12 * K, 16 * K)], kept: [2])
+// S3: folio [8K, 12K) uptodate but clean → one punch [0, 16K), nothing kept; the release
+// must not drop the clean folio.
+private let s3 = ReleaseCase(
+    name: "S3: a clean cached folio protects nothing", isize: 16 * K, newBlocks: 0..<4,
+    cache: [CachedFolio(8 * K, 4 * K, up: "1", dirty: "0")], length: 16 * K,
+    punches: [r(0, 16 * K)], kept: [], stillCached: [8 * K])
+// S4: folio [0, 4K) uptodate 1111 dirty 0110 → punch [0, 1K) and [3K, 4K), keep blocks 1 and 2.
+private let s4 = ReleaseCase(
+    name: "S4: per-block punch inside a partly dirty folio (1K blocks)", blockSize: K, isize: 16 * K, newBlocks: 0..<4,
+    cache: [CachedFolio(0, 4 * K, up: "1111", dirty: "0110")], length: 4 * K,
+    punches: [r(0, K), r(3 * K, 4 * K)], kept: [1, 2])
+// S5: uptodate 0100 dirty 0100 → punch [0, 1K) then [2K, 4K), keep block 1.
+private let s5 = ReleaseCase(
+    name: "S5: a partly uptodate dirty folio: gap punch, then final punch (1K blocks)", blockSize: K, isize: 16 * K,
+    newBlocks: 0..<4, cache: [CachedFolio(0, 4 * K, up: "0100", dirty: "0100")], length: 4 * K,
+    punches: [r(0, K), r(2 * K, 4 * K)], kept: [1])
+// S6: i_size 8K, 8K written, folio [8K, 12K) dirty past EOF → punch [8K, 16K), keep blocks 0 and 1.
+private let s6 = ReleaseCase(
+    name: "S6: dirty cache beyond EOF does not protect delalloc (EOF clamp)", isize: 8 * K, newBlocks: 0..<4,
+    cache: [
+        CachedFolio(0, 4 * K, up: "1", dirty: "1"), CachedFolio(4 * K, 4 * K, up: "1", dirty: "1"),
+        CachedFolio(8 * K, 4 * K, up: "1", dirty: "1"),
+    ],
+    length: 16 * K, written: 8 * K, punches: [r(8 * K, 16 * K)], kept: [0, 1])
+// S7: 16K folio uptodate 1111 dirty 0010 → punch [0,4K), [4K,8K), [12K,16K), [16K,32K); keep block 2.
+private let s7 = ReleaseCase(
+    name: "S7: one large folio, one dirty block: per-block punches, then the rest", isize: 64 * K, newBlocks: 0..<8,
+    cache: [CachedFolio(0, 16 * K, up: "1111", dirty: "0010")], length: 32 * K,
+    punches: [r(0, 4 * K), r(4 * K, 8 * K), r(12 * K, 16 * K), r(16 * K, 32 * K)], kept: [2])
+// S8: i_size 6K, dirty folio [4K, 8K), write (5K, 4K, 0) → punch only [8K, 12K), keep block 1.
+private let s8 = ReleaseCase(
+    name: "S8: unaligned EOF in a dirty block keeps its reservation (ours, DESIGN decision 5)", isize: 6 * K,
+    newBlocks: 1..<3, cache: [CachedFolio(4 * K, 4 * K, up: "1", dirty: "1")], pos: 5 * K, length: 4 * K,
+    punches: [r(8 * K, 12 * K)], kept: [1])
+// S8-kernel: same state with EOFRounding.kernel → punch [6K, 12K), nothing kept, dirty block 1 unbacked (D3).
+private let s8Kernel = ReleaseCase(
+    name: "S8-kernel: with the kernel's EOF rounding the dirty EOF block loses its reservation (O1)",
+    eofRounding: .kernel, isize: 6 * K, newBlocks: 1..<3, cache: [CachedFolio(4 * K, 4 * K, up: "1", dirty: "1")],
+    pos: 5 * K, length: 4 * K, punches: [r(6 * K, 12 * K)], kept: [], d3At: 4096)
+// S9: i_size 5.5K, folio [4K, 8K) dirty 1100 → punch [6K, 8K), keep blocks 4 and 5.
+private let s9 = ReleaseCase(
+    name: "S9: unaligned EOF with 1K blocks keeps both dirty blocks (ours, DESIGN decision 5)", blockSize: K,
+    isize: 5 * K + 512, newBlocks: 4..<8, cache: [CachedFolio(4 * K, 4 * K, up: "1111", dirty: "1100")], pos: 4 * K,
+    length: 4 * K, punches: [r(6 * K, 8 * K)], kept: [4, 5])
+// S9-kernel: same state with EOFRounding.kernel → punch [5632, 8192), keep block 4 only, block 5 unbacked (D3).
+private let s9Kernel = ReleaseCase(
+    name: "S9-kernel: with the kernel's EOF rounding dirty block 5 loses its reservation (O1)", blockSize: K,
+    eofRounding: .kernel, isize: 5 * K + 512, newBlocks: 4..<8, cache: [CachedFolio(4 * K, 4 * K, up: "1111", dirty: "1100")],
+    pos: 4 * K, length: 4 * K, punches: [r(5632, 8192)], kept: [4], d3At: 5120)
+
+private let releaseTable = [s1, s2, s3, s4, s5, s6, s7, s8, s8Kernel, s9, s9Kernel]
+
+/// Runs row `c` moved to `base` and checks its punches and kept blocks (both shifted by
+/// `base`), the folios it must leave cached, D1–D4 (or the row's one D3 finding) and the
+/// space accounting.
+private func expectRelease(_ c: ReleaseCase, base: Int = 0, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let o = try failWrite(
+        blockSize: c.blockSize, eofRounding: c.eofRounding, base: base, isize: c.isize, newBlocks: c.newBlocks,
+        cache: c.cache, pos: c.pos, length: c.length, written: c.written)
+    #expect(o.punches == c.punches.map { r(base + $0.start, base + $0.end) }, sourceLocation: sourceLocation)
+    #expect(o.kept == c.kept.map { base / c.blockSize + $0 }, sourceLocation: sourceLocation)
+    for offset in c.stillCached {
+        #expect(o.file._folio(at: base + offset) != nil, "the release must not drop the clean folio", sourceLocation: sourceLocation)
+    }
+    if let d3At = c.d3At {
+        let violations = o.file.invariantFindings()
+        #expect(violations.count == 1, sourceLocation: sourceLocation)
+        #expect(violations.first?.id == .d3 && violations.first?.offset == base + d3At, "\(violations)", sourceLocation: sourceLocation)
+    } else {
+        #expect(o.file.invariantViolations() == [], sourceLocation: sourceLocation)
+    }
+    #expect(o.fs.checkSpaceAccounting() == nil, sourceLocation: sourceLocation)
+}
+
 @Suite("Delalloc release (docs/KERNEL-MODEL.md §10.2)")
 struct DelallocReleaseTests {
     // MARK: S1–S9: the table, white-box
 
-    @Test("S1: a short write punches only past its last written block")
-    func s1() throws {
-        // Goal: 6K of a 16K write copied at i_size 6K → punch [8K, 16K), keep blocks 0 and 1.
-        let o = try failWrite(
-            blockSize: 4 * K, isize: 6 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(0, 4 * K, up: "1", dirty: "1"), CachedFolio(4 * K, 4 * K, up: "1", dirty: "1")],
-            pos: 0, length: 16 * K, written: 6 * K)
-        #expect(o.punches == [r(8 * K, 16 * K)])
-        #expect(o.kept == [0, 1])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S2: a folio dirtied through mmap keeps its reservation")
-    func s2() throws {
-        // Goal: nothing written, folio [8K, 12K) dirty → punch [0, 8K) and [12K, 16K), keep block 2.
-        let o = try failWrite(
-            blockSize: 4 * K, isize: 16 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(8 * K, 4 * K, up: "1", dirty: "1")], pos: 0, length: 16 * K, written: 0)
-        #expect(o.punches == [r(0, 8 * K), r(12 * K, 16 * K)])
-        #expect(o.kept == [2])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S3: a clean cached folio protects nothing")
-    func s3() throws {
-        // Goal: folio [8K, 12K) uptodate but clean → one punch [0, 16K), nothing kept.
-        let o = try failWrite(
-            blockSize: 4 * K, isize: 16 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(8 * K, 4 * K, up: "1", dirty: "0")], pos: 0, length: 16 * K, written: 0)
-        #expect(o.punches == [r(0, 16 * K)])
-        #expect(o.kept == [])
-        #expect(o.file._folio(at: 8 * K) != nil, "the release must not drop the clean folio")
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S4: per-block punch inside a partly dirty folio (1K blocks)")
-    func s4() throws {
-        // Goal: folio [0, 4K) uptodate 1111 dirty 0110 → punch [0, 1K) and [3K, 4K), keep blocks 1 and 2.
-        let o = try failWrite(
-            blockSize: K, isize: 16 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(0, 4 * K, up: "1111", dirty: "0110")], pos: 0, length: 4 * K, written: 0)
-        #expect(o.punches == [r(0, K), r(3 * K, 4 * K)])
-        #expect(o.kept == [1, 2])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S5: a partly uptodate dirty folio: gap punch, then final punch (1K blocks)")
-    func s5() throws {
-        // Goal: uptodate 0100 dirty 0100 → punch [0, 1K) then [2K, 4K), keep block 1.
-        let o = try failWrite(
-            blockSize: K, isize: 16 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(0, 4 * K, up: "0100", dirty: "0100")], pos: 0, length: 4 * K, written: 0)
-        #expect(o.punches == [r(0, K), r(2 * K, 4 * K)])
-        #expect(o.kept == [1])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S6: dirty cache beyond EOF does not protect delalloc (EOF clamp)")
-    func s6() throws {
-        // Goal: i_size 8K, 8K written, folio [8K, 12K) dirty past EOF → punch [8K, 16K), keep blocks 0 and 1.
-        let o = try failWrite(
-            blockSize: 4 * K, isize: 8 * K, newBlocks: 0..<4,
-            cache: [
-                CachedFolio(0, 4 * K, up: "1", dirty: "1"), CachedFolio(4 * K, 4 * K, up: "1", dirty: "1"),
-                CachedFolio(8 * K, 4 * K, up: "1", dirty: "1"),
-            ],
-            pos: 0, length: 16 * K, written: 8 * K)
-        #expect(o.punches == [r(8 * K, 16 * K)])
-        #expect(o.kept == [0, 1])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S7: one large folio, one dirty block: per-block punches, then the rest")
-    func s7() throws {
-        // Goal: 16K folio uptodate 1111 dirty 0010 → punch [0,4K), [4K,8K), [12K,16K), [16K,32K); keep block 2.
-        let o = try failWrite(
-            blockSize: 4 * K, isize: 64 * K, newBlocks: 0..<8,
-            cache: [CachedFolio(0, 16 * K, up: "1111", dirty: "0010")], pos: 0, length: 32 * K, written: 0)
-        #expect(o.punches == [r(0, 4 * K), r(4 * K, 8 * K), r(12 * K, 16 * K), r(16 * K, 32 * K)])
-        #expect(o.kept == [2])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S8: unaligned EOF in a dirty block keeps its reservation (ours, DESIGN decision 5)")
-    func s8() throws {
-        // Goal: i_size 6K, dirty folio [4K, 8K), write (5K, 4K, 0) → punch only [8K, 12K), keep block 1.
-        let o = try failWrite(
-            blockSize: 4 * K, isize: 6 * K, newBlocks: 1..<3,
-            cache: [CachedFolio(4 * K, 4 * K, up: "1", dirty: "1")], pos: 5 * K, length: 4 * K, written: 0)
-        #expect(o.punches == [r(8 * K, 12 * K)])
-        #expect(o.kept == [1])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S8-kernel: with the kernel's EOF rounding the dirty EOF block loses its reservation (O1)")
-    func s8Kernel() throws {
-        // Goal: same state with EOFRounding.kernel → punch [6K, 12K), nothing kept, dirty block 1 unbacked (D3).
-        let o = try failWrite(
-            blockSize: 4 * K, eofRounding: .kernel, isize: 6 * K, newBlocks: 1..<3,
-            cache: [CachedFolio(4 * K, 4 * K, up: "1", dirty: "1")], pos: 5 * K, length: 4 * K, written: 0)
-        #expect(o.punches == [r(6 * K, 12 * K)])
-        #expect(o.kept == [])
-        let violations = o.file.invariantFindings()
-        #expect(violations.count == 1)
-        #expect(violations.first?.id == .d3 && violations.first?.offset == 4096, "\(violations)")
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S9: unaligned EOF with 1K blocks keeps both dirty blocks (ours, DESIGN decision 5)")
-    func s9() throws {
-        // Goal: i_size 5.5K, folio [4K, 8K) dirty 1100 → punch [6K, 8K), keep blocks 4 and 5.
-        let o = try failWrite(
-            blockSize: K, isize: 5 * K + 512, newBlocks: 4..<8,
-            cache: [CachedFolio(4 * K, 4 * K, up: "1111", dirty: "1100")], pos: 4 * K, length: 4 * K, written: 0)
-        #expect(o.punches == [r(6 * K, 8 * K)])
-        #expect(o.kept == [4, 5])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S9-kernel: with the kernel's EOF rounding dirty block 5 loses its reservation (O1)")
-    func s9Kernel() throws {
-        // Goal: same state with EOFRounding.kernel → punch [5632, 8192), keep block 4 only, block 5 unbacked (D3).
-        let o = try failWrite(
-            blockSize: K, eofRounding: .kernel, isize: 5 * K + 512, newBlocks: 4..<8,
-            cache: [CachedFolio(4 * K, 4 * K, up: "1111", dirty: "1100")], pos: 4 * K, length: 4 * K, written: 0)
-        #expect(o.punches == [r(5632, 8192)])
-        #expect(o.kept == [4])
-        let violations = o.file.invariantFindings()
-        #expect(violations.count == 1)
-        #expect(violations.first?.id == .d3 && violations.first?.offset == 5120, "\(violations)")
-        #expect(o.fs.checkSpaceAccounting() == nil)
+    @Test("S1–S9: a failed write's release punches the table's ranges and keeps its blocks", arguments: releaseTable)
+    func table(_ c: ReleaseCase) throws {
+        try expectRelease(c)
     }
 
     // MARK: S10–S16: real operations and hooks
@@ -289,39 +259,38 @@ struct DelallocReleaseTests {
         #expect(fs.checkSpaceAccounting() == nil)
     }
 
-    @Test("S11: a clean folio evicted between SEEK_DATA and SEEK_HOLE is seeked past")
-    func s11() throws {
-        // Goal: evicting clean folio [4K, 8K) at H4 re-seeks and gives exactly the S2 punches.
-        let probe = HookProbe<Int>(at: .releaseBetweenSeeks) { file, event in file.mapping.invalidateClean(event.range) }
+    /// S11 and S12: S2's state with a clean folio [4K, 8K) in front of the dirty one, evicted by
+    /// the hook at `point` (which must evict exactly it); the release must still give exactly
+    /// S2's punches and kept block, with D1–D4 and the space accounting intact.
+    private func s2EvictingCleanFolio(
+        at point: HookPoint, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> (HookProbe<Int>, Outcome) {
+        let probe = HookProbe<Int>(at: point) { file, event in file.mapping.invalidateClean(event.range) }
         let o = try failWrite(
             blockSize: 4 * K, environment: probe.environment, onCreate: probe.attach, isize: 16 * K, newBlocks: 0..<4,
             cache: [CachedFolio(4 * K, 4 * K, up: "1", dirty: "0"), CachedFolio(8 * K, 4 * K, up: "1", dirty: "1")],
             pos: 0, length: 16 * K, written: 0)
-        #expect(probe.result == 1)
+        #expect(probe.result == 1, sourceLocation: sourceLocation)
+        #expect(o.punches == s2.punches, sourceLocation: sourceLocation)
+        #expect(o.kept == s2.kept, sourceLocation: sourceLocation)
+        #expect(o.file.invariantViolations() == [], sourceLocation: sourceLocation)
+        #expect(o.fs.checkSpaceAccounting() == nil, sourceLocation: sourceLocation)
+        return (probe, o)
+    }
+
+    @Test("S11: a clean folio evicted between SEEK_DATA and SEEK_HOLE is seeked past")
+    func s11() throws {
+        // Goal: evicting clean folio [4K, 8K) at H4 re-seeks and gives exactly the S2 punches.
+        let (probe, o) = try s2EvictingCleanFolio(at: .releaseBetweenSeeks)
         #expect(probe.events == [r(4 * K, 16 * K), r(8 * K, 16 * K)])
-        #expect(o.punches == [r(0, 8 * K), r(12 * K, 16 * K)])
-        #expect(o.kept == [2])
         #expect(o.file.inode.stats.cleanups == 1)
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
     }
 
     @Test("S12: a folio that vanished before its lookup is skipped as if clean")
     func s12() throws {
         // Goal: evicting clean folio [4K, 8K) at H4b skips one page and gives exactly the S2 punches.
-        let probe = HookProbe<Int>(at: .releaseBeforeFolioLookup) { file, event in
-            file.mapping.invalidateClean(event.range)
-        }
-        let o = try failWrite(
-            blockSize: 4 * K, environment: probe.environment, onCreate: probe.attach, isize: 16 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(4 * K, 4 * K, up: "1", dirty: "0"), CachedFolio(8 * K, 4 * K, up: "1", dirty: "1")],
-            pos: 0, length: 16 * K, written: 0)
-        #expect(probe.result == 1)
+        let (probe, _) = try s2EvictingCleanFolio(at: .releaseBeforeFolioLookup)
         #expect(probe.events == [r(4 * K, 12 * K), r(8 * K, 12 * K)])
-        #expect(o.punches == [r(0, 8 * K), r(12 * K, 16 * K)])
-        #expect(o.kept == [2])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
     }
 
     @Test("S13: a page fault reserves delalloc and never punches")
@@ -394,28 +363,11 @@ struct DelallocReleaseTests {
 
     // MARK: S17: large offsets
 
-    @Test("S17: S2 at large offsets gives the same punches shifted", arguments: [(1 << 32) + (1 << 20), (1 << 44) - (1 << 20)])
-    func s17S2(base: Int) throws {
-        // Goal: the S2 state moved to `base` punches [base, base+8K) and [base+12K, base+16K), keeps block base/4K + 2.
-        let o = try failWrite(
-            blockSize: 4 * K, base: base, isize: 16 * K, newBlocks: 0..<4,
-            cache: [CachedFolio(8 * K, 4 * K, up: "1", dirty: "1")], pos: 0, length: 16 * K, written: 0)
-        #expect(o.punches == [r(base, base + 8 * K), r(base + 12 * K, base + 16 * K)])
-        #expect(o.kept == [base / (4 * K) + 2])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
-    }
-
-    @Test("S17: S7 at large offsets gives the same punches shifted", arguments: [(1 << 32) + (1 << 20), (1 << 44) - (1 << 20)])
-    func s17S7(base: Int) throws {
-        // Goal: the S7 state moved to `base` punches the four S7 ranges shifted by base, keeps block base/4K + 2.
-        let o = try failWrite(
-            blockSize: 4 * K, base: base, isize: 64 * K, newBlocks: 0..<8,
-            cache: [CachedFolio(0, 16 * K, up: "1111", dirty: "0010")], pos: 0, length: 32 * K, written: 0)
-        let s7 = [r(0, 4 * K), r(4 * K, 8 * K), r(12 * K, 16 * K), r(16 * K, 32 * K)]
-        #expect(o.punches == s7.map { r(base + $0.start, base + $0.end) })
-        #expect(o.kept == [base / (4 * K) + 2])
-        #expect(o.file.invariantViolations() == [])
-        #expect(o.fs.checkSpaceAccounting() == nil)
+    @Test(
+        "S17: S2 and S7 at large offsets give the same punches shifted", arguments: [s2, s7],
+        [(1 << 32) + (1 << 20), (1 << 44) - (1 << 20)])
+    func s17(_ c: ReleaseCase, base: Int) throws {
+        // Goal: the state moved to `base` punches the row's ranges shifted by base and keeps its blocks shifted by base / B.
+        try expectRelease(c, base: base)
     }
 }

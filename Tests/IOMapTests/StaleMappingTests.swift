@@ -20,16 +20,29 @@ struct StaleMappingTests {
     /// A file block far past anything the tests write, allocated to bump the extent sequence.
     static let farBlock = 1000
 
-    /// The write returned `written` after exactly one stale mapping, and iomap_begin and
-    /// iomap_end were called as listed (the first pair for the stale mapping, the second for
-    /// its replacement).
-    static func expectOneRemap(
-        _ rig: Kit.Rig, _ ops: Kit.RecordingOps, _ result: Result<Int, Errno>, written: Int,
-        begins: [Kit.BeginCall], ends: [Kit.EndCall], sourceLocation: SourceLocation = #_sourceLocation
+    /// Writes `data` at `pos` through the file's own (logged) operations, which must find
+    /// exactly one stale mapping, after `staleAfter` bytes, and return all of `data`:
+    /// iomap_begin maps the whole write and then its rest from `pos + staleAfter`, both times
+    /// as `kind` (NEW when `isNew`); iomap_end is told `staleAfter` bytes written for the
+    /// stale mapping and the rest for its replacement.
+    static func writeRemappedOnce(
+        _ rig: Kit.Rig, _ data: [UInt8], at pos: Int, kind: IOMapping.Kind, isNew: Bool, staleAfter: Int,
+        sourceLocation: SourceLocation = #_sourceLocation
     ) {
-        #expect(result == .success(written), sourceLocation: sourceLocation)
+        let ops = Kit.RecordingOps(rig.file)
+        let result = Kit.directWrite(rig.file, data, at: pos, ops: ops)
+        let rest = data.count - staleAfter
+        #expect(result == .success(data.count), sourceLocation: sourceLocation)
         #expect(rig.inode.stats.staleMappings == 1, sourceLocation: sourceLocation)
+        let begins = [
+            Kit.BeginCall(pos: pos, length: data.count, kind: kind, isNew: isNew),
+            Kit.BeginCall(pos: pos + staleAfter, length: rest, kind: kind, isNew: isNew),
+        ]
         #expect(ops.begins.all == begins, sourceLocation: sourceLocation)
+        let ends = [
+            Kit.EndCall(pos: pos, length: data.count, written: staleAfter),
+            Kit.EndCall(pos: pos + staleAfter, length: rest, written: rest),
+        ]
         #expect(ops.ends.all == ends, sourceLocation: sourceLocation)
     }
 
@@ -45,21 +58,22 @@ struct StaleMappingTests {
         #expect(file.extentSequence != before)
     }
 
-    /// What a folio looked like at some moment.
+    /// A folio state a snapshot records.
+    enum FolioFlag: Hashable, Sendable {
+        case uptodate, dirty, blockState
+    }
+
+    /// What a folio looked like at some moment: the flags it had (nil when no folio was
+    /// cached), and the device reads made so far.
     struct FolioSnapshot: Equatable, Sendable {
-        let cached: Bool
-        let uptodate: Bool
-        let dirty: Bool
-        let hasBlockState: Bool
+        let flags: Set<FolioFlag>?
         let deviceReads: Int
     }
 
     @Test("V-1: a mapping made stale before the first folio lock is remapped at the same position without touching the folio")
     func v1StaleBeforeFirstFolio() throws {
         // Goal: a stale MAPPED mapping makes write_begin back out before changing the folio, iomap_end gets written 0, and iomap_begin runs again at the same pos and length.
-        let rig = Kit.makeRig(blockSize: 1024)
-        let old = Kit.pattern(8192, seed: 21)
-        try Kit.makeCleanFile(rig, old)
+        let (rig, old) = try Kit.makeCleanRig(blockSize: 1024, size: 8192, seed: 21)
         let file = rig.file
         let device = rig.device
         let firings = Kit.Counter()
@@ -68,35 +82,22 @@ struct StaleMappingTests {
             if firings.next() == 1 {
                 Self.bumpSequence(file)
             } else {
-                let folio = file._folio(at: 0)
-                snapshots.append(
-                    FolioSnapshot(
-                        cached: folio != nil, uptodate: folio?.isUptodate ?? false, dirty: folio?.isDirty ?? false,
-                        hasBlockState: folio?.hasBlockState ?? false, deviceReads: device.reads.count))
+                snapshots.append(FolioSnapshot(of: file._folio(at: 0), deviceReads: device.reads.count))
             }
         }
-        let ops = Kit.RecordingOps(file)
         let new = Kit.pattern(100, seed: 22)
 
-        let result = Kit.directWrite(file, new, at: 1500, ops: ops)
+        Self.writeRemappedOnce(rig, new, at: 1500, kind: .mapped, isNew: false, staleAfter: 0)
 
-        Self.expectOneRemap(
-            rig, ops, result, written: 100,
-            begins: [
-                .init(pos: 1500, length: 100, kind: .mapped, isNew: false), .init(pos: 1500, length: 100, kind: .mapped, isNew: false),
-            ],
-            ends: [.init(pos: 1500, length: 100, written: 0), .init(pos: 1500, length: 100, written: 100)])
         #expect(rig.hooks.ranges(.afterIomapBegin) == [ByteRange(0, 8192), ByteRange(0, 8192)])
         // Between the stale check and the remap the folio exists but is untouched: no block
         // state, nothing read, not uptodate, not dirty.
         #expect(
             snapshots.all == [
-                FolioSnapshot(cached: true, uptodate: false, dirty: false, hasBlockState: false, deviceReads: 0)
+                FolioSnapshot(flags: [], deviceReads: 0)
             ])
-        let disk1 = try #require(Kit.diskBlock(of: 1, in: file))
-        #expect(device.reads == [Kit.DeviceIO(block: disk1, count: 1)])
-        #expect(try Kit.contentAfterRemount(file) == Kit.overlay(old, new, at: 1500))
-        Kit.expectQuiet(rig)
+        try Kit.expectReads(rig, ofFileBlocks: [1..<2])
+        try Kit.expectRemountedContent(rig, Kit.overlay(old, new, at: 1500))
     }
 
     @Test("V-1: a stale NEW delalloc mapping is released with written 0 and reserved again at the same position")
@@ -104,25 +105,16 @@ struct StaleMappingTests {
         // Goal: after a stale check with no progress, iomap_end punches the write's whole new reservation and the remap reserves it again.
         let rig = Kit.makeRig(blockSize: 4096)
         let file = rig.file
-        let firings = Kit.Counter()
-        rig.hooks.on(.afterIomapBegin) { _ in
-            if firings.next() == 1 { Self.bumpSequence(file) }
-        }
+        rig.hooks.onFirst(.afterIomapBegin) { _ in Self.bumpSequence(file) }
         file.recordPunches()
-        let ops = Kit.RecordingOps(file)
         let data = Kit.pattern(4096, seed: 23)
 
-        let result = Kit.directWrite(file, data, at: 0, ops: ops)
+        Self.writeRemappedOnce(rig, data, at: 0, kind: .delalloc, isNew: true, staleAfter: 0)
 
-        Self.expectOneRemap(
-            rig, ops, result, written: 4096,
-            begins: [.init(pos: 0, length: 4096, kind: .delalloc, isNew: true), .init(pos: 0, length: 4096, kind: .delalloc, isNew: true)],
-            ends: [.init(pos: 0, length: 4096, written: 0), .init(pos: 0, length: 4096, written: 4096)])
         #expect(file.recordedPunches == [ByteRange(0, 4096)])
         #expect(rig.inode.stats.cleanups == 1)
         #expect(file.delallocBlockIndices() == [0])
-        #expect(try Kit.contentAfterRemount(file) == data)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, data)
     }
 
     @Test("V-1: a no-progress iteration without STALE ends the loop; with STALE it remaps once at the same position")
@@ -168,30 +160,16 @@ struct StaleMappingTests {
         // Goal: staleness found after k = 2 folios ends the mapping with written = k folio bytes, punches only the unused tail, and the next iomap_begin starts at pos + written.
         let rig = Kit.makeRig(blockSize: 4096)
         let file = rig.file
-        let bumped = Kit.Counter()
-        rig.hooks.on(.iomapValid) { event in
-            if event.range.start == 8192 && bumped.current == 0 {
-                _ = bumped.next()
-                Self.bumpSequence(file)
-            }
-        }
+        rig.hooks.onFirst(.iomapValid, where: { $0.range.start == 8192 }) { _ in Self.bumpSequence(file) }
         file.recordPunches()
-        let ops = Kit.RecordingOps(file)
         let data = Kit.pattern(16384, seed: 24)
 
-        let result = Kit.directWrite(file, data, at: 0, ops: ops)
+        Self.writeRemappedOnce(rig, data, at: 0, kind: .delalloc, isNew: true, staleAfter: 8192)
 
-        Self.expectOneRemap(
-            rig, ops, result, written: 16384,
-            begins: [
-                .init(pos: 0, length: 16384, kind: .delalloc, isNew: true), .init(pos: 8192, length: 8192, kind: .delalloc, isNew: true),
-            ],
-            ends: [.init(pos: 0, length: 16384, written: 8192), .init(pos: 8192, length: 8192, written: 8192)])
         #expect(rig.hooks.ranges(.iomapValid).map(\.start) == [0, 4096, 8192, 8192, 12288])
         #expect(file.recordedPunches == [ByteRange(8192, 16384)])
         #expect(file.delallocBlockIndices() == [0, 1, 2, 3])
-        #expect(try Kit.contentAfterRemount(file) == data)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, data)
     }
 
     /// The xfs/925 setup: B = P = 4K, [0, 40K) fallocated unwritten, cache empty, then one
@@ -205,9 +183,7 @@ struct StaleMappingTests {
         #expect(file.extentRecords.map(\.state) == [.unwritten])
         #expect(try file.write([0x58], at: 40959) == 1)
         let log = Kit.Recorder<String>()
-        let fired = Kit.Counter()
-        rig.hooks.on(.iomapValid) { event in
-            guard event.range.start == 0, fired.next() == 1 else { return }
+        rig.hooks.onFirst(.iomapValid, where: { $0.range.start == 0 }) { _ in
             let wb = file.writeback(ByteRange(36864, 40960))
             log.append("writeback folios \(wb.folios) bytes \(wb.bytesWritten)")
             log.append("block 9 \(file.blockState(9).map(\.rawValue) ?? "hole")")
@@ -254,8 +230,7 @@ struct StaleMappingTests {
         #expect(rig.inode.stats.staleMappings == 0)
         #expect(ops.begins.all == [Kit.BeginCall(pos: 0, length: 36865, kind: .unwritten, isNew: false)])
         let corrupted = data + [UInt8](repeating: 0, count: 40960 - 36865)
-        #expect(try Kit.contentAfterRemount(rig.file) == corrupted)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, corrupted)
     }
 
     /// A file of four 4K blocks written and clean, then folios 0 and 3 rewritten (dirty).
@@ -277,10 +252,7 @@ struct StaleMappingTests {
         let rig = Kit.makeRig(blockSize: 4096)
         let (_, expected) = try Self.makeTwoDirtyFolios(rig)
         let file = rig.file
-        let fired = Kit.Counter()
-        rig.hooks.on(.writebackBeforeMapBlocks) { event in
-            if event.range.start == 12288 && fired.next() == 1 { Self.bumpSequence(file) }
-        }
+        rig.hooks.onFirst(.writebackBeforeMapBlocks, where: { $0.range.start == 12288 }) { _ in Self.bumpSequence(file) }
         let addresses = (0..<4).map { Kit.diskBlock(of: $0, in: file) }
 
         let result = file.writeback()
@@ -291,8 +263,7 @@ struct StaleMappingTests {
         #expect(result.staleRemaps == 1)
         #expect(rig.hooks.ranges(.writebackBeforeMapBlocks) == [ByteRange(0, 4096), ByteRange(12288, 16384)])
         #expect((0..<4).map { Kit.diskBlock(of: $0, in: file) } == addresses)
-        #expect(try Kit.contentAfterRemount(file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected)
     }
 
     @Test("V-4: writeback writes a block moved behind its cached mapping to the new address, never the stale one")
@@ -302,9 +273,7 @@ struct StaleMappingTests {
         let (old, expected) = try Self.makeTwoDirtyFolios(rig)
         let file = rig.file
         let staleAddress = try #require(Kit.diskBlock(of: 3, in: file))
-        let fired = Kit.Counter()
-        rig.hooks.on(.writebackBeforeMapBlocks) { event in
-            guard event.range.start == 12288, fired.next() == 1 else { return }
+        rig.hooks.onFirst(.writebackBeforeMapBlocks, where: { $0.range.start == 12288 }) { _ in
             // Free block 3's disk block, give it to a far file block, and allocate block 3
             // again elsewhere (as a remap of the block by another actor would).
             file.freeBlocks(fromBlock: 3, toBlock: 4)
@@ -327,8 +296,7 @@ struct StaleMappingTests {
         #expect(file.blockState(3) == .written)
         #expect(try rig.device.rawBlock(newAddress) == Array(expected[12288..<16384]))
         #expect(try rig.device.rawBlock(staleAddress) == Array(old[12288..<16384]))
-        #expect(try Kit.contentAfterRemount(file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected)
     }
 
     @Test("a rejected copy into a folio whose writeback has not completed waits for it, so unconverted blocks are not zero-filled")
@@ -377,5 +345,19 @@ struct StaleMappingTests {
         file.dropCaches()
         #expect(try file.read(count: 512, at: 0) == Kit.overlay(first, second, at: 256))
         #expect(file.invariantViolations().isEmpty)
+    }
+}
+
+extension StaleMappingTests.FolioSnapshot {
+    /// The snapshot of `folio` (nil when none is cached) after `deviceReads` device reads.
+    init(of folio: Folio?, deviceReads: Int) {
+        self.init(
+            flags: folio.map { folio in
+                var flags: Set<StaleMappingTests.FolioFlag> = []
+                if folio.isUptodate { flags.insert(.uptodate) }
+                if folio.isDirty { flags.insert(.dirty) }
+                if folio.hasBlockState { flags.insert(.blockState) }
+                return flags
+            }, deviceReads: deviceReads)
     }
 }

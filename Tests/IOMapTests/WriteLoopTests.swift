@@ -21,28 +21,18 @@ struct WriteLoopTests {
     @Test("W1: write 100 bytes at 1500 into a clean mapped file reads only block 1")
     func w1PartialBlockOverMapped() throws {
         // Goal: a sub-block write over MAPPED data inside EOF reads exactly the block it touches, nothing else.
-        let rig = Kit.makeRig(blockSize: 1024)
-        let old = Kit.pattern(8192, seed: 1)
-        try Kit.makeCleanFile(rig, old)
+        let (rig, old) = try Kit.makeCleanRig(blockSize: 1024, size: 8192, seed: 1)
         let new = Kit.pattern(100, seed: 2)
 
-        let n = try rig.file.write(new, at: 1500)
+        try Kit.write(rig, new, at: 1500, returns: 100, size: 8192)
 
-        #expect(n == 100)
-        #expect(rig.file.size == 8192)
-        let disk1 = try #require(Kit.diskBlock(of: 1, in: rig.file))
-        #expect(rig.device.reads == [Kit.DeviceIO(block: disk1, count: 1)])
-        let folio = try #require(rig.file._folio(at: 1500))
-        #expect(folio.range == ByteRange(0, 4096))
+        try Kit.expectReads(rig, ofFileBlocks: [1..<2])
+        let folio = try Kit.cachedFolio(rig, at: 1500, spanning: ByteRange(0, 4096))
         #expect(rig.file.mapping.folioCount == 1)
-        let bits = Kit.blockBits(folio)
-        #expect(bits.uptodate == [false, true, false, false])
-        #expect(bits.dirty == [false, true, false, false])
+        Kit.expectBlockBits(folio, uptodate: [false, true, false, false], dirty: [false, true, false, false])
         #expect(!folio.isUptodate && folio.isDirty)
         let expected = Kit.overlay(old, new, at: 1500)
-        #expect(Kit.bytes(of: folio, 1024..<2048) == Array(expected[1024..<2048]))
-        #expect(try Kit.contentAfterRemount(rig.file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected, cachedIn: folio, over: 1024..<2048)
     }
 
     @Test("W2: write 100 bytes at 1500 into a hole inside EOF reserves block 1 only and zero-fills it without I/O")
@@ -56,145 +46,109 @@ struct WriteLoopTests {
         let writesBefore = rig.device.writeCount
         let new = Kit.pattern(100, seed: 2)
 
-        let n = try rig.file.write(new, at: 1500)
+        try Kit.write(rig, new, at: 1500, returns: 100, size: 8192)
 
-        #expect(n == 100)
-        #expect(rig.file.size == 8192)
         #expect(rig.hooks.ranges(.afterIomapBegin) == [ByteRange(1024, 2048)])
         #expect(rig.file.extentRecords == [ExtentRecord(startBlock: 1, blockCount: 1, state: .delalloc)])
         #expect(rig.device.reads == [])
         #expect(rig.device.writeCount == writesBefore)
-        let folio = try #require(rig.file._folio(at: 1500))
-        #expect(folio.range == ByteRange(0, 4096))
-        let bits = Kit.blockBits(folio)
-        #expect(bits.uptodate == [false, true, false, false])
-        #expect(bits.dirty == [false, true, false, false])
+        let folio = try Kit.cachedFolio(rig, at: 1500, spanning: ByteRange(0, 4096))
+        Kit.expectBlockBits(folio, uptodate: [false, true, false, false], dirty: [false, true, false, false])
         #expect(Kit.bytes(of: folio, 1024..<1500) == [UInt8](repeating: 0, count: 476))
         #expect(Kit.bytes(of: folio, 1500..<1600) == new)
         #expect(Kit.bytes(of: folio, 1600..<2048) == [UInt8](repeating: 0, count: 448))
-        #expect(try Kit.contentAfterRemount(rig.file) == Kit.overlay([UInt8](repeating: 0, count: 8192), new, at: 1500))
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, Kit.overlay([UInt8](repeating: 0, count: 8192), new, at: 1500))
     }
 
     @Test("W3: write [500, 3500) into a partly uptodate folio reads run [0, 1K) and run [2K, 4K) whole")
     func w3ReadRunsAroundUptodateBlock() throws {
         // Goal: write_begin reads each not-uptodate run the write only partly covers, as a whole run, and skips the uptodate block.
-        let rig = Kit.makeRig(blockSize: 1024)
-        let old = Kit.pattern(8192, seed: 3)
-        try Kit.makeCleanFile(rig, old)
+        let (rig, old) = try Kit.makeCleanRig(blockSize: 1024, size: 8192, seed: 3)
         rig.file._installFolio(pos: 0, size: 4096, uptodate: [false, true, false, false], dirty: [false, false, false, false], fill: 0xEE)
         let new = Kit.pattern(3000, seed: 4)
 
-        let n = try rig.file.write(new, at: 500)
+        try Kit.write(rig, new, at: 500, returns: 3000, size: 8192)
 
-        #expect(n == 3000)
-        #expect(rig.file.size == 8192)
-        let disk0 = try #require(Kit.diskBlock(of: 0, in: rig.file))
-        let disk2 = try #require(Kit.diskBlock(of: 2, in: rig.file))
-        #expect(Kit.diskBlock(of: 3, in: rig.file) == disk2 + 1)
-        #expect(rig.device.reads == [Kit.DeviceIO(block: disk0, count: 1), Kit.DeviceIO(block: disk2, count: 2)])
-        let folio = try #require(rig.file._folio(at: 0))
-        #expect(folio.range == ByteRange(0, 4096))
+        try Kit.expectReads(rig, ofFileBlocks: [0..<1, 2..<4])
+        let folio = try Kit.cachedFolio(rig, at: 0, spanning: ByteRange(0, 4096))
         #expect(folio.isUptodate && folio.isDirty)
-        let bits = Kit.blockBits(folio)
-        #expect(bits.uptodate == [true, true, true, true])
-        #expect(bits.dirty == [true, true, true, true])
+        Kit.expectBlockBits(folio, uptodate: [true, true, true, true], dirty: [true, true, true, true])
         let expected = Kit.overlay(old, new, at: 500)
-        #expect(Kit.bytes(of: folio, 0..<4096) == Array(expected[0..<4096]))
-        #expect(try Kit.contentAfterRemount(rig.file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected, cachedIn: folio, over: 0..<4096)
     }
 
     @Test("W4: write [4100, 4200) with i_size 5000 reads only the EOF block and leaves blocks past EOF unfilled")
     func w4EOFStraddle() throws {
         // Goal: the run holding EOF is read (it is inside EOF), the blocks wholly past EOF are not filled, and i_size does not move.
-        let rig = Kit.makeRig(blockSize: 1024)
-        let old = Kit.pattern(5000, seed: 5)
-        try Kit.makeCleanFile(rig, old)
+        let (rig, old) = try Kit.makeCleanRig(blockSize: 1024, size: 5000, seed: 5)
         #expect(rig.file.size == 5000)
         let new = Kit.pattern(100, seed: 6)
 
-        let n = try rig.file.write(new, at: 4100)
+        try Kit.write(rig, new, at: 4100, returns: 100, size: 5000)
 
-        #expect(n == 100)
-        #expect(rig.file.size == 5000)
-        let disk4 = try #require(Kit.diskBlock(of: 4, in: rig.file))
-        #expect(rig.device.reads == [Kit.DeviceIO(block: disk4, count: 1)])
-        let folio = try #require(rig.file._folio(at: 4100))
-        #expect(folio.range == ByteRange(4096, 8192))
-        let bits = Kit.blockBits(folio)
-        #expect(bits.uptodate == [true, false, false, false])
-        #expect(bits.dirty == [true, false, false, false])
+        try Kit.expectReads(rig, ofFileBlocks: [4..<5])
+        let folio = try Kit.cachedFolio(rig, at: 4100, spanning: ByteRange(4096, 8192))
+        Kit.expectBlockBits(folio, uptodate: [true, false, false, false], dirty: [true, false, false, false])
         let expected = Kit.overlay(old, new, at: 4100)
-        #expect(Kit.bytes(of: folio, 0..<904) == Array(expected[4096..<5000]))
-        #expect(try Kit.contentAfterRemount(rig.file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected, cachedIn: folio, over: 4096..<5000)
     }
 
     @Test("W5: a 1000-byte copy into new folio 2 is rejected, retried as 1000 bytes, then EFAULT; write returns 9192")
     func w5ShortCopyIntoNewFolio() throws {
         // Goal: a short copy into a folio the write fully covers (not uptodate) is thrown away, retried with the copied length, and the next fault ends the write at 9192 with no punch.
-        let (rig, ops) = shortCopyAt8192Rig()
-        let data = Kit.pattern(12288, seed: 7)
-
-        let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
-
-        #expect(result == .success(9192))
-        #expect(rig.file.size == 9192)
-        #expect(
-            rig.copies.attempts.all == [
-                Kit.CopyAttempt(offset: 0, length: 4096, limit: nil),
-                Kit.CopyAttempt(offset: 4096, length: 4096, limit: nil),
+        let rig = try writeWithShortCopyAt8192(
+            Kit.pattern(12288, seed: 7),
+            copiesAt8192: [
                 Kit.CopyAttempt(offset: 8192, length: 4096, limit: 1000),
                 Kit.CopyAttempt(offset: 8192, length: 1000, limit: nil),
-            ])
+            ],
+            zeroedFrom: 1000)
         #expect(rig.inode.stats.cleanups == 0)
-        try expectWriteEndedAt9192(rig, ops, data, zeroedFrom: 1000)
     }
 
     @Test("W5b: write [0, 10000) with the copy at 8192 returning 1000 of 1808 accepts it at once; write returns 9192")
     func w5bShortCopyIntoFilledFolio() throws {
         // Goal: when write_begin's fill has made the folio uptodate, a short copy is accepted as is, with no rejection and no retry.
-        let (rig, ops) = shortCopyAt8192Rig()
-        let data = Kit.pattern(10000, seed: 8)
-
-        let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
-
-        #expect(result == .success(9192))
-        #expect(rig.file.size == 9192)
-        #expect(
-            rig.copies.attempts.all == [
-                Kit.CopyAttempt(offset: 0, length: 4096, limit: nil),
-                Kit.CopyAttempt(offset: 4096, length: 4096, limit: nil),
-                Kit.CopyAttempt(offset: 8192, length: 1808, limit: 1000),
-            ])
-        try expectWriteEndedAt9192(rig, ops, data, zeroedFrom: 1808)
+        try writeWithShortCopyAt8192(
+            Kit.pattern(10000, seed: 8), copiesAt8192: [Kit.CopyAttempt(offset: 8192, length: 1808, limit: 1000)],
+            zeroedFrom: 1808)
     }
 
-    /// W5 and W5b: a 4K-block rig whose first copy at 8192 delivers 1000 bytes, recording
-    /// punches and iomap_end calls.
-    private func shortCopyAt8192Rig() -> (Kit.Rig, Kit.RecordingOps) {
+    /// W5 and W5b: writes `data` at 0 on a 4K-block rig whose first copy at 8192 delivers
+    /// 1000 bytes and whose user memory faults at 9192. Folios 0 and 1 are copied whole, then
+    /// come `copiesAt8192`; the write ends with one short copy, iomap_end told 9192 bytes, no
+    /// punch, three delalloc blocks, folio 2 uptodate and dirty with the 1000 copied bytes and
+    /// zeroes from `zeroedFrom` to its end, and `[0, 9192)` of `data` after a remount.
+    @discardableResult
+    private func writeWithShortCopyAt8192(
+        _ data: [UInt8], copiesAt8192: [Kit.CopyAttempt], zeroedFrom: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Kit.Rig {
         let rig = Kit.makeRig(blockSize: 4096)
         rig.copies.setRule { offset, _, earlier in offset == 8192 && earlier == 0 ? 1000 : nil }
         rig.file.recordPunches()
-        return (rig, Kit.RecordingOps(rig.file))
-    }
+        let ops = Kit.RecordingOps(rig.file)
 
-    /// What W5 and W5b end with: one short copy, iomap_end told 9192 bytes, no punch, three
-    /// delalloc blocks, folio 2 uptodate and dirty with the 1000 copied bytes and zeroes from
-    /// `zeroedFrom` to its end, and `[0, 9192)` of `data` after a remount.
-    private func expectWriteEndedAt9192(_ rig: Kit.Rig, _ ops: Kit.RecordingOps, _ data: [UInt8], zeroedFrom: Int) throws {
-        #expect(rig.inode.stats.shortCopies == 1)
-        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: data.count, written: 9192))
-        #expect(rig.file.recordedPunches == [])
-        #expect(rig.file.delallocBlockIndices() == [0, 1, 2])
-        let folio = try #require(rig.file._folio(at: 8192))
-        #expect(folio.range == ByteRange(8192, 12288))
-        #expect(folio.isUptodate && folio.isDirty)
-        #expect(Kit.bytes(of: folio, 0..<1000) == Array(data[8192..<9192]))
-        #expect(Kit.bytes(of: folio, zeroedFrom..<4096) == [UInt8](repeating: 0, count: 4096 - zeroedFrom))
-        #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<9192]))
-        Kit.expectQuiet(rig)
+        let result = Kit.directWrite(rig.file, data, at: 0, ops: ops, faultOffset: 9192)
+
+        #expect(result == .success(9192), sourceLocation: sourceLocation)
+        #expect(rig.file.size == 9192, sourceLocation: sourceLocation)
+        let wholeFolios = [
+            Kit.CopyAttempt(offset: 0, length: 4096, limit: nil), Kit.CopyAttempt(offset: 4096, length: 4096, limit: nil),
+        ]
+        #expect(rig.copies.attempts.all == wholeFolios + copiesAt8192, sourceLocation: sourceLocation)
+        #expect(rig.inode.stats.shortCopies == 1, sourceLocation: sourceLocation)
+        #expect(ops.ends.all.first == Kit.EndCall(pos: 0, length: data.count, written: 9192), sourceLocation: sourceLocation)
+        #expect(rig.file.recordedPunches == [], sourceLocation: sourceLocation)
+        #expect(rig.file.delallocBlockIndices() == [0, 1, 2], sourceLocation: sourceLocation)
+        let folio = try Kit.cachedFolio(rig, at: 8192, spanning: ByteRange(8192, 12288), sourceLocation: sourceLocation)
+        #expect(folio.isUptodate && folio.isDirty, sourceLocation: sourceLocation)
+        Kit.expectFolioBytes(folio, equal: data, over: 8192..<9192, sourceLocation: sourceLocation)
+        #expect(
+            Kit.bytes(of: folio, zeroedFrom..<4096) == [UInt8](repeating: 0, count: 4096 - zeroedFrom), sourceLocation: sourceLocation)
+        #expect(
+            try Kit.contentAfterRemount(rig.file, sourceLocation: sourceLocation) == Array(data[0..<9192]), sourceLocation: sourceLocation)
+        Kit.expectQuiet(rig, sourceLocation: sourceLocation)
+        return rig
     }
 
     @Test("W6: 0-byte copies into a new 64K folio are rejected, truncated and halve the chunk to a page; write returns the bytes done")
@@ -241,16 +195,13 @@ struct WriteLoopTests {
                 ByteRange(0, 65536), ByteRange(65536, 69632),
             ])
         #expect(rig.file.delallocBlockIndices() == Array(0..<17))
-        #expect(try Kit.contentAfterRemount(rig.file) == Array(data[0..<69632]))
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, Array(data[0..<69632]))
     }
 
     @Test("W7: a short copy of 300 of 1000 bytes into an uptodate folio is accepted and dirties only its own block")
     func w7ShortCopyIntoUptodateFolio() throws {
         // Goal: a short copy into an uptodate folio is accepted as the bytes copied, and only the blocks of those bytes become dirty.
-        let rig = Kit.makeRig(blockSize: 1024)
-        let old = Kit.pattern(8192, seed: 10)
-        try Kit.makeCleanFile(rig, old)
+        let (rig, old) = try Kit.makeCleanRig(blockSize: 1024, size: 8192, seed: 10)
         #expect(try rig.file.read(count: 4096, at: 0) == Array(old[0..<4096]))
         let cached = try #require(rig.file._folio(at: 0))
         #expect(cached.range == ByteRange(0, 4096) && cached.isUptodate && !cached.isDirty)
@@ -265,13 +216,9 @@ struct WriteLoopTests {
         #expect(rig.inode.stats.shortCopies == 1)
         let folio = try #require(rig.file._folio(at: 0))
         #expect(folio === cached)
-        let bits = Kit.blockBits(folio)
-        #expect(bits.uptodate == [true, true, true, true])
-        #expect(bits.dirty == [false, true, false, false])
+        Kit.expectBlockBits(folio, uptodate: [true, true, true, true], dirty: [false, true, false, false])
         let expected = Kit.overlay(old, Array(new[0..<300]), at: 1100)
-        #expect(Kit.bytes(of: folio, 0..<4096) == Array(expected[0..<4096]))
-        #expect(try Kit.contentAfterRemount(rig.file) == expected)
-        Kit.expectQuiet(rig)
+        try Kit.expectRemountedContent(rig, expected, cachedIn: folio, over: 0..<4096)
     }
 
     @Test("W8: a NOWAIT write never waits: EAGAIN for a contended folio or a needed read, else the bytes already done")

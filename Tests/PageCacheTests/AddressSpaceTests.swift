@@ -38,65 +38,73 @@ struct FolioSizeCase: Sendable, CustomTestStringConvertible {
     let offset: Int
     let length: Int
     let maxFolioSize: Int
-    let expectedPos: Int
-    let expectedSize: Int
+    /// The bytes the new folio must span.
+    let expected: ByteRange
 
     var testDescription: String {
-        "\(length) bytes at \(offset), max \(maxFolioSize) → \(expectedSize)-byte folio at \(expectedPos)"
+        "\(length) bytes at \(offset), max \(maxFolioSize) → \(expected.length)-byte folio at \(expected.start)"
     }
 }
 
 private let folioSizeCases: [FolioSizeCase] = [
     // Aligned: the largest power of two not above the length.
-    FolioSizeCase(offset: 0, length: 64 * kib, maxFolioSize: 2 * mib, expectedPos: 0, expectedSize: 64 * kib),
+    FolioSizeCase(offset: 0, length: 64 * kib, maxFolioSize: 2 * mib, expected: ByteRange(start: 0, length: 64 * kib)),
     // Page index 1 is aligned only to order 0.
-    FolioSizeCase(offset: 4 * kib, length: 64 * kib, maxFolioSize: 2 * mib, expectedPos: 4 * kib, expectedSize: 4 * kib),
+    FolioSizeCase(offset: 4 * kib, length: 64 * kib, maxFolioSize: 2 * mib, expected: ByteRange(start: 4 * kib, length: 4 * kib)),
     // An unaligned byte offset inside page 1: the folio starts at the page.
-    FolioSizeCase(offset: 4 * kib + 100, length: 64 * kib, maxFolioSize: 2 * mib, expectedPos: 4 * kib, expectedSize: 4 * kib),
+    FolioSizeCase(offset: 4 * kib + 100, length: 64 * kib, maxFolioSize: 2 * mib, expected: ByteRange(start: 4 * kib, length: 4 * kib)),
     // Below a page, and exactly zero: a page.
-    FolioSizeCase(offset: 0, length: 100, maxFolioSize: 2 * mib, expectedPos: 0, expectedSize: 4 * kib),
-    FolioSizeCase(offset: 0, length: 0, maxFolioSize: 2 * mib, expectedPos: 0, expectedSize: 4 * kib),
+    FolioSizeCase(offset: 0, length: 100, maxFolioSize: 2 * mib, expected: ByteRange(start: 0, length: 4 * kib)),
+    FolioSizeCase(offset: 0, length: 0, maxFolioSize: 2 * mib, expected: ByteRange(start: 0, length: 4 * kib)),
     // floor(log2(8K - 1)) is 12: still one page.
-    FolioSizeCase(offset: 0, length: 8 * kib - 1, maxFolioSize: 2 * mib, expectedPos: 0, expectedSize: 4 * kib),
+    FolioSizeCase(offset: 0, length: 8 * kib - 1, maxFolioSize: 2 * mib, expected: ByteRange(start: 0, length: 4 * kib)),
     // Capped by the mapping's maximum.
-    FolioSizeCase(offset: 0, length: 3 * mib, maxFolioSize: 2 * mib, expectedPos: 0, expectedSize: 2 * mib),
-    FolioSizeCase(offset: 32 * kib, length: 64 * kib, maxFolioSize: 16 * kib, expectedPos: 32 * kib, expectedSize: 16 * kib),
-    FolioSizeCase(offset: 0, length: 64 * kib, maxFolioSize: 4 * kib, expectedPos: 0, expectedSize: 4 * kib),
+    FolioSizeCase(offset: 0, length: 3 * mib, maxFolioSize: 2 * mib, expected: ByteRange(start: 0, length: 2 * mib)),
+    FolioSizeCase(offset: 32 * kib, length: 64 * kib, maxFolioSize: 16 * kib, expected: ByteRange(start: 32 * kib, length: 16 * kib)),
+    FolioSizeCase(offset: 0, length: 64 * kib, maxFolioSize: 4 * kib, expected: ByteRange(start: 0, length: 4 * kib)),
     // 12K at page 2: order 1 from the length, and index 2 is aligned to order 1.
-    FolioSizeCase(offset: 8 * kib, length: 12 * kib, maxFolioSize: 2 * mib, expectedPos: 8 * kib, expectedSize: 8 * kib),
+    FolioSizeCase(offset: 8 * kib, length: 12 * kib, maxFolioSize: 2 * mib, expected: ByteRange(start: 8 * kib, length: 8 * kib)),
     // Reduced to __ffs(index): page 6 → order 1, page 256 → order 8, page 513 → order 0.
-    FolioSizeCase(offset: 24 * kib, length: 64 * kib, maxFolioSize: 2 * mib, expectedPos: 24 * kib, expectedSize: 8 * kib),
-    FolioSizeCase(offset: 1 * mib, length: 2 * mib, maxFolioSize: 2 * mib, expectedPos: 1 * mib, expectedSize: 1 * mib),
-    FolioSizeCase(offset: 2 * mib + 4 * kib, length: 2 * mib, maxFolioSize: 2 * mib, expectedPos: 2 * mib + 4 * kib, expectedSize: 4 * kib),
+    FolioSizeCase(offset: 24 * kib, length: 64 * kib, maxFolioSize: 2 * mib, expected: ByteRange(start: 24 * kib, length: 8 * kib)),
+    FolioSizeCase(offset: 1 * mib, length: 2 * mib, maxFolioSize: 2 * mib, expected: ByteRange(start: 1 * mib, length: 1 * mib)),
+    FolioSizeCase(
+        offset: 2 * mib + 4 * kib, length: 2 * mib, maxFolioSize: 2 * mib, expected: ByteRange(start: 2 * mib + 4 * kib, length: 4 * kib)),
     // Aligned index, unaligned byte offset: the folio may reach past the write.
-    FolioSizeCase(offset: 64 * kib + 10, length: 64 * kib, maxFolioSize: 2 * mib, expectedPos: 64 * kib, expectedSize: 64 * kib),
+    FolioSizeCase(offset: 64 * kib + 10, length: 64 * kib, maxFolioSize: 2 * mib, expected: ByteRange(start: 64 * kib, length: 64 * kib)),
 ]
 
 /// A folio already cached, a write, and the folio the write must get.
 struct OverlapCase: Sendable, CustomTestStringConvertible {
-    let existingPos: Int
-    let existingSize: Int
+    /// The bytes the cached folio spans.
+    let existing: ByteRange
     let offset: Int
     let length: Int
-    let expectedPos: Int
-    let expectedSize: Int
+    /// The bytes the write's folio must span.
+    let expected: ByteRange
 
     var testDescription: String {
-        "\(existingSize)-byte folio at \(existingPos); \(length) bytes at \(offset) → \(expectedSize) at \(expectedPos)"
+        "\(existing.length)-byte folio at \(existing.start); \(length) bytes at \(offset) → \(expected.length) at \(expected.start)"
     }
 }
 
 private let overlapCases: [OverlapCase] = [
     // 64K, 32K and 16K at 0 would all cover page 2: falls back to 8K.
-    OverlapCase(existingPos: 8 * kib, existingSize: 4 * kib, offset: 0, length: 64 * kib, expectedPos: 0, expectedSize: 8 * kib),
+    OverlapCase(
+        existing: ByteRange(start: 8 * kib, length: 4 * kib), offset: 0, length: 64 * kib, expected: ByteRange(start: 0, length: 8 * kib)),
     // A folio at page 1: only a single page fits at 0.
-    OverlapCase(existingPos: 4 * kib, existingSize: 4 * kib, offset: 0, length: 64 * kib, expectedPos: 0, expectedSize: 4 * kib),
+    OverlapCase(
+        existing: ByteRange(start: 4 * kib, length: 4 * kib), offset: 0, length: 64 * kib, expected: ByteRange(start: 0, length: 4 * kib)),
     // A folio at 40K leaves room for 32K at 0.
-    OverlapCase(existingPos: 40 * kib, existingSize: 4 * kib, offset: 0, length: 64 * kib, expectedPos: 0, expectedSize: 32 * kib),
+    OverlapCase(
+        existing: ByteRange(start: 40 * kib, length: 4 * kib), offset: 0, length: 64 * kib, expected: ByteRange(start: 0, length: 32 * kib)),
     // A 16K folio at 16K: 16K at 0.
-    OverlapCase(existingPos: 16 * kib, existingSize: 16 * kib, offset: 0, length: 64 * kib, expectedPos: 0, expectedSize: 16 * kib),
+    OverlapCase(
+        existing: ByteRange(start: 16 * kib, length: 16 * kib), offset: 0, length: 64 * kib, expected: ByteRange(start: 0, length: 16 * kib)
+    ),
     // The existing folio ends before the write: no fallback needed.
-    OverlapCase(existingPos: 0, existingSize: 16 * kib, offset: 64 * kib, length: 64 * kib, expectedPos: 64 * kib, expectedSize: 64 * kib),
+    OverlapCase(
+        existing: ByteRange(start: 0, length: 16 * kib), offset: 64 * kib, length: 64 * kib,
+        expected: ByteRange(start: 64 * kib, length: 64 * kib)),
 ]
 
 /// Flags shared with a helper thread.
@@ -113,14 +121,14 @@ struct AddressSpaceTests {
     func folioSize(_ c: FolioSizeCase) {
         // Goal: the folio created for a write has the kernel's order and position.
         let space = makeSpace(maxFolioSize: c.maxFolioSize)
-        #expect(space.preferredFolioSize(offset: c.offset, length: c.length) == c.expectedSize)
+        #expect(space.preferredFolioSize(offset: c.offset, length: c.length) == c.expected.length)
         let f = space.getFolio(c.offset, length: c.length)
         #expect(f.isLocked)
-        #expect(f.pos == c.expectedPos)
-        #expect(f.size == c.expectedSize)
+        #expect(f.pos == c.expected.start)
+        #expect(f.size == c.expected.length)
         #expect(f.range.contains(c.offset))
         #expect(space.folioCount == 1)
-        #expect(space.cachedBytes == c.expectedSize)
+        #expect(space.cachedBytes == c.expected.length)
         f.unlock()
         space.checkInvariants()
     }
@@ -129,15 +137,15 @@ struct AddressSpaceTests {
     func folioSizeOverlapFallback(_ c: OverlapCase) {
         // Goal: like filemap_add_folio's -EEXIST retry, creation halves the order until the folio fits.
         let space = makeSpace()
-        let existing = cached(space, c.existingPos, length: c.existingSize)
-        #expect(existing.pos == c.existingPos && existing.size == c.existingSize)
+        let existing = cached(space, c.existing.start, length: c.existing.length)
+        #expect(existing.pos == c.existing.start && existing.size == c.existing.length)
         let f = space.getFolio(c.offset, length: c.length)
         defer { f.unlock() }
         #expect(f !== existing)
-        #expect(f.pos == c.expectedPos)
-        #expect(f.size == c.expectedSize)
+        #expect(f.pos == c.expected.start)
+        #expect(f.size == c.expected.length)
         #expect(space.folioCount == 2)
-        #expect(space.cachedBytes == c.existingSize + c.expectedSize)
+        #expect(space.cachedBytes == c.existing.length + c.expected.length)
         space.checkInvariants()
     }
 

@@ -190,21 +190,27 @@ struct FormatSnapshotTests {
         s.disk.blocks[address] = resealed(b)
     }
 
+    /// The error decoding `base` gives once the block at `address` is changed by `change`
+    /// and resealed (`tamper`); nil when it still decodes.
+    func tamperedError(_ base: Sample, _ address: Int, _ change: (inout [UInt8]) -> Void) -> FormatError? {
+        var s = base
+        tamper(&s, address, change)
+        return s.error
+    }
+
     @Test("structure the reader sees: counts, order, uniqueness, references (each change resealed, so only the check can catch it)")
     func structure() throws {
         let base = Sample(state: try Self.mapped())
         let root = base.addresses[0]
         let payload = BlockHeader.size
-        var s = base
-        tamper(&s, root, { $0[payload + 40] &+= 1 })  // the inode section's entry count
-        #expect(s.error != nil)
-        s = base
-        tamper(&s, root, { $0.replaceSubrange(payload..<payload + 8, with: [3, 0, 0, 0, 0, 0, 0, 0]) })  // next inode below the inodes
-        #expect(s.error?.description.contains("is not below the next inode 3") == true)
-        s = base
-        let inodes = try #require(s.first(.inodes))
-        tamper(
-            &s, inodes,
+        // The inode section's entry count.
+        #expect(tamperedError(base, root, { $0[payload + 40] &+= 1 }) != nil)
+        // The next inode below the inodes.
+        let nextInode = tamperedError(base, root, { $0.replaceSubrange(payload..<payload + 8, with: [3, 0, 0, 0, 0, 0, 0, 0]) })
+        #expect(nextInode?.description.contains("is not below the next inode 3") == true)
+        let inodes = try #require(base.first(.inodes))
+        let swappedInodes = tamperedError(
+            base, inodes,
             { b in
                 let e = payload + SnapshotLayout.prefixSize
                 let size = SnapshotLayout.inodeEntrySize
@@ -212,28 +218,27 @@ struct FormatSnapshotTests {
                 b.replaceSubrange(e..<e + 8, with: b[e + size..<e + size + 8])
                 b.replaceSubrange(e + size..<e + size + 8, with: first)
             })
-        #expect(s.error?.description == "inode block \(inodes): inode 1 after inode 2: out of order or 0")
-        s = base
-        tamper(&s, inodes, { $0[payload] = 1 })  // a continuation prefix where an entry starts
-        #expect(s.error?.description.hasPrefix("inode block \(inodes): continuation prefix") == true)
-        s = base
-        let dirs = try #require(s.first(.directories))
-        tamper(
-            &s, dirs,
+        #expect(swappedInodes?.description == "inode block \(inodes): inode 1 after inode 2: out of order or 0")
+        // A continuation prefix where an entry starts.
+        let continuation = tamperedError(base, inodes, { $0[payload] = 1 })
+        #expect(continuation?.description.hasPrefix("inode block \(inodes): continuation prefix") == true)
+        let dirs = try #require(base.first(.directories))
+        let repeatedCookie = tamperedError(
+            base, dirs,
             { b in
                 // The second entry of the root directory gets the first one's cookie.
                 let e = payload + SnapshotLayout.prefixSize + SnapshotLayout.directoryHeaderSize
                 b.replaceSubrange(e + 21..<e + 29, with: b[e..<e + 8])
             })
-        #expect(s.error?.description == "directory block \(dirs): cookie 3 after 3 (next cookie 5)")
-        s = base
-        let map = try #require(s.first(.snapshotMap))
-        tamper(&s, map, { b in b.replaceSubrange(payload + 8..<payload + 16, with: b[payload + 20..<payload + 28]) })
-        #expect(s.error?.description.hasPrefix("snapshot root block \(root): block") == true)
-        s = base
-        let symlinks = try #require(s.first(.symlinks))
-        tamper(&s, symlinks, { $0[payload + 4] = 3 })  // the target of inode 3, a regular file
-        #expect(s.error?.description == "symlink block \(symlinks): a symlink target of inode 3, which is a regular, not a symlink")
+        #expect(repeatedCookie?.description == "directory block \(dirs): cookie 3 after 3 (next cookie 5)")
+        let map = try #require(base.first(.snapshotMap))
+        let mapEntry = tamperedError(
+            base, map, { b in b.replaceSubrange(payload + 8..<payload + 16, with: b[payload + 20..<payload + 28]) })
+        #expect(mapEntry?.description.hasPrefix("snapshot root block \(root): block") == true)
+        let symlinks = try #require(base.first(.symlinks))
+        // The target of inode 3, a regular file.
+        let target = tamperedError(base, symlinks, { $0[payload + 4] = 3 })
+        #expect(target?.description == "symlink block \(symlinks): a symlink target of inode 3, which is a regular, not a symlink")
     }
 
     @Test("the root must be a data block; the list must stay in the data area")

@@ -49,7 +49,7 @@ struct SuperblockFallbackTests {
         let (a, b) = (try #require(c[0]), try #require(c[1]))
         #expect(a.generation == b.generation && a.snapshot == b.snapshot && a.replayStart == b.replayStart)
         #expect(a.snapshot == rig.volume.journal.anchor.snapshot)
-        let f = try rig.volume.open(try rig.volume.create(in: .root, "f", permissions: 0o644).inode)
+        let f = try rig.volume.createAndOpen("f")
         var last = rig.volume.journal.stats.flushes
         func flushes(_ body: () throws -> Void) throws -> Int {
             try body()
@@ -117,7 +117,7 @@ struct SuperblockFallbackTests {
         #expect(has(w, "logged") && has(w, "sealed"))
         #expect(copies(rig)[1]?.generation == c[0]?.generation, "the mount made copy 1 copy 0")
         // Data reuses the blocks of the snapshot copy 1 named before; copy 0 is then damaged.
-        let f = try w.open(try w.create(in: .root, "f", permissions: 0o644).inode)
+        let f = try w.createAndOpen("f")
         try f.write(pattern(256 * 1024, seed: 43), at: 0)
         try f.fsync()
         try damage(rig, copy: 0)

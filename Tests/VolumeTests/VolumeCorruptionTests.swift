@@ -44,6 +44,14 @@ struct DamageImage: Sendable {
         return d
     }
 
+    /// For the first and the last block of `checkpoint` (its index in the checkpoint and its
+    /// address): the verdict on the image with byte 100 of that block flipped.
+    func verdictsFlippingEnds(of checkpoint: [Int]) throws -> [(index: Int, address: Int, verdict: DamageVerdict)] {
+        try [(0, checkpoint[0]), (checkpoint.count - 1, checkpoint[checkpoint.count - 1])].map { i, address in
+            (i, address, DamageVerdict(try device(flipping: address, byte: 100)))
+        }
+    }
+
     static let built = Result { () throws -> DamageImage in try build() }
 
     /// Makes the volume, crashes it with a file open and unlinked, and takes its disk.
@@ -149,6 +157,28 @@ struct DamageVerdict {
     }
 
     var allFsckErrors: [String] { fsckErrors.values.flatMap { $0 } }
+
+    /// The mount refused the device as corrupt, for a reason naming `text`; `context`
+    /// starts each failure's message.
+    func expectCorruptMount(naming text: String, _ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+        guard let why = corruptReason(context, sourceLocation: sourceLocation) else { return }
+        #expect(why.contains(text), "\(context)\(why)", sourceLocation: sourceLocation)
+    }
+
+    /// The mount refused the device as corrupt, for a reason that begins with `text`.
+    func expectCorruptMount(startingWith text: String, _ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+        guard let why = corruptReason(context, sourceLocation: sourceLocation) else { return }
+        #expect(why.hasPrefix(text), "\(context)\(why)", sourceLocation: sourceLocation)
+    }
+
+    /// The reason of the mount's `.corrupt` refusal; any other outcome is recorded as an issue.
+    private func corruptReason(_ context: String, sourceLocation: SourceLocation) -> String? {
+        guard case .corrupt(let why) = mountError else {
+            Issue.record("\(context)mount gave \(String(describing: mountError)), expected .corrupt", sourceLocation: sourceLocation)
+            return nil
+        }
+        return why
+    }
 }
 
 @Suite("Volume: corruption, per block kind", .serialized)
@@ -189,11 +219,7 @@ struct VolumeCorruptionTests {
                 #expect(verdict.fsckErrors["C"]?.count == 1, "\(what): \(verdict.fsckErrors)")
                 #expect(verdict.fsckErrors["C"]?.first?.hasPrefix(expected) == true, "\(what): \(verdict.fsckErrors)")
                 #expect(verdict.exitStatus == 4, "\(what)")
-                guard case .corrupt(let why) = verdict.mountError else {
-                    Issue.record("\(what): mount gave \(String(describing: verdict.mountError)), expected .corrupt")
-                    continue
-                }
-                #expect(why.hasPrefix(expected), "\(what): \(why)")
+                verdict.expectCorruptMount(startingWith: expected, "\(what): ")
             }
         }
     }
@@ -232,9 +258,7 @@ struct VolumeCorruptionTests {
     @Test("a flipped block of the last checkpoint is a torn tail: mount succeeds without that checkpoint, fsck is clean")
     func tornTail() throws {
         let image = try image()
-        let last = try #require(image.checkpoints.last)
-        for (i, address) in [(0, last[0]), (last.count - 1, last[last.count - 1])] {
-            let verdict = DamageVerdict(try image.device(flipping: address, byte: 100))
+        for (i, _, verdict) in try image.verdictsFlippingEnds(of: try #require(image.checkpoints.last)) {
             #expect(verdict.allFsckErrors.isEmpty && verdict.exitStatus == 0, "block \(i): \(verdict.allFsckErrors)")
             let v = try #require(verdict.mounted, "block \(i) of the last checkpoint: \(String(describing: verdict.mountError))")
             #expect(hasBatch(v, "a") && !hasBatch(v, "b"), "block \(i): the first checkpoint kept, the last lost")
@@ -251,16 +275,10 @@ struct VolumeCorruptionTests {
     @Test("mid-log damage: a flipped block of a checkpoint followed by a newer one refuses the mount, naming the block")
     func midLogDamage() throws {
         let image = try image()
-        let first = try #require(image.checkpoints.first)
-        for (i, address) in [(0, first[0]), (first.count - 1, first[first.count - 1])] {
-            let verdict = DamageVerdict(try image.device(flipping: address, byte: 100))
+        for (i, address, verdict) in try image.verdictsFlippingEnds(of: try #require(image.checkpoints.first)) {
             let named = verdict.allFsckErrors.contains { $0.contains("log block \(address)") }
             #expect(named && verdict.exitStatus == 4, "block \(i) at \(address): fsck found \(verdict.fsckErrors)")
-            guard case .corrupt(let why) = verdict.mountError else {
-                Issue.record("block \(i) at \(address): mount gave \(String(describing: verdict.mountError)), expected .corrupt")
-                continue
-            }
-            #expect(why.contains("log block \(address)"), "\(why)")
+            verdict.expectCorruptMount(naming: "log block \(address)", "block \(i) at \(address): ")
         }
     }
 
@@ -275,22 +293,14 @@ struct VolumeCorruptionTests {
         let device = try image.device(changing: head) { resealed($0.flipping(BlockHeader.size + 4, mask: 0x01)) }
         let verdict = DamageVerdict(device)
         #expect(verdict.allFsckErrors.contains { $0.contains("log block \(head)") }, "fsck found \(verdict.fsckErrors)")
-        guard case .corrupt(let why) = verdict.mountError else {
-            Issue.record("mount gave \(String(describing: verdict.mountError)), expected .corrupt")
-            return
-        }
-        #expect(why.contains("log block \(head)"), "\(why)")
+        verdict.expectCorruptMount(naming: "log block \(head)")
     }
 
     @Test("a crash right after a snapshot that holds an open free intent: the mount finishes it without freeing its blocks twice")
     func openIntentAtCrash() throws {
         let rig = try VolumeRig()
         let v = rig.volume
-        let h = try v.open(try v.create(in: .root, "victim", permissions: 0o644).inode)
-        try h.write(pattern(5 * 4096, seed: 9), at: 0)
-        try h.fsync()
-        try h.close()
-        try v.unlink(in: .root, "victim")
+        try v.writeDurablyThenUnlink("victim", pattern(5 * 4096, seed: 9))
         // The unlink's free intent is in the snapshot; its done record would ride in the
         // next checkpoint, which the crash loses.
         try v.journal.writeSnapshotNow(clean: false)

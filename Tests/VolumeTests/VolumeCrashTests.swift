@@ -157,12 +157,8 @@ struct VolumeCrashTests {
     func openIntentAtMount() throws {
         let rig = try VolumeRig()
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
-        try a.write(pattern(12 * 4096, seed: 21), at: 0)
-        try a.fsync()
-        try a.close()
-        try v.unlink(in: .root, "a")
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        try v.writeDurablyThenUnlink("a", pattern(12 * 4096, seed: 21))
+        let b = try v.createAndOpen("b")
         try b.write(pattern(100, seed: 22), at: 0)
         // b's fsync forces the checkpoint with a's unmap and intent; the done record the
         // force's end logs is in the open checkpoint, which the crash loses.
@@ -194,7 +190,7 @@ struct VolumeCrashTests {
         let a = try v.open(ino)
         try a.write(pattern(62197, seed: 24), at: 649)
         try a.close()
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        let b = try v.createAndOpen("b")
         try b.write(pattern(5000, seed: 25), at: 0)
         try b.close()
         try v.rename(from: .root, "b", to: .root, "a")
@@ -215,11 +211,11 @@ struct VolumeCrashTests {
     func freeEmptyPreallocated() throws {
         let rig = try VolumeRig()
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
+        let a = try v.createAndOpen("a")
         try a.allocate(offset: 43899, length: 22164, keepSize: true)
         try a.close()
         try v.unlink(in: .root, "a")
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        let b = try v.createAndOpen("b")
         try b.allocate(offset: 4096, length: 8192, keepSize: true)
         try v.unlink(in: .root, "b")
         try b.fsync()
@@ -237,14 +233,14 @@ struct VolumeCrashTests {
     func truncateUpZeroesTheOldEnd() throws {
         let rig = try VolumeRig()
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
+        let a = try v.createAndOpen("a")
         let data = pattern(16384, seed: 26)
         try a.write(data, at: 0)
         try a.fsync()
         try a.truncate(to: 16301)
         try a.truncate(to: 101_790)
         // b's fsync forces the log, and with it a's sizes: a itself is not fsync'd.
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        let b = try v.createAndOpen("b")
         try b.write(pattern(100, seed: 27), at: 0)
         try b.fsync()
         let w = try rig.crashAndMount()

@@ -10,6 +10,18 @@ import PageCache
 import Testing
 import Volume
 
+/// One ordering rule of docs/VOLUME.md as its test checks it.
+struct OrderingRule: Sendable, CustomTestStringConvertible {
+    let name: String
+    /// Runs the rule's setting with `bugs`; true when the rule was broken.
+    let broken: @Sendable (_ bugs: DeliberateBugs) throws -> Bool
+    /// The deliberate bug that must break the rule, and what its failure to do so means.
+    let canary: DeliberateBugs
+    let canaryComment: String
+
+    var testDescription: String { name }
+}
+
 @Suite("Volume: durability and the ordering rules")
 struct VolumeDurabilityTests {
     @Test("a file fsync'd survives a crash; what came after the fsync may not; fsck is clean")
@@ -73,16 +85,12 @@ struct VolumeDurabilityTests {
     /// Rule 1's setting: file `a`'s blocks were freed (its unlink committed), `b` reuses
     /// them and its fsync crashes at the flush after its checkpoint, keeping the log and
     /// losing `b`'s data. `b` must then read zeroes or its own data, never `a`'s.
-    func exposesStaleBlocks(bugs: DeliberateBugs) throws -> Bool {
+    static func exposesStaleBlocks(bugs: DeliberateBugs) throws -> Bool {
         let rig = try VolumeRig(bugs: bugs)
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
-        try a.write(pattern(16384, seed: 7), at: 0)
-        try a.fsync()
-        try a.close()
-        try v.unlink(in: .root, "a")
+        try v.writeDurablyThenUnlink("a", pattern(16384, seed: 7))
         try v.sync()
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        let b = try v.createAndOpen("b")
         try b.write(pattern(16384, seed: 8), at: 0)
         let logEnd = try DeviceLogStore.open(rig.device).metadataBlocks
         // Crash at the flush that would make the checkpoint durable; keep the log's blocks.
@@ -95,25 +103,15 @@ struct VolumeDurabilityTests {
         return zip(back, stale).contains { $0 != 0 && $0 == $1 } && back != pattern(16384, seed: 8)
     }
 
-    @Test("rule 1: data reaches the disk before the record that makes it readable")
-    func rule1() throws {
-        #expect(try !exposesStaleBlocks(bugs: []))
-        #expect(try exposesStaleBlocks(bugs: .commitBeforeData), "the canary: committing before the data must expose a's blocks")
-    }
-
     /// Rule 2's setting: `a` fsync'd; its unlink is logged but not committed when `b`
     /// allocates, writes and its fsync crashes after the data flush, before the checkpoint.
     /// After recovery `a` must still hold its data.
-    func reusesBeforeCommit(bugs: DeliberateBugs) throws -> Bool {
+    static func reusesBeforeCommit(bugs: DeliberateBugs) throws -> Bool {
         let rig = try VolumeRig(blocks: 2048, bugs: bugs)
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
         let data = pattern(64 * 4096, seed: 9)
-        try a.write(data, at: 0)
-        try a.fsync()
-        try a.close()
-        try v.unlink(in: .root, "a")
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        try v.writeDurablyThenUnlink("a", data)
+        let b = try v.createAndOpen("b")
         try b.write(pattern(64 * 4096, seed: 10), at: 0)
         rig.device.armCrash(atFlush: 2)
         #expect(throws: Errno.self) { try b.fsync() }
@@ -122,15 +120,9 @@ struct VolumeDurabilityTests {
         return back != data
     }
 
-    @Test("rule 2: freed blocks are not reused before the free commits")
-    func rule2() throws {
-        #expect(try !reusesBeforeCommit(bugs: []))
-        #expect(try reusesBeforeCommit(bugs: .reuseBeforeCommit), "the canary: reusing at once must overwrite a's data")
-    }
-
     /// Rule 3's setting: a snapshot is written (the log is small, so checkpoints soon do
     /// not fit) and the crash keeps the superblock write but loses the snapshot's blocks.
-    func snapshotLost(bugs: DeliberateBugs) throws -> Bool {
+    static func snapshotLost(bugs: DeliberateBugs) throws -> Bool {
         let rig = try VolumeRig(logBlocks: 16, bugs: bugs)
         let v = rig.volume
         _ = try v.mkdir(in: .root, "d", permissions: 0o755)
@@ -146,36 +138,48 @@ struct VolumeDurabilityTests {
         }
     }
 
-    @Test("rule 3: a snapshot is durable before the superblock names it")
-    func rule3() throws {
-        #expect(try !snapshotLost(bugs: []))
-        #expect(try snapshotLost(bugs: .superblockBeforeSnapshot), "the canary: naming it first must lose the snapshot")
-    }
-
     /// Whether fsync of `a` wrote `b`'s dirty data.
-    func fsyncWritesOthers(bugs: DeliberateBugs) throws -> Bool {
+    static func fsyncWritesOthers(bugs: DeliberateBugs) throws -> Bool {
         let rig = try VolumeRig(bugs: bugs)
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        let a = try v.createAndOpen("a")
+        let b = try v.createAndOpen("b")
         try b.write(pattern(8192, seed: 11), at: 0)
         try a.write(pattern(8192, seed: 12), at: 0)
         try a.fsync()
         return !b.file.mapping.hasTagged(.dirty)
     }
 
-    @Test("rule 4: fsync writes back only its own file")
-    func rule4() throws {
-        #expect(try !fsyncWritesOthers(bugs: []))
-        #expect(try fsyncWritesOthers(bugs: .fsyncWritesEverything), "the canary: ext3's fsync writes everything")
+    /// Rules 1–4 of docs/VOLUME.md, each with its setting (which tells whether the rule was
+    /// broken) and the deliberate bug that breaks it.
+    static let orderingRules = [
+        OrderingRule(
+            name: "rule 1: data reaches the disk before the record that makes it readable", broken: exposesStaleBlocks,
+            canary: .commitBeforeData,
+            canaryComment: "the canary: committing before the data must expose a's blocks"),
+        OrderingRule(
+            name: "rule 2: freed blocks are not reused before the free commits", broken: reusesBeforeCommit, canary: .reuseBeforeCommit,
+            canaryComment: "the canary: reusing at once must overwrite a's data"),
+        OrderingRule(
+            name: "rule 3: a snapshot is durable before the superblock names it", broken: snapshotLost, canary: .superblockBeforeSnapshot,
+            canaryComment: "the canary: naming it first must lose the snapshot"),
+        OrderingRule(
+            name: "rule 4: fsync writes back only its own file", broken: fsyncWritesOthers, canary: .fsyncWritesEverything,
+            canaryComment: "the canary: ext3's fsync writes everything"),
+    ]
+
+    @Test("rules 1–4: each rule holds, and its canary bug breaks it", arguments: orderingRules)
+    func rule(_ rule: OrderingRule) throws {
+        #expect(try !rule.broken([]))
+        #expect(try rule.broken(rule.canary), Comment(rawValue: rule.canaryComment))
     }
 
     /// Flushes taken by an fsync whose changes another fsync already made durable.
     func flushesOfSharedForce(bugs: DeliberateBugs) throws -> Int {
         let rig = try VolumeRig(bugs: bugs)
         let v = rig.volume
-        let a = try v.open(try v.create(in: .root, "a", permissions: 0o644).inode)
-        let b = try v.open(try v.create(in: .root, "b", permissions: 0o644).inode)
+        let a = try v.createAndOpen("a")
+        let b = try v.createAndOpen("b")
         try v.setAttributes(b.inode, .chmod(0o600))
         try a.fsync()
         let before = v.journal.stats.flushes

@@ -42,7 +42,7 @@ struct VolumeStaleTailTests {
     /// A new file `name` holding `bytes`, fsync'd: the fsync forces the log, so that what
     /// the other files logged is committed while their data is not written back.
     func newFile(_ v: Volume, _ name: String, _ bytes: [UInt8]) throws -> FileHandle {
-        let f = try v.open(try v.create(in: .root, name, permissions: 0o644).inode)
+        let f = try v.createAndOpen(name)
         try f.write(bytes, at: 0)
         try f.fsync()
         return f

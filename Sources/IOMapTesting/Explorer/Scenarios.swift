@@ -134,6 +134,28 @@ extension ExploreScenario {
         return (fileSystem.fs, fileSystem.createFile())
     }
 
+    /// The body of the actor that stores `stored` at `offset` through the file's mapping, its
+    /// outcome recorded as "mapper".
+    static func mapper(_ file: ExtentFile, _ stored: [UInt8], at offset: Int, _ results: Outcomes) -> @Sendable () -> Void {
+        {
+            results.record("mapper") { () throws(Errno) in
+                try file.mappedStore(stored, at: offset); return stored.count
+            }
+        }
+    }
+
+    /// The race of a write of `data` at `offset` whose buffer faults at `faultOffset` (the
+    /// "writer") with a store of `stored` at `storeOffset` through the mapping (the "mapper").
+    static func failingWriteVsStore(
+        _ file: ExtentFile, _ data: [UInt8], at offset: Int, faultOffset: Int, _ stored: [UInt8], at storeOffset: Int,
+        _ results: Outcomes
+    ) -> [@Sendable () -> Void] {
+        [
+            { results.record("writer") { () throws(Errno) in try file.write(data, at: offset, faultOffset: faultOffset) } },
+            mapper(file, stored, at: storeOffset, results),
+        ]
+    }
+
     /// Bytes that differ from their neighbours and from zero, so a lost or misplaced byte shows.
     static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
         (0..<count).map { i in UInt8(truncatingIfNeeded: i &* 7 &+ Int(seed)) | 1 }
@@ -146,15 +168,7 @@ extension ExploreScenario {
         let stored: [UInt8] = [0x4D, 0x41, 0x50, 0x50, 0x45, 0x44, 0x21, 0x21]
         let results = Outcomes()
         return ScenarioInstance(
-            bodies: [
-                { results.record("writer") { () throws(Errno) in try file.write(data, at: 0, faultOffset: 5096) } },
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 8256); return stored.count
-                    }
-                },
-                { file.writeback() },
-            ],
+            bodies: failingWriteVsStore(file, data, at: 0, faultOffset: 5096, stored, at: 8256, results) + [{ file.writeback() }],
             check: {
                 var expected = [UInt8](repeating: 0, count: 16384)
                 var findings: [ExploreFinding] = []
@@ -239,14 +253,7 @@ extension ExploreScenario {
         let stored: [UInt8] = [0x45, 0x4F, 0x46, 0x2D, 0x42, 0x4C, 0x4B, 0x21]
         let results = Outcomes()
         return ScenarioInstance(
-            bodies: [
-                { results.record("writer") { () throws(Errno) in try file.write(data, at: 5120, faultOffset: 0) } },
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 4096); return stored.count
-                    }
-                },
-            ],
+            bodies: failingWriteVsStore(file, data, at: 5120, faultOffset: 0, stored, at: 4096, results),
             check: {
                 var expected = head + [UInt8](repeating: 0, count: 2048)
                 var findings: [ExploreFinding] = []
@@ -276,11 +283,7 @@ extension ExploreScenario {
                         try file.truncate(to: 5000); return 0
                     }
                 },
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 1000); return stored.count
-                    }
-                },
+                mapper(file, stored, at: 1000, results),
             ],
             check: {
                 var expected = Array(data[0..<5000])
@@ -303,11 +306,7 @@ extension ExploreScenario {
         let results = Outcomes()
         return ScenarioInstance(
             bodies: [
-                {
-                    results.record("mapper") { () throws(Errno) in
-                        try file.mappedStore(stored, at: 4100); return stored.count
-                    }
-                },
+                mapper(file, stored, at: 4100, results),
                 {
                     results.record("puncher") { () throws(Errno) in
                         try file.punchHole(offset: 4096, length: 4096); return 0

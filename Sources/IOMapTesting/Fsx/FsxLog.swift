@@ -55,14 +55,7 @@ public struct FsxFault: Sendable, Equatable {
     public var value: Int
     /// Which query of this site at this offset during the op it answered (0 for the first):
     /// a write retrying at one offset asks again, and only the right answer may fail.
-    public var nth: Int
-
-    public init(site: FaultSite, offset: Int, value: Int, nth: Int = 0) {
-        self.site = site
-        self.offset = offset
-        self.value = value
-        self.nth = nth
-    }
+    public var nth = 0
 }
 
 /// What another actor does inside a write, at hook point H3.

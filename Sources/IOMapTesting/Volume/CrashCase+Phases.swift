@@ -146,13 +146,18 @@ extension CrashCase {
         }
     }
 
-    func mount(_ context: String) -> Bool {
+    func mount(_ context: String) -> Bool { mount(failure: "mount \(context) failed") }
+
+    /// Mounts the volume, formatting the device with `format` first when it is given; false,
+    /// with a violation that starts with `failure`, when either fails.
+    func mount(formatting format: FormatOptions? = nil, failure: String) -> Bool {
         do throws(VolumeError) {
+            if let format { try Volume.format(device: device, options: format) }
             volume = try Volume.mount(device: device, options: options)
             result.mounts += 1
             return true
         } catch {
-            violation("mount \(context) failed: \(error)")
+            violation("\(failure): \(error)")
             return false
         }
     }

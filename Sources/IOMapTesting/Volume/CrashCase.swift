@@ -177,15 +177,7 @@ public final class CrashCase {
         f.uuid = VolumeUUID(high: config.seed, low: 0x0C4A_5000)
         f.time = Timestamp(seconds: 1_700_000_000)
         log("format: \(Self.blocks) blocks of \(Self.blockSize), a \(f.logBlocks!)-block log, files \(generator.names)")
-        do throws(VolumeError) {
-            try Volume.format(device: device, options: f)
-            volume = try Volume.mount(device: device, options: options)
-            result.mounts += 1
-            return true
-        } catch {
-            violation("format and mount of a new volume failed: \(error)")
-            return false
-        }
+        return mount(formatting: f, failure: "format and mount of a new volume failed")
     }
 
     /// Moves the volume and its handles out of use, before a crash.

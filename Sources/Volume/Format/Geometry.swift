@@ -61,11 +61,6 @@ public struct LogRegion: Hashable, Sendable, CustomStringConvertible {
     public var start: Int
     public var length: Int
 
-    public init(start: Int, length: Int) {
-        self.start = start
-        self.length = length
-    }
-
     public var end: Int { start + length }
 
     /// The device address of log block `offset`, counted from the start and wrapping.
@@ -95,13 +90,6 @@ public struct VolumeGeometry: Hashable, Sendable {
     public var blockSize: Int
     public var blockCount: Int
     public var log: LogRegion
-
-    public init(uuid: VolumeUUID, blockSize: Int, blockCount: Int, log: LogRegion) {
-        self.uuid = uuid
-        self.blockSize = blockSize
-        self.blockCount = blockCount
-        self.log = log
-    }
 
     /// The smallest block size the format allows, and the largest.
     public static let minimumBlockSize = 512

@@ -26,9 +26,7 @@ extension SnapshotReader {
         state.inodes.reserveCapacity(min(n, st.r.remaining / SnapshotLayout.inodeEntrySize))
         var previous: UInt64 = 0
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let ino = try st.r.u64()
+            let (at, ino) = try st.nextEntry()
             let attributes = try st.r.attributes()
             try st.r.reserved(4)
             guard ino > previous else { throw st.r.malformed("inode \(ino) after inode \(previous): out of order or 0", at: at) }
@@ -51,9 +49,7 @@ extension SnapshotReader {
     private func readDirectories(_ n: Int, _ st: inout SectionStream, _ state: inout MetadataState) throws(FormatError) {
         var previous: UInt64 = 0
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let ino = try st.r.u64()
+            let (at, ino) = try st.nextEntry()
             let parent = InodeNumber(try st.r.u64())
             let nextCookie = try st.r.u64()
             let count = try st.r.u64()
@@ -79,9 +75,7 @@ extension SnapshotReader {
         var names = Set<FileName>()
         var previous = Directory.firstCookie - 1
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let cookie = try st.r.u64()
+            let (at, cookie) = try st.nextEntry()
             let target = InodeNumber(try st.r.u64())
             let t = try st.r.u8()
             guard let type = FileType(rawValue: t) else { throw st.r.malformed("entry type \(t) is no file type", at: at) }
@@ -99,9 +93,7 @@ extension SnapshotReader {
     private func readExtents(_ n: Int, _ st: inout SectionStream, _ state: inout MetadataState) throws(FormatError) {
         var previous: (ino: UInt64, end: Int64) = (0, 0)
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let ino = try st.r.u64()
+            let (at, ino) = try st.nextEntry()
             let e = try st.r.extent()
             guard ino >= previous.ino else { throw st.r.malformed("extent of inode \(ino) after inode \(previous.ino)", at: at) }
             try expect(InodeNumber(ino), .regular, in: state, st, at: at, "an extent")
@@ -119,9 +111,7 @@ extension SnapshotReader {
     private func readXattrs(_ n: Int, _ st: inout SectionStream, _ state: inout MetadataState) throws(FormatError) {
         var previous: (ino: UInt64, name: [UInt8]) = (0, [])
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let ino = try st.r.u64()
+            let (at, ino) = try st.nextEntry()
             let nameLength = try st.r.u32()
             let valueLength = try st.r.u32()
             let name = try st.r.raw(Int(nameLength))
@@ -138,9 +128,7 @@ extension SnapshotReader {
     private func readSymlinks(_ n: Int, _ st: inout SectionStream, _ state: inout MetadataState) throws(FormatError) {
         var previous: UInt64 = 0
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let ino = try st.r.u64()
+            let (at, ino) = try st.nextEntry()
             let target = try st.r.string()
             guard ino > previous else { throw st.r.malformed("symlink \(ino) after \(previous): out of order", at: at) }
             try expect(InodeNumber(ino), .symlink, in: state, st, at: at, "a symlink target")
@@ -153,9 +141,7 @@ extension SnapshotReader {
     private func readOrphans(_ n: Int, _ st: inout SectionStream, _ state: inout MetadataState) throws(FormatError) {
         var previous: UInt64 = 0
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let ino = try st.r.u64()
+            let (at, ino) = try st.nextEntry()
             guard ino > previous else { throw st.r.malformed("orphan \(ino) after \(previous): out of order", at: at) }
             try expect(InodeNumber(ino), nil, in: state, st, at: at, "an orphan entry")
             state.orphans.insert(InodeNumber(ino))
@@ -166,9 +152,7 @@ extension SnapshotReader {
     private func readIntents(_ n: Int, _ st: inout SectionStream, _ state: inout MetadataState) throws(FormatError) {
         var previous: UInt64? = nil
         for _ in 0..<n {
-            try st.entry()
-            let at = st.r.offset
-            let id = try st.r.u64()
+            let (at, id) = try st.nextEntry()
             let count = try st.r.u32()
             guard Int(count) <= st.r.remaining / extentSize else { throw st.r.malformed("intent \(id) claims \(count) extents", at: at) }
             var extents: [DiskExtent] = []

@@ -119,6 +119,15 @@ struct SectionStream {
         }
     }
 
+    /// Starts the next entry (see `entry`) and reads the key every section's entries lead
+    /// with (an inode number, a cookie or an intent id), with the offset the entry starts at
+    /// for the reader's messages.
+    mutating func nextEntry() throws(FormatError) -> (at: Int, key: UInt64) {
+        try entry()
+        let at = r.offset
+        return (at, try r.u64())
+    }
+
     /// Checks that the stream has been read to its end.
     mutating func finish(_ what: String) throws(FormatError) {
         guard r.isAtEnd else { throw r.malformed("\(r.remaining) bytes after the last \(what)") }

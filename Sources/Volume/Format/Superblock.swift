@@ -29,10 +29,6 @@ public struct FeatureFlags: Hashable, Sendable {
 public struct SnapshotLocation: Hashable, Sendable {
     public var root: Int
     public var sequence: UInt64
-    public init(root: Int, sequence: UInt64) {
-        self.root = root
-        self.sequence = sequence
-    }
 }
 
 /// A place in the log: a block offset from the log's start and the least sequence a
@@ -40,10 +36,6 @@ public struct SnapshotLocation: Hashable, Sendable {
 public struct LogPosition: Hashable, Sendable {
     public var offset: Int
     public var sequence: UInt64
-    public init(offset: Int, sequence: UInt64) {
-        self.offset = offset
-        self.sequence = sequence
-    }
 }
 
 /// The superblock's contents (docs/FORMAT.md "Superblock").

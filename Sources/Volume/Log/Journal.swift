@@ -145,8 +145,18 @@ public final class Journal: Sendable {
         o.stats.records += records.count
     }
 
-    /// A snapshot of the state (cheap: copy on write).
+    /// A snapshot of the state (cheap: copy on write), for a caller that keeps it: tests,
+    /// fsck, tools. The volume's own queries use `read`.
     public var state: MetadataState { open.withLock { $0.state } }
+
+    /// Runs query `body` on the state as it is now, under the metadata lock. A query that
+    /// copies the state out instead reads shared copy-on-write storage after the lock is
+    /// dropped, which is correct only by the runtime's reference counts, and Thread Sanitizer
+    /// (which does not see them) reports it as a race against the next transaction; it also
+    /// retains and releases every table of the state per call.
+    func read<T, E: Error>(_ body: (borrowing MetadataState) throws(E) -> T) throws(E) -> T {
+        try open.withLock { (o: inout Open) throws(E) -> T in try body(o.state) }
+    }
 
     public var stats: JournalStats { open.withLock { $0.stats } }
 

@@ -16,12 +16,6 @@ public struct LogAnchor: Hashable, Sendable {
     public var tail: LogPosition
     /// Set by a clean unmount: the log holds nothing past the snapshot.
     public var clean: Bool
-
-    public init(snapshot: SnapshotLocation, tail: LogPosition, clean: Bool) {
-        self.snapshot = snapshot
-        self.tail = tail
-        self.clean = clean
-    }
 }
 
 /// What reading a checkpoint at a log position found.

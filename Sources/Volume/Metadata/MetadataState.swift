@@ -69,12 +69,6 @@ public struct DirectoryEntry: Hashable, Sendable {
     public var type: FileType
     /// The entry's place in readdir order; unique in the directory and never reused.
     public var cookie: UInt64
-
-    public init(inode: InodeNumber, type: FileType, cookie: UInt64) {
-        self.inode = inode
-        self.type = type
-        self.cookie = cookie
-    }
 }
 
 /// A directory's entries, by name and in cookie order. Cookies 1 and 2 stand for "." and

@@ -62,12 +62,6 @@ public struct StatView: Hashable, Sendable {
     /// The blocks its recorded extents map (volume blocks, not 512-byte units).
     public var blocks: Int64
 
-    public init(inode: InodeNumber, attributes: InodeAttributes, blocks: Int64) {
-        self.inode = inode
-        self.attributes = attributes
-        self.blocks = blocks
-    }
-
     /// st_mode: type and permission bits.
     public var mode: UInt32 { attributes.mode }
 }
