@@ -37,8 +37,9 @@ public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
     /// leaf locks beneath (page-cache index, space counters, device, recorders) are not:
     /// their critical sections are single atomic steps, like the kernel's xa_lock and
     /// per-CPU counters, and nothing that could yield runs inside them.
-    /// The volume's locks are not: the explorer's scenarios run on the engine's, and a
-    /// volume's log force holds no engine lock inside, so it is one step.
+    /// The volume's locks are not: the explorer's scenarios run on the engine's alone. (A
+    /// volume's log force takes folio locks inside, writing back the blocks size raises
+    /// expose; a scenario on a volume would have to make the log-force lock a yield point.)
     @inlinable public var isInterleaved: Bool {
         switch self {
         case .inodeIO, .invalidate, .folio, .extentMap: return true

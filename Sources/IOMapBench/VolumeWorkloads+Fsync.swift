@@ -54,7 +54,8 @@ enum FsyncCase: Int, CaseIterable {
 }
 
 /// Flushes per fsync over the counted rounds. An fsync whose force found the log full wrote
-/// a snapshot instead of a checkpoint (a flush more: the snapshot's, then the superblock's);
+/// a snapshot instead of a checkpoint (two flushes more: the snapshot's, then one after each
+/// superblock copy);
 /// those are counted apart, so that the report says which fsyncs went over and why.
 final class FlushTally {
     var fsyncs = 0

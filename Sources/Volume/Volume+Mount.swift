@@ -24,10 +24,17 @@ extension Volume {
         // An unknown read-only-compatible feature allows reading only, and there is no
         // read-only mount: refuse before recovery writes anything (docs/FORMAT.md "Features").
         if let device = store as? DeviceLogStore {
-            let (sb, next) = device.superblock.withLock { ($0.current, $0.nextCopy) }
-            do throws(FormatError) { try sb.checkWritable(copy: 1 - next) } catch { throw .unsupported(error.description) }
+            let (sb, copy) = device.superblock.withLock { ($0.current, $0.copy) }
+            do throws(FormatError) { try sb.checkWritable(copy: copy) } catch { throw .unsupported(error.description) }
         }
         let recovered = try recoverLog(store)
+        // Both copies must name this superblock's place before anything reuses the place an
+        // older or damaged other copy names (docs/FORMAT.md "Two copies").
+        if let device = store as? DeviceLogStore {
+            do throws(Errno) { _ = try device.rewriteOtherCopy() } catch {
+                throw .io(error, "rewriting superblock \(device.superblock.withLock { 1 - $0.copy })")
+            }
+        }
         let used = try usedBlocks(
             of: recovered.state, snapshotBlocks: recovered.snapshotBlocks, metadataBlocks: store.metadataBlocks,
             deviceBlocks: device.blockCount)
@@ -188,7 +195,7 @@ extension Volume {
             replayStart: LogPosition(offset: 0, sequence: 1), cleanUnmount: true, created: time)
         do throws(Errno) {
             try zero(device, from: log.start, count: log.length)
-            let store = DeviceLogStore(device: device, superblock: sb, nextCopy: 0)
+            let store = DeviceLogStore(device: device, superblock: sb, copy: 0, other: .sameGeneration)
             try store.writeSnapshot(image, sequence: 0, at: blocks)
             try device.flush()
             try device.writeBlocks(0, sb.encode(copy: 0))

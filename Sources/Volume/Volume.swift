@@ -100,10 +100,12 @@ public final class Volume: Sendable {
     /// A volume dropped without unmount (after a crash, in tests and tools): its background
     /// force sees the weak reference gone and ends, and nobody will join it, so it is
     /// detached to free its resources. Not joined here: the last reference may be the
-    /// force thread's own, and a thread cannot join itself.
+    /// force thread's own, and a thread cannot join itself. It also lets go of the files its
+    /// journal holds for the next force: they hold the journal through their ExtentFS.
     deinit {
         stopping.store(true, ordering: .releasing)
         forcer.withLock { $0 }?.detach()
+        journal.dropExposedTails()
     }
 
     /// The metadata as it is now (a copy-on-write value).

@@ -57,15 +57,15 @@ struct FormatLogTests {
     func badRecords() {
         let r = LogRecord.setSize(InodeNumber(4), 12).encoded
         func error(_ bytes: [UInt8]) -> String? { formatError { () throws(FormatError) in try decodeLogRecord(bytes) }?.description }
-        #expect(error([99] + r.dropFirst()) == "log block 0: unknown log record type 99")
-        #expect(error(Array(r.dropLast())) == "log block 0: log record of 16 bytes overruns the checkpoint")
+        #expect(error([99] + r.dropFirst()) == "log block 0 (device block): unknown log record type 99")
+        #expect(error(Array(r.dropLast())) == "log block 0 (device block): log record of 16 bytes overruns the checkpoint")
         var longer = r
         longer[1] = 17
-        #expect(error(longer + [0]) == "log block 0: setSize record has 1 bytes left over")
-        #expect(error(r + [0]) == "log block 0: 1 bytes after the record")
+        #expect(error(longer + [0]) == "log block 0 (device block): setSize record has 1 bytes left over")
+        #expect(error(r + [0]) == "log block 0 (device block): 1 bytes after the record")
         var badName = LogRecord.removeEntry(directory: .root, name: FileName(unchecked: [0x61, 0x62])).encoded
         badName[5 + 8 + 1] = 0x2F
-        #expect(error(badName) == "log block 0: bad name: the name contains \"/\"")
+        #expect(error(badName) == "log block 0 (device block): bad name: the name contains \"/\"")
         var badFlag = LogRecord.createInode(
             InodeNumber(2), InodeAttributes(type: .regular, permissions: 0), parent: nil, symlinkTarget: nil
         ).encoded
@@ -121,13 +121,14 @@ struct FormatLogTests {
         let blocks = sample()
         #expect(blocks.count > 4)
         let zero = failure([[UInt8](repeating: 0, count: 512)])
-        #expect(zero?.category == .notACheckpoint && zero?.description == "log block 12: bad magic 0x00000000 (never written)")
+        #expect(
+            zero?.category == .notACheckpoint && zero?.description == "log block 12 (device block): bad magic 0x00000000 (never written)")
         let older = failure(blocks, atLeast: 10)
-        #expect(older?.category == .notACheckpoint && older?.description == "log block 12: sequence 9, expected 10 or later")
+        #expect(older?.category == .notACheckpoint && older?.description == "log block 12 (device block): sequence 9, expected 10 or later")
         let other = failure(blocks, geometry: formatGeometry(blockSize: 512, uuid: VolumeUUID(high: 5, low: 5)))
         #expect(other?.category == .notACheckpoint && other?.check == .otherVolume)
         let moved = failure(blocks, at: 11)
-        #expect(moved?.category == .notACheckpoint && moved?.description == "log block 13: wrong self address (says 12)")
+        #expect(moved?.category == .notACheckpoint && moved?.description == "log block 13 (device block): wrong self address (says 12)")
         let middle = failure(Array(blocks[1...]), at: 11)
         #expect(middle?.category == .notACheckpoint && middle?.check == .wrongOwner(12, expected: 13))
         #expect(failure([])?.category == .notACheckpoint)
@@ -139,13 +140,15 @@ struct FormatLogTests {
         let n = blocks.count
         let missing = failure(Array(blocks.dropLast()))
         #expect(missing?.category == .tornCheckpoint)
-        #expect(missing?.description == "log block \(12 + n - 1): truncated (0 of 512 bytes) (checkpoint 9 torn at block \(n - 1) of \(n))")
+        #expect(
+            missing?.description
+                == "log block \(12 + n - 1) (device block): truncated (0 of 512 bytes) (checkpoint 9 torn at block \(n - 1) of \(n))")
         var stale = blocks
         stale[2] = sample(sequence: 3, seed: 6)[2]
         let s = failure(stale)
         #expect(
             s?.category == .tornCheckpoint
-                && s?.description == "log block 14: sequence 3, expected 9 (checkpoint 9 torn at block 2 of \(n))")
+                && s?.description == "log block 14 (device block): sequence 3, expected 9 (checkpoint 9 torn at block 2 of \(n))")
         var unwritten = blocks
         unwritten[3] = [UInt8](repeating: 0, count: 512)
         #expect(failure(unwritten)?.category == .tornCheckpoint)
@@ -175,10 +178,10 @@ struct FormatLogTests {
         let g = formatGeometry(blockSize: 512)
         let garbage = CheckpointImage(payload: [200, 0, 0, 0, 0], recordCount: 1).blocks(sequence: 9, at: 10, geometry: g)
         let e = failure(garbage)
-        #expect(e?.category == .corrupt && e?.description == "log block 12: unknown log record type 200")
+        #expect(e?.category == .corrupt && e?.description == "log block 12 (device block): unknown log record type 200")
         let miscounted = CheckpointImage(payload: LogRecord.freeDone(intent: 1).encoded, recordCount: 2).blocks(
             sequence: 9, at: 10, geometry: g)
-        #expect(failure(miscounted)?.description == "log block 12: 1 records where the head counts 2")
+        #expect(failure(miscounted)?.description == "log block 12 (device block): 1 records where the head counts 2")
     }
 
     @Test("a flip of any byte of the head or a later block is caught; with the CRC check off most are not (canary)")
@@ -192,7 +195,9 @@ struct FormatLogTests {
                 var copy = blocks
                 copy[index] = copy[index].flipping(i, mask: 0x01)
                 let e = failure(copy)
-                #expect(e?.description.hasPrefix("log block \(address): ") == true, "block \(index) byte \(i): \(String(describing: e))")
+                #expect(
+                    e?.description.hasPrefix("log block \(address) (device block): ") == true,
+                    "block \(index) byte \(i): \(String(describing: e))")
                 #expect(e?.category == category, "block \(index) byte \(i)")
                 let quiet = formatError { () throws(FormatError) in
                     try decodeCheckpoint(copy, at: 10, geometry: g, sequenceAtLeast: 9, verifyCRC: false)

@@ -44,6 +44,11 @@ public enum BlockKind: UInt8, CaseIterable, Hashable, Sendable, CustomStringConv
         magicText.utf8.reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }
 
+    /// How a message names block `address` of this kind. A log block has two numbers, its
+    /// device block and its offset in the log (the log's start apart); every message names the
+    /// device block, and says so.
+    public func name(_ address: Int) -> String { self == .log ? "\(self) \(address) (device block)" : "\(self) \(address)" }
+
     public var description: String {
         switch self {
         case .superblock: return "superblock"

@@ -93,7 +93,7 @@ public struct FormatError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(kind) \(address): \(check)" + (context.map { " (\($0))" } ?? "")
+        "\(kind.name(address)): \(check)" + (context.map { " (\($0))" } ?? "")
     }
 
     /// The same failure, classed otherwise (the checkpoint reader's verdicts).

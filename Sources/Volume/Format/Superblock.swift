@@ -199,7 +199,8 @@ public struct SuperblockChoice: Sendable {
     public var copy: Int
     public var other: OtherCopy
 
-    /// The copy the next superblock write goes to: never the newest one.
+    /// The copy written next: a mount rewrites it from this one when it is older or damaged,
+    /// before anything can reuse the place it names.
     public var nextWriteCopy: Int { 1 - copy }
 }
 

@@ -73,6 +73,8 @@ public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport 
         return report
     }
     checks[index("S")].checked = 2
+    // One damaged copy mounts (the other is used), but it is damage all the same.
+    if let damaged = store.damagedSuperblock { checks[index("S")].errors.append(damaged.description) }
     checks[index("L")].checked = recovered.checkpoints
     checks[index("C")].checked = recovered.snapshotBlocks.reduce(0) { $0 + $1.count }
     report.replayedCheckpoints = recovered.checkpoints

@@ -3,9 +3,9 @@
 // and mkfs.xfs's layout (zeroed log, superblock copies).
 //
 // DeviceLogStore is the journal's store on a block device, in the layout of docs/FORMAT.md:
-// superblock copies at blocks 0 and 1 (written in turn, the older one each time), the log
-// region after them, snapshots in blocks the journal allocates. It holds the geometry the
-// superblock gave and which copy the next superblock write goes to.
+// superblock copies at blocks 0 and 1 (both written by every update, one after the other),
+// the log region after them, snapshots in blocks the journal allocates. It holds the
+// geometry the superblock gave, which copy it was read from, and what the other copy was.
 
 import ExtentFS
 import IOMapBase
@@ -14,13 +14,14 @@ import Synchronization
 public final class DeviceLogStore: LogStore {
     public let device: any BlockDevice
     public let geometry: VolumeGeometry
-    /// The superblock last written or read, and the copy the next write goes to.
-    let superblock: Mutex<(current: Superblock, nextCopy: Int)>
+    /// The superblock last written or read, the copy it was read from, and what the other
+    /// copy held then (`.sameGeneration` once both copies are this superblock).
+    let superblock: Mutex<(current: Superblock, copy: Int, other: SuperblockChoice.OtherCopy)>
 
-    init(device: any BlockDevice, superblock: Superblock, nextCopy: Int) {
+    init(device: any BlockDevice, superblock: Superblock, copy: Int, other: SuperblockChoice.OtherCopy) {
         self.device = device
         self.geometry = superblock.geometry
-        self.superblock = Mutex((superblock, nextCopy))
+        self.superblock = Mutex((superblock, copy, other))
     }
 
     public var logBlocks: Int { geometry.log.length }
@@ -49,7 +50,25 @@ public final class DeviceLogStore: LogStore {
                 "superblock \(choice.copy): the volume is \(g.blockCount) blocks of \(g.blockSize) bytes, "
                     + "the device \(device.blockCount) of \(device.blockSize)")
         }
-        return DeviceLogStore(device: device, superblock: choice.superblock, nextCopy: choice.nextWriteCopy)
+        return DeviceLogStore(device: device, superblock: choice.superblock, copy: choice.copy, other: choice.other)
+    }
+
+    public var damagedSuperblock: FormatError? {
+        if case .rejected(let error) = superblock.withLock({ $0.other }) { return error }
+        return nil
+    }
+
+    /// Makes the other copy the superblock read, when it is older (an update cut between
+    /// its two writes) or damaged, and flushes it: until then the other copy may name a
+    /// snapshot and a log tail whose blocks this superblock lets the volume reuse, and it
+    /// would be no fallback if this copy were damaged next. The copy rewritten, or nil.
+    func rewriteOtherCopy() throws(Errno) -> Int? {
+        let (sb, copy, other) = superblock.withLock { ($0.current, $0.copy, $0.other) }
+        if case .sameGeneration = other { return nil }
+        try device.writeBlocks(1 - copy, sb.encode(copy: 1 - copy))
+        try device.flush()
+        superblock.withLock { $0.other = .sameGeneration }
+        return 1 - copy
     }
 
     public func writeCheckpoint(_ image: CheckpointImage, sequence: UInt64, at offset: Int) throws(Errno) {
@@ -68,12 +87,12 @@ public final class DeviceLogStore: LogStore {
         } catch let error as FormatError {
             return Self.verdict(error)
         } catch let error as Errno {
-            return .failed(error, reason: "log block \(offset): read failed")
+            return .failed(error, reason: "\(logBlockName(offset)): read failed")
         } catch {
-            return .failed(.ioError, reason: "log block \(offset): \(error)")
+            return .failed(.ioError, reason: "\(logBlockName(offset)): \(error)")
         }
         guard head.sequence == sequence else {
-            return .end(reason: "log block \(offset): checkpoint \(head.sequence) where \(sequence) was expected")
+            return .end(reason: "\(logBlockName(offset)): checkpoint \(head.sequence) where \(sequence) was expected")
         }
         // The blocks after the head in one read up to the log's end and one from its start:
         // a mount reads every checkpoint of the log, and a read per block was a system call
@@ -88,7 +107,7 @@ public final class DeviceLogStore: LogStore {
             do throws(Errno) {
                 bytes = try device.readBlocks(geometry.log.start + at, count: n)
             } catch {
-                return .failed(error, reason: "log blocks \(offset + i) to \(offset + i + n - 1): read failed")
+                return .failed(error, reason: "\(logBlockName(offset + i)) and the \(n - 1) after it: read failed")
             }
             for k in 0..<n { blocks.append(Array(bytes[k * blockSize..<(k + 1) * blockSize])) }
             i += n
@@ -100,6 +119,8 @@ public final class DeviceLogStore: LogStore {
             return Self.verdict(error)
         }
     }
+
+    public func logBlockName(_ offset: Int) -> String { BlockKind.log.name(geometry.log.address(ofOffset: offset)) }
 
     public func findCheckpoint(sequenceAtLeast sequence: UInt64, from start: Int, count: Int) throws(Errno)
         -> (offset: Int, sequence: UInt64)?
@@ -146,19 +167,23 @@ public final class DeviceLogStore: LogStore {
         }
     }
 
-    public func writeSuperblock(_ anchor: LogAnchor) throws(Errno) {
-        let (bytes, copy) = superblock.withLock { s -> ([UInt8], Int) in
+    public func writeSuperblocks(_ anchor: LogAnchor, between flush: () throws(Errno) -> Void) throws(Errno) {
+        let sb = superblock.withLock { s -> Superblock in
             var sb = s.current
             sb.generation += 1
             sb.snapshot = anchor.snapshot
             sb.replayStart = anchor.tail
             sb.cleanUnmount = anchor.clean
-            let copy = s.nextCopy
             s.current = sb
-            s.nextCopy = 1 - copy
-            return (sb.encode(copy: copy), copy)
+            return sb
         }
-        try device.writeBlocks(copy, bytes)
+        try device.writeBlocks(0, sb.encode(copy: 0))
+        try flush()
+        try device.writeBlocks(1, sb.encode(copy: 1))
+        superblock.withLock {
+            $0.copy = 0
+            $0.other = .sameGeneration
+        }
     }
 
     public func flush() throws(Errno) { try device.flush() }

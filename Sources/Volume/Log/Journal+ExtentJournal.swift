@@ -49,7 +49,7 @@ extension Journal: ExtentJournal {
             // size first is never undone by a completion computed before it.
             let size = Int64(min(end, file.inode.size))
             guard let recorded = o.state[ino]?.attributes.size, size > recorded else { return }
-            Self.append([.setSize(ino, size)], to: &o)
+            Self.logSize(file, size, to: &o)
         }
     }
 
@@ -74,24 +74,27 @@ extension Journal: ExtentJournal {
     }
 
     public func sizeSet(_ file: ExtentFile, to size: Int) {
+        open.withLock { Self.logSize(file, Int64(size), to: &$0) }
+    }
+
+    /// Logs `file`'s size as `size`, the one way every size change is logged. A raise past
+    /// the recorded size exposes the rest of the block the recorded size ends in: the engine
+    /// zeroed that tail in the page cache, but the disk may still hold older bytes there (a
+    /// truncate's zeroing never written back, then lost in a crash). The block is noted for
+    /// the force that commits the raise, which writes it back before its flush (rule 1), as
+    /// xfs_setattr_size writes back from the on-disk size before it logs a new one; we do it
+    /// for every raise, an I/O completion's too (docs/DIFFERENCES-FROM-LINUX.md). The crash
+    /// soak found both: a truncate up, and a punch past the end whose writeback raised the
+    /// size, each with another file's fsync and a crash, showed the old bytes.
+    static func logSize(_ file: ExtentFile, _ size: Int64, to o: inout Open) {
         let ino = file.inodeNumber
-        // A size raised past the recorded one exposes the rest of the block the recorded
-        // size ends in. The engine zeroed that tail in the page cache, but the disk may still
-        // hold older bytes there (a truncate's zeroing never written back, an overwrite that
-        // reached the disk when its size did not): written back now, before the size is
-        // logged, it is on the disk before the force that commits the size (rule 1), as
-        // xfs_setattr_size writes back from the on-disk size before it logs a new one. The
-        // crash tests found it: a truncate up, a force, a crash, and the old bytes showed.
-        let recorded = Int(open.withLock { $0.state[ino]?.attributes.size } ?? 0)
-        let bs = file.geometry.blockSize
+        guard let recorded = o.state[ino]?.attributes.size, recorded != size else { return }
+        let bs = Int64(file.geometry.blockSize)
         if size > recorded && recorded % bs != 0 {
-            let block = recorded / bs * bs
-            file.writeback(ByteRange(block, block + bs))
+            let start = Int(recorded / bs * bs)
+            o.exposedTails.append(ExposedTail(file: file, range: ByteRange(start, start + Int(bs))))
         }
-        open.withLock { o in
-            guard o.state[ino]?.attributes.size != Int64(size) else { return }
-            Self.append([.setSize(ino, Int64(size))], to: &o)
-        }
+        append([.setSize(ino, size)], to: &o)
     }
 
     public var blocksHeld: Int {

@@ -39,6 +39,9 @@ public final class Journal: Sendable {
         /// (a conversion or a size raise, rule 1).
         var records: [LogRecord] = []
         var exposesData = false
+        /// The blocks whose bytes past an old recorded size the open checkpoint's size raises
+        /// expose (rule 1: written back before the checkpoint).
+        var exposedTails: [ExposedTail] = []
         /// Blocks freed by the open checkpoint's transactions, by free intent (rule 2).
         var busy: [(intent: UInt64, extents: [BlockExtent])] = []
         /// The sequence the open checkpoint will be written with.
@@ -71,6 +74,14 @@ public final class Journal: Sendable {
         /// log I/O error), and every later force fails, because what reached the disk is no
         /// longer known and writing on could put a newer checkpoint after a lost one.
         var shutDown: Errno?
+    }
+
+    /// A block of `file` that a size raise exposes past the recorded size it was raised
+    /// from. The file is held until the force that writes the block back (or the volume's
+    /// deinit, which breaks the cycle through the file's ExtentFS and its journal).
+    struct ExposedTail {
+        let file: ExtentFile
+        let range: ByteRange
     }
 
     let open: OrderedMutex<Open>
@@ -225,6 +236,7 @@ public final class Journal: Sendable {
     struct Sealed {
         var records: [LogRecord]
         var exposesData: Bool
+        var exposedTails: [ExposedTail]
         var busy: [(UInt64, [BlockExtent])]
         var sequence: UInt64
         /// The state as of this checkpoint, taken only for a snapshot.
@@ -245,6 +257,7 @@ public final class Journal: Sendable {
             try writeSnapshotLocked(&l, clean: false, sealed: sealed)
             return true
         }
+        writeBack(sealed.exposedTails)
         if sealed.exposesData && !bugs.contains(.commitBeforeData) { try flush() }
         try store.writeCheckpoint(image, sequence: sealed.sequence, at: l.head)
         l.used += n
@@ -266,16 +279,47 @@ public final class Journal: Sendable {
     func seal(_ o: inout Open, snapshot: Bool) -> Sealed? {
         guard !o.records.isEmpty || snapshot else { return nil }
         let sealed = Sealed(
-            records: o.records, exposesData: o.exposesData, busy: o.busy, sequence: o.sequence, state: snapshot ? o.state : nil)
+            records: o.records, exposesData: o.exposesData, exposedTails: o.exposedTails, busy: o.busy, sequence: o.sequence,
+            state: snapshot ? o.state : nil)
         // The next checkpoint is likely as long: room for it now, rather than growing the
         // array from nothing by doubling (each doubling moves every record) under the
         // metadata lock of the transactions that fill it.
         o.records = []
         o.records.reserveCapacity(sealed.records.count)
         o.exposesData = false
+        o.exposedTails = []
         o.busy = []
         o.sequence += 1
         return sealed
+    }
+
+    /// Writes back the blocks sealed size raises expose, and waits for any writeback of them
+    /// already in flight, so that the flush before the checkpoint (or the superblock) makes
+    /// their zeroes durable with it: a size raise exposes the rest of the block the old
+    /// recorded size ends in, whose zeroes (a truncate's, or an extension's zeroing of the
+    /// gap) may be only in the page cache while the disk holds older bytes. Whatever raised
+    /// the size (a truncate or fallocate, or an I/O completion after a ranged writeback,
+    /// punch or zero range wrote only blocks past that one), the block is written here, at
+    /// the force: the raise itself may be logged from a completion, inside a writeback pass
+    /// that holds a folio locked, where writing back could wait for that very folio. The
+    /// force holds no engine lock (folio locks rank below the log-force lock). A write error
+    /// is latched for the file's fsync, as any writeback's is; the force goes on.
+    func writeBack(_ tails: [ExposedTail]) {
+        for t in tails {
+            t.file.writeback(t.range)
+            for f in t.file.mapping.folios(overlapping: t.range) { f.waitWriteback() }
+        }
+    }
+
+    /// Lets go of the files the open checkpoint's exposed tails hold (a volume going away),
+    /// outside the metadata lock: the last reference to a file runs its deinit, which takes
+    /// the file's extent-map lock.
+    func dropExposedTails() {
+        let held = open.withLock { o in
+            defer { o.exposedTails = [] }
+            return o.exposedTails
+        }
+        withExtendedLifetime(held) {}
     }
 
     /// Gives the blocks of committed frees back to the allocator and logs that they are
@@ -293,22 +337,25 @@ public final class Journal: Sendable {
     /// Writes everything logged so far as a snapshot: it seals the open checkpoint with the
     /// state (after `earlier`, a checkpoint already sealed whose records the state holds),
     /// writes the snapshot to new blocks, flushes it and the data before the superblock that
-    /// names it (rules 1 and 3), then the superblock with the log's tail moved to the head, a
-    /// flush, and frees the previous snapshot's blocks.
+    /// names it (rules 1 and 3), then both superblock copies with the log's tail moved to the
+    /// head, a flush after each, and frees the previous snapshot's blocks.
     func writeSnapshotLocked(_ l: inout Log, clean: Bool, sealed earlier: Sealed? = nil) throws(Errno) {
         let sealed = open.withLock { o in seal(&o, snapshot: true)! }
         // No flush first for data a conversion exposes (rule 1): nothing names the snapshot
         // until the superblock does, and the flush before that write makes the data durable
-        // with the snapshot. So a snapshot costs two flushes, as an allocating fsync does.
+        // with the snapshot. Then both superblock copies, a flush after each, so that either
+        // copy alone, damaged or not, names a snapshot and log that are intact; the old ones'
+        // blocks are reused only after that. So a snapshot costs three flushes.
         let image = SnapshotImage(sealed.state!, blockSize: store.blockSize)
         let pieces = try space.allocate(image.blockCount, near: nil, fromReservation: false)
         let blocks = pieces.flatMap { $0.start..<$0.end }
         do throws(Errno) {
             try store.writeSnapshot(image, sequence: sealed.sequence, at: blocks)
+            writeBack((earlier?.exposedTails ?? []) + sealed.exposedTails)
             if !bugs.contains(.superblockBeforeSnapshot) { try flush() }
             let location = SnapshotLocation(root: blocks[0], sequence: sealed.sequence)
             let tail = LogPosition(offset: l.head, sequence: sealed.sequence + 1)
-            try store.writeSuperblock(LogAnchor(snapshot: location, tail: tail, clean: clean))
+            try store.writeSuperblocks(LogAnchor(snapshot: location, tail: tail, clean: clean)) { () throws(Errno) in try flush() }
             try flush()
             for e in l.snapshotBlocks { space.free(e) }
             l.snapshot = location

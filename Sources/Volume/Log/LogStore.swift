@@ -48,6 +48,9 @@ public protocol LogStore: AnyObject, Sendable {
     func writeCheckpoint(_ image: CheckpointImage, sequence: UInt64, at offset: Int) throws(Errno)
     /// Reads the checkpoint of `sequence` that would start at log offset `offset`.
     func readCheckpoint(sequence: UInt64, at offset: Int) -> CheckpointRead
+    /// How a message names the log block at `offset`: by its device block, as the format's
+    /// errors do ("log block 812 (device block)").
+    func logBlockName(_ offset: Int) -> String
     /// The first of the `count` log offsets from `start` on (wrapping at the log's end)
     /// holding the valid head of a checkpoint of sequence `sequence` or later, or nil (the
     /// check that the end recovery found is the log's real end).
@@ -55,8 +58,13 @@ public protocol LogStore: AnyObject, Sendable {
     /// Writes a snapshot of `sequence`, encoded in `image`, to `blocks`, the first being the
     /// root (not flushed).
     func writeSnapshot(_ image: SnapshotImage, sequence: UInt64, at blocks: [Int]) throws(Errno)
-    /// Writes the older superblock copy with `anchor` (not flushed).
-    func writeSuperblock(_ anchor: LogAnchor) throws(Errno)
+    /// Writes both superblock copies with `anchor` under one new generation: copy 0, then
+    /// `flush`, then copy 1 (not flushed). A torn write of either copy leaves the other whole
+    /// and naming a place that is still intact, since the caller reuses the place the old
+    /// superblock named only once both copies name the new one (durably: its flush after).
+    func writeSuperblocks(_ anchor: LogAnchor, between flush: () throws(Errno) -> Void) throws(Errno)
+    /// Why the copy not used was refused, when the other was (fsck's S check reports it).
+    var damagedSuperblock: FormatError? { get }
     /// A device cache flush: everything written before is durable after.
     func flush() throws(Errno)
     /// Both superblock copies read and checked: the newest valid one's anchor.

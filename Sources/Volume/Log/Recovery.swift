@@ -44,7 +44,7 @@ public func recoverLog(_ store: any LogStore) throws(VolumeError) -> RecoveredLo
             do throws(ApplyError) {
                 try r.state.apply(records)
             } catch {
-                throw .corrupt("log checkpoint \(seq) at log block \(at): \(error)")
+                throw .corrupt("log checkpoint \(seq) at \(store.logBlockName(at)): \(error)")
             }
             r.checkpoints += 1
             r.records += records.count
@@ -77,12 +77,12 @@ func checkedEnd(_ r: RecoveredLog, _ store: any LogStore) throws(VolumeError) ->
     do throws(Errno) {
         later = try store.findCheckpoint(sequenceAtLeast: r.nextSequence + 1, from: r.head, count: store.logBlocks - r.used)
     } catch {
-        throw .io(error, "scanning the log past its end at log block \(r.head)")
+        throw .io(error, "scanning the log past its end at \(store.logBlockName(r.head))")
     }
     if let later {
         throw .corrupt(
-            "log block \(r.head): checkpoint \(r.nextSequence) is damaged (\(r.end)), but checkpoint \(later.sequence) "
-                + "follows at log block \(later.offset): the log is damaged in the middle, not torn at its end")
+            "\(store.logBlockName(r.head)): checkpoint \(r.nextSequence) is damaged (\(r.end)), but checkpoint \(later.sequence) "
+                + "follows at \(store.logBlockName(later.offset)): the log is damaged in the middle, not torn at its end")
     }
     return r
 }
