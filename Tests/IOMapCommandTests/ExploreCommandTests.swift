@@ -80,6 +80,9 @@ struct ExploreCommandTests {
             (["--scenario", "eof-block", "--eof-rounding", "sideways"], "sideways"),
         ])
     func badUsage(arguments: [String], named: String) throws {
-        try expectUsageError(["explore"] + arguments, naming: named)
+        let r = try runIOMap(["explore"] + arguments)
+        #expect(r.status == 2, "exit \(r.status) for \(arguments)")
+        #expect(r.stderr.contains(named), "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
     }
 }

@@ -115,6 +115,9 @@ struct RaceCommandTests {
             (["--mapped-writers", "0", "--pwrite-writers", "0"], "writer"),
         ])
     func badUsage(arguments: [String], named: String) throws {
-        try expectUsageError(["race"] + arguments, naming: named)
+        let r = try runIOMap(["race"] + arguments)
+        #expect(r.status == 2, "exit \(r.status) for \(arguments)")
+        #expect(r.stderr.contains(named), "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
     }
 }
