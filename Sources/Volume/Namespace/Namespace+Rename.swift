@@ -24,6 +24,12 @@ public struct RenameFlags: OptionSet, Hashable, Sendable {
 struct RenameRequest {
     var oldDir: InodeNumber
     var newDir: InodeNumber
+    /// The directories' records as the lookups read them, kept for the checks and the
+    /// records after them: each read of a record out of the inode table is a copy of it (a
+    /// retain and a release of every table and array it holds), and a rename read each
+    /// directory three or four times.
+    var od: InodeRecord
+    var nd: InodeRecord
     var oldName: FileName
     var newName: FileName
     var moving: DirectoryEntry
@@ -62,7 +68,9 @@ extension MetadataState {
     ) throws(Errno) -> RenameRequest {
         try Self.checkRenameFlags(flags)
         let od = try searchableDirectory(oldDir, caller, for: oldName)
-        let nd = try searchableDirectory(newDir, caller, for: newName)
+        // Within one directory its first check stands for the second, unless the old name
+        // was "/", which needed no search permission where the new name does.
+        let nd = oldDir == newDir && !LastComponent.isRoot(oldName) ? od : try searchableDirectory(newDir, caller, for: newName)
         guard case .name(let oldBytes) = LastComponent(oldName) else { throw .resourceBusy }
         guard case .name(let newBytes) = LastComponent(newName) else {
             throw flags.contains(.noReplace) ? .fileExists : .resourceBusy
@@ -89,7 +97,7 @@ extension MetadataState {
             }
         }
         return RenameRequest(
-            oldDir: oldDir, newDir: newDir, oldName: on, newName: nn, moving: moving, target: target, exchange: exchange)
+            oldDir: oldDir, newDir: newDir, od: od, nd: nd, oldName: on, newName: nn, moving: moving, target: target, exchange: exchange)
     }
 
     /// renameat2's check of the flags, before any path walk: EINVAL for an unknown bit and
@@ -103,8 +111,8 @@ extension MetadataState {
     /// replacing) the new one, write permission on a directory whose ".." changes, and the
     /// link limit of a directory gaining a subdirectory.
     func checkRenamePermissions(_ r: RenameRequest, _ caller: Caller, _ limits: NamespaceLimits) throws(Errno) {
-        let od = inodes[r.oldDir]!
-        let nd = inodes[r.newDir]!
+        let od = r.od
+        let nd = r.nd
         try checkMayDelete(r.moving.inode, from: od, asDirectory: r.isDirectory, caller)
         if let t = r.target {
             try checkMayDelete(t.inode, from: nd, asDirectory: r.exchange ? r.targetIsDirectory : r.isDirectory, caller)
@@ -129,9 +137,9 @@ extension MetadataState {
         b.append(
             .rename(
                 fromDirectory: r.oldDir, from: r.oldName, toDirectory: r.newDir, to: r.newName, exchange: r.exchange,
-                cookie: inodes[r.newDir]!.directory!.nextCookie))
-        b.touchEntries(r.oldDir, now)
-        b.touchEntries(r.newDir, now)
+                cookie: r.nd.directory!.nextCookie))
+        b.touchEntries(r.oldDir, now, current: r.od.attributes)
+        b.touchEntries(r.newDir, now, current: r.nd.attributes)
         b.touchChange(r.moving.inode, now)
         let crosses = r.oldDir != r.newDir
         var gone: Unreferenced? = nil
