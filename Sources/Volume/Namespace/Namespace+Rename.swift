@@ -54,11 +54,11 @@ extension MetadataState {
     ) throws(Errno) -> NamespacePlan<Unreferenced?> {
         let r = try renameRequest(oldDir, oldName, newDir, newName, flags, caller)
         if r.moving.inode == r.target?.inode { return NamespacePlan(records: [], value: nil) }
-        try checkRenamePermissions(r, caller, limits)
+        let movingAttributes = try checkRenamePermissions(r, caller, limits)
         if !r.exchange, let t = r.target, t.type == .directory, !inodes[t.inode]!.directory!.isEmpty {
             throw .directoryNotEmpty
         }
-        return renameRecords(r, caller, isOpen)
+        return renameRecords(r, movingAttributes, caller, isOpen)
     }
 
     /// do_renameat2 up to vfs_rename: the flags, both directories, the odd names, the two
@@ -109,29 +109,34 @@ extension MetadataState {
 
     /// vfs_rename's checks: removing the old name, creating or removing (or, exchanging,
     /// replacing) the new one, write permission on a directory whose ".." changes, and the
-    /// link limit of a directory gaining a subdirectory.
-    func checkRenamePermissions(_ r: RenameRequest, _ caller: Caller, _ limits: NamespaceLimits) throws(Errno) {
+    /// link limit of a directory gaining a subdirectory. Returns the moved inode's attributes,
+    /// read once here for the checks and the records (each read copies its record).
+    func checkRenamePermissions(_ r: RenameRequest, _ caller: Caller, _ limits: NamespaceLimits) throws(Errno) -> InodeAttributes {
         let od = r.od
         let nd = r.nd
-        try checkMayDelete(r.moving.inode, from: od, asDirectory: r.isDirectory, caller)
+        let moving = inodes[r.moving.inode]!.attributes
+        try checkMayDelete(r.moving.inode, from: od, asDirectory: r.isDirectory, caller, attributes: moving)
         if let t = r.target {
             try checkMayDelete(t.inode, from: nd, asDirectory: r.exchange ? r.targetIsDirectory : r.isDirectory, caller)
         } else {
             try checkMayCreate(in: nd, caller)
         }
-        guard r.oldDir != r.newDir else { return }
-        if r.isDirectory && !inodes[r.moving.inode]!.attributes.permits(.write, to: caller) { throw .permissionDenied }
+        guard r.oldDir != r.newDir else { return moving }
+        if r.isDirectory && !moving.permits(.write, to: caller) { throw .permissionDenied }
         if r.exchange && r.targetIsDirectory && !inodes[r.target!.inode]!.attributes.permits(.write, to: caller) {
             throw .permissionDenied
         }
         if r.isDirectory && !r.targetIsDirectory && nd.attributes.nlink >= limits.maxLinks { throw .tooManyLinks }
         if r.exchange && !r.isDirectory && r.targetIsDirectory && od.attributes.nlink >= limits.maxLinks { throw .tooManyLinks }
+        return moving
     }
 
     /// The transaction: the rename record; both directories' mtime and ctime; the ctime of
     /// the moved inode and of the one replaced or swapped; link counts where a directory
     /// changes parent or a victim goes.
-    func renameRecords(_ r: RenameRequest, _ caller: Caller, _ isOpen: (InodeNumber) -> Bool) -> NamespacePlan<Unreferenced?> {
+    func renameRecords(
+        _ r: RenameRequest, _ moving: InodeAttributes, _ caller: Caller, _ isOpen: (InodeNumber) -> Bool
+    ) -> NamespacePlan<Unreferenced?> {
         var b = PlanBuilder(self)
         let now = caller.now
         b.append(
@@ -140,7 +145,7 @@ extension MetadataState {
                 cookie: r.nd.directory!.nextCookie))
         b.touchEntries(r.oldDir, now, current: r.od.attributes)
         b.touchEntries(r.newDir, now, current: r.nd.attributes)
-        b.touchChange(r.moving.inode, now)
+        b.touchChange(r.moving.inode, now, current: moving)
         let crosses = r.oldDir != r.newDir
         var gone: Unreferenced? = nil
         if r.exchange {

@@ -186,7 +186,9 @@ struct PlanBuilder {
     }
 
     /// An inode's metadata changed: its ctime.
-    mutating func touchChange(_ inode: InodeNumber, _ now: Timestamp) { update(inode) { $0.ctime = now } }
+    mutating func touchChange(_ inode: InodeNumber, _ now: Timestamp, current: InodeAttributes? = nil) {
+        update(inode, current: current) { $0.ctime = now }
+    }
 
     mutating func addLinks(_ inode: InodeNumber, _ delta: Int32) {
         update(inode) { $0.nlink = UInt32(Int64($0.nlink) + Int64(delta)) }
