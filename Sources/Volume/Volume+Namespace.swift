@@ -45,7 +45,15 @@ extension Volume {
 
     /// The inodes some handle holds open (taken before a plan runs: the plan runs under the
     /// metadata lock, which the inode table's lock may not be taken inside).
-    func openInodes() -> Set<InodeNumber> { inodes.withLock { t in Set(t.filter { $0.value.opens > 0 }.keys) } }
+    func openInodes() -> Set<InodeNumber> {
+        inodes.withLock { t in
+            // Gathered directly: filter would build a whole table first, on every rename and
+            // unlink.
+            var open = Set<InodeNumber>()
+            for (ino, entry) in t where entry.opens > 0 { open.insert(ino) }
+            return open
+        }
+    }
 
     /// The inodes with an in-memory file, open or not. A plan must orphan these rather than
     /// free them in its own transaction: the file may hold what the metadata does not show

@@ -23,12 +23,17 @@ public struct InodeNumber: RawRepresentable, Hashable, Comparable, Sendable, Cus
     /// The mix is a bijection whose every output bit depends on every input bit, so the
     /// low bits a table uses spread sequential numbers, and the seed (random per process
     /// and per table) keeps a crafted log from choosing colliding ones.
-    public func _rawHashValue(seed: Int) -> Int {
-        var x = rawValue ^ UInt64(UInt(bitPattern: seed))
-        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Int(truncatingIfNeeded: x ^ (x >> 31))
-    }
+    public func _rawHashValue(seed: Int) -> Int { seededMix(rawValue, seed: seed) }
+}
+
+/// splitmix64's finalizer over `value` and a hash table's seed: what the metadata's keys
+/// (inode numbers, names' digests) are hashed with.
+@inline(__always)
+func seededMix(_ value: UInt64, seed: Int) -> Int {
+    var x = value ^ UInt64(UInt(bitPattern: seed))
+    x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+    return Int(truncatingIfNeeded: x ^ (x >> 31))
 }
 
 /// What an inode is. The raw values are Linux's DT_* directory-entry types (dirent.h), which

@@ -144,6 +144,10 @@ extension MetadataState {
         _ fromDir: InodeNumber, _ from: FileName, _ toDir: InodeNumber, _ to: FileName, exchange: Bool, cookie: UInt64,
         _ fail: (String) -> ApplyError
     ) throws(ApplyError) {
+        if !exchange && fromDir == toDir && from != to {
+            try renameWithin(fromDir, from, to, cookie: cookie, fail)
+            return
+        }
         guard let moving = lookupEntry(from, in: fromDir)?.entry else { throw fail("no entry \(from) in \(fromDir)") }
         guard let (existing, next) = lookupEntry(to, in: toDir) else { throw fail("\(toDir) is not a directory") }
         if exchange {
@@ -165,6 +169,28 @@ extension MetadataState {
             }
         }
         if moving.type == .directory { changeRecordIfAny(moving.inode) { $0.directory?.parent = toDir } }
+    }
+
+    /// A rename within one directory, the usual one, through one access to the directory's
+    /// record in place: the general path reads the record out twice (two copies of it) and
+    /// hashes the old name once more to remove it. The checks and their messages are the
+    /// general path's, in its order, and nothing changes before they pass.
+    private mutating func renameWithin(
+        _ dir: InodeNumber, _ from: FileName, _ to: FileName, cookie: UInt64, _ fail: (String) -> ApplyError
+    ) throws(ApplyError) {
+        func noEntry() -> ApplyError { fail("no entry \(from) in \(dir)") }
+        let moving = try changeRecord(dir, missing: noEntry) { (rec: inout InodeRecord) throws(ApplyError) -> DirectoryEntry in
+            guard let (replaces, next) = rec.directory.map({ ($0[to] != nil, $0.nextCookie) }) else { throw noEntry() }
+            guard cookie >= next else {
+                throw rec.directory![from] == nil ? noEntry() : fail("cookie \(cookie) already used in \(dir)")
+            }
+            // Removing the old name is its lookup: nil, and nothing has changed.
+            guard let moving = rec.directory!.remove(from) else { throw noEntry() }
+            if replaces { rec.directory!.remove(to) }
+            rec.directory!.add(to, DirectoryEntry(inode: moving.inode, type: moving.type, cookie: cookie))
+            return moving
+        }
+        if moving.type == .directory { changeRecordIfAny(moving.inode) { $0.directory?.parent = dir } }
     }
 
     private mutating func mapExtent(_ ino: InodeNumber, _ e: DiskExtent, _ fail: (String) -> ApplyError) throws(ApplyError) {

@@ -26,23 +26,37 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible 
         if bytes.contains(0x2F) { throw .containsSlash }
         if bytes.contains(0) { throw .containsNUL }
         if bytes.count <= 2 && bytes.allSatisfy({ $0 == 0x2E }) { throw .dotOrDotDot }
-        self.bytes = bytes
+        self.init(unchecked: bytes)
     }
 
     public init(validating string: String) throws(NameError) { try self.init(validating: Array(string.utf8)) }
 
     /// A name known to be valid (decoded from a checked block, or a literal in a test).
-    public init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+    public init(unchecked bytes: [UInt8]) {
+        self.bytes = bytes
+        var h = Hasher()
+        bytes.withUnsafeBytes { h.combine(bytes: $0) }
+        digest = UInt64(UInt(bitPattern: h.finalize()))
+    }
+
+    /// The name's SipHash, keyed by the process's hashing seed (deterministic where
+    /// SWIFT_DETERMINISTIC_HASHING asks), taken once when the name is made. Every directory
+    /// lookup, insert and removal hashes names, and a removal rehashes the entries after it
+    /// in the table: a full hash of the bytes each time (the hasher set up, fed and
+    /// finalized) was a fifth of a rename's instructions. Names that collide here collide
+    /// in every table, but finding such a pair means breaking SipHash under a random key,
+    /// as before.
+    private let digest: UInt64
 
     public static func < (l: Self, r: Self) -> Bool { l.bytes.lexicographicallyPrecedes(r.bytes) }
-    public static func == (l: Self, r: Self) -> Bool { l.bytes == r.bytes }
+    /// The digests first: a table's probe compares the names it meets, and most differ there.
+    public static func == (l: Self, r: Self) -> Bool { l.digest == r.digest && l.bytes == r.bytes }
 
-    /// The bytes fed to the hasher as one buffer: the synthesized hash feeds an array's
-    /// elements one call each, and every directory lookup, insert and removal (a removal
-    /// rehashes the entries after it) hashes names.
-    public func hash(into hasher: inout Hasher) {
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
-    }
+    public func hash(into hasher: inout Hasher) { hasher.combine(digest) }
+
+    /// What hash tables hash a name with: the digest mixed with the table's seed, so that
+    /// each table still places names its own way.
+    public func _rawHashValue(seed: Int) -> Int { seededMix(digest, seed: seed) }
     public var description: String { String(decoding: bytes, as: UTF8.self) }
 }
 

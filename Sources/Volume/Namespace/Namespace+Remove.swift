@@ -73,8 +73,11 @@ extension MetadataState {
     /// permission on the directory; EPERM in a sticky directory unless the caller owns the
     /// victim or the directory, or is privileged; ENOTDIR or EISDIR when the victim's type is
     /// not the one asked for; EBUSY for the root; ENOENT in a removed directory.
-    func checkMayDelete(_ victim: InodeNumber, from d: InodeRecord, asDirectory: Bool, _ caller: Caller) throws(Errno) {
-        let v = inodes[victim]!.attributes
+    /// `attributes`, when the caller read them already, are the victim's.
+    func checkMayDelete(
+        _ victim: InodeNumber, from d: InodeRecord, asDirectory: Bool, _ caller: Caller, attributes: InodeAttributes? = nil
+    ) throws(Errno) {
+        let v = attributes ?? inodes[victim]!.attributes
         if !d.attributes.permits([.write, .execute], to: caller) { throw .permissionDenied }
         if Self.stickyForbids(directory: d.attributes, victim: v, caller) { throw .notPermitted }
         if asDirectory {

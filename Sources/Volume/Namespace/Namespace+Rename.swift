@@ -24,6 +24,12 @@ public struct RenameFlags: OptionSet, Hashable, Sendable {
 struct RenameRequest {
     var oldDir: InodeNumber
     var newDir: InodeNumber
+    /// The directories' records as the lookups read them, kept for the checks and the
+    /// records after them: each read of a record out of the inode table is a copy of it (a
+    /// retain and a release of every table and array it holds), and a rename read each
+    /// directory three or four times.
+    var od: InodeRecord
+    var nd: InodeRecord
     var oldName: FileName
     var newName: FileName
     var moving: DirectoryEntry
@@ -48,11 +54,11 @@ extension MetadataState {
     ) throws(Errno) -> NamespacePlan<Unreferenced?> {
         let r = try renameRequest(oldDir, oldName, newDir, newName, flags, caller)
         if r.moving.inode == r.target?.inode { return NamespacePlan(records: [], value: nil) }
-        try checkRenamePermissions(r, caller, limits)
+        let movingAttributes = try checkRenamePermissions(r, caller, limits)
         if !r.exchange, let t = r.target, t.type == .directory, !inodes[t.inode]!.directory!.isEmpty {
             throw .directoryNotEmpty
         }
-        return renameRecords(r, caller, isOpen)
+        return renameRecords(r, movingAttributes, caller, isOpen)
     }
 
     /// do_renameat2 up to vfs_rename: the flags, both directories, the odd names, the two
@@ -62,7 +68,9 @@ extension MetadataState {
     ) throws(Errno) -> RenameRequest {
         try Self.checkRenameFlags(flags)
         let od = try searchableDirectory(oldDir, caller, for: oldName)
-        let nd = try searchableDirectory(newDir, caller, for: newName)
+        // Within one directory its first check stands for the second, unless the old name
+        // was "/", which needed no search permission where the new name does.
+        let nd = oldDir == newDir && !LastComponent.isRoot(oldName) ? od : try searchableDirectory(newDir, caller, for: newName)
         guard case .name(let oldBytes) = LastComponent(oldName) else { throw .resourceBusy }
         guard case .name(let newBytes) = LastComponent(newName) else {
             throw flags.contains(.noReplace) ? .fileExists : .resourceBusy
@@ -89,7 +97,7 @@ extension MetadataState {
             }
         }
         return RenameRequest(
-            oldDir: oldDir, newDir: newDir, oldName: on, newName: nn, moving: moving, target: target, exchange: exchange)
+            oldDir: oldDir, newDir: newDir, od: od, nd: nd, oldName: on, newName: nn, moving: moving, target: target, exchange: exchange)
     }
 
     /// renameat2's check of the flags, before any path walk: EINVAL for an unknown bit and
@@ -101,38 +109,43 @@ extension MetadataState {
 
     /// vfs_rename's checks: removing the old name, creating or removing (or, exchanging,
     /// replacing) the new one, write permission on a directory whose ".." changes, and the
-    /// link limit of a directory gaining a subdirectory.
-    func checkRenamePermissions(_ r: RenameRequest, _ caller: Caller, _ limits: NamespaceLimits) throws(Errno) {
-        let od = inodes[r.oldDir]!
-        let nd = inodes[r.newDir]!
-        try checkMayDelete(r.moving.inode, from: od, asDirectory: r.isDirectory, caller)
+    /// link limit of a directory gaining a subdirectory. Returns the moved inode's attributes,
+    /// read once here for the checks and the records (each read copies its record).
+    func checkRenamePermissions(_ r: RenameRequest, _ caller: Caller, _ limits: NamespaceLimits) throws(Errno) -> InodeAttributes {
+        let od = r.od
+        let nd = r.nd
+        let moving = inodes[r.moving.inode]!.attributes
+        try checkMayDelete(r.moving.inode, from: od, asDirectory: r.isDirectory, caller, attributes: moving)
         if let t = r.target {
             try checkMayDelete(t.inode, from: nd, asDirectory: r.exchange ? r.targetIsDirectory : r.isDirectory, caller)
         } else {
             try checkMayCreate(in: nd, caller)
         }
-        guard r.oldDir != r.newDir else { return }
-        if r.isDirectory && !inodes[r.moving.inode]!.attributes.permits(.write, to: caller) { throw .permissionDenied }
+        guard r.oldDir != r.newDir else { return moving }
+        if r.isDirectory && !moving.permits(.write, to: caller) { throw .permissionDenied }
         if r.exchange && r.targetIsDirectory && !inodes[r.target!.inode]!.attributes.permits(.write, to: caller) {
             throw .permissionDenied
         }
         if r.isDirectory && !r.targetIsDirectory && nd.attributes.nlink >= limits.maxLinks { throw .tooManyLinks }
         if r.exchange && !r.isDirectory && r.targetIsDirectory && od.attributes.nlink >= limits.maxLinks { throw .tooManyLinks }
+        return moving
     }
 
     /// The transaction: the rename record; both directories' mtime and ctime; the ctime of
     /// the moved inode and of the one replaced or swapped; link counts where a directory
     /// changes parent or a victim goes.
-    func renameRecords(_ r: RenameRequest, _ caller: Caller, _ isOpen: (InodeNumber) -> Bool) -> NamespacePlan<Unreferenced?> {
+    func renameRecords(
+        _ r: RenameRequest, _ moving: InodeAttributes, _ caller: Caller, _ isOpen: (InodeNumber) -> Bool
+    ) -> NamespacePlan<Unreferenced?> {
         var b = PlanBuilder(self)
         let now = caller.now
         b.append(
             .rename(
                 fromDirectory: r.oldDir, from: r.oldName, toDirectory: r.newDir, to: r.newName, exchange: r.exchange,
-                cookie: inodes[r.newDir]!.directory!.nextCookie))
-        b.touchEntries(r.oldDir, now)
-        b.touchEntries(r.newDir, now)
-        b.touchChange(r.moving.inode, now)
+                cookie: r.nd.directory!.nextCookie))
+        b.touchEntries(r.oldDir, now, current: r.od.attributes)
+        b.touchEntries(r.newDir, now, current: r.nd.attributes)
+        b.touchChange(r.moving.inode, now, current: moving)
         let crosses = r.oldDir != r.newDir
         var gone: Unreferenced? = nil
         if r.exchange {

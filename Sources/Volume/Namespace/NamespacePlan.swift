@@ -165,26 +165,30 @@ struct PlanBuilder {
         if at == records.count { records.append(record) } else { records.insert(record, at: at) }
     }
 
-    mutating func update(_ inode: InodeNumber, _ change: (inout InodeAttributes) -> Void) {
+    /// `current`, when the caller has them, are `inode`'s attributes in the state: reading
+    /// them again out of the inode table would copy its whole record.
+    mutating func update(_ inode: InodeNumber, current: InodeAttributes? = nil, _ change: (inout InodeAttributes) -> Void) {
         if let i = working.firstIndex(where: { $0.inode == inode }) {
             change(&working[i].attributes)
         } else {
-            var a = state.inodes[inode]!.attributes
+            var a = current ?? state.inodes[inode]!.attributes
             change(&a)
             working.append((inode, a, false))
         }
     }
 
     /// A directory's entries changed: its mtime and ctime.
-    mutating func touchEntries(_ directory: InodeNumber, _ now: Timestamp) {
-        update(directory) {
+    mutating func touchEntries(_ directory: InodeNumber, _ now: Timestamp, current: InodeAttributes? = nil) {
+        update(directory, current: current) {
             $0.mtime = now
             $0.ctime = now
         }
     }
 
     /// An inode's metadata changed: its ctime.
-    mutating func touchChange(_ inode: InodeNumber, _ now: Timestamp) { update(inode) { $0.ctime = now } }
+    mutating func touchChange(_ inode: InodeNumber, _ now: Timestamp, current: InodeAttributes? = nil) {
+        update(inode, current: current) { $0.ctime = now }
+    }
 
     mutating func addLinks(_ inode: InodeNumber, _ delta: Int32) {
         update(inode) { $0.nlink = UInt32(Int64($0.nlink) + Int64(delta)) }
