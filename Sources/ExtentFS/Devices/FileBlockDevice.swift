@@ -27,7 +27,8 @@ func retryingInterrupts<T: BinaryInteger>(_ call: () -> T) throws(Errno) -> T {
 }
 
 /// A device backed by an image file, read and written with pread/pwrite; `flush()` is
-/// fsync. Reads past the end of a shorter file return zeroes, so an image may be sparse
+/// fdatasync: what it leaves out, the image file's timestamps, is nothing a device has, and
+/// the file's blocks (a sparse image's, allocated by a write) it does make durable. Reads past the end of a shorter file return zeroes, so an image may be sparse
 /// or truncated. Interrupted system calls are retried.
 ///
 /// Requests whose buffer, offset and length are all page-aligned (every whole-folio
@@ -154,5 +155,5 @@ public final class FileBlockDevice: BlockDevice {
         }
     }
 
-    public func flush() throws(Errno) { try retryingInterrupts { fsync(fd) } }
+    public func flush() throws(Errno) { try retryingInterrupts { fdatasync(fd) } }
 }

@@ -62,7 +62,6 @@ public final class Journal: Sendable {
 
     /// The log-force lock's contents: where the log is.
     struct Log {
-        var durable: UInt64
         var head: Int
         var tail: LogPosition
         /// Blocks in use from the tail to the head, counting blocks skipped at a wrap.
@@ -94,6 +93,12 @@ public final class Journal: Sendable {
     /// Flush tickets: how many flushes started, and the number of the last that finished.
     let flushesStarted = Atomic<UInt64>(0)
     let flushesDone = Atomic<UInt64>(0)
+    /// The sequence of the last durable checkpoint or snapshot, stored under the log-force
+    /// lock after its flush and read without it: a force that finds itself covered returns
+    /// without waiting for the lock (group commit).
+    let durable: Atomic<UInt64>
+    /// Where forces wait for the one writing (group commit).
+    let gate = ForceGate()
 
     /// A journal over `state`, recovered (or new) with the log as `anchor` says and the head
     /// at `head`, the next checkpoint getting `sequence`.
@@ -105,10 +110,11 @@ public final class Journal: Sendable {
         log = OrderedMutex(
             .logForce, "log-force lock",
             Log(
-                durable: sequence - 1, head: head, tail: anchor.tail, used: used, snapshot: anchor.snapshot,
+                head: head, tail: anchor.tail, used: used, snapshot: anchor.snapshot,
                 snapshotBlocks: snapshotBlocks, shutDown: nil))
         self.store = store
         self.bugs = bugs
+        durable = Atomic(sequence - 1)
     }
 
     func attach(_ space: SpaceManager) { spaceBox.withLock { $0 = space } }
@@ -200,13 +206,29 @@ public final class Journal: Sendable {
     /// written before that ticket was taken. A force that finds both done already returns at
     /// once (group commit: the force that did the work covered it).
     public func force(upTo sequence: UInt64?, dataTicket: UInt64? = nil) throws(Errno) {
-        try log.withLock { (l: inout Log) throws(Errno) in
-            if let e = l.shutDown { throw e }
-            do throws(Errno) { try forceLocked(&l, upTo: sequence, dataTicket: dataTicket) } catch {
-                l.shutDown = error
-                throw error
+        let alone = bugs.contains(.forceAlone)
+        while true {
+            if !alone && covered(sequence, dataTicket) {
+                open.withLock { $0.stats.sharedForces += 1 }
+                return
             }
+            guard gate.enter() else { continue }
+            defer { gate.leave() }
+            try log.withLock { (l: inout Log) throws(Errno) in
+                if let e = l.shutDown { throw e }
+                do throws(Errno) { try forceLocked(&l, upTo: sequence, dataTicket: dataTicket) } catch {
+                    l.shutDown = error
+                    throw error
+                }
+            }
+            return
         }
+    }
+
+    /// Whether checkpoint `sequence` and the data written before `dataTicket` are durable.
+    func covered(_ sequence: UInt64?, _ dataTicket: UInt64?) -> Bool {
+        (sequence.map { durable.load(ordering: .acquiring) >= $0 } ?? true)
+            && (dataTicket.map { flushesDone.load(ordering: .acquiring) > $0 } ?? true)
     }
 
     /// Whether the log was shut down by an I/O error (the volume takes no new metadata then).
@@ -214,9 +236,8 @@ public final class Journal: Sendable {
 
     func forceLocked(_ l: inout Log, upTo sequence: UInt64?, dataTicket: UInt64?) throws(Errno) {
         let alone = bugs.contains(.forceAlone)
-        let logDone = sequence.map { l.durable >= $0 } ?? true
         let dataDone = dataTicket.map { flushesDone.load(ordering: .acquiring) > $0 } ?? true
-        if logDone && dataDone && !alone {
+        if covered(sequence, dataTicket) && !alone {
             open.withLock { $0.stats.sharedForces += 1 }
             return
         }
@@ -268,7 +289,7 @@ public final class Journal: Sendable {
             $0.stats.checkpointBlocks += n
             $0.stats.checkpointBytes += image.payload.count
         }
-        l.durable = sealed.sequence
+        durable.store(sealed.sequence, ordering: .releasing)
         release(sealed.busy)
         return true
     }
@@ -367,7 +388,7 @@ public final class Journal: Sendable {
             throw error
         }
         open.withLock { $0.stats.snapshots += 1 }
-        l.durable = sealed.sequence
+        durable.store(sealed.sequence, ordering: .releasing)
         release((earlier?.busy ?? []) + sealed.busy)
     }
 
@@ -385,4 +406,40 @@ public final class Journal: Sendable {
 
     /// Where the log is: for tests and the tools.
     public var anchor: LogAnchor { log.withLock { LogAnchor(snapshot: $0.snapshot, tail: $0.tail, clean: false) } }
+}
+
+/// Group commit's gate, xlog_cil_force_seq's wait on the CIL's commit wait queue: one force
+/// writes at a time and the others sleep on a condition variable until it ends, all woken at
+/// once to see whether it covered them. Sleeping on the log-force lock instead, they woke one
+/// at a time, each after the one before had taken and dropped the lock: a chain of wake-ups
+/// per batch that took longer than the batch's own writes and flush (docs/VOLUME.md, "Speed").
+/// The gate is no lock of the hierarchy: nothing is taken while its mutex is held, and a
+/// force waits in it exactly where it would wait for the log-force lock.
+final class ForceGate: @unchecked Sendable {
+    // Guarded by: slot.
+    private let slot = WaitSlot()
+    private var busy = false
+    private var generation: UInt64 = 0
+
+    /// True when the caller is now the force that writes; false after waiting for the one
+    /// that was: the caller looks again at whether it covered it.
+    func enter() -> Bool {
+        slot.lock()
+        defer { slot.unlock() }
+        if !busy {
+            busy = true
+            return true
+        }
+        let seen = generation
+        while busy && generation == seen { slot.wait() }
+        return false
+    }
+
+    func leave() {
+        slot.lock()
+        busy = false
+        generation &+= 1
+        slot.broadcast()
+        slot.unlock()
+    }
 }
