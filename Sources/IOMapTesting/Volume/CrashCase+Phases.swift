@@ -88,50 +88,9 @@ extension CrashCase {
 
     /// Does `op` on the volume; the inode a create or mkdir made.
     func perform(_ op: CrashOp, _ m: CrashModel) throws(Errno) -> InodeNumber? {
-        let v = volume!
-        func place(_ path: String) -> (InodeNumber, String) {
-            let parts = path.split(separator: "/").map(String.init)
-            let dir = parts.dropLast().joined(separator: "/")
-            return (m.directoryInodes[dir] ?? .root, parts.last!)
-        }
-        switch op {
-        case .create(let p):
-            let (d, n) = place(p)
-            let ino = try v.create(in: d, n, permissions: 0o644).inode
-            handles[ino] = try v.open(ino)
-            return ino
-        case .mkdir(let p):
-            let (d, n) = place(p)
-            return try v.mkdir(in: d, n, permissions: 0o755)
-        case .write(let i, let o, let n, let s):
-            let wrote = try handle(i).write(crashData(stamp: s, offset: o, count: n), at: o)
-            if wrote != n { violation("\(op): wrote \(wrote) bytes") }
-        case .truncate(let i, let n): try handle(i).truncate(to: n)
-        case .allocate(let i, let o, let n, let keep): try handle(i).allocate(offset: o, length: n, keepSize: keep)
-        case .punch(let i, let o, let n): try handle(i).punchHole(offset: o, length: n)
-        case .fsync(let i): try handle(i).fsync()
-        case .fdatasync(let i): try handle(i).fdatasync()
-        case .close(let i): try handles.removeValue(forKey: i)?.close()
-        case .unlink(let p):
-            let (d, n) = place(p)
-            try v.unlink(in: d, n)
-        case .rename(let a, let b):
-            let (da, na) = place(a)
-            let (db, nb) = place(b)
-            try v.rename(from: da, na, to: db, nb)
-        case .link(let a, let b):
-            let (db, nb) = place(b)
-            try v.link(m.tree[a]!, in: db, nb)
-        case .sync: try v.sync()
-        }
-        return nil
-    }
-
-    func handle(_ ino: InodeNumber) throws(Errno) -> FileHandle {
-        if let h = handles[ino] { return h }
-        let h = try volume!.open(ino)
-        handles[ino] = h
-        return h
+        let done = try performCrashOp(op, on: volume!, handles: &handles, model: m)
+        if let wrote = done.shortWrite { violation("\(op): wrote \(wrote) bytes") }
+        return done.created
     }
 }
 
