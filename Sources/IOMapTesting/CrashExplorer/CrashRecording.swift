@@ -1,0 +1,143 @@
+// Counterpart: none in the kernel; dm-log-writes' log (every write with its bytes, every
+// flush, and marks the workload makes), taken in process while a crash workload runs on a
+// volume, with the oracle's model after every op, so that each crash state cut from the log
+// knows what the workload had been promised by then.
+
+import ExtentFS
+import IOMap
+import IOMapBase
+import Volume
+
+/// Where a workload's ops come from: the next op given the model so far, or nil at the end.
+public typealias CrashOpSource = (CrashModel, Int) -> CrashOp?
+
+/// A workload run once under a recording device.
+public struct CrashRecording: Sendable {
+    /// Every write, flush and mark from before the format on.
+    public var events: [DeviceEvent]
+    /// The index of the event after which the workload began (its fixture synced).
+    public var start: Int
+    /// The ops, in order, with the event indices of their beginning and end marks (nil
+    /// when the op failed: the recording stops there).
+    public var ops: [CrashOp]
+    public var begins: [Int]
+    public var ends: [Int]
+    /// models[k]: the oracle's model after k ops. cut[k]: after ops 0..<k and op k begun but
+    /// cut by the crash (it promises nothing).
+    public var models: [CrashModel]
+    public var cut: [CrashModel]
+    /// An op that failed in the live run (a failure of the volume), with its error.
+    public var failure: String?
+    /// The geometry and the poison of the recorded device.
+    public var blockSize: Int
+    public var blockCount: Int
+    public var fill: UInt8
+}
+
+/// How a recorded workload's volume is made.
+public struct CrashVolumeSetup: Sendable {
+    public var blockCount = 2048
+    public var blockSize = 4096
+    public var logBlocks = 24
+    public var bugs: DeliberateBugs = []
+    /// The seed of the volume's UUID.
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    /// Volume options for the live run and every mount of a crash state: no background force
+    /// (the recording must be the workload's), a clock that ticks at every read (each data op
+    /// logs its timestamps, as the model counts on).
+    func options() -> VolumeOptions {
+        var o = VolumeOptions()
+        o.bugs = bugs
+        o.backgroundForce = nil
+        let clock = TickingClock()
+        o.clock = { clock.tick() }
+        return o
+    }
+}
+
+/// Formats a volume on a poisoned, recording in-memory device, runs `fixture` (then sync),
+/// then the ops `next` gives, each between marks, and returns the recording.
+public func recordCrashWorkload(
+    _ setup: CrashVolumeSetup, fixture: (Volume) throws(Errno) -> Void = { _ in }, next: CrashOpSource
+) -> CrashRecording {
+    let image = BlockImage(blockSize: setup.blockSize, blockCount: setup.blockCount, fill: CrashCase.poison)
+    let device = ImageBlockDevice(image)
+    var recording = CrashRecording(
+        events: [], start: 0, ops: [], begins: [], ends: [], models: [], cut: [], failure: nil, blockSize: setup.blockSize,
+        blockCount: setup.blockCount, fill: CrashCase.poison)
+    var retired: [AnyObject] = []
+    defer { withExtendedLifetime(retired) {} }
+    let volume: Volume
+    var model: CrashModel
+    do throws(VolumeError) {
+        var f = FormatOptions()
+        f.logBlocks = setup.logBlocks
+        f.uuid = VolumeUUID(high: setup.seed, low: 0x0C4A_5E00)
+        f.time = Timestamp(seconds: 1_700_000_000)
+        try Volume.format(device: device, options: f)
+        volume = try Volume.mount(device: device, options: setup.options())
+        try volumeCall { () throws(Errno) in
+            try fixture(volume)
+            try volume.sync()
+        }
+        model = try volumeCall { () throws(Errno) in try CrashModel(volume: volume) }
+    } catch {
+        recording.failure = "setting up the volume failed: \(error)"
+        recording.events = device.events
+        return recording
+    }
+    retired.append(volume)
+    recording.start = device.eventCount
+    device.mark("workload")
+    recording.models.append(model)
+    var handles: [InodeNumber: FileHandle] = [:]
+    defer { retired.append(contentsOf: handles.values.map { $0 as AnyObject }) }
+    while let op = next(model, model.opCount) {
+        let k = model.opCount
+        recording.ops.append(op)
+        recording.begins.append(device.eventCount)
+        device.mark("begin \(k)")
+        let before = volume.journal.stats
+        let done: CrashOpDone
+        do throws(Errno) { done = try performCrashOp(op, on: volume, handles: &handles, model: model) } catch {
+            var cut = model
+            cut.recordInterrupted(op)
+            recording.cut.append(cut)
+            recording.failure = "op \(k) (\(op)) failed: \(error)"
+            break
+        }
+        recording.cut.append(cutModel(model, op, created: done.created))
+        if let wrote = done.shortWrite {
+            recording.failure = "op \(k) (\(op)) wrote \(wrote) bytes"
+            break
+        }
+        let after = volume.journal.stats
+        model.record(op, created: done.created, forced: after.checkpoints != before.checkpoints || after.snapshots != before.snapshots)
+        recording.ends.append(device.eventCount)
+        device.mark("end \(k)")
+        recording.models.append(model)
+    }
+    recording.events = device.events
+    return recording
+}
+
+/// The model for a crash in the middle of `op`: an op that makes something durable
+/// (fsync, fdatasync, sync) promises nothing until it returns; any other op may or may not
+/// have happened (its transaction is in memory at once, and on the disk only if a force that
+/// nothing in the op makes wrote it), so both trees are allowed.
+func cutModel(_ model: CrashModel, _ op: CrashOp, created: InodeNumber?) -> CrashModel {
+    var cut = model
+    switch op {
+    case .fsync, .fdatasync, .sync: cut.recordInterrupted(op)
+    default: cut.record(op, created: created, forced: false)
+    }
+    return cut
+}
+
+/// Runs `body`, turning an errno into a VolumeError for the setup's one catch.
+func volumeCall<T>(_ body: () throws(Errno) -> T) throws(VolumeError) -> T {
+    do throws(Errno) { return try body() } catch { throw .io(error, "the fixture") }
+}

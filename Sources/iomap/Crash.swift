@@ -1,0 +1,161 @@
+// `iomap crash`: every crash state of crash workloads on a volume, recovered, checked
+// against the model and replayable one by one (IOMapTesting/CrashExplorer).
+
+import ArgumentParser
+import ExtentFS
+import Foundation
+import IOMap
+import IOMapBase
+import IOMapTesting
+import Volume
+
+struct Crash: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record crash workloads on a volume and check every crash state they can leave.",
+        discussion: """
+            Each workload runs once on an in-memory volume whose device records every write and flush. Every state \
+            the disk could hold after a power cut is then built from the recording (at each flush, every subset of the \
+            writes after it, up to a sample, and torn writes), mounted, checked with fsck and against the model of what \
+            the workload was promised, and crashed again during its own recovery. Exit 0 when every state holds, 1 on a \
+            violation (each printed with the command that replays it), 2 for bad usage.
+            """)
+
+    @Option(help: "Workloads: \(CrashWorkloadKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var workload = CrashWorkloadKind.random
+    @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
+    @Option(help: "How many workloads.") var workloads = 100
+    @Option(help: "The fewest ops of a random workload.") var minOps = 3
+    @Option(help: "The most ops of a random workload.") var maxOps = 6
+    @Option(help: "States sampled from an epoch of more than 10 writes (those of fewer get every subset).") var states = 64
+    @Option(help: "Torn-write states per epoch.") var torn = 2
+    @Option(help: "Crash each state's recovery at every write it makes on every this many states (0: never).")
+    var recoveryEvery = 1
+    @Option(help: "Stop after this many seconds.") var seconds: Double?
+    @Option(help: "A deliberate bug the explorer must catch: \(CrashTooth.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var bug: [CrashTooth] = []
+    @Option(help: "Check one state only, as a violation's replay line names it: W.S or W.S.rI.") var replay: String?
+    @Option(help: "With --replay: write the state's device image to this file (to inspect with iomap fsck).") var image: String?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard workloads > 0 else { throw ValidationError("--workloads must be positive, got \(workloads)") }
+        guard minOps > 0, maxOps >= minOps, maxOps <= 10_000 else {
+            throw ValidationError("--min-ops and --max-ops must satisfy 1 <= min <= max <= 10000, got \(minOps) and \(maxOps)")
+        }
+        guard states >= 2 else { throw ValidationError("--states must be at least 2, got \(states)") }
+        guard torn >= 0 else { throw ValidationError("--torn must not be negative, got \(torn)") }
+        guard recoveryEvery >= 0 else { throw ValidationError("--recovery-every must not be negative, got \(recoveryEvery)") }
+        if let seconds, !(seconds > 0) { throw ValidationError("--seconds must be positive, got \(seconds)") }
+        if let replay, Self.parseReplay(replay) == nil {
+            throw ValidationError("--replay must be W.S or W.S.rI (numbers, as a violation's line prints them), got '\(replay)'")
+        }
+        if image != nil && replay == nil { throw ValidationError("--image needs --replay: it writes the replayed state's image") }
+    }
+
+    static func parseReplay(_ s: String) -> (workload: Int, state: Int, recovery: Int?)? {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2 || parts.count == 3, let w = Int(parts[0]), let st = Int(parts[1]), w >= 0, st >= 0 else { return nil }
+        if parts.count == 2 { return (w, st, nil) }
+        guard parts[2].hasPrefix("r"), let r = Int(parts[2].dropFirst()), r >= 0 else { return nil }
+        return (w, st, r)
+    }
+
+    func run() throws {
+        var config = CrashExploreConfig(seed: runSeed(seed))
+        config.workload = workload
+        config.workloads = workloads
+        config.minOps = minOps
+        config.maxOps = maxOps
+        config.states.samples = states
+        config.states.tornPerEpoch = torn
+        config.checks.recoveryEvery = recoveryEvery
+        config.seconds = seconds
+        config.bugs = bug.reduce(into: DeliberateBugs()) { $0.formUnion($1.bugs) }
+        if let replay { config.only = Self.parseReplay(replay) }
+        let stderr = FileHandle.standardError
+        stderr.write(Data("iomap crash: workload \(workload.rawValue), seed \(config.seed), \(config.only == nil ? "\(workloads) workloads" : "replaying state \(replay!)")\(bug.isEmpty ? "" : ", bugs \(bug.map(\.rawValue).joined(separator: ","))")\n".utf8))
+        var lastReport = ContinuousClock.now
+        var written = false
+        let result = runCrashExploration(
+            config,
+            progress: { r in
+                guard ContinuousClock.now - lastReport > .seconds(2) else { return }
+                lastReport = .now
+                stderr.write(Data("  \(r.workloads) workloads, \(r.statesChecked) states, \(r.violations.count) violations, \(Int(r.elapsedSeconds)) s\n".utf8))
+            },
+            inspect: { id, state in
+                guard let path = image, id == replay else { return }
+                do {
+                    try Self.writeImage(state, to: path)
+                    written = true
+                } catch {
+                    stderr.write(Data("iomap crash: cannot write the image \(path): \(error)\n".utf8))
+                }
+            })
+        if let path = image, written { stderr.write(Data("iomap crash: state \(replay!) written to \(path)\n".utf8)) }
+        let rate = result.elapsedSeconds > 0 ? Double(result.statesChecked) / result.elapsedSeconds : 0
+        let replayBase =
+            "iomap crash --workload \(workload.rawValue) --seed \(config.seed) --min-ops \(minOps) --max-ops \(maxOps) --states \(states) --torn \(torn) --recovery-every \(recoveryEvery)"
+            + bug.map { " --bug \($0.rawValue)" }.joined()
+        if json {
+            printJSON(
+                CrashJSON(
+                    seed: config.seed, workload: workload.rawValue, workloads: result.workloads, ops: result.ops,
+                    states_checked: result.statesChecked, subset_states: result.states, torn_states: result.tornStates,
+                    recovery_states: result.recoveryStates, states_per_second: rate, elapsed_s: result.elapsedSeconds,
+                    violations: result.violations.count, violations_by_class: result.violationsByClass,
+                    failed_runs: result.failedRuns,
+                    first_violation: result.violations.first.map { "\($0)" },
+                    replay: result.violations.first.map { "\(replayBase) --replay \($0.stateID)" }))
+        } else {
+            print(
+                "seed \(config.seed): \(result.workloads) workloads (\(result.ops) ops), \(result.statesChecked) crash states checked (\(result.states) subsets, \(result.tornStates) torn, \(result.recoveryStates) during recovery), \(String(format: "%.0f", rate)) states/s, \(String(format: "%.1f", result.elapsedSeconds)) s; violations: \(result.violations.isEmpty ? "none" : result.violationsByClass.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+            )
+        }
+        for f in result.failedRuns { stderr.write(Data("VIOLATION: the workload's live run failed: \(f)\n".utf8)) }
+        for v in result.violations.prefix(20) {
+            stderr.write(Data("VIOLATION: workload \(v.workload)\n  \(v)\n  replay: \(replayBase) --replay \(v.stateID)\n".utf8))
+        }
+        if result.violations.count > 20 { stderr.write(Data("  (\(result.violations.count - 20) more violations)\n".utf8)) }
+        if !result.violations.isEmpty || !result.failedRuns.isEmpty { throw ExitStatus.violation }
+    }
+
+    static func writeImage(_ state: BlockImage, to path: String) throws {
+        let device = try FileBlockDevice(path: path, blockSize: state.blockSize, blockCount: state.blockCount, create: true)
+        let fill = [UInt8](repeating: state.fill, count: state.blockSize)
+        for b in 0..<state.blockCount { try device.writeBlocks(b, state.blocks[b] ?? fill) }
+        try device.flush()
+    }
+}
+
+/// The deliberate bugs `iomap crash --bug` takes: the teeth the explorer must show.
+enum CrashTooth: String, CaseIterable, ExpressibleByArgument {
+    /// A conversion to written (or a size raise) committed before its data was flushed.
+    case commitBeforeData = "commit-before-data"
+    /// A freed extent handed out again before its free committed.
+    case reuseBeforeCommit = "reuse-before-commit"
+    /// The superblock naming a snapshot before the snapshot is durable.
+    case superblockBeforeSnapshot = "superblock-before-snapshot"
+
+    var bugs: DeliberateBugs {
+        switch self {
+        case .commitBeforeData: return .commitBeforeData
+        case .reuseBeforeCommit: return .reuseBeforeCommit
+        case .superblockBeforeSnapshot: return .superblockBeforeSnapshot
+        }
+    }
+}
+
+extension CrashWorkloadKind: ExpressibleByArgument {}
+
+struct CrashJSON: Encodable {
+    var seed: UInt64
+    var workload: String
+    var workloads, ops, states_checked, subset_states, torn_states, recovery_states: Int
+    var states_per_second, elapsed_s: Double
+    var violations: Int
+    var violations_by_class: [String: Int]
+    var failed_runs: [String]
+    @KeepNull var first_violation: String?
+    @KeepNull var replay: String?
+}
