@@ -33,6 +33,14 @@ struct Crash: ParsableCommand {
     @Option(help: "Stop after this many seconds.") var seconds: Double?
     @Option(help: "A deliberate bug the explorer must catch: \(CrashTooth.allCases.map(\.rawValue).joined(separator: ", ")).")
     var bug: [CrashTooth] = []
+    @Flag(help: "Stop at the first workload with a violation.") var first = false
+    @Option(
+        help: """
+            Faults beyond power loss to inject into each workload's final image, comma-separated: \
+            \(CrashFault.allCases.map(\.rawValue).joined(separator: ", ")), or all.
+            """)
+    var faults: String?
+    @Option(help: "Blocks of each kind each fault hits per workload.") var faultsPerKind = 2
     @Option(help: "Check one state only, as a violation's replay line names it: W.S or W.S.rI.") var replay: String?
     @Option(help: "With --replay: write the state's device image to this file (to inspect with iomap fsck).") var image: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -49,7 +57,22 @@ struct Crash: ParsableCommand {
         if let replay, Self.parseReplay(replay) == nil {
             throw ValidationError("--replay must be W.S or W.S.rI (numbers, as a violation's line prints them), got '\(replay)'")
         }
+        if let faults, Self.parseFaults(faults) == nil {
+            throw ValidationError(
+                "--faults must be a comma-separated list of \(CrashFault.allCases.map(\.rawValue).joined(separator: ", ")) or all, got '\(faults)'")
+        }
+        guard faultsPerKind > 0 else { throw ValidationError("--faults-per-kind must be positive, got \(faultsPerKind)") }
         if image != nil && replay == nil { throw ValidationError("--image needs --replay: it writes the replayed state's image") }
+    }
+
+    static func parseFaults(_ s: String) -> [CrashFault]? {
+        if s == "all" { return CrashFault.allCases }
+        var out: [CrashFault] = []
+        for part in s.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let f = CrashFault(rawValue: String(part)) else { return nil }
+            out.append(f)
+        }
+        return out.isEmpty ? nil : out
     }
 
     static func parseReplay(_ s: String) -> (workload: Int, state: Int, recovery: Int?)? {
@@ -70,6 +93,9 @@ struct Crash: ParsableCommand {
         config.states.tornPerEpoch = torn
         config.checks.recoveryEvery = recoveryEvery
         config.seconds = seconds
+        config.stopAtFirst = first
+        config.faults = faults.flatMap(Self.parseFaults) ?? []
+        config.faultsPerKind = faultsPerKind
         config.bugs = bug.reduce(into: DeliberateBugs()) { $0.formUnion($1.bugs) }
         if let replay { config.only = Self.parseReplay(replay) }
         let stderr = FileHandle.standardError
@@ -104,13 +130,21 @@ struct Crash: ParsableCommand {
                     states_checked: result.statesChecked, subset_states: result.states, torn_states: result.tornStates,
                     recovery_states: result.recoveryStates, states_per_second: rate, elapsed_s: result.elapsedSeconds,
                     violations: result.violations.count, violations_by_class: result.violationsByClass,
-                    failed_runs: result.failedRuns,
+                    failed_runs: result.failedRuns, faults: result.faults,
                     first_violation: result.violations.first.map { "\($0)" },
                     replay: result.violations.first.map { "\(replayBase) --replay \($0.stateID)" }))
         } else {
             print(
                 "seed \(config.seed): \(result.workloads) workloads (\(result.ops) ops), \(result.statesChecked) crash states checked (\(result.states) subsets, \(result.tornStates) torn, \(result.recoveryStates) during recovery), \(String(format: "%.0f", rate)) states/s, \(String(format: "%.1f", result.elapsedSeconds)) s; violations: \(result.violations.isEmpty ? "none" : result.violationsByClass.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
             )
+        }
+        if !json && !result.faults.isEmpty {
+            for (fault, row) in result.faults.sorted(by: { $0.key < $1.key }) {
+                let cells = row.sorted { $0.key < $1.key }.map { k, c in
+                    "\(k) \(c.injected): \(c.detected) detected, \(c.held) held\(c.silent > 0 ? ", \(c.silent) silent" : "")"
+                }
+                print("  \(fault): " + cells.joined(separator: "; "))
+            }
         }
         for f in result.failedRuns { stderr.write(Data("VIOLATION: the workload's live run failed: \(f)\n".utf8)) }
         for v in result.violations.prefix(20) {
@@ -156,6 +190,8 @@ struct CrashJSON: Encodable {
     var violations: Int
     var violations_by_class: [String: Int]
     var failed_runs: [String]
+    /// fault → block kind → {injected, detected, held, silent}.
+    var faults: FaultTable
     @KeepNull var first_violation: String?
     @KeepNull var replay: String?
 }

@@ -22,10 +22,19 @@ struct CrashCommandTests {
         #expect(r.stderr.contains("seed 5"), "the seed is printed: \(r.stderr)")
     }
 
-    @Test("the commit-before-data tooth exits 1, and its printed replay line exits 1 on that one state")
-    func toothAndReplay() throws {
-        let r = try runIOMap(["crash", "--seed", "7", "--workloads", "200", "--bug", "commit-before-data"])
-        #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
+    /// Each tooth with the workloads that catch it in seconds: short random workloads catch
+    /// rule 1; rule 2 needs a file's blocks freed and reused (longer workloads); rule 3 needs
+    /// a snapshot, so a full log (longer still).
+    @Test(
+        "each tooth exits 1, and its printed replay line exits 1 on that one state",
+        arguments: [
+            ["--bug", "commit-before-data", "--workloads", "200"],
+            ["--bug", "reuse-before-commit", "--workloads", "100", "--min-ops", "10", "--max-ops", "40"],
+            ["--bug", "superblock-before-snapshot", "--workloads", "40", "--min-ops", "60", "--max-ops", "120"],
+        ])
+    func toothAndReplay(_ tooth: [String]) throws {
+        let r = try runIOMap(["crash", "--seed", "7", "--first", "--recovery-every", "0"] + tooth)
+        #expect(r.status == 1, "\(tooth): \(r.stdout)\n\(r.stderr)")
         let line = try #require(r.stderr.split(separator: "\n").first { $0.contains("replay: iomap crash") }, "no replay line: \(r.stderr)")
         let args = line.split(separator: " ").drop { $0 != "iomap" }.dropFirst().map(String.init)
         let again = try runIOMap(args + ["--json"])

@@ -29,11 +29,22 @@ public struct CrashExploreConfig: Sendable {
     public var only: (workload: Int, state: Int, recovery: Int?)?
     /// Stop after this many seconds (nil: when the workloads are done).
     public var seconds: Double?
+    /// Stop at the first workload with a violation.
+    public var stopAtFirst = false
+    /// Faults beyond power loss injected into each workload's final image (CrashFaults.swift),
+    /// and how many blocks of each kind each hits.
+    public var faults: [CrashFault] = []
+    public var faultsPerKind = 2
 
     public init(seed: UInt64) { self.seed = seed }
 
-    /// The seed of workload `w`.
-    public func workloadSeed(_ w: Int) -> UInt64 { seed &+ UInt64(w) &* 0x9E37_79B9_7F4A_7C15 }
+    /// The seed of workload `w`: the mixed output of seed + w, not seed + w times SplitMix's
+    /// increment, which made workload w's generator workload 0's shifted by w draws (the
+    /// workloads were near copies of each other).
+    public func workloadSeed(_ w: Int) -> UInt64 {
+        var r = SeededRandom(seed: seed &+ UInt64(w))
+        return r.next()
+    }
 }
 
 /// A workload of the exploration: its recording and how it is named.
@@ -74,9 +85,17 @@ public func runCrashExploration(
             recording, workload: name, index: w, setup: crashSetup(config, index: w), states: config.states, checks: config.checks,
             seed: config.workloadSeed(w), only: config.only.map { ($0.state, $0.recovery) }, inspect: inspect)
         result.add(one)
+        if config.only == nil && !config.faults.isEmpty {
+            let f = exploreFaults(
+                recording, workload: name, index: w, setup: crashSetup(config, index: w), faults: config.faults,
+                perTarget: config.faultsPerKind, seed: config.workloadSeed(w))
+            merge(&result.faults, f.table)
+            result.violations += f.violations
+        }
         result.elapsedSeconds = (ContinuousClock.now - start).seconds
         progress?(result)
         if let limit = config.seconds, result.elapsedSeconds >= limit { break }
+        if config.stopAtFirst && (!result.violations.isEmpty || !result.failedRuns.isEmpty) { break }
     }
     result.elapsedSeconds = (ContinuousClock.now - start).seconds
     return result

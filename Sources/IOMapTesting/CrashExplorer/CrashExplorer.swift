@@ -49,6 +49,8 @@ public struct CrashExploreResult: Sendable {
     /// Workloads whose live run failed (a failure of the volume too).
     public var failedRuns: [String] = []
     public var elapsedSeconds = 0.0
+    /// Faults beyond power loss: fault → block kind → outcomes.
+    public var faults = FaultTable()
 
     public init() {}
 
@@ -69,6 +71,7 @@ public struct CrashExploreResult: Sendable {
         recoveryStates += other.recoveryStates
         violations += other.violations
         failedRuns += other.failedRuns
+        merge(&faults, other.faults)
     }
 }
 

@@ -44,6 +44,9 @@ public final class ImageBlockDevice: BlockDevice {
     struct State {
         var image: BlockImage
         var events: [DeviceEvent] = []
+        /// Blocks whose reads fail with EIO: latent sector errors.
+        var unreadable: Set<Int> = []
+        var readErrors = 0
     }
 
     public let blockSize: Int
@@ -59,6 +62,11 @@ public final class ImageBlockDevice: BlockDevice {
         state = Mutex(State(image: image))
     }
 
+    /// Makes reads of `blocks` fail with EIO from now on (latent sector errors).
+    public func failReads(_ blocks: Set<Int>) { state.withLock { $0.unreadable.formUnion(blocks) } }
+    /// How many reads failed so.
+    public var readErrors: Int { state.withLock { $0.readErrors } }
+
     /// The image as it is now.
     public var image: BlockImage { state.withLock { $0.image } }
     /// Every write and flush since the device was made.
@@ -68,6 +76,12 @@ public final class ImageBlockDevice: BlockDevice {
         try checkRequest(block: block, count: count, bufferCount: buffer.count)
         guard count > 0, let base = buffer.baseAddress else { return }
         let bs = blockSize
+        let failed = state.withLock { s -> Bool in
+            guard !s.unreadable.isEmpty, (block..<block + count).contains(where: s.unreadable.contains) else { return false }
+            s.readErrors += 1
+            return true
+        }
+        if failed { throw .ioError }
         state.withLock { s in
             for i in 0..<count {
                 let dst = base + i * bs

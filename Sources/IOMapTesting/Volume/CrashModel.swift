@@ -214,5 +214,15 @@ public func readTree(_ state: MetadataState) -> (tree: [String: InodeNumber], di
 public func readContents(_ volume: Volume, _ ino: InodeNumber) throws(Errno) -> [UInt8] {
     let h = try volume.open(ino)
     defer { try? h.close() }
-    return try h.read(count: h.size, at: 0)
+    // As cat reads: on until the size, since a read that meets an I/O error past its first
+    // byte returns what it read (as Linux's filemap_read does) and only the next one fails.
+    let size = h.size
+    var out: [UInt8] = []
+    out.reserveCapacity(size)
+    while out.count < size {
+        let chunk = try h.read(count: size - out.count, at: out.count)
+        if chunk.isEmpty { break }
+        out += chunk
+    }
+    return out
 }

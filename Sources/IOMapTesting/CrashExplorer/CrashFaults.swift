@@ -1,0 +1,186 @@
+// Counterpart: none in the kernel; the faults beyond power loss of dm-flakey and dm-dust
+// (drivers/md: corrupted, dropped and failing I/O) and of TigerBeetle's and FoundationDB's
+// storage simulators (misdirected, lost and torn writes, latent sector errors, bit rot),
+// injected into a recorded workload's final image, one fault per mount.
+//
+// For each fault kind and each kind of block (every metadata block kind, by its magic, and
+// data), a few of the blocks the workload wrote last are hit:
+// - lost: the block's last write never reached the disk (it holds what it held before);
+// - misdirected: that write landed on another block (1 to 16 blocks on) instead;
+// - torn: some of its 512-byte sectors new, the others old, although a flush said durable;
+// - bitflip: one bit of the block flipped;
+// - latent: reads of the block fail with EIO.
+// Then fsck, the mount and the oracle (CrashModel.check against the model at the end of
+// the workload). Each outcome is one of: detected (fsck names an error, the mount refuses,
+// or a read fails with EIO), held (nothing the workload was promised changed: the block
+// was not live, or the fault left it as it was), or silent (the volume mounted clean and
+// gave a wrong answer). Metadata is self-describing and checksummed (docs/FORMAT.md), so a
+// silent result on a metadata block is a violation. Data is not checksummed (as in XFS), so
+// a flipped, lost, torn or misdirected data block can only be counted, not caught; a latent
+// error on a data block must come back as EIO.
+
+import ExtentFS
+import IOMapBase
+import Volume
+
+/// A fault beyond power loss.
+public enum CrashFault: String, CaseIterable, Sendable {
+    case misdirected, lost, torn, latent, bitflip
+}
+
+/// How a fault kind fared on one kind of block.
+public struct FaultCell: Sendable, Equatable, Codable {
+    public var injected = 0
+    public var detected = 0
+    public var held = 0
+    public var silent = 0
+    public init() {}
+
+    mutating func add(_ o: FaultCell) {
+        injected += o.injected
+        detected += o.detected
+        held += o.held
+        silent += o.silent
+    }
+}
+
+/// fault → block kind ("data" or a metadata kind's name) → outcomes.
+public typealias FaultTable = [String: [String: FaultCell]]
+
+func merge(_ a: inout FaultTable, _ b: FaultTable) {
+    for (f, row) in b { for (k, c) in row { a[f, default: [:]][k, default: FaultCell()].add(c) } }
+}
+
+extension CrashRecording {
+    /// The kind of block `b` of a write's bytes: its magic's, or nil (data).
+    static func kind(_ bytes: [UInt8], block b: Int, blockSize: Int) -> BlockKind? {
+        let i = b * blockSize
+        let word = UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24
+        return BlockKind.allCases.first { $0.magic == word }
+    }
+
+    /// Per block, its last written bytes and what it held before that write.
+    func lastWrites() -> [Int: (last: [UInt8], before: [UInt8])] {
+        var out: [Int: (last: [UInt8], before: [UInt8])] = [:]
+        let fillBlock = [UInt8](repeating: fill, count: blockSize)
+        for e in events {
+            guard case .write(let block, let bytes) = e else { continue }
+            for i in 0..<bytes.count / blockSize {
+                let b = Array(bytes[i * blockSize..<(i + 1) * blockSize])
+                out[block + i] = (b, out[block + i]?.last ?? fillBlock)
+            }
+        }
+        return out
+    }
+}
+
+/// Injects `faults` into the final image of `recording`, `perTarget` blocks of each kind per
+/// fault kind, and checks each; returns the table and the violations (silent metadata faults,
+/// data read errors that did not come back as EIO).
+func exploreFaults(
+    _ recording: CrashRecording, workload: String, index: Int, setup: CrashVolumeSetup, faults: [CrashFault], perTarget: Int,
+    seed: UInt64
+) -> (table: FaultTable, violations: [CrashViolation]) {
+    var table = FaultTable()
+    var violations: [CrashViolation] = []
+    guard !faults.isEmpty, recording.failure == nil else { return (table, violations) }
+    var random = SeededRandom(seed: seed ^ 0xFA17_0000_0000_0000)
+    let epochs = recording.epochs
+    let last = epochs.count - 1
+    let final = recording.image(.subset(epoch: last, kept: Array(epochs[last].writes.indices)), durable: recording.durableImages()[last])
+    let model = recording.model(atCrash: recording.events.count).model
+    let writes = recording.lastWrites()
+    var byKind: [String: [Int]] = [:]
+    for (block, w) in writes {
+        let name = CrashRecording.kind(w.last, block: 0, blockSize: recording.blockSize).map { "\($0)" } ?? "data"
+        byKind[name, default: []].append(block)
+    }
+    let checker = CrashStateChecker(setup: setup)
+    var n = 0
+    for fault in faults {
+        for (kind, blocks) in byKind.sorted(by: { $0.key < $1.key }) {
+            let sorted = blocks.sorted()
+            for _ in 0..<min(perTarget, sorted.count) {
+                let b = sorted[Int(random.next() % UInt64(sorted.count))]
+                let w = writes[b]!
+                var image = final
+                var unreadable: Set<Int> = []
+                var what = "\(fault) on \(kind) block \(b)"
+                switch fault {
+                case .lost: image.write(block: b, bytes: w.before)
+                case .misdirected:
+                    let to = (b + 1 + Int(random.next() % 16)) % recording.blockCount
+                    image.write(block: b, bytes: w.before)
+                    image.write(block: to, bytes: w.last)
+                    what += " (landed on block \(to))"
+                case .torn:
+                    let sectors = recording.blockSize / 512
+                    let mask = 1 + random.next() % ((1 << UInt64(sectors)) - 2)
+                    var block = w.before
+                    for s in 0..<sectors where mask >> UInt64(s) & 1 == 1 {
+                        block.replaceSubrange(s * 512..<(s + 1) * 512, with: w.last[s * 512..<(s + 1) * 512])
+                    }
+                    image.write(block: b, bytes: block)
+                    what += " (sectors 0x\(String(mask, radix: 16)) new)"
+                case .bitflip:
+                    var block = image.block(b)
+                    let bit = Int(random.next() % UInt64(recording.blockSize * 8))
+                    block[bit / 8] ^= 1 << UInt8(bit % 8)
+                    image.write(block: b, bytes: block)
+                    what += " (bit \(bit))"
+                case .latent: unreadable = [b]
+                }
+                var cell = FaultCell()
+                cell.injected = 1
+                let outcome = checker.checkFault(image, model, unreadable: unreadable)
+                switch outcome {
+                case .detected: cell.detected = 1
+                case .held: cell.held = 1
+                case .silent(let detail):
+                    cell.silent = 1
+                    // Data carries no checksum: only a read error must be caught there.
+                    if kind != "data" || fault == .latent {
+                        violations.append(
+                            CrashViolation(
+                                workload: workload, stateID: "\(index).f\(n)", state: what, check: "fault",
+                                detail: "not detected: \(detail)"))
+                    }
+                }
+                table[fault.rawValue, default: [:]][kind, default: FaultCell()].add(cell)
+                n += 1
+            }
+        }
+    }
+    return (table, violations)
+}
+
+extension CrashStateChecker {
+    enum FaultOutcome {
+        case detected(String)
+        case held
+        case silent(String)
+    }
+
+    /// fsck, mount and oracle on a faulty image: detected when any of them reports the damage
+    /// (an fsck error, a refused mount, an EIO), held when all pass, silent when the volume
+    /// mounts clean and answers wrong.
+    func checkFault(_ image: BlockImage, _ model: CrashModel, unreadable: Set<Int>) -> FaultOutcome {
+        var retired: [AnyObject] = []
+        defer { withExtendedLifetime(retired) {} }
+        let device = ImageBlockDevice(image)
+        device.failReads(unreadable)
+        var out = Outcome()
+        fsck(device, "of the damaged image", &out)
+        if let first = out.violations.first { return .detected(first.1) }
+        let volume: Volume
+        do throws(VolumeError) { volume = try Volume.mount(device: device, options: setup.options()) } catch {
+            return .detected("mount: \(error)")
+        }
+        retired.append(volume)
+        fsck(device, "after the mount", &out)
+        if let first = out.violations.first { return .detected(first.1) }
+        let found = model.check(volume).violations
+        if let eio = found.first(where: { $0.contains("reading it failed") && $0.contains("\(Errno.ioError)") }) { return .detected(eio) }
+        return found.isEmpty ? .held : .silent(found[0])
+    }
+}
