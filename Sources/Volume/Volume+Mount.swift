@@ -15,9 +15,8 @@ import Synchronization
 
 extension Volume {
     /// Mounts the volume `store` reads from `device`: recovers the log, finishes what the
-    /// crash left open (free intents, orphans), and, when the log had anything to replay,
-    /// writes a snapshot at once, so that no new checkpoint is ever written over a torn one
-    /// with the same sequence.
+    /// crash left open (free intents, orphans), and writes a snapshot at once, so that no new
+    /// checkpoint is ever written over a torn one with the same sequence.
     public static func mount(device: any BlockDevice, store: any LogStore, options: VolumeOptions = VolumeOptions()) throws(VolumeError)
         -> Volume
     {
@@ -50,10 +49,14 @@ extension Volume {
         journal.attach(fs.space)
         let volume = Volume(device: device, journal: journal, fs: fs, options: options)
         do throws(Errno) {
-            let finished = try volume.finishRecovery()
-            if recovered.checkpoints > 0 || finished || !recovered.end.isEmpty && recovered.end.hasPrefix("torn") {
-                try journal.writeSnapshotNow(clean: false)
-            }
+            _ = try volume.finishRecovery()
+            // Always, so that no checkpoint sequence is ever written twice at one log place:
+            // whatever of the checkpoint the log's end expected reached the disk (a torn head,
+            // some of its blocks), the next checkpoint gets a sequence of its own. A torn
+            // write over blocks of an earlier write with the same sequence would leave every
+            // sector stamped alike and fail its CRC, which recovery must take for damage
+            // (wholeButDamagedLogBlock), not for a torn tail.
+            try journal.writeSnapshotNow(clean: false)
         } catch {
             throw .io(error, "finishing recovery")
         }

@@ -141,7 +141,7 @@ struct Crash: ParsableCommand {
         if !json && !result.faults.isEmpty {
             for (fault, row) in result.faults.sorted(by: { $0.key < $1.key }) {
                 let cells = row.sorted { $0.key < $1.key }.map { k, c in
-                    "\(k) \(c.injected): \(c.detected) detected, \(c.held) held\(c.silent > 0 ? ", \(c.silent) silent" : "")"
+                    "\(k) \(c.injected): \(c.detected) detected, \(c.held) held\(c.rolledBack > 0 ? ", \(c.rolledBack) rolled back" : "")\(c.silent > 0 ? ", \(c.silent) silent" : "")"
                 }
                 print("  \(fault): " + cells.joined(separator: "; "))
             }
@@ -190,7 +190,7 @@ struct CrashJSON: Encodable {
     var violations: Int
     var violations_by_class: [String: Int]
     var failed_runs: [String]
-    /// fault → block kind → {injected, detected, held, silent}.
+    /// fault → block kind → {injected, detected, held, rolled_back, silent}.
     var faults: FaultTable
     @KeepNull var first_violation: String?
     @KeepNull var replay: String?

@@ -84,8 +84,11 @@ struct FormatSuperblockTests {
         #expect(w?.description == "superblock 0: unknown read-only-compatible feature 0x8 (read-only)")
         #expect(formatError { () throws(FormatError) in try superblock().checkWritable() } == nil)
         sb = superblock()
-        sb.version = 2
-        #expect(formatError { () throws(FormatError) in try decodeSuperblock(sb.encode(copy: 0), at: 0) }?.check == .unsupportedVersion(2))
+        // A later version, and version 1 (before the log's sector stamps), are refused.
+        for version in [formatVersion + 1, 1] {
+            sb.version = version
+            #expect(formatError { () throws(FormatError) in try decodeSuperblock(sb.encode(copy: 0), at: 0) }?.check == .unsupportedVersion(version))
+        }
     }
 
     @Test("a flip of any byte is caught and named; with the CRC check off most are not (canary)")

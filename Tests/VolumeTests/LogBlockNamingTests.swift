@@ -34,11 +34,19 @@ struct LogBlockNamingTests {
         }
         guard case .failure(let error) = decoded else { Issue.record("the damaged head decoded"); return }
         #expect(error.description == format)
-        // Recovery's, on the same block: the checkpoint after it shows it was damaged.
+        // Recovery's, on the same block: its sector stamps show it was written whole (and the
+        // checkpoint after it, at log block `next`, that the log goes on).
         rig.device.revive()
         let recovery =
-            "log block \(head) (device block): checkpoint \(tail.sequence) is damaged (\(format)), but checkpoint \(tail.sequence + 1) "
-            + "follows at log block \(next) (device block): the log is damaged in the middle, not torn at its end"
+            "log block \(head) (device block): bad CRC, though every sector of it was written by checkpoint \(tail.sequence): "
+            + "damaged after it was written, not torn (\(format))"
         #expect(throws: VolumeError.corrupt(recovery)) { try Volume.mount(device: rig.device, options: rig.options) }
+        // The head lost instead (zeroes, as if never written): no stamp tells, but the
+        // checkpoint after it shows the log was damaged in the middle.
+        try rig.disk.writeBlocks(head, [UInt8](repeating: 0, count: g.blockSize))
+        let lost =
+            "log block \(head) (device block): checkpoint \(tail.sequence) is damaged (log block \(head) (device block): bad magic 0x00000000 (never written)), "
+            + "but checkpoint \(tail.sequence + 1) follows at log block \(next) (device block): the log is damaged in the middle, not torn at its end"
+        #expect(throws: VolumeError.corrupt(lost)) { try Volume.mount(device: rig.device, options: rig.options) }
     }
 }

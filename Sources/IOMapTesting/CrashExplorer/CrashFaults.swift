@@ -13,8 +13,11 @@
 // Then fsck, the mount and the oracle (CrashModel.check against the model at the end of
 // the workload). Each outcome is one of: detected (fsck names an error, the mount refuses,
 // or a read fails with EIO), held (nothing the workload was promised changed: the block
-// was not live, or the fault left it as it was), or silent (the volume mounted clean and
-// gave a wrong answer). Metadata is self-describing and checksummed (docs/FORMAT.md), so a
+// was not live, or the fault left it as it was), rolled back (a lost, misdirected or torn
+// write left what a crash just before that write would have: the oracle of that crash
+// point holds; no disk state tells the two apart when the write was the last checkpoint's,
+// nor for data, which has no checksum), or silent (the volume mounted clean and gave an
+// answer no crash allows). Metadata is self-describing and checksummed (docs/FORMAT.md), so a
 // silent result on a metadata block is a violation. Data is not checksummed (as in XFS), so
 // a flipped, lost, torn or misdirected data block can only be counted, not caught; a latent
 // error on a data block must come back as EIO.
@@ -33,13 +36,23 @@ public struct FaultCell: Sendable, Equatable, Codable {
     public var injected = 0
     public var detected = 0
     public var held = 0
+    /// The volume recovered what a crash just before the damaged write would have left: a
+    /// write lost, misdirected or torn after its flush, which nothing on the disk tells from
+    /// a crash before it (the last checkpoint's, a data block's).
+    public var rolledBack = 0
     public var silent = 0
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case injected, detected, held, silent
+        case rolledBack = "rolled_back"
+    }
 
     mutating func add(_ o: FaultCell) {
         injected += o.injected
         detected += o.detected
         held += o.held
+        rolledBack += o.rolledBack
         silent += o.silent
     }
 }
@@ -59,15 +72,16 @@ extension CrashRecording {
         return BlockKind.allCases.first { $0.magic == word }
     }
 
-    /// Per block, its last written bytes and what it held before that write.
-    func lastWrites() -> [Int: (last: [UInt8], before: [UInt8])] {
-        var out: [Int: (last: [UInt8], before: [UInt8])] = [:]
+    /// Per block, its last written bytes, what it held before that write, and the write's
+    /// event index.
+    func lastWrites() -> [Int: (last: [UInt8], before: [UInt8], at: Int)] {
+        var out: [Int: (last: [UInt8], before: [UInt8], at: Int)] = [:]
         let fillBlock = [UInt8](repeating: fill, count: blockSize)
-        for e in events {
+        for (at, e) in events.enumerated() {
             guard case .write(let block, let bytes) = e else { continue }
             for i in 0..<bytes.count / blockSize {
                 let b = Array(bytes[i * blockSize..<(i + 1) * blockSize])
-                out[block + i] = (b, out[block + i]?.last ?? fillBlock)
+                out[block + i] = (b, out[block + i]?.last ?? fillBlock, at)
             }
         }
         return out
@@ -106,11 +120,19 @@ func exploreFaults(
                 var image = final
                 var unreadable: Set<Int> = []
                 var what = "\(fault) on \(kind) block \(b)"
+                var cellKind = kind
                 switch fault {
                 case .lost: image.write(block: b, bytes: w.before)
                 case .misdirected:
                     let to = (b + 1 + Int(random.next() % 16)) % recording.blockCount
                     image.write(block: b, bytes: w.before)
+                    // Landed on a data block, the write is a data fault there too, which no
+                    // checksum can see: its outcomes are counted apart ("onto data").
+                    if kind != "data" && CrashRecording.kind(final.block(to), block: 0, blockSize: recording.blockSize) == nil
+                        && writes[to] != nil
+                    {
+                        cellKind = "\(kind) onto data"
+                    }
                     image.write(block: to, bytes: w.last)
                     what += " (landed on block \(to))"
                 case .torn:
@@ -132,21 +154,26 @@ func exploreFaults(
                 }
                 var cell = FaultCell()
                 cell.injected = 1
-                let outcome = checker.checkFault(image, model, unreadable: unreadable)
+                // A fault that only undoes the write (lost, misdirected, torn) is judged also
+                // against a crash just before it: the ops that returned before it.
+                let undoes = fault == .lost || fault == .misdirected || fault == .torn
+                let before = undoes ? recording.model(atCrash: w.at).model : nil
+                let outcome = checker.checkFault(image, model, crashBefore: before, unreadable: unreadable)
                 switch outcome {
                 case .detected: cell.detected = 1
                 case .held: cell.held = 1
+                case .rolledBack: cell.rolledBack = 1
                 case .silent(let detail):
                     cell.silent = 1
                     // Data carries no checksum: only a read error must be caught there.
-                    if kind != "data" || fault == .latent {
+                    if cellKind == kind && kind != "data" || fault == .latent {
                         violations.append(
                             CrashViolation(
                                 workload: workload, stateID: "\(index).f\(n)", state: what, check: "fault",
                                 detail: "not detected: \(detail)"))
                     }
                 }
-                table[fault.rawValue, default: [:]][kind, default: FaultCell()].add(cell)
+                table[fault.rawValue, default: [:]][cellKind, default: FaultCell()].add(cell)
                 n += 1
             }
         }
@@ -158,13 +185,14 @@ extension CrashStateChecker {
     enum FaultOutcome {
         case detected(String)
         case held
+        case rolledBack
         case silent(String)
     }
 
     /// fsck, mount and oracle on a faulty image: detected when any of them reports the damage
     /// (an fsck error, a refused mount, an EIO), held when all pass, silent when the volume
     /// mounts clean and answers wrong.
-    func checkFault(_ image: BlockImage, _ model: CrashModel, unreadable: Set<Int>) -> FaultOutcome {
+    func checkFault(_ image: BlockImage, _ model: CrashModel, crashBefore: CrashModel?, unreadable: Set<Int>) -> FaultOutcome {
         var retired: [AnyObject] = []
         defer { withExtendedLifetime(retired) {} }
         let device = ImageBlockDevice(image)
@@ -181,6 +209,8 @@ extension CrashStateChecker {
         if let first = out.violations.first { return .detected(first.1) }
         let found = model.check(volume).violations
         if let eio = found.first(where: { $0.contains("reading it failed") && $0.contains("\(Errno.ioError)") }) { return .detected(eio) }
-        return found.isEmpty ? .held : .silent(found[0])
+        if found.isEmpty { return .held }
+        if let crashBefore, crashBefore.check(volume).violations.isEmpty { return .rolledBack }
+        return .silent(found[0])
     }
 }

@@ -6,9 +6,13 @@
 // One checkpoint is a whole number of consecutive log blocks, wrapping at the log's end.
 // Each block has the common header (owner: the head block's address, sequence: the
 // checkpoint's, index: its place); the head adds the block count, the record count and a
-// CRC32C of the records, which run on across the blocks. Where XFS stamps a cycle number
-// in every sector to find a torn write, each of our blocks carries the sequence and its own
-// CRC; the head's count says how many blocks must follow. docs/FORMAT.md "The log".
+// CRC32C of the records, which run on across the blocks. Each block carries the sequence
+// and its own CRC; the head's count says how many blocks must follow. As XFS stamps its
+// cycle number in every sector, every 512-byte sector of a log block after the first starts
+// with the checkpoint's sequence (the first holds it in the header): a block that fails its
+// CRC while every sector says it was written by the checkpoint expected there was written
+// whole and damaged after (a flipped bit), not torn by a crash, which leaves older sectors.
+// docs/FORMAT.md "The log".
 
 /// What a checkpoint's head says.
 public struct CheckpointHead: Hashable, Sendable {
@@ -52,11 +56,7 @@ public struct CheckpointImage: Sendable {
     }
 
     /// The blocks the checkpoint takes at `blockSize`.
-    public func blockCount(blockSize: Int) -> Int {
-        let head = blockSize - BlockHeader.size - checkpointHeadFieldsSize
-        let rest = blockSize - BlockHeader.size
-        return 1 + max(0, payload.count - head + rest - 1) / rest
-    }
+    public func blockCount(blockSize: Int) -> Int { CheckpointHeadGeometry(blockSize: blockSize).blocks(for: payload.count) }
 
     /// The checkpoint's blocks, for log offsets `offset`, `offset + 1`, ... (wrapping at the
     /// log's end: block i goes to `geometry.log.address(ofOffset: offset + i)`).
@@ -78,12 +78,17 @@ public struct CheckpointImage: Sendable {
                 w.u32(CRC32C.checksum(payload))
                 w.u32(0)
             }
-            let take = min(payload.count - at, geometry.blockSize - w.count)
-            w.raw(payload[at..<at + take])
-            at += take
-            let payloadLength = w.count - BlockHeader.size
+            let fields = w.count - BlockHeader.size
             w.zeros(geometry.blockSize - w.count)
             var block = w.take()
+            let start = at
+            for slot in logPayloadSlots(blockSize: geometry.blockSize, from: BlockHeader.size + fields) where at < payload.count {
+                let take = min(payload.count - at, slot.count)
+                block.replaceSubrange(slot.lowerBound..<slot.lowerBound + take, with: payload[at..<at + take])
+                at += take
+            }
+            stampSectors(&block, sequence: sequence)
+            let payloadLength = fields + at - start
             BlockHeader(
                 kind: .log, uuid: geometry.uuid, owner: UInt64(headAddress), address: geometry.log.address(ofOffset: offset + i),
                 sequence: sequence, index: UInt32(i), payloadLength: payloadLength
@@ -152,8 +157,9 @@ struct CheckpointHeadGeometry {
     let rest: Int
 
     init(blockSize: Int) {
-        head = blockSize - BlockHeader.size - checkpointHeadFieldsSize
-        rest = blockSize - BlockHeader.size
+        let stamps = (blockSize / logSectorSize - 1) * logStampSize
+        head = blockSize - BlockHeader.size - checkpointHeadFieldsSize - stamps
+        rest = blockSize - BlockHeader.size - stamps
     }
 
     func capacity(blocks n: Int) -> Int { head + (n - 1) * rest }
@@ -187,10 +193,7 @@ func decodeCheckpoint(
     }
     let shape = CheckpointHeadGeometry(blockSize: geometry.blockSize)
     var payload = ByteWriter(capacity: min(head.payloadLength, blocks.count * geometry.blockSize))
-    payload.raw(
-        first[
-            (BlockHeader.size + checkpointHeadFieldsSize)..<(BlockHeader.size + checkpointHeadFieldsSize
-                + min(head.payloadLength, shape.head))])
+    gatherPayload(first, from: BlockHeader.size + checkpointHeadFieldsSize, count: min(head.payloadLength, shape.head), into: &payload)
     for i in 1..<max(1, n) {
         // Said only when the block is refused: made for every block, the words cost more
         // than checking the block.
@@ -210,7 +213,7 @@ func decodeCheckpoint(
             throw FormatError(
                 .log, address, .badPayloadLength(header.payloadLength, limit: want), category: .tornCheckpoint, context: context())
         }
-        payload.raw(blocks[i][BlockHeader.size..<(BlockHeader.size + want)])
+        gatherPayload(blocks[i], from: BlockHeader.size, count: want, into: &payload)
     }
     let bytes = payload.take()
     guard !verifyCRC || CRC32C.checksum(bytes) == head.payloadCRC else {
@@ -220,6 +223,55 @@ func decodeCheckpoint(
     }
     let records = try decodeRecords(bytes, head: head, offset: offset, geometry: geometry, shape: shape)
     return Checkpoint(sequence: head.sequence, records: records, blockCount: n)
+}
+
+/// Log blocks are stamped in 512-byte sectors, whatever the block size.
+let logSectorSize = 512
+/// The sequence at the start of every sector after the first.
+let logStampSize = 8
+
+/// The byte ranges of a log block that hold records, from byte `start` on: the rest of the
+/// first sector, then each later sector after its stamp.
+func logPayloadSlots(blockSize: Int, from start: Int) -> [Range<Int>] {
+    var slots = [start..<min(logSectorSize, blockSize)]
+    for s in stride(from: logSectorSize, to: blockSize, by: logSectorSize) { slots.append(s + logStampSize..<s + logSectorSize) }
+    return slots
+}
+
+/// Writes `sequence` at the start of every sector of `block` after the first.
+func stampSectors(_ block: inout [UInt8], sequence: UInt64) {
+    block.withUnsafeMutableBytes { b in
+        for s in stride(from: logSectorSize, to: b.count, by: logSectorSize) {
+            b.storeBytes(of: sequence.littleEndian, toByteOffset: s, as: UInt64.self)
+        }
+    }
+}
+
+/// Appends `count` record bytes of `block` from byte `start` on, skipping the stamps.
+func gatherPayload(_ block: [UInt8], from start: Int, count: Int, into w: inout ByteWriter) {
+    var left = count
+    for slot in logPayloadSlots(blockSize: block.count, from: start) where left > 0 {
+        let take = min(left, slot.count)
+        w.raw(block[slot.lowerBound..<slot.lowerBound + take])
+        left -= take
+    }
+}
+
+/// Whether `block`, which fails its checks, was nevertheless written whole by one checkpoint
+/// of sequence `sequence` or later: the header's sequence and every sector's stamp agree on
+/// it, and only the CRC is wrong. A crash cannot do that (the sectors it leaves unwritten
+/// hold an older write's stamp, or none); damage after the write can: a flipped bit. The
+/// sequence that every sector names is returned. Blocks of one sector have no stamps and are
+/// never called so.
+public func wholeButDamagedLogBlock(_ block: [UInt8], sequenceAtLeast sequence: UInt64) -> UInt64? {
+    guard block.count > logSectorSize, block.count >= BlockHeader.size else { return nil }
+    let header = block.le(UInt64.self, at: 40)
+    guard header >= sequence else { return nil }
+    for s in stride(from: logSectorSize, to: block.count, by: logSectorSize) where block.le(UInt64.self, at: s) != header {
+        return nil
+    }
+    let crc = block.withUnsafeBytes { CRC32C.blockChecksum($0, fieldOffset: BlockHeader.crcOffset) }
+    return crc == block.le(UInt32.self, at: BlockHeader.crcOffset) ? nil : header
 }
 
 private func decodeRecords(

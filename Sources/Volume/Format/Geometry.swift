@@ -7,7 +7,7 @@
 // without knowing whose volume and which place it is.
 
 /// The format version this code writes and the only one it reads.
-public let formatVersion: UInt32 = 1
+public let formatVersion: UInt32 = 2
 
 /// A volume's identity: 16 bytes, stored in the order of their text form.
 public struct VolumeUUID: Hashable, Sendable, CustomStringConvertible {

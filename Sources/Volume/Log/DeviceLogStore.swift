@@ -81,10 +81,20 @@ public final class DeviceLogStore: LogStore {
 
     public func readCheckpoint(sequence: UInt64, at offset: Int) -> CheckpointRead {
         let head: CheckpointHead
+        var first: [UInt8] = []
         do {
-            let block = try device.readBlocks(geometry.log.address(ofOffset: offset), count: 1)
-            head = try decodeCheckpointHead(block, at: offset, geometry: geometry, sequenceAtLeast: sequence)
+            first = try device.readBlocks(geometry.log.address(ofOffset: offset), count: 1)
+            head = try decodeCheckpointHead(first, at: offset, geometry: geometry, sequenceAtLeast: sequence)
         } catch let error as FormatError {
+            if let d = damage(in: [first], at: offset, sequenceAtLeast: sequence, error) { return d }
+            // A head whose header names the checkpoint expected here but that fails its other
+            // checks was being written when the volume went down: a torn checkpoint, which is
+            // what recovery reports, rather than the log's end.
+            if first.count >= BlockHeader.size && first.le(UInt64.self, at: 40) == sequence
+                && first.le(UInt32.self, at: 0) == BlockKind.log.magic
+            {
+                return .torn(reason: "\(error) (a torn head of checkpoint \(sequence))")
+            }
             return Self.verdict(error)
         } catch let error as Errno {
             return .failed(error, reason: "\(logBlockName(offset)): read failed")
@@ -116,8 +126,41 @@ public final class DeviceLogStore: LogStore {
             let c = try decodeCheckpoint(blocks, at: offset, geometry: geometry, sequenceAtLeast: sequence)
             return .checkpoint(records: c.records, blocks: c.blockCount)
         } catch {
-            return Self.verdict(error)
+            return damage(in: blocks, at: offset, sequenceAtLeast: sequence, error) ?? Self.verdict(error)
         }
+    }
+
+    /// A block of a checkpoint that failed to read that was written whole by the checkpoint
+    /// expected there and damaged after (wholeButDamagedLogBlock): not a torn tail, which
+    /// recovery may stop at quietly, but damage it must refuse, as it refuses damage with
+    /// newer checkpoints behind it (docs/FORMAT.md "Telling a torn tail from corruption").
+    ///
+    /// And a block of this volume that is whole and valid but of another kind: only log blocks
+    /// are ever written to the log region, so another structure's block there came by a
+    /// misdirected write, which no crash does.
+    func damage(in blocks: [[UInt8]], at offset: Int, sequenceAtLeast sequence: UInt64, _ error: FormatError) -> CheckpointRead? {
+        for (i, b) in blocks.enumerated() {
+            if let s = wholeButDamagedLogBlock(b, sequenceAtLeast: sequence) {
+                return .damaged(
+                    reason: "\(logBlockName(offset + i)): bad CRC, though every sector of it was written by checkpoint \(s): damaged after it was written, not torn (\(error))")
+            }
+            if let kind = foreignBlockKind(b) {
+                return .damaged(
+                    reason: "\(logBlockName(offset + i)): holds a whole \(kind) of this volume, which is never written to the log: a misdirected write (\(error))")
+            }
+        }
+        return nil
+    }
+
+    /// The kind of `block` when it is a valid block of this volume (its magic, CRC and UUID
+    /// check out) of a kind other than the log's.
+    func foreignBlockKind(_ block: [UInt8]) -> BlockKind? {
+        guard block.count == blockSize, block.count >= BlockHeader.size else { return nil }
+        let magic = block.le(UInt32.self, at: 0)
+        guard let kind = BlockKind.allCases.first(where: { $0.magic == magic }), kind != .log else { return nil }
+        let crc = block.withUnsafeBytes { CRC32C.blockChecksum($0, fieldOffset: BlockHeader.crcOffset) }
+        guard crc == block.le(UInt32.self, at: BlockHeader.crcOffset), VolumeUUID(block, at: 8) == geometry.uuid else { return nil }
+        return kind
     }
 
     public func logBlockName(_ offset: Int) -> String { BlockKind.log.name(geometry.log.address(ofOffset: offset)) }
