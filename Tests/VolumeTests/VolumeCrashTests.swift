@@ -30,9 +30,9 @@
 // recovered volume and is cut and checked again.
 //
 // Every failure prints its seed and a replay line; VOLUME_CRASH_SEED=N runs that seed alone,
-// printing its listing as it goes (VOLUME_CRASH_BUG=commitBeforeData, reuseBeforeCommit or
-// superblockBeforeSnapshot replays a canary's seed with that bug). VOLUME_CRASH_SOAK=seconds
-// runs fresh seeds for that long.
+// printing its listing as it goes (VOLUME_CRASH_BUG=commitBeforeData, reuseBeforeCommit,
+// superblockBeforeSnapshot, fsyncSkipsForce or renameTwoRecords replays a canary's seed with
+// that bug). VOLUME_CRASH_SOAK=seconds runs fresh seeds for that long.
 
 import ExtentFS
 import IOMap
@@ -103,6 +103,8 @@ func replayBugs() -> DeliberateBugs {
     case "commitBeforeData": return .commitBeforeData
     case "reuseBeforeCommit": return .reuseBeforeCommit
     case "superblockBeforeSnapshot": return .superblockBeforeSnapshot
+    case "fsyncSkipsForce": return .fsyncSkipsForce
+    case "renameTwoRecords": return .renameTwoRecords
     default: return []
     }
 }
@@ -147,6 +149,23 @@ struct VolumeCrashTests {
     func canarySuperblockBeforeSnapshot() {
         let (caught, _) = canary(.superblockBeforeSnapshot, "superblockBeforeSnapshot")
         #expect(caught > 0, "no seed caught .superblockBeforeSnapshot")
+    }
+
+    @Test(
+        "the canary: fsync, fdatasync, msync and directory fsync that do not force are caught",
+        .enabled(if: crashEnvironment("VOLUME_CRASH_SEED") == nil))
+    func canaryFsyncSkipsForce() {
+        let (caught, _) = canary(.fsyncSkipsForce, "fsyncSkipsForce")
+        #expect(caught > 0, "no seed caught .fsyncSkipsForce")
+    }
+
+    /// Caught only where a force falls between the rename's two transactions: in the cases
+    /// whose background force is a coin at transaction boundaries.
+    @Test(
+        "the canary: a rename logged as two transactions is caught", .enabled(if: crashEnvironment("VOLUME_CRASH_SEED") == nil))
+    func canaryRenameTwoRecords() {
+        let (caught, _) = canary(.renameTwoRecords, "renameTwoRecords")
+        #expect(caught > 0, "no seed caught .renameTwoRecords")
     }
 
     /// The regression of the first bug these tests found (seed 1; fixed in the mount at the
