@@ -98,15 +98,20 @@ extension CrashCase {
     }
 }
 
+/// fsck of `device` as it is: each error it finds, and a volume it cannot open, as a line.
+func fsckViolations(_ device: any BlockDevice, _ context: String) -> [String] {
+    do throws(VolumeError) {
+        let report = checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount)
+        return report.checks.flatMap { c in c.errors.map { "fsck \(context): \(c.code): \($0)" } }
+    } catch {
+        return ["fsck \(context): the volume cannot be opened: \(error)"]
+    }
+}
+
 extension CrashCase {
     /// fsck of the device as it is; its errors become violations.
     func fsck(_ context: String) {
-        do throws(VolumeError) {
-            let report = checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount)
-            for c in report.checks { for e in c.errors { violation("fsck \(context): \(c.code): \(e)") } }
-        } catch {
-            violation("fsck \(context): the volume cannot be opened: \(error)")
-        }
+        for v in fsckViolations(device, context) { violation(v) }
     }
 
     func mount(_ context: String) -> Bool { mount(failure: "mount \(context) failed") }
