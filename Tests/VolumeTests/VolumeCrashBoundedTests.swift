@@ -81,6 +81,35 @@ struct VolumeCrashBoundedTests {
         #expect(failed.count == 0, "each failed workload printed its first violation")
     }
 
+    /// A model of `ops` planned on a fresh fixture, and the fixture's volume with `actual`
+    /// done on it instead: what the oracle must reject.
+    static func oracle(planned ops: [CrashOp], actual: (Volume, CrashFixture) throws -> Void) throws -> [String] {
+        let rig = try VolumeRig()
+        let fixture = try makeCrashFixture(rig.volume)
+        var m = try CrashModel(volume: rig.volume)
+        m.plan(ops)
+        try actual(rig.volume, fixture)
+        return m.check(rig.volume).violations
+    }
+
+    @Test("the oracle's canaries: xattrs of another prefix than the tree's, a symlink's other target, an inode's other type")
+    func oracleCanaries() throws {
+        let planned: [CrashOp] = [.create("baz"), .setxattr("foo", name: "user.new", value: [7])]
+        let xattrFirst = try Self.oracle(planned: planned) { v, f in try v.setxattr(f.inodes["foo"]!, "user.new", [7]) }
+        #expect(xattrFirst.count == 1 && xattrFirst[0].contains("but the xattrs are those of no op"), "\(xattrFirst)")
+        let both = try Self.oracle(planned: planned) { v, f in
+            _ = try v.create(in: .root, "baz", permissions: 0o644)
+            try v.setxattr(f.inodes["foo"]!, "user.new", [7])
+        }
+        #expect(both == [], "the state after both ops")
+        let target = try Self.oracle(planned: [.symlink(target: "foo", path: "B/sym")]) { v, f in
+            _ = try v.symlink(in: f.inodes["B"]!, "sym", target: "fo0")
+        }
+        #expect(target.count == 1 && target[0].contains("the symlink's target is 3 bytes, made with 3; they differ from byte 2"), "\(target)")
+        let type = try Self.oracle(planned: [.mkdir("D")]) { v, _ in _ = try v.create(in: .root, "D", permissions: 0o644) }
+        #expect(type.count == 1 && type[0].contains("a regular, but the workload made it a directory"), "\(type)")
+    }
+
     /// Not by all of those that end in a force: one after a change the oracle cannot see
     /// (timestamps, blocks fallocate'd under the same bytes) or of a directory the op did
     /// not change promises nothing it checks.
