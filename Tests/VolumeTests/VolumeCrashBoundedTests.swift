@@ -105,7 +105,8 @@ struct VolumeCrashBoundedTests {
         let target = try Self.oracle(planned: [.symlink(target: "foo", path: "B/sym")]) { v, f in
             _ = try v.symlink(in: f.inodes["B"]!, "sym", target: "fo0")
         }
-        #expect(target.count == 1 && target[0].contains("the symlink's target is 3 bytes, made with 3; they differ from byte 2"), "\(target)")
+        #expect(
+            target.count == 1 && target[0].contains("the symlink's target is 3 bytes, made with 3; they differ from byte 2"), "\(target)")
         let type = try Self.oracle(planned: [.mkdir("D")]) { v, _ in _ = try v.create(in: .root, "D", permissions: 0o644) }
         #expect(type.count == 1 && type[0].contains("a regular, but the workload made it a directory"), "\(type)")
     }
