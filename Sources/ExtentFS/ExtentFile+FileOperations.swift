@@ -245,10 +245,12 @@ extension ExtentFile {
     /// Opens another handle on the file; each handle is told of a writeback error once.
     public func open() -> ExtentFileHandle { ExtentFileHandle(file: self) }
 
-    func fsync(cursor: OrderedMutex<Int>) throws(Errno) {
+    /// fsync of `range` (vfs_fsync_range): writes back the dirty folios overlapping it, then
+    /// commits as fsync does, and reports a writeback error once to `cursor`'s handle.
+    func fsync(cursor: OrderedMutex<Int>, range: ByteRange = ByteRange(0, maxFileSize)) throws(Errno) {
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
-        let written = iomapWritepages(inode, range: ByteRange(0, maxFileSize), ops: self)
+        let written = iomapWritepages(inode, range: range, ops: self)
         if let journal = fs.config.journal {
             try journal.commit(self, wroteData: written.bytesWritten > 0)
         } else {
@@ -306,4 +308,8 @@ public final class ExtentFileHandle: Sendable {
 
     /// fsync through this handle.
     public func fsync() throws(Errno) { try file.fsync(cursor: cursor) }
+
+    /// fsync of the bytes in `range` alone through this handle (vfs_fsync_range, which
+    /// msync(MS_SYNC) calls): only that range is written back; the commit is fsync's.
+    public func fsync(range: ByteRange) throws(Errno) { try file.fsync(cursor: cursor, range: range) }
 }

@@ -37,6 +37,21 @@ public struct DeliberateBugs: OptionSet, Sendable, Hashable {
     /// Rule 5: every log force writes and flushes on its own, with no group commit.
     public static let forceAlone = DeliberateBugs(rawValue: 1 << 9)
 
+    // The volume's durability promises broken, for the crash tests (docs/VOLUME.md
+    // "Deliberate bugs of the crash tests"): each a way a crash can lose what the model says
+    // survives, which a crash explorer must catch.
+
+    /// fsync, fdatasync and msync of a file, and fsync of a directory, write back and then
+    /// return without forcing the log (or flushing the data): what they promised is lost by
+    /// the next crash, as on a file system whose fsync only starts the I/O.
+    public static let fsyncSkipsForce = DeliberateBugs(rawValue: 1 << 10)
+    /// A rename is logged as two transactions, the old name removed and then the new one
+    /// added, so that a force (the background force, or a crash explorer at a transaction
+    /// boundary) can seal a checkpoint between them: a crash there shows neither name, and
+    /// an inode that nothing names. The one rename record of LogRecord.rename is what rules
+    /// this out.
+    public static let renameTwoRecords = DeliberateBugs(rawValue: 1 << 11)
+
     /// The bugs the separate switches name.
     public init(
         policy: CleanupPolicy = .preserveDirty, eofRounding: EOFRounding = .blockEnd, writeEnd: WriteEndPolicy = .zeroTail,

@@ -124,6 +124,28 @@ public final class FileHandle: Sendable {
         if let error = result.error { throw error }
     }
 
+    /// msync(MS_SYNC) of `[offset, offset + length)` of a shared writable mapping of this
+    /// file: the dirty pages of that range (mapped stores or writes) are written back, then
+    /// the log is forced as fsync forces it, and a writeback error is reported once to this
+    /// handle, as fsync reports one. Linux's msync calls vfs_fsync_range on the range, and
+    /// that is what a program that stores through a mapping relies on for durability; it
+    /// passes datasync, which XFS's fsync honours by skipping a change of timestamps alone:
+    /// we force the inode's timestamps too, a stronger promise, so that a mapped store's
+    /// times (logged as a write's) are durable with its bytes. As msync checks its address:
+    /// EINVAL for an offset that is not a multiple of the page size or a negative length;
+    /// the length is rounded up to whole pages, and a length of 0 does nothing. The mapping
+    /// is taken to cover the range (msync's ENOMEM for unmapped addresses has no
+    /// counterpart: a handle maps the whole file).
+    public func msync(offset: Int, length: Int) throws(Errno) {
+        if offset < 0 || length < 0 || offset % pageSize != 0 { throw .invalidArgument }
+        let pages = roundUp(length, pageSize)
+        let (end, overflow) = offset.addingReportingOverflow(pages)
+        // msync's ENOMEM for a range that wraps.
+        if pages < length || overflow { throw .noMemory }
+        guard end > offset else { return }
+        try handle.fsync(range: ByteRange(offset, min(end, maxFileSize)))
+    }
+
     /// close(2). Closing twice is EBADF.
     public func close() throws(Errno) {
         if closed.exchange(true, ordering: .acquiringAndReleasing) { throw .badFileDescriptor }

@@ -40,7 +40,7 @@ extension Volume {
         let journal = Journal(
             state: recovered.state, anchor: recovered.anchor, snapshotBlocks: recovered.snapshotBlocks, head: recovered.head,
             used: recovered.used,
-            sequence: recovered.nextSequence, store: store, bugs: options.bugs)
+            sequence: recovered.nextSequence, store: store, bugs: options.bugs, boundary: options.transactionBoundary)
         var config = ExtentFSConfig(
             blockSize: device.blockSize, maxFolioSize: options.maxFolioSize, memoryLimit: options.memoryLimit, bugs: options.bugs,
             environment: options.environment)
@@ -133,7 +133,7 @@ final class ForceTask: Sendable {
             nanosleep(&ts, nil)
             guard let v = volume, !v.stopping.load(ordering: .acquiring) else { return }
             if clock.now >= next {
-                try? v.journal.force(upTo: v.journal.openSequenceIfAny)
+                try? v.journal.forceLogged()
                 next = clock.now + period
             }
         }

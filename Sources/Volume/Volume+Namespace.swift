@@ -166,17 +166,35 @@ extension Volume {
         caller: Caller = .root()
     ) throws(Errno) {
         let c = stamped(caller)
+        let inTwo = options.bugs.contains(.renameTwoRecords)
         try namespace.withExclusive { () throws(Errno) in
             let open = openInodes()
             let cached = cachedInodes()
+            var second: [LogRecord] = []
             let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
                 let p = try s.planRename(
                     from: oldDir, Array(oldName.utf8), to: newDir, Array(newName.utf8), flags: flags, caller: c,
                     isOpen: { cached.contains($0) })
-                return (p.records, p.value)
+                guard inTwo, let halves = Self.renameInTwo(p.records, s) else { return (p.records, p.value) }
+                second = halves.second
+                return (halves.first, p.value)
             }
+            if !second.isEmpty { try journal.transact { (_: borrowing MetadataState) throws(Errno) in (second, ()) } }
             try settle(gone, open: open)
         }
+    }
+
+    /// `.renameTwoRecords`: a plain rename's records as two transactions, the old name
+    /// removed in the first, and in the second the new name added (replacing what it named)
+    /// with the rest of the plan; nil for what it does not split (an exchange, a no-op).
+    static func renameInTwo(_ records: [LogRecord], _ s: borrowing MetadataState) -> (first: [LogRecord], second: [LogRecord])? {
+        guard case .rename(let fromDir, let from, let toDir, let to, false, let cookie)? = records.first,
+            let moving = s[fromDir]?.directory?[from]
+        else { return nil }
+        var second: [LogRecord] = []
+        if s[toDir]?.directory?[to] != nil { second.append(.removeEntry(directory: toDir, name: to)) }
+        second.append(.addEntry(directory: toDir, name: to, target: moving.inode, type: moving.type, cookie: cookie))
+        return ([.removeEntry(directory: fromDir, name: from)], second + records.dropFirst())
     }
 
     /// After a transaction that removed an inode's last name: an orphan nobody holds open
@@ -184,6 +202,21 @@ extension Volume {
     func settle(_ gone: Unreferenced?, open: Set<InodeNumber>) throws(Errno) {
         guard case .orphaned(let ino) = gone, !open.contains(ino) else { return }
         try freeUnreferenced(ino)
+    }
+
+    // MARK: Durability
+
+    /// fsync(2) of a directory (xfs_dir_fsync): forces the log up to the last checkpoint
+    /// with a change to directory `ino` (an entry created, removed or renamed in it, its
+    /// attributes, its xattrs), and with it everything logged before that change. A
+    /// directory has no data to write back, so this is the log force alone; it is what
+    /// makes a create, unlink or rename durable without fsync of the file or sync, as
+    /// applications fsync a directory after renaming into it. ENOENT when there is no such
+    /// inode, ENOTDIR when it is not a directory (a file's fsync is FileHandle's).
+    public func fsyncDirectory(_ ino: InodeNumber) throws(Errno) {
+        guard let type = journal.read({ $0[ino]?.attributes.type }) else { throw .noSuchFileOrDirectory }
+        guard type == .directory else { throw .notDirectory }
+        try journal.commit(ino, wroteData: false, dataOnly: false)
     }
 
     // MARK: Attributes

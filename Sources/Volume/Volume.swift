@@ -33,6 +33,12 @@ public struct VolumeOptions: Sendable, DeliberateBugsCarrier {
     public var clock: @Sendable () -> Timestamp = { Timestamp.coarseNow() }
     /// The period of the background log force (XFS's log worker: 30 s); nil: none.
     public var backgroundForce: Duration? = .seconds(30)
+    /// A test hook, called after every transaction of the volume's calls, once its records
+    /// are in the open checkpoint and no journal lock is held (the namespace lock may be):
+    /// a place where the background force could seal the checkpoint. A crash explorer
+    /// forces the log there to put a checkpoint boundary between any two transactions of
+    /// one call, which is how `.renameTwoRecords` is caught. Nil: none.
+    public var transactionBoundary: (@Sendable (Journal) -> Void)? = nil
 
     public init() {}
 }

@@ -47,6 +47,8 @@ extension CrashCase {
         } else {
             log("phase \(phase): \(count) ops, then a crash")
         }
+        boundaryForces?.setActive(true)
+        defer { boundaryForces?.setActive(false) }
         for _ in 0..<count {
             let op = generator.next(model)
             let k = model.opCount
@@ -56,7 +58,9 @@ extension CrashCase {
             do throws(Errno) { created = try perform(op, model) } catch { failure = error }
             result.ops += 1
             if device.crashed {
-                model.recordInterrupted(op)
+                // At a flush of its own, or of a force at a boundary inside it (after which
+                // the call may have returned, with what it made).
+                model.recordInterrupted(op, created: created)
                 result.flushCrashes += 1
                 log("  op \(k): \(op): the crash came at its flush\(failure.map { " (\($0))" } ?? "")")
                 break
@@ -94,15 +98,20 @@ extension CrashCase {
     }
 }
 
+/// fsck of `device` as it is: each error it finds, and a volume it cannot open, as a line.
+func fsckViolations(_ device: any BlockDevice, _ context: String) -> [String] {
+    do throws(VolumeError) {
+        let report = checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount)
+        return report.checks.flatMap { c in c.errors.map { "fsck \(context): \(c.code): \($0)" } }
+    } catch {
+        return ["fsck \(context): the volume cannot be opened: \(error)"]
+    }
+}
+
 extension CrashCase {
     /// fsck of the device as it is; its errors become violations.
     func fsck(_ context: String) {
-        do throws(VolumeError) {
-            let report = checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount)
-            for c in report.checks { for e in c.errors { violation("fsck \(context): \(c.code): \(e)") } }
-        } catch {
-            violation("fsck \(context): the volume cannot be opened: \(error)")
-        }
+        for v in fsckViolations(device, context) { violation(v) }
     }
 
     func mount(_ context: String) -> Bool { mount(failure: "mount \(context) failed") }
@@ -165,13 +174,22 @@ extension CrashCase {
         return mount("after a crash during the mount (phase \(phase))")
     }
 
-    /// The tree and every file's contents.
+    /// The tree, every file's contents, every symlink's target and every xattr.
     func picture() throws(Errno) -> [String: [UInt8]] {
         let v = volume!
-        let t = readTree(v.state)
+        let state = v.state
+        let t = readTree(state)
         var out: [String: [UInt8]] = [:]
         for (p, ino) in t.tree {
-            out[p] = v.state[ino]?.attributes.type == .regular ? try readContents(v, ino) : [UInt8(truncatingIfNeeded: ino.rawValue)]
+            let id = [UInt8(truncatingIfNeeded: ino.rawValue)]
+            switch state[ino]?.attributes.type {
+            case .regular: out[p] = try readContents(v, ino)
+            case .symlink: out[p] = id + (state[ino]?.symlinkTarget ?? [])
+            default: out[p] = id
+            }
+        }
+        for (ino, x) in readXattrs(state, t.tree) {
+            for (name, value) in x { out["#\(ino.rawValue) xattr \(String(decoding: name, as: UTF8.self))"] = value }
         }
         return out
     }

@@ -10,6 +10,11 @@
 // - at a random flush (armCrash(atFlush:keeping:)), which lands in the middle of an fsync's
 //   or a sync's flushes or of a snapshot, keeping the unflushed writes a rule chooses: a
 //   seeded coin, the log's blocks only, the data's only, or none.
+// In a third of the cases the volume's background force (off otherwise: its timing is the
+// wall clock's) is stood in for by a seeded coin at every transaction boundary of the
+// workload (VolumeOptions.transactionBoundary): one in four forces the log there, inside a
+// call as well as between calls, so that a checkpoint boundary falls where only a
+// concurrent force could put it.
 // Recovery is then checked: fsck of the crashed image, the mount (a third of the time with
 // a crash armed at one of its own first flushes, and mounted again after it), fsck, the
 // oracle of CrashModel, half of the time a crash right after the mount (which must change
@@ -92,6 +97,32 @@ final class SeededCoin: Sendable {
     func flip() -> Bool { random.withLock { Double.random(in: 0..<1, using: &$0) < probability } }
 }
 
+/// The background force at transaction boundaries: while a phase's workload runs, each
+/// boundary forces the log with probability 1 in `oneIn` (seeded).
+final class BoundaryForces: Sendable {
+    struct State {
+        var active = false
+        var random: SeededRandom
+    }
+
+    let state: HarnessMutex<State>
+    let oneIn: UInt64
+
+    init(seed: UInt64, oneIn: UInt64) {
+        state = HarnessMutex(State(random: SeededRandom(seed: seed)))
+        self.oneIn = oneIn
+    }
+
+    func setActive(_ on: Bool) { state.withLock { $0.active = on } }
+
+    /// The hook: a force when the coin says so. A failed force (the device crashed at its
+    /// flush) is the workload's crash; the call goes on as it would after a background
+    /// force failed.
+    func hook(_ journal: Journal) {
+        if state.withLock({ $0.active && $0.random.next() % oneIn == 0 }) { try? journal.forceLogged() }
+    }
+}
+
 /// A clock that moves a millisecond at each read: every change gets a new time, so each
 /// data op logs its file's timestamps (the model counts on it), and runs do not depend on
 /// the wall clock.
@@ -124,6 +155,8 @@ public final class CrashCase {
     let disk: MemoryBlockDevice
     let device: FaultyBlockDevice
     var options = VolumeOptions()
+    /// The stand-in for the background force, in a third of the cases.
+    var boundaryForces: BoundaryForces?
     var volume: Volume?
     var handles: [InodeNumber: FileHandle] = [:]
     /// Volumes and handles of before a crash, kept until the case ends: their release must
@@ -142,6 +175,11 @@ public final class CrashCase {
         options.backgroundForce = nil
         let clock = TickingClock()
         options.clock = { clock.tick() }
+        if below(3) == 0 {
+            let forces = BoundaryForces(seed: random.next(), oneIn: 4)
+            options.transactionBoundary = { forces.hook($0) }
+            boundaryForces = forces
+        }
     }
 
     func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(random.next() % UInt64(n)) }
@@ -176,7 +214,8 @@ public final class CrashCase {
         f.logBlocks = [16, 24, 64][below(3)]
         f.uuid = VolumeUUID(high: config.seed, low: 0x0C4A_5000)
         f.time = Timestamp(seconds: 1_700_000_000)
-        log("format: \(Self.blocks) blocks of \(Self.blockSize), a \(f.logBlocks!)-block log, files \(generator.names)")
+        let forces = boundaryForces.map { " and a force at 1 in \($0.oneIn) transaction boundaries" } ?? ""
+        log("format: \(Self.blocks) blocks of \(Self.blockSize), a \(f.logBlocks!)-block log, files \(generator.names)\(forces)")
         return mount(formatting: f, failure: "format and mount of a new volume failed")
     }
 

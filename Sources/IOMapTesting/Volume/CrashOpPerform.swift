@@ -1,13 +1,14 @@
 // Counterpart: none in the kernel; the system calls a crash workload makes, on a volume
 // (what CrashMonkey's workloads make through the VFS). Shared by the crash cases
-// (CrashCase.swift) and the crash-state explorer (CrashExplorer/).
+// (CrashCase.swift), the bounded workloads (CrashBounded.swift) and the crash-state
+// explorer (CrashExplorer/).
 
 import ExtentFS
 import IOMapBase
 import Volume
 
-/// What one op did: the inode a create or mkdir made, and the byte count of a write that
-/// came back short (a failure of the volume: the workload's writes always fit).
+/// What one op did: the inode a create, mkdir or symlink made, and the byte count of a
+/// write that came back short (a failure of the volume: the workload's writes always fit).
 public struct CrashOpDone: Sendable {
     public var created: InodeNumber?
     public var shortWrite: Int?
@@ -18,47 +19,85 @@ public struct CrashOpDone: Sendable {
 public func performCrashOp(
     _ op: CrashOp, on v: Volume, handles: inout [InodeNumber: FileHandle], model m: CrashModel
 ) throws(Errno) -> CrashOpDone {
-    func place(_ path: String) -> (InodeNumber, String) {
-        let parts = path.split(separator: "/").map(String.init)
-        let dir = parts.dropLast().joined(separator: "/")
-        return (m.directoryInodes[dir] ?? .root, parts.last!)
-    }
-    func handle(_ ino: InodeNumber) throws(Errno) -> FileHandle {
-        if let h = handles[ino] { return h }
-        let h = try v.open(ino)
-        handles[ino] = h
-        return h
-    }
     var done = CrashOpDone()
+    if case .close(let i) = op {
+        try handles.removeValue(forKey: i)?.close()
+        return done
+    }
+    if let i = op.handleInode {
+        try performDataOp(op, try crashHandle(i, v, &handles), done: &done)
+        return done
+    }
     switch op {
     case .create(let p):
-        let (d, n) = place(p)
+        let (d, n) = crashPlace(p, m)
         let ino = try v.create(in: d, n, permissions: 0o644).inode
         handles[ino] = try v.open(ino)
         done.created = ino
     case .mkdir(let p):
-        let (d, n) = place(p)
+        let (d, n) = crashPlace(p, m)
         done.created = try v.mkdir(in: d, n, permissions: 0o755)
-    case .write(let i, let o, let n, let s):
-        let wrote = try handle(i).write(crashData(stamp: s, offset: o, count: n), at: o)
-        if wrote != n { done.shortWrite = wrote }
-    case .truncate(let i, let n): try handle(i).truncate(to: n)
-    case .allocate(let i, let o, let n, let keep): try handle(i).allocate(offset: o, length: n, keepSize: keep)
-    case .punch(let i, let o, let n): try handle(i).punchHole(offset: o, length: n)
-    case .fsync(let i): try handle(i).fsync()
-    case .fdatasync(let i): try handle(i).fdatasync()
-    case .close(let i): try handles.removeValue(forKey: i)?.close()
+    case .symlink(let target, let p):
+        let (d, n) = crashPlace(p, m)
+        done.created = try v.symlink(in: d, n, target: target)
     case .unlink(let p):
-        let (d, n) = place(p)
+        let (d, n) = crashPlace(p, m)
         try v.unlink(in: d, n)
+    case .rmdir(let p):
+        let (d, n) = crashPlace(p, m)
+        try v.rmdir(in: d, n)
     case .rename(let a, let b):
-        let (da, na) = place(a)
-        let (db, nb) = place(b)
+        let (da, na) = crashPlace(a, m)
+        let (db, nb) = crashPlace(b, m)
         try v.rename(from: da, na, to: db, nb)
     case .link(let a, let b):
-        let (db, nb) = place(b)
+        let (db, nb) = crashPlace(b, m)
         try v.link(m.tree[a]!, in: db, nb)
+    case .setxattr(let p, let name, let value): try v.setxattr(try crashNamed(p, m), name, value)
+    case .removexattr(let p, let name): try v.removexattr(try crashNamed(p, m), name)
+    case .fsyncDirectory(let p):
+        guard let d = m.directoryInodes[p] else { throw .notDirectory }
+        try v.fsyncDirectory(d)
     case .sync: try v.sync()
+    default: preconditionFailure("\(op) works through a handle")
     }
     return done
+}
+
+/// The ops through a file's handle `h`.
+func performDataOp(_ op: CrashOp, _ h: FileHandle, done: inout CrashOpDone) throws(Errno) {
+    switch op {
+    case .write(_, let o, let n, let s):
+        let wrote = try h.write(crashData(stamp: s, offset: o, count: n), at: o)
+        if wrote != n { done.shortWrite = wrote }
+    case .truncate(_, let n): try h.truncate(to: n)
+    case .allocate(_, let o, let n, let keep): try h.allocate(offset: o, length: n, keepSize: keep)
+    case .punch(_, let o, let n): try h.punchHole(offset: o, length: n)
+    case .zeroRange(_, let o, let n, let keep): try h.zeroRange(offset: o, length: n, keepSize: keep)
+    case .mappedStore(_, let o, let n, let s): try h.mappedStore(crashData(stamp: s, offset: o, count: n), at: o)
+    case .fsync: try h.fsync()
+    case .fdatasync: try h.fdatasync()
+    case .msync: try h.msync(offset: 0, length: CrashGenerator.maxFileSize)
+    default: preconditionFailure("\(op) works on names")
+    }
+}
+
+/// The directory that holds `path`'s last name, and that name.
+func crashPlace(_ path: String, _ m: CrashModel) -> (InodeNumber, String) {
+    let parts = path.split(separator: "/").map(String.init)
+    return (m.directoryInodes[parts.dropLast().joined(separator: "/")] ?? .root, parts.last!)
+}
+
+/// The inode `path` names in the model ("" is the root).
+func crashNamed(_ path: String, _ m: CrashModel) throws(Errno) -> InodeNumber {
+    guard let ino = m.inode(at: path) else { throw .noSuchFileOrDirectory }
+    return ino
+}
+
+/// The workload's handle on `ino`, opened on first use.
+func crashHandle(_ ino: InodeNumber, _ v: Volume, _ handles: inout [InodeNumber: FileHandle]) throws(Errno) -> FileHandle {
+    if let h = handles[ino] { return h }
+    let h = try v.open(ino)
+    handles[ino] = h
+    return h
 }

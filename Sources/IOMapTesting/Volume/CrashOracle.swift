@@ -22,12 +22,21 @@ extension CrashModel {
         var out = CrashCheck()
         let state = volume.state
         let tree = readTree(state).tree
-        out.matched = (durable...opCount).filter { trees[$0] == tree }
-        if out.matched.isEmpty { out.violations.append(treeMismatch(tree)) }
+        let xattrs = readXattrs(state, tree)
+        let named = Set(tree.values).union([.root])
+        out.matched = (durable...opCount).filter { trees[$0] == tree && xattrStates[$0].filter { named.contains($0.key) } == xattrs }
+        if out.matched.isEmpty { out.violations.append(namespaceMismatch(tree, xattrs)) }
         var names: [InodeNumber: [String]] = [:]
         for (path, ino) in tree { names[ino, default: []].append(path) }
-        for (ino, paths) in names.sorted(by: { $0.key < $1.key }) where state[ino]?.attributes.type == .regular {
+        for (ino, paths) in names.sorted(by: { $0.key < $1.key }) {
             let label = "\(paths.sorted().joined(separator: ", ")) (#\(ino.rawValue))"
+            let type = state[ino]?.attributes.type
+            if let kind = kinds[ino], let type, kind != type {
+                out.violations.append("\(label): a \(type), but the workload made it a \(kind)")
+                continue
+            }
+            if type == .symlink { out.violations += symlinkViolation(state, ino, label).map { [$0] } ?? [] }
+            guard type == .regular else { continue }
             guard let states = contents[ino] else {
                 out.violations.append("\(label): an inode the workload never had")
                 continue
@@ -42,6 +51,43 @@ extension CrashModel {
             }
         }
         return out
+    }
+
+    /// Why a symlink's target is not the one it was made with, or nil.
+    func symlinkViolation(_ state: MetadataState, _ ino: InodeNumber, _ label: String) -> String? {
+        guard let want = symlinks[ino] else { return "\(label): a symlink the workload never made" }
+        let got = state[ino]?.symlinkTarget ?? []
+        if got == Array(want.utf8) { return nil }
+        let first = zip(got, want.utf8).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.utf8.count)
+        return "\(label): the symlink's target is \(got.count) bytes, made with \(want.utf8.count); they differ from byte \(first)"
+    }
+
+    /// Why the recovered namespace is none of those allowed: the tree's mismatch, or, when
+    /// some allowed ops' trees are it, how the xattrs differ from those ops' (the nearest).
+    func namespaceMismatch(_ tree: [String: InodeNumber], _ xattrs: [InodeNumber: CrashXattrs]) -> String {
+        let sameTree = (durable...opCount).filter { trees[$0] == tree }
+        guard let nearest = sameTree.last else { return treeMismatch(tree) }
+        let named = Set(tree.values).union([.root])
+        let want = xattrStates[nearest].filter { named.contains($0.key) }
+        var diff: [String] = []
+        for ino in Set(want.keys).union(xattrs.keys).sorted() where want[ino] != xattrs[ino] {
+            let w = want[ino] ?? [:]
+            let g = xattrs[ino] ?? [:]
+            for name in Set(w.keys).union(g.keys).sorted(by: { $0.lexicographicallyPrecedes($1) }) where w[name] != g[name] {
+                func show(_ v: [UInt8]?) -> String {
+                    v.map { "\($0.count) bytes" + ($0.first.map { " from \(Self.hex($0))" } ?? "") } ?? "absent"
+                }
+                diff.append("#\(ino.rawValue) \(String(decoding: name, as: UTF8.self)): \(show(g[name])), expected \(show(w[name]))")
+            }
+        }
+        var text =
+            "the tree after the crash is the tree after ops \(sameTree.map(String.init).joined(separator: "/")), but the xattrs "
+            + "are those of no op from \(durable) (durable) to \(opCount) with that tree; against op \(nearest): "
+            + diff.joined(separator: "; ")
+        if (0..<durable).contains(where: { trees[$0] == tree && xattrStates[$0].filter { named.contains($0.key) } == xattrs }) {
+            text += "; they are those after an op before the durable bound: a change a force returned for was lost"
+        }
+        return text
     }
 
     /// Why the recovered tree is none of those allowed: the nearest allowed one and how it

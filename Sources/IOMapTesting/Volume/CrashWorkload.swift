@@ -5,10 +5,13 @@
 //
 // The workload works on a handful of files (3 to 6 live at once, named from a small pool)
 // in the root and in up to two subdirectories: buffered writes that extend or overwrite,
-// truncates up and down, fallocate, punch hole, fsync and fdatasync, create, close, unlink
-// of a closed file and of an open one (an orphan), rename onto a free name or over a file,
-// link, mkdir and sync. Every op is drawn from the model's state, so each is valid: an op
-// that fails is a failure of the volume, not of the workload.
+// stores through a shared mapping and msync, truncates up and down, fallocate, punch hole
+// and zero range, fsync and fdatasync, create, close, unlink of a closed file and of an
+// open one (an orphan), rename onto a free name or over a file (and now and then of a
+// directory), link, symlink, mkdir and rmdir of an empty directory, extended attributes set
+// and removed on files and directories, fsync of a directory, and sync. Every op is drawn
+// from the model's state, so each is valid: an op that fails is a failure of the volume,
+// not of the workload.
 
 import ExtentFS
 import IOMapBase
@@ -33,6 +36,23 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
     case rename(String, to: String)
     case link(String, to: String)
     case sync
+    /// fallocate(ZERO_RANGE [| KEEP_SIZE]).
+    case zeroRange(InodeNumber, offset: Int, length: Int, keepSize: Bool)
+    /// A store of `length` bytes of `crashData(stamp:...)` at `offset` through a shared
+    /// writable mapping (the workload keeps it inside the file's size).
+    case mappedStore(InodeNumber, offset: Int, length: Int, stamp: Int)
+    /// msync(MS_SYNC) of the whole mapping: CrashGenerator.maxFileSize bytes from 0, which
+    /// every op's range lies in.
+    case msync(InodeNumber)
+    /// rmdir(2) of an empty directory.
+    case rmdir(String)
+    /// symlink(2): `path` made a symlink holding `target` (which need not exist).
+    case symlink(target: String, path: String)
+    /// setxattr(2) on the file or directory `path` ("" is the root), with no flags.
+    case setxattr(String, name: String, value: [UInt8])
+    case removexattr(String, name: String)
+    /// fsync(2) of the directory `path` ("" is the root).
+    case fsyncDirectory(String)
 
     public var description: String {
         switch self {
@@ -49,6 +69,24 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
         case .rename(let a, let b): return "rename \(a) -> \(b)"
         case .link(let a, let b): return "link \(a) -> \(b)"
         case .sync: return "sync"
+        case .zeroRange(let i, let o, let n, let k): return "zero range #\(i.rawValue) [\(o), +\(n))\(k ? " keep-size" : "")"
+        case .mappedStore(let i, let o, let n, let s): return "mapped store #\(i.rawValue) [\(o), +\(n)) stamp \(s)"
+        case .msync(let i): return "msync #\(i.rawValue)"
+        case .rmdir(let p): return "rmdir \(p)"
+        case .symlink(let t, let p):
+            return "symlink \(p) -> " + (t.utf8.count <= 40 ? t : "\(t.prefix(24))... (\(t.utf8.count) bytes)")
+        case .setxattr(let p, let n, let v):
+            return "setxattr \(p.isEmpty ? "/" : p) \(n) = \(v.count) bytes\(v.first.map { " from \(CrashModel.hex($0))" } ?? "")"
+        case .removexattr(let p, let n): return "removexattr \(p.isEmpty ? "/" : p) \(n)"
+        case .fsyncDirectory(let p): return "fsync directory \(p.isEmpty ? "/" : p)"
+        }
+    }
+
+    /// Whether the op makes an inode (create, mkdir, symlink).
+    public var createsInode: Bool {
+        switch self {
+        case .create, .mkdir, .symlink: return true
+        default: return false
         }
     }
 
@@ -56,7 +94,7 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
     public var handleInode: InodeNumber? {
         switch self {
         case .write(let i, _, _, _), .truncate(let i, _), .allocate(let i, _, _, _), .punch(let i, _, _), .fsync(let i),
-            .fdatasync(let i), .close(let i):
+            .fdatasync(let i), .close(let i), .zeroRange(let i, _, _, _), .mappedStore(let i, _, _, _), .msync(let i):
             return i
         default: return nil
         }
@@ -86,9 +124,13 @@ public struct CrashGenerator: Sendable {
     public var stamp: Int
     /// The subdirectories mkdir may make.
     public static let directoryNames = ["d", "e"]
+    /// The extended attributes setxattr may set.
+    public static let xattrNames = ["user.a", "user.b", "user.c"]
     /// No op reaches past this size, so that a few files fit the volume with room for
     /// snapshots and blocks busy until their free commits.
     public static let maxFileSize = 256 << 10
+    /// The most symlinks named at once.
+    static let maxSymlinks = 3
     static let namePool = ["a", "b", "c", "f", "g", "h"]
 
     public init(seed: UInt64, stampBase: Int = 1) {
@@ -105,11 +147,15 @@ public struct CrashGenerator: Sendable {
 
     /// The kinds of op and their weights (out of 100).
     static let weights: [(Kind, Int)] = [
-        (.write, 28), (.truncate, 6), (.allocate, 5), (.punch, 5), (.fsync, 10), (.fdatasync, 5), (.close, 5), (.create, 10),
-        (.unlink, 6), (.rename, 8), (.link, 4), (.mkdir, 3), (.sync, 5),
+        (.write, 20), (.truncate, 5), (.allocate, 4), (.punch, 4), (.zeroRange, 3), (.mappedStore, 5), (.msync, 3), (.fsync, 8),
+        (.fdatasync, 4), (.close, 4), (.create, 9), (.unlink, 5), (.rename, 6), (.link, 3), (.mkdir, 3), (.rmdir, 2),
+        (.symlink, 2), (.setxattr, 3), (.removexattr, 2), (.fsyncDirectory, 3), (.sync, 2),
     ]
 
-    enum Kind { case write, truncate, allocate, punch, fsync, fdatasync, close, create, unlink, rename, link, mkdir, sync }
+    enum Kind {
+        case write, truncate, allocate, punch, zeroRange, mappedStore, msync, fsync, fdatasync, close, create, unlink, rename, link
+        case mkdir, rmdir, symlink, setxattr, removexattr, fsyncDirectory, sync
+    }
 
     /// The next op: a kind by weight, redrawn while the model offers it nothing to act on.
     public mutating func next(_ m: CrashModel) -> CrashOp {
@@ -130,25 +176,66 @@ public struct CrashGenerator: Sendable {
 
     mutating func make(_ kind: Kind, _ m: CrashModel) -> CrashOp? {
         switch kind {
-        case .write, .truncate, .allocate, .punch, .fsync, .fdatasync:
+        case .write, .truncate, .allocate, .punch, .zeroRange, .mappedStore, .msync, .fsync, .fdatasync:
             guard let ino = pick(m.liveFiles) else { return nil }
             return dataOp(kind, ino, size: m.current(ino).count)
         case .close: return pick(m.open.sorted()).map { .close($0) }
         case .create:
             guard m.liveFiles.count < maxFiles, let p = pick(freePaths(m)) else { return nil }
             return .create(p)
-        case .unlink: return pick(m.namedFiles).map { .unlink($0) }
-        case .rename:
-            guard let from = pick(m.namedFiles) else { return nil }
-            let over = m.namedFiles.filter { $0 != from }
-            let to = coin(3) ? pick(over) : pick(freePaths(m))
-            return to.map { .rename(from, to: $0) }
+        case .unlink: return pick(m.namedFiles + m.namedSymlinks).map { .unlink($0) }
+        case .rename: return renameOp(m)
         case .link:
             guard let from = pick(m.namedFiles), let to = pick(freePaths(m)) else { return nil }
             return .link(from, to: to)
         case .mkdir: return pick(Self.directoryNames.filter { m.tree[$0] == nil }).map { .mkdir($0) }
+        case .rmdir: return pick(m.directories.filter { !$0.isEmpty && m.isEmptyDirectory($0) }).map { .rmdir($0) }
+        case .symlink:
+            guard m.namedSymlinks.count < Self.maxSymlinks, let p = pick(freePaths(m)) else { return nil }
+            return .symlink(target: symlinkTarget(m), path: p)
+        case .setxattr, .removexattr: return xattrOp(kind, m)
+        case .fsyncDirectory: return pick(m.directories).map { .fsyncDirectory($0) }
         case .sync: return .sync
         }
+    }
+
+    /// A rename of a file or symlink onto a free name or over a file, or (one in eight) of a
+    /// subdirectory onto a free directory name.
+    mutating func renameOp(_ m: CrashModel) -> CrashOp? {
+        if coin(8), let d = pick(m.directories.filter { !$0.isEmpty && !$0.contains("/") }),
+            let to = pick(Self.directoryNames.filter { m.tree[$0] == nil })
+        {
+            return .rename(d, to: to)
+        }
+        guard let from = pick(m.namedFiles + m.namedSymlinks) else { return nil }
+        let over = m.namedFiles.filter { $0 != from }
+        let to = coin(3) ? pick(over) : pick(freePaths(m))
+        return to.map { .rename(from, to: $0) }
+    }
+
+    /// A symlink's target: a name of the workload (which may exist or not), or now and then
+    /// a long path (up to the 4095 bytes a target may hold), which the log and the snapshot
+    /// must carry whole.
+    mutating func symlinkTarget(_ m: CrashModel) -> String {
+        stamp += 1
+        guard coin(4) else { return pick(freePaths(m) + m.namedFiles) ?? "a" }
+        let length = 100 + below(4096 - 100)
+        var t = ""
+        while t.utf8.count < length { t += "s\(stamp)-\(t.utf8.count)/" }
+        return String(t.prefix(length))
+    }
+
+    /// setxattr of a name of the pool on a file, a directory or the root (a new value: empty,
+    /// small, or now and then of kilobytes), or removexattr of one that is set.
+    mutating func xattrOp(_ kind: Kind, _ m: CrashModel) -> CrashOp? {
+        if kind == .removexattr {
+            let set = m.xattrPaths.flatMap { p in m.xattrNames(at: p).map { (p, $0) } }
+            return pick(set).map { .removexattr($0.0, name: $0.1) }
+        }
+        guard let path = pick(m.namedFiles + m.directories), let name = pick(Self.xattrNames) else { return nil }
+        stamp += 1
+        let count = coin(3) ? below(17) : coin(6) ? 1000 + below(7000) : 1 + below(200)
+        return .setxattr(path, name: name, value: crashData(stamp: stamp, offset: 0, count: count))
     }
 
     /// Names of the pool not taken, in every directory there is.
@@ -156,7 +243,7 @@ public struct CrashGenerator: Sendable {
         m.directories.flatMap { dir in names.map { CrashModel.join(dir, $0) } }.filter { m.tree[$0] == nil }
     }
 
-    mutating func dataOp(_ kind: Kind, _ ino: InodeNumber, size: Int) -> CrashOp {
+    mutating func dataOp(_ kind: Kind, _ ino: InodeNumber, size: Int) -> CrashOp? {
         let cap = Self.maxFileSize
         switch kind {
         case .write:
@@ -177,12 +264,22 @@ public struct CrashGenerator: Sendable {
             return .write(ino, offset: offset, length: length, stamp: stamp)
         case .truncate:
             return .truncate(ino, size: coin(2) ? below(size + 1) : min(cap, size + 1 + below(128 << 10)))
-        case .allocate:
+        case .allocate, .zeroRange:
             let offset = min(below(size + (64 << 10)), cap - 1)
-            return .allocate(ino, offset: offset, length: min(1 + below(64 << 10), cap - offset), keepSize: coin(2))
+            let length = min(1 + below(64 << 10), cap - offset)
+            return kind == .allocate
+                ? .allocate(ino, offset: offset, length: length, keepSize: coin(2))
+                : .zeroRange(ino, offset: offset, length: length, keepSize: coin(2))
         case .punch:
             let offset = below(size + 1)
             return .punch(ino, offset: offset, length: 1 + below(64 << 10))
+        case .mappedStore:
+            // Inside the size: a store past it is SIGBUS, or lands past EOF in its page.
+            guard size > 0 else { return nil }
+            let offset = below(size)
+            stamp += 1
+            return .mappedStore(ino, offset: offset, length: 1 + below(min(size - offset, 64 << 10)), stamp: stamp)
+        case .msync: return .msync(ino)
         case .fsync: return .fsync(ino)
         default: return .fdatasync(ino)
         }

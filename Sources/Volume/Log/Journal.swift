@@ -99,12 +99,14 @@ public final class Journal: Sendable {
     let durable: Atomic<UInt64>
     /// Where forces wait for the one writing (group commit).
     let gate = ForceGate()
+    /// Called after each transaction (VolumeOptions.transactionBoundary).
+    let boundary: (@Sendable (Journal) -> Void)?
 
     /// A journal over `state`, recovered (or new) with the log as `anchor` says and the head
     /// at `head`, the next checkpoint getting `sequence`.
     public init(
         state: MetadataState, anchor: LogAnchor, snapshotBlocks: [BlockExtent], head: Int, used: Int, sequence: UInt64,
-        store: any LogStore, bugs: DeliberateBugs
+        store: any LogStore, bugs: DeliberateBugs, boundary: (@Sendable (Journal) -> Void)? = nil
     ) {
         open = OrderedMutex(.metadata, "metadata lock", Open(state: state, sequence: sequence))
         log = OrderedMutex(
@@ -114,6 +116,7 @@ public final class Journal: Sendable {
                 snapshotBlocks: snapshotBlocks, shutDown: nil))
         self.store = store
         self.bugs = bugs
+        self.boundary = boundary
         durable = Atomic(sequence - 1)
     }
 
@@ -125,15 +128,17 @@ public final class Journal: Sendable {
     /// Runs a transaction: `plan` sees the state and returns the records to commit and a
     /// result; the records are applied and appended to the open checkpoint at once. A plan
     /// that throws changes nothing. `timestampsOnly` says the change is one fdatasync may
-    /// leave behind.
+    /// leave behind. Then, with the metadata lock dropped, the boundary hook runs, if any.
     public func transact<R>(
         timestampsOnly: Bool = false, _ plan: (borrowing MetadataState) throws(Errno) -> (records: [LogRecord], result: R)
     ) throws(Errno) -> R {
-        try open.withLock { (o: inout Open) throws(Errno) -> R in
+        let result = try open.withLock { (o: inout Open) throws(Errno) -> R in
             let (records, result) = try plan(o.state)
             Self.append(records, to: &o, timestampsOnly: timestampsOnly)
             return result
         }
+        boundary?(self)
+        return result
     }
 
     /// Applies and appends `records`; they were planned against `o.state`, so a record that
@@ -251,6 +256,12 @@ public final class Journal: Sendable {
     public func forceAll() throws(Errno) {
         let last = open.withLock { $0.records.isEmpty ? $0.sequence - 1 : $0.sequence }
         try force(upTo: last, dataTicket: flushTicket())
+    }
+
+    /// Forces the open checkpoint if it holds anything, with no data flush of its own: the
+    /// background force's work, and what a test hook at a transaction boundary does.
+    public func forceLogged() throws(Errno) {
+        try force(upTo: openSequenceIfAny)
     }
 
     /// What a force takes out of the open checkpoint.

@@ -18,7 +18,11 @@ final class VolumeRig {
     var options: VolumeOptions
 
     /// Formats and mounts a volume of `blocks` blocks.
-    init(blocks: Int = 2048, blockSize: Int = 4096, logBlocks: Int? = nil, bugs: DeliberateBugs = [], seed: UInt64 = 1) throws {
+    /// `boundary` is the volume's transaction-boundary hook (VolumeOptions.transactionBoundary).
+    init(
+        blocks: Int = 2048, blockSize: Int = 4096, logBlocks: Int? = nil, bugs: DeliberateBugs = [], seed: UInt64 = 1,
+        boundary: (@Sendable (Journal) -> Void)? = nil
+    ) throws {
         disk = MemoryBlockDevice(blockSize: blockSize, blockCount: blocks)
         device = FaultyBlockDevice(wrapping: disk, seed: seed)
         var f = FormatOptions()
@@ -28,6 +32,7 @@ final class VolumeRig {
         options = VolumeOptions()
         options.bugs = bugs
         options.backgroundForce = nil
+        options.transactionBoundary = boundary
         let clock = TestClock()
         options.clock = { clock.tick() }
         volume = try Volume.mount(device: device, options: options)
