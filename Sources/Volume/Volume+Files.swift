@@ -133,17 +133,17 @@ public final class FileHandle: Sendable {
     /// we force the inode's timestamps too, a stronger promise, so that a mapped store's
     /// times (logged as a write's) are durable with its bytes. As msync checks its address:
     /// EINVAL for an offset that is not a multiple of the page size or a negative length;
-    /// the length is rounded up to whole pages, and a length of 0 does nothing. The mapping
-    /// is taken to cover the range (msync's ENOMEM for unmapped addresses has no
-    /// counterpart: a handle maps the whole file).
+    /// ENOMEM for a range that wraps; the length is rounded up to whole pages, and a length
+    /// of 0 does nothing. The mapping is taken to cover the range (msync's ENOMEM for
+    /// unmapped addresses has no counterpart: a handle maps the whole file), and a range past
+    /// the largest file writes nothing back there but still forces.
     public func msync(offset: Int, length: Int) throws(Errno) {
         if offset < 0 || length < 0 || offset % pageSize != 0 { throw .invalidArgument }
         let pages = roundUp(length, pageSize)
         let (end, overflow) = offset.addingReportingOverflow(pages)
-        // msync's ENOMEM for a range that wraps.
         if pages < length || overflow { throw .noMemory }
         guard end > offset else { return }
-        try handle.fsync(range: ByteRange(offset, min(end, maxFileSize)))
+        try handle.fsync(range: ByteRange(min(offset, maxFileSize), min(end, maxFileSize)))
     }
 
     /// close(2). Closing twice is EBADF.

@@ -98,6 +98,8 @@ struct VolumeDurabilityCallTests {
         #expect(a.file.mapping.hasTagged(.dirty), "a length of 0 writes nothing back")
         try a.msync(offset: 0, length: 1)
         #expect(!a.file.mapping.hasTagged(.dirty))
+        // Past the largest file: nothing to write back there, and no trap.
+        try a.msync(offset: maxFileSize, length: 4096)
     }
 
     static let calls = [
