@@ -23,13 +23,15 @@ struct Crash: ParsableCommand {
     @Option(help: "Workloads: \(CrashWorkloadKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var workload = CrashWorkloadKind.random
     @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
-    @Option(help: "How many workloads.") var workloads = 100
-    @Option(help: "The fewest ops of a random workload.") var minOps = 3
-    @Option(help: "The most ops of a random workload.") var maxOps = 6
-    @Option(help: "States sampled from an epoch of more than 10 writes (those of fewer get every subset).") var states = 64
-    @Option(help: "Torn-write states per epoch.") var torn = 2
-    @Option(help: "Crash each state's recovery at every write it makes on every this many states (0: never).")
-    var recoveryEvery = 1
+    @Option(help: "How many workloads (seq1, seq2: all of the list, or a seeded sample of this many; random: 100; fsx: 4).")
+    var workloads: Int?
+    @Option(help: "The fewest ops of a random or fsx workload (random: 3, fsx: 2000).") var minOps: Int?
+    @Option(help: "The most ops of a random or fsx workload (random: 6, fsx: 2000).") var maxOps: Int?
+    @Option(help: "States sampled from an epoch of more than the exhaustive limit of writes (64; fsx: 4).") var states: Int?
+    @Option(help: "Epochs of at most this many writes get every subset (10; fsx: 2).") var exhaustive: Int?
+    @Option(help: "Torn-write states per epoch (2; fsx: 1).") var torn: Int?
+    @Option(help: "Crash each state's recovery at every write it makes on every this many states (0: never; 1; fsx: 64).")
+    var recoveryEvery: Int?
     @Option(help: "Stop after this many seconds.") var seconds: Double?
     @Option(help: "A deliberate bug the explorer must catch: \(CrashTooth.allCases.map(\.rawValue).joined(separator: ", ")).")
     var bug: [CrashTooth] = []
@@ -45,14 +47,31 @@ struct Crash: ParsableCommand {
     @Option(help: "With --replay: write the state's device image to this file (to inspect with iomap fsck).") var image: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
+    /// The settings with the workload kind's defaults filled in.
+    struct Settings {
+        var workloads, minOps, maxOps, states, exhaustive, torn, recoveryEvery: Int
+    }
+
+    var settings: Settings {
+        let fsx = workload == .fsx
+        let ops = fsx ? 2000 : nil
+        return Settings(
+            workloads: workloads ?? (workload.isBounded ? Int.max : fsx ? 4 : 100),
+            minOps: minOps ?? ops ?? min(3, maxOps ?? 3), maxOps: maxOps ?? ops ?? max(6, minOps ?? 6),
+            states: states ?? (fsx ? 4 : 64), exhaustive: exhaustive ?? (fsx ? 2 : 10), torn: torn ?? (fsx ? 1 : 2),
+            recoveryEvery: recoveryEvery ?? (fsx ? 64 : 1))
+    }
+
     func validate() throws {
-        guard workloads > 0 else { throw ValidationError("--workloads must be positive, got \(workloads)") }
-        guard minOps > 0, maxOps >= minOps, maxOps <= 10_000 else {
-            throw ValidationError("--min-ops and --max-ops must satisfy 1 <= min <= max <= 10000, got \(minOps) and \(maxOps)")
+        let s = settings
+        guard s.workloads > 0 else { throw ValidationError("--workloads must be positive, got \(s.workloads)") }
+        guard s.minOps > 0, s.maxOps >= s.minOps, s.maxOps <= 100_000 else {
+            throw ValidationError("--min-ops and --max-ops must satisfy 1 <= min <= max <= 100000, got \(s.minOps) and \(s.maxOps)")
         }
-        guard states >= 2 else { throw ValidationError("--states must be at least 2, got \(states)") }
-        guard torn >= 0 else { throw ValidationError("--torn must not be negative, got \(torn)") }
-        guard recoveryEvery >= 0 else { throw ValidationError("--recovery-every must not be negative, got \(recoveryEvery)") }
+        guard s.states >= 2 else { throw ValidationError("--states must be at least 2, got \(s.states)") }
+        guard (0...16).contains(s.exhaustive) else { throw ValidationError("--exhaustive must be from 0 to 16, got \(s.exhaustive)") }
+        guard s.torn >= 0 else { throw ValidationError("--torn must not be negative, got \(s.torn)") }
+        guard s.recoveryEvery >= 0 else { throw ValidationError("--recovery-every must not be negative, got \(s.recoveryEvery)") }
         if let seconds, !(seconds > 0) { throw ValidationError("--seconds must be positive, got \(seconds)") }
         if let replay, Self.parseReplay(replay) == nil {
             throw ValidationError("--replay must be W.S or W.S.rI (numbers, as a violation's line prints them), got '\(replay)'")
@@ -84,14 +103,16 @@ struct Crash: ParsableCommand {
     }
 
     func run() throws {
+        let s = settings
         var config = CrashExploreConfig(seed: runSeed(seed))
         config.workload = workload
-        config.workloads = workloads
-        config.minOps = minOps
-        config.maxOps = maxOps
-        config.states.samples = states
-        config.states.tornPerEpoch = torn
-        config.checks.recoveryEvery = recoveryEvery
+        config.workloads = s.workloads
+        config.minOps = s.minOps
+        config.maxOps = s.maxOps
+        config.states.samples = s.states
+        config.states.exhaustiveLimit = s.exhaustive
+        config.states.tornPerEpoch = s.torn
+        config.checks.recoveryEvery = s.recoveryEvery
         config.seconds = seconds
         config.stopAtFirst = first
         config.faults = faults.flatMap(Self.parseFaults) ?? []
@@ -99,7 +120,7 @@ struct Crash: ParsableCommand {
         config.bugs = bug.reduce(into: DeliberateBugs()) { $0.formUnion($1.bugs) }
         if let replay { config.only = Self.parseReplay(replay) }
         let stderr = FileHandle.standardError
-        stderr.write(Data("iomap crash: workload \(workload.rawValue), seed \(config.seed), \(config.only == nil ? "\(workloads) workloads" : "replaying state \(replay!)")\(bug.isEmpty ? "" : ", bugs \(bug.map(\.rawValue).joined(separator: ","))")\n".utf8))
+        stderr.write(Data("iomap crash: workload \(workload.rawValue), seed \(config.seed), \(config.only == nil ? (s.workloads == Int.max ? "every workload of the list" : "\(s.workloads) workloads") : "replaying state \(replay!)")\(bug.isEmpty ? "" : ", bugs \(bug.map(\.rawValue).joined(separator: ","))")\n".utf8))
         var lastReport = ContinuousClock.now
         var written = false
         let result = runCrashExploration(
@@ -121,7 +142,7 @@ struct Crash: ParsableCommand {
         if let path = image, written { stderr.write(Data("iomap crash: state \(replay!) written to \(path)\n".utf8)) }
         let rate = result.elapsedSeconds > 0 ? Double(result.statesChecked) / result.elapsedSeconds : 0
         let replayBase =
-            "iomap crash --workload \(workload.rawValue) --seed \(config.seed) --min-ops \(minOps) --max-ops \(maxOps) --states \(states) --torn \(torn) --recovery-every \(recoveryEvery)"
+            "iomap crash --workload \(workload.rawValue) --seed \(config.seed) --min-ops \(s.minOps) --max-ops \(s.maxOps) --states \(s.states) --exhaustive \(s.exhaustive) --torn \(s.torn) --recovery-every \(s.recoveryEvery)"
             + bug.map { " --bug \($0.rawValue)" }.joined()
         if json {
             printJSON(
@@ -171,16 +192,25 @@ enum CrashTooth: String, CaseIterable, ExpressibleByArgument {
     /// The superblock naming a snapshot before the snapshot is durable.
     case superblockBeforeSnapshot = "superblock-before-snapshot"
 
+    /// fsync, fdatasync, msync and directory fsync returning without forcing the log.
+    case fsyncSkipsForce = "fsync-skips-force"
+    /// A rename logged as two transactions, remove then add.
+    case renameTwoRecords = "rename-two-records"
+
     var bugs: DeliberateBugs {
         switch self {
         case .commitBeforeData: return .commitBeforeData
         case .reuseBeforeCommit: return .reuseBeforeCommit
         case .superblockBeforeSnapshot: return .superblockBeforeSnapshot
+        case .fsyncSkipsForce: return .fsyncSkipsForce
+        case .renameTwoRecords: return .renameTwoRecords
         }
     }
 }
 
-extension CrashWorkloadKind: ExpressibleByArgument {}
+extension CrashWorkloadKind: ExpressibleByArgument {
+    var isBounded: Bool { self == .seq1 || self == .seq2 }
+}
 
 struct CrashJSON: Encodable {
     var seed: UInt64

@@ -24,13 +24,17 @@ struct CrashCommandTests {
 
     /// Each tooth with the workloads that catch it in seconds: short random workloads catch
     /// rule 1; rule 2 needs a file's blocks freed and reused (longer workloads); rule 3 needs
-    /// a snapshot, so a full log (longer still).
+    /// a snapshot, so a full log (longer still); a skipped force shows in the first seq1
+    /// workload.
     @Test(
         "each tooth exits 1, and its printed replay line exits 1 on that one state",
         arguments: [
             ["--bug", "commit-before-data", "--workloads", "200"],
             ["--bug", "reuse-before-commit", "--workloads", "100", "--min-ops", "10", "--max-ops", "40"],
             ["--bug", "superblock-before-snapshot", "--workloads", "40", "--min-ops", "60", "--max-ops", "120"],
+            ["--bug", "fsync-skips-force", "--workload", "seq1"],
+            // It needs a checkpoint boundary inside a rename: the background force's stand-in.
+            ["--bug", "rename-two-records", "--workloads", "200", "--min-ops", "5", "--max-ops", "20"],
         ])
     func toothAndReplay(_ tooth: [String]) throws {
         let r = try runIOMap(["crash", "--seed", "7", "--first", "--recovery-every", "0"] + tooth)

@@ -9,6 +9,13 @@ import IOMapTesting
 import Testing
 import Volume
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// An environment variable's value.
+func environmentValue(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+
 @Suite("Crash-state explorer")
 struct CrashExplorerTests {
     @Test("seeded random workloads hold in every crash state")
@@ -20,6 +27,27 @@ struct CrashExplorerTests {
         #expect(r.failedRuns.isEmpty, "\(r.failedRuns)")
         #expect(r.violations.isEmpty, "\(r.violations.prefix(3))")
         #expect(r.states > 100 && r.tornStates > 0 && r.recoveryStates > 0, "the exploration checked too little: \(r.statesChecked)")
+    }
+
+    /// CI's share of the bounded workloads: all of seq1, and a seeded sample of seq2
+    /// (CRASH_SEQ2_WORKLOADS, default 1,500 of its 42,781; `iomap crash --workload seq2` runs
+    /// them all).
+    @Test("every seq1 workload and a seeded sample of seq2 hold in every crash state")
+    func boundedWorkloads() {
+        var one = CrashExploreConfig(seed: 1)
+        one.workload = .seq1
+        one.workloads = Int.max
+        let r1 = runCrashExploration(one)
+        print("crash explorer seq1: \(r1.workloads) workloads, \(r1.statesChecked) states, \(r1.violations.count) violations")
+        #expect(r1.workloads == boundedCrashWorkloads(length: 1).count)
+        #expect(r1.failedRuns.isEmpty && r1.violations.isEmpty, "\(r1.failedRuns.prefix(3)) \(r1.violations.prefix(3))")
+        var two = CrashExploreConfig(seed: 2026_12_01)
+        two.workload = .seq2
+        two.workloads = Int(environmentValue("CRASH_SEQ2_WORKLOADS") ?? "") ?? 1500
+        let r2 = runCrashExploration(two)
+        print("crash explorer seq2 (seed \(two.seed)): \(r2.workloads) workloads, \(r2.statesChecked) states in \(Int(r2.elapsedSeconds)) s, \(r2.violations.count) violations")
+        #expect(r2.workloads == min(two.workloads, boundedCrashWorkloads(length: 2).count))
+        #expect(r2.failedRuns.isEmpty && r2.violations.isEmpty, "\(r2.failedRuns.prefix(3)) \(r2.violations.prefix(3))")
     }
 
     @Test("the tooth: committing a conversion before its data is flushed is caught, and its state replays")

@@ -9,8 +9,25 @@ import Volume
 
 /// The workloads `iomap crash` explores.
 public enum CrashWorkloadKind: String, Sendable, CaseIterable {
+    /// Every workload of one op (and its persistence point) on the fixed tree
+    /// (boundedCrashWorkloads(length: 1), CrashMonkey's seq-1).
+    case seq1
+    /// Every workload of two (boundedCrashWorkloads(length: 2)); `workloads` fewer than all
+    /// takes a seeded sample of them.
+    case seq2
     /// Seeded workloads of 3 to 6 ops drawn from the model (CrashGenerator).
     case random
+    /// fsx-style runs: 4 files, 2,000 ops by default, states cut sparsely (a few per epoch).
+    case fsx
+
+    /// The bounded list's length, for seq1 and seq2.
+    var boundedLength: Int? {
+        switch self {
+        case .seq1: return 1
+        case .seq2: return 2
+        default: return nil
+        }
+    }
 }
 
 /// An exploration's settings.
@@ -47,17 +64,44 @@ public struct CrashExploreConfig: Sendable {
     }
 }
 
-/// A workload of the exploration: its recording and how it is named.
-public func recordCrashWorkload(_ config: CrashExploreConfig, index w: Int) -> (recording: CrashRecording, name: String) {
+/// A workload of the exploration: its recording and how it is named. `bounded` is the
+/// seq1 or seq2 list.
+public func recordCrashWorkload(_ config: CrashExploreConfig, index w: Int, bounded: [[CrashOp]] = []) -> (
+    recording: CrashRecording, name: String
+) {
     let setup = crashSetup(config, index: w)
+    let recording: CrashRecording
     switch config.workload {
-    case .random:
-        var generator = CrashGenerator(seed: config.workloadSeed(w))
+    case .seq1, .seq2:
+        let ops = bounded[w]
+        recording = recordCrashWorkload(setup, fixture: { (v: Volume) throws(Errno) in _ = try makeCrashFixture(v) }) { _, k in
+            k < ops.count ? ops[k] : nil
+        }
+    case .random, .fsx:
+        var generator =
+            config.workload == .fsx
+            ? CrashGenerator(seed: config.workloadSeed(w), files: 4) : CrashGenerator(seed: config.workloadSeed(w))
         var random = SeededRandom(seed: config.workloadSeed(w) ^ 0x0005_EED0)
         let count = config.minOps + Int(random.next() % UInt64(config.maxOps - config.minOps + 1))
-        let recording = recordCrashWorkload(setup) { model, k in k < count ? generator.next(model) : nil }
-        return (recording, recording.ops.map(\.description).joined(separator: "; "))
+        recording = recordCrashWorkload(setup) { model, k in k < count ? generator.next(model) : nil }
     }
+    let name = recording.ops.map(\.description).joined(separator: "; ")
+    return (recording, config.workload.boundedLength == nil ? name : "\(config.workload.rawValue) #\(w): \(name)")
+}
+
+/// Which workloads a run explores: for seq1 and seq2 the whole list, or a seeded sample of
+/// `workloads` of it (indices into the list, so that a replay names the same one); for the
+/// seeded kinds 0 ..< workloads.
+func workloadIndices(_ config: CrashExploreConfig, listCount: Int?) -> [Int] {
+    guard let n = listCount else { return Array(0..<config.workloads) }
+    if config.workloads >= n { return Array(0..<n) }
+    var random = SeededRandom(seed: config.seed ^ 0x5E0_5A3F)
+    var all = Array(0..<n)
+    for i in 0..<config.workloads {
+        let j = i + Int(random.next() % UInt64(n - i))
+        all.swapAt(i, j)
+    }
+    return all.prefix(config.workloads).sorted()
 }
 
 /// The volume setup of workload `w`.
@@ -66,8 +110,10 @@ public func crashSetup(_ config: CrashExploreConfig, index w: Int) -> CrashVolum
     setup.bugs = config.bugs
     setup.seed = config.workloadSeed(w)
     // Logs of three sizes, so that some workloads fill theirs and write snapshots (a
-    // snapshot's ordering is rule 3's).
-    setup.logBlocks = [16, 24, 64][Int(setup.seed % 3)]
+    // snapshot's ordering is rule 3's); the bounded workloads on the fixture's own volume.
+    setup.logBlocks = config.workload.boundedLength == nil ? [16, 24, 64][Int(setup.seed % 3)] : BoundedVolume.format.logBlocks!
+    // A third of the seeded workloads with the background force's stand-in.
+    if config.workload.boundedLength == nil && (setup.seed >> 8) % 3 == 0 { setup.boundaryForceOneIn = 4 }
     return setup
 }
 
@@ -78,9 +124,14 @@ public func runCrashExploration(
 ) -> CrashExploreResult {
     var result = CrashExploreResult()
     let start = ContinuousClock.now
-    let indices = config.only.map { [$0.workload] } ?? Array(0..<config.workloads)
+    let bounded = config.workload.boundedLength.map { boundedCrashWorkloads(length: $0) } ?? []
+    if let only = config.only, config.workload.boundedLength != nil, only.workload >= bounded.count {
+        result.failedRuns.append("there is no \(config.workload.rawValue) workload \(only.workload): the list has \(bounded.count)")
+        return result
+    }
+    let indices = config.only.map { [$0.workload] } ?? workloadIndices(config, listCount: config.workload.boundedLength.map { _ in bounded.count })
     for w in indices {
-        let (recording, name) = recordCrashWorkload(config, index: w)
+        let (recording, name) = recordCrashWorkload(config, index: w, bounded: bounded)
         let one = exploreCrashStates(
             recording, workload: name, index: w, setup: crashSetup(config, index: w), states: config.states, checks: config.checks,
             seed: config.workloadSeed(w), only: config.only.map { ($0.state, $0.recovery) }, inspect: inspect)

@@ -40,8 +40,13 @@ public struct CrashVolumeSetup: Sendable {
     public var blockSize = 4096
     public var logBlocks = 24
     public var bugs: DeliberateBugs = []
-    /// The seed of the volume's UUID.
+    /// The seed of the volume's UUID and of the boundary forces.
     public var seed: UInt64 = 0
+    /// A stand-in for the background force during the workload: the log forced at a
+    /// transaction boundary with probability 1 in this (nil: never), as the crash cases do
+    /// (BoundaryForces). It puts checkpoint boundaries between the transactions of one call,
+    /// where a call made of several would show.
+    public var boundaryForceOneIn: UInt64?
 
     public init() {}
 
@@ -70,6 +75,7 @@ public func recordCrashWorkload(
         blockCount: setup.blockCount, fill: CrashCase.poison)
     var retired: [AnyObject] = []
     defer { withExtendedLifetime(retired) {} }
+    let forces = setup.boundaryForceOneIn.map { BoundaryForces(seed: setup.seed ^ 0xB0DA_F0CE, oneIn: $0) }
     let volume: Volume
     var model: CrashModel
     do throws(VolumeError) {
@@ -78,7 +84,9 @@ public func recordCrashWorkload(
         f.uuid = VolumeUUID(high: setup.seed, low: 0x0C4A_5E00)
         f.time = Timestamp(seconds: 1_700_000_000)
         try Volume.format(device: device, options: f)
-        volume = try Volume.mount(device: device, options: setup.options())
+        var options = setup.options()
+        if let forces { options.transactionBoundary = { forces.hook($0) } }
+        volume = try Volume.mount(device: device, options: options)
         try volumeCall { () throws(Errno) in
             try fixture(volume)
             try volume.sync()
@@ -92,6 +100,8 @@ public func recordCrashWorkload(
     retired.append(volume)
     recording.start = device.eventCount
     device.mark("workload")
+    forces?.setActive(true)
+    defer { forces?.setActive(false) }
     recording.models.append(model)
     var handles: [InodeNumber: FileHandle] = [:]
     defer { retired.append(contentsOf: handles.values.map { $0 as AnyObject }) }
@@ -131,7 +141,7 @@ public func recordCrashWorkload(
 func cutModel(_ model: CrashModel, _ op: CrashOp, created: InodeNumber?) -> CrashModel {
     var cut = model
     switch op {
-    case .fsync, .fdatasync, .sync: cut.recordInterrupted(op)
+    case .fsync, .fdatasync, .sync, .msync, .fsyncDirectory: cut.recordInterrupted(op)
     default: cut.record(op, created: created, forced: false)
     }
     return cut

@@ -141,6 +141,15 @@ public struct CrashGenerator: Sendable {
         stamp = stampBase
     }
 
+    /// A generator over exactly `files` names of the pool (1 to 6): fsx's fixed file count.
+    public init(seed: UInt64, files: Int, stampBase: Int = 1) {
+        precondition((1...Self.namePool.count).contains(files), "1 to \(Self.namePool.count) files, not \(files)")
+        random = SeededRandom(seed: seed)
+        names = Array(Self.namePool.prefix(files))
+        maxFiles = files
+        stamp = stampBase
+    }
+
     mutating func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(random.next() % UInt64(n)) }
     mutating func coin(_ oneIn: Int) -> Bool { below(oneIn) == 0 }
     mutating func pick<T>(_ items: [T]) -> T? { items.isEmpty ? nil : items[below(items.count)] }
