@@ -66,10 +66,11 @@ public struct CrashExploreConfig: Sendable {
 
 /// A workload of the exploration: its recording and how it is named. `bounded` is the
 /// seq1 or seq2 list.
-public func recordCrashWorkload(_ config: CrashExploreConfig, index w: Int, bounded: [[CrashOp]] = []) -> (
+public func recordCrashWorkload(_ config: CrashExploreConfig, index w: Int, bounded: [[CrashOp]] = [], finalSnapshot: Bool = false) -> (
     recording: CrashRecording, name: String
 ) {
-    let setup = crashSetup(config, index: w)
+    var setup = crashSetup(config, index: w)
+    setup.finalSnapshot = finalSnapshot
     let recording: CrashRecording
     switch config.workload {
     case .seq1, .seq2:
@@ -137,11 +138,17 @@ public func runCrashExploration(
             seed: config.workloadSeed(w), only: config.only.map { ($0.state, $0.recovery) }, inspect: inspect)
         result.add(one)
         if config.only == nil && !config.faults.isEmpty {
-            let f = exploreFaults(
-                recording, workload: name, index: w, setup: crashSetup(config, index: w), faults: config.faults,
-                perTarget: config.faultsPerKind, seed: config.workloadSeed(w))
-            merge(&result.faults, f.table)
-            result.violations += f.violations
+            // On the workload's final image (its log's last checkpoints live), and on the same
+            // workload again ending in a snapshot of its live state (every kind of metadata
+            // block it has is then in the image).
+            let (withSnapshot, _) = recordCrashWorkload(config, index: w, bounded: bounded, finalSnapshot: true)
+            for (i, r) in [recording, withSnapshot].enumerated() {
+                let f = exploreFaults(
+                    r, workload: name, index: w, setup: crashSetup(config, index: w), faults: config.faults,
+                    perTarget: config.faultsPerKind, seed: config.workloadSeed(w) &+ UInt64(i))
+                merge(&result.faults, f.table)
+                result.violations += f.violations
+            }
         }
         result.elapsedSeconds = (ContinuousClock.now - start).seconds
         progress?(result)

@@ -47,6 +47,10 @@ public struct CrashVolumeSetup: Sendable {
     /// (BoundaryForces). It puts checkpoint boundaries between the transactions of one call,
     /// where a call made of several would show.
     public var boundaryForceOneIn: UInt64?
+    /// After the ops, write a snapshot of the live state (open files still open): a final
+    /// image with every kind of metadata block the state has (orphans of files unlinked
+    /// while open, open free intents), for the fault injection.
+    public var finalSnapshot = false
 
     public init() {}
 
@@ -129,6 +133,13 @@ public func recordCrashWorkload(
         recording.ends.append(device.eventCount)
         device.mark("end \(k)")
         recording.models.append(model)
+    }
+    if setup.finalSnapshot && recording.failure == nil {
+        forces?.setActive(false)
+        device.mark("snapshot")
+        do throws(Errno) { try volume.journal.writeSnapshotNow(clean: false) } catch {
+            recording.failure = "the final snapshot failed: \(error)"
+        }
     }
     recording.events = device.events
     return recording

@@ -257,21 +257,22 @@ func gatherPayload(_ block: [UInt8], from start: Int, count: Int, into w: inout 
     }
 }
 
-/// Whether `block`, which fails its checks, was nevertheless written whole by one checkpoint
-/// of sequence `sequence` or later: the header's sequence and every sector's stamp agree on
-/// it, and only the CRC is wrong. A crash cannot do that (the sectors it leaves unwritten
-/// hold an older write's stamp, or none); damage after the write can: a flipped bit. The
-/// sequence that every sector names is returned. Blocks of one sector have no stamps and are
-/// never called so.
-public func wholeButDamagedLogBlock(_ block: [UInt8], sequenceAtLeast sequence: UInt64) -> UInt64? {
-    guard block.count > logSectorSize, block.count >= BlockHeader.size else { return nil }
-    let header = block.le(UInt64.self, at: 40)
-    guard header >= sequence else { return nil }
-    for s in stride(from: logSectorSize, to: block.count, by: logSectorSize) where block.le(UInt64.self, at: s) != header {
-        return nil
+/// Whether `block`, which fails its checks, was nevertheless written whole by checkpoint
+/// `sequence`, the one expected at its place, and damaged after: its CRC is wrong while the
+/// header's sequence and every sector's stamp are `sequence`. A crash cannot do that: the
+/// sectors it leaves unwritten hold an older write's stamp (sequences only grow, and none is
+/// written twice at one place), or none, or garbage. Damage after the write can: a flipped
+/// bit anywhere but in a stamp or the header's sequence (a flip there looks like a torn
+/// write's other sector). Blocks of one sector have no stamps and are never called so.
+public func wholeButDamagedLogBlock(_ block: [UInt8], sequence: UInt64) -> Bool {
+    guard block.count > logSectorSize, block.count >= BlockHeader.size, block.le(UInt64.self, at: 40) == sequence else {
+        return false
+    }
+    for s in stride(from: logSectorSize, to: block.count, by: logSectorSize) where block.le(UInt64.self, at: s) != sequence {
+        return false
     }
     let crc = block.withUnsafeBytes { CRC32C.blockChecksum($0, fieldOffset: BlockHeader.crcOffset) }
-    return crc == block.le(UInt32.self, at: BlockHeader.crcOffset) ? nil : header
+    return crc != block.le(UInt32.self, at: BlockHeader.crcOffset)
 }
 
 private func decodeRecords(

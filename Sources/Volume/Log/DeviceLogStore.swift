@@ -140,9 +140,9 @@ public final class DeviceLogStore: LogStore {
     /// misdirected write, which no crash does.
     func damage(in blocks: [[UInt8]], at offset: Int, sequenceAtLeast sequence: UInt64, _ error: FormatError) -> CheckpointRead? {
         for (i, b) in blocks.enumerated() {
-            if let s = wholeButDamagedLogBlock(b, sequenceAtLeast: sequence) {
+            if wholeButDamagedLogBlock(b, sequence: sequence) {
                 return .damaged(
-                    reason: "\(logBlockName(offset + i)): bad CRC, though every sector of it was written by checkpoint \(s): damaged after it was written, not torn (\(error))")
+                    reason: "\(logBlockName(offset + i)): bad CRC, though every sector of it was written by checkpoint \(sequence): damaged after it was written, not torn (\(error))")
             }
             if let kind = foreignBlockKind(b) {
                 return .damaged(
