@@ -123,41 +123,9 @@ func exploreFaults(
             for _ in 0..<min(perTarget, sorted.count) {
                 let b = sorted[Int(random.next() % UInt64(sorted.count))]
                 let w = writes[b]!
-                var image = final
-                var unreadable: Set<Int> = []
-                var what = "\(fault) on \(kind) block \(b)"
-                var cellKind = kind
-                switch fault {
-                case .lost: image.write(block: b, bytes: w.before)
-                case .misdirected:
-                    let to = (b + 1 + Int(random.next() % 16)) % recording.blockCount
-                    image.write(block: b, bytes: w.before)
-                    // Landed on a data block, the write is a data fault there too, which no
-                    // checksum can see: its outcomes are counted apart ("onto data").
-                    if kind != "data" && CrashRecording.kind(final.block(to), block: 0, blockSize: recording.blockSize) == nil
-                        && writes[to] != nil
-                    {
-                        cellKind = "\(kind) onto data"
-                    }
-                    image.write(block: to, bytes: w.last)
-                    what += " (landed on block \(to))"
-                case .torn:
-                    let sectors = recording.blockSize / 512
-                    let mask = 1 + random.next() % ((1 << UInt64(sectors)) - 2)
-                    var block = w.before
-                    for s in 0..<sectors where mask >> UInt64(s) & 1 == 1 {
-                        block.replaceSubrange(s * 512..<(s + 1) * 512, with: w.last[s * 512..<(s + 1) * 512])
-                    }
-                    image.write(block: b, bytes: block)
-                    what += " (sectors 0x\(String(mask, radix: 16)) new)"
-                case .bitflip:
-                    var block = image.block(b)
-                    let bit = Int(random.next() % UInt64(recording.blockSize * 8))
-                    block[bit / 8] ^= 1 << UInt8(bit % 8)
-                    image.write(block: b, bytes: block)
-                    what += " (bit \(bit))"
-                case .latent: unreadable = [b]
-                }
+                let (image, unreadable, what, cellKind) = injectFault(
+                    fault, block: b, kind: kind, write: (w.last, w.before), into: final, writes: writes, blockSize: recording.blockSize,
+                    blockCount: recording.blockCount, random: &random)
                 var cell = FaultCell()
                 cell.injected = 1
                 // A fault that only undoes the write (lost, misdirected, torn) is judged also
@@ -185,6 +153,49 @@ func exploreFaults(
         }
     }
     return (table, violations)
+}
+
+/// `fault` applied to block `b` (of `kind`, last written with `write.last` over
+/// `write.before`) of `final`: the damaged image, the blocks whose reads fail, a description,
+/// and the table row it counts in.
+private func injectFault(
+    _ fault: CrashFault, block b: Int, kind: String, write w: (last: [UInt8], before: [UInt8]), into final: BlockImage,
+    writes: [Int: (last: [UInt8], before: [UInt8], at: Int)], blockSize: Int, blockCount: Int, random: inout SeededRandom
+) -> (image: BlockImage, unreadable: Set<Int>, what: String, cellKind: String) {
+    var image = final
+    var unreadable: Set<Int> = []
+    var what = "\(fault) on \(kind) block \(b)"
+    var cellKind = kind
+    switch fault {
+    case .lost: image.write(block: b, bytes: w.before)
+    case .misdirected:
+        let to = (b + 1 + Int(random.next() % 16)) % blockCount
+        image.write(block: b, bytes: w.before)
+        // Landed on a data block, the write is a data fault there too, which no checksum
+        // can see: its outcomes are counted apart ("onto data").
+        if kind != "data" && CrashRecording.kind(final.block(to), block: 0, blockSize: blockSize) == nil && writes[to] != nil {
+            cellKind = "\(kind) onto data"
+        }
+        image.write(block: to, bytes: w.last)
+        what += " (landed on block \(to))"
+    case .torn:
+        let sectors = blockSize / 512
+        let mask = 1 + random.next() % ((1 << UInt64(sectors)) - 2)
+        var block = w.before
+        for s in 0..<sectors where mask >> UInt64(s) & 1 == 1 {
+            block.replaceSubrange(s * 512..<(s + 1) * 512, with: w.last[s * 512..<(s + 1) * 512])
+        }
+        image.write(block: b, bytes: block)
+        what += " (sectors 0x\(String(mask, radix: 16)) new)"
+    case .bitflip:
+        var block = image.block(b)
+        let bit = Int(random.next() % UInt64(blockSize * 8))
+        block[bit / 8] ^= 1 << UInt8(bit % 8)
+        image.write(block: b, bytes: block)
+        what += " (bit \(bit))"
+    case .latent: unreadable = [b]
+    }
+    return (image, unreadable, what, cellKind)
 }
 
 extension CrashStateChecker {
