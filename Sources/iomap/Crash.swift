@@ -78,7 +78,8 @@ struct Crash: ParsableCommand {
         }
         if let faults, Self.parseFaults(faults) == nil {
             throw ValidationError(
-                "--faults must be a comma-separated list of \(CrashFault.allCases.map(\.rawValue).joined(separator: ", ")) or all, got '\(faults)'")
+                "--faults must be a comma-separated list of \(CrashFault.allCases.map(\.rawValue).joined(separator: ", ")) or all, got '\(faults)'"
+            )
         }
         guard faultsPerKind > 0 else { throw ValidationError("--faults-per-kind must be positive, got \(faultsPerKind)") }
         if image != nil && replay == nil { throw ValidationError("--image needs --replay: it writes the replayed state's image") }
@@ -120,7 +121,10 @@ struct Crash: ParsableCommand {
         config.bugs = bug.reduce(into: DeliberateBugs()) { $0.formUnion($1.bugs) }
         if let replay { config.only = Self.parseReplay(replay) }
         let stderr = FileHandle.standardError
-        stderr.write(Data("iomap crash: workload \(workload.rawValue), seed \(config.seed), \(config.only == nil ? (s.workloads == Int.max ? "every workload of the list" : "\(s.workloads) workloads") : "replaying state \(replay!)")\(bug.isEmpty ? "" : ", bugs \(bug.map(\.rawValue).joined(separator: ","))")\n".utf8))
+        stderr.write(
+            Data(
+                "iomap crash: workload \(workload.rawValue), seed \(config.seed), \(config.only == nil ? (s.workloads == Int.max ? "every workload of the list" : "\(s.workloads) workloads") : "replaying state \(replay!)")\(bug.isEmpty ? "" : ", bugs \(bug.map(\.rawValue).joined(separator: ","))")\n"
+                    .utf8))
         var lastReport = ContinuousClock.now
         var written = false
         let result = runCrashExploration(
@@ -128,7 +132,10 @@ struct Crash: ParsableCommand {
             progress: { r in
                 guard ContinuousClock.now - lastReport > .seconds(2) else { return }
                 lastReport = .now
-                stderr.write(Data("  \(r.workloads) workloads, \(r.statesChecked) states, \(r.violations.count) violations, \(Int(r.elapsedSeconds)) s\n".utf8))
+                stderr.write(
+                    Data(
+                        "  \(r.workloads) workloads, \(r.statesChecked) states, \(r.violations.count) violations, \(Int(r.elapsedSeconds)) s\n"
+                            .utf8))
             },
             inspect: { id, state in
                 guard let path = image, id == replay else { return }

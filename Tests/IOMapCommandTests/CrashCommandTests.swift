@@ -46,10 +46,12 @@ struct CrashCommandTests {
         #expect(try again.json()["states_checked"] as? Int == 1)
     }
 
-    @Test("bad usage exits 2 naming the option", arguments: [
-        ["crash", "--workloads", "0"], ["crash", "--replay", "x.y"], ["crash", "--image", "/tmp/x"], ["crash", "--bug", "nonsense"],
-        ["crash", "--min-ops", "5", "--max-ops", "2"],
-    ])
+    @Test(
+        "bad usage exits 2 naming the option",
+        arguments: [
+            ["crash", "--workloads", "0"], ["crash", "--replay", "x.y"], ["crash", "--image", "/tmp/x"], ["crash", "--bug", "nonsense"],
+            ["crash", "--min-ops", "5", "--max-ops", "2"],
+        ])
     func badUsage(_ args: [String]) throws {
         let r = try runIOMap(args)
         #expect(r.status == 2, "\(args): \(r.stderr)")

@@ -23,7 +23,9 @@ struct CrashExplorerTests {
         var config = CrashExploreConfig(seed: 20_261_201)
         config.workloads = 40
         let r = runCrashExploration(config)
-        print("crash explorer: \(r.workloads) workloads, \(r.statesChecked) states (\(r.tornStates) torn, \(r.recoveryStates) during recovery), \(r.violations.count) violations")
+        print(
+            "crash explorer: \(r.workloads) workloads, \(r.statesChecked) states (\(r.tornStates) torn, \(r.recoveryStates) during recovery), \(r.violations.count) violations"
+        )
         #expect(r.failedRuns.isEmpty, "\(r.failedRuns)")
         #expect(r.violations.isEmpty, "\(r.violations.prefix(3))")
         #expect(r.states > 100 && r.tornStates > 0 && r.recoveryStates > 0, "the exploration checked too little: \(r.statesChecked)")
@@ -45,7 +47,9 @@ struct CrashExplorerTests {
         two.workload = .seq2
         two.workloads = Int(environmentValue("CRASH_SEQ2_WORKLOADS") ?? "") ?? 1500
         let r2 = runCrashExploration(two)
-        print("crash explorer seq2 (seed \(two.seed)): \(r2.workloads) workloads, \(r2.statesChecked) states in \(Int(r2.elapsedSeconds)) s, \(r2.violations.count) violations")
+        print(
+            "crash explorer seq2 (seed \(two.seed)): \(r2.workloads) workloads, \(r2.statesChecked) states in \(Int(r2.elapsedSeconds)) s, \(r2.violations.count) violations"
+        )
         #expect(r2.workloads == min(two.workloads, boundedCrashWorkloads(length: 2).count))
         #expect(r2.failedRuns.isEmpty && r2.violations.isEmpty, "\(r2.failedRuns.prefix(3)) \(r2.violations.prefix(3))")
     }

@@ -87,7 +87,9 @@ struct FormatSuperblockTests {
         // A later version, and version 1 (before the log's sector stamps), are refused.
         for version in [formatVersion + 1, 1] {
             sb.version = version
-            #expect(formatError { () throws(FormatError) in try decodeSuperblock(sb.encode(copy: 0), at: 0) }?.check == .unsupportedVersion(version))
+            #expect(
+                formatError { () throws(FormatError) in try decodeSuperblock(sb.encode(copy: 0), at: 0) }?.check
+                    == .unsupportedVersion(version))
         }
     }
 

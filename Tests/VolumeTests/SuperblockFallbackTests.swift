@@ -117,7 +117,9 @@ struct SuperblockFallbackTests {
         #expect(has(w, "logged") && has(w, "sealed"))
         // The mount made copy 1 copy 0, then wrote its snapshot to both (every mount writes one).
         let after = copies(rig)
-        #expect(after[1]?.generation == after[0]?.generation && (after[0]?.generation ?? 0) > (c[0]?.generation ?? 0), "the mount made copy 1 copy 0")
+        #expect(
+            after[1]?.generation == after[0]?.generation && (after[0]?.generation ?? 0) > (c[0]?.generation ?? 0),
+            "the mount made copy 1 copy 0")
         // Data reuses the blocks of the snapshot copy 1 named before; copy 0 is then damaged.
         let f = try w.createAndOpen("f")
         try f.write(pattern(256 * 1024, seed: 43), at: 0)

@@ -130,7 +130,8 @@ public func runCrashExploration(
         result.failedRuns.append("there is no \(config.workload.rawValue) workload \(only.workload): the list has \(bounded.count)")
         return result
     }
-    let indices = config.only.map { [$0.workload] } ?? workloadIndices(config, listCount: config.workload.boundedLength.map { _ in bounded.count })
+    let indices =
+        config.only.map { [$0.workload] } ?? workloadIndices(config, listCount: config.workload.boundedLength.map { _ in bounded.count })
     for w in indices {
         let (recording, name) = recordCrashWorkload(config, index: w, bounded: bounded)
         let one = exploreCrashStates(

@@ -43,7 +43,8 @@ public enum CrashStateKind: Sendable, Equatable, CustomStringConvertible {
         case .subset(let e, let kept):
             return "epoch \(e), writes kept: \(kept.isEmpty ? "none" : kept.map(String.init).joined(separator: ","))"
         case .torn(let e, let w, let b, let sectors, let garbage):
-            return "epoch \(e), write \(w) torn at its block \(b): sectors 0x\(String(sectors, radix: 16)) new, the rest \(garbage ? "garbage" : "old")"
+            return
+                "epoch \(e), write \(w) torn at its block \(b): sectors 0x\(String(sectors, radix: 16)) new, the rest \(garbage ? "garbage" : "old")"
         }
     }
 }
@@ -155,7 +156,8 @@ extension CrashRecording {
                 if sectors >> UInt64(s) & 1 == 1 {
                     block.replaceSubrange(s * 512..<(s + 1) * 512, with: write.bytes[range])
                 } else if garbage {
-                    block.replaceSubrange(s * 512..<(s + 1) * 512, with: (0..<512).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ s &* 7 &+ 1) | 1 })
+                    block.replaceSubrange(
+                        s * 512..<(s + 1) * 512, with: (0..<512).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ s &* 7 &+ 1) | 1 })
                 }
             }
             image.write(block: write.block + b, bytes: block)

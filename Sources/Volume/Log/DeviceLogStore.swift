@@ -142,11 +142,15 @@ public final class DeviceLogStore: LogStore {
         for (i, b) in blocks.enumerated() {
             if wholeButDamagedLogBlock(b, sequence: sequence) {
                 return .damaged(
-                    reason: "\(logBlockName(offset + i)): bad CRC, though every sector of it was written by checkpoint \(sequence): damaged after it was written, not torn (\(error))")
+                    reason:
+                        "\(logBlockName(offset + i)): bad CRC, though every sector of it was written by checkpoint \(sequence): damaged after it was written, not torn (\(error))"
+                )
             }
             if let kind = foreignBlockKind(b) {
                 return .damaged(
-                    reason: "\(logBlockName(offset + i)): holds a whole \(kind) of this volume, which is never written to the log: a misdirected write (\(error))")
+                    reason:
+                        "\(logBlockName(offset + i)): holds a whole \(kind) of this volume, which is never written to the log: a misdirected write (\(error))"
+                )
             }
         }
         return nil
