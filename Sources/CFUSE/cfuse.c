@@ -1,0 +1,76 @@
+// Counterpart: see include/cfuse.h.
+
+#define _GNU_SOURCE
+#include "cfuse.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+int cfuse_open_device(void) {
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int cfuse_clone_device(int session_fd) {
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    uint32_t master = (uint32_t)session_fd;
+    if (ioctl(fd, FUSE_DEV_IOC_CLONE, &master) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+long cfuse_read(int fd, void *buffer, size_t size) {
+    ssize_t n = read(fd, buffer, size);
+    return n < 0 ? -errno : (long)n;
+}
+
+long cfuse_write(int fd, const void *buffer, size_t size) {
+    ssize_t n = write(fd, buffer, size);
+    return n < 0 ? -errno : (long)n;
+}
+
+int cfuse_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data) {
+    unsigned long ms = 0;
+    if (flags & CFUSE_MS_RDONLY) ms |= MS_RDONLY;
+    if (flags & CFUSE_MS_NOSUID) ms |= MS_NOSUID;
+    if (flags & CFUSE_MS_NODEV) ms |= MS_NODEV;
+    if (flags & CFUSE_MS_NOEXEC) ms |= MS_NOEXEC;
+    return mount(source, target, type, ms, data) == 0 ? 0 : -errno;
+}
+
+int cfuse_umount(const char *target, int lazy) {
+    return umount2(target, lazy ? MNT_DETACH : 0) == 0 ? 0 : -errno;
+}
+
+static volatile int signal_pipe = -1;
+
+static void to_pipe(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (signal_pipe >= 0) (void)!write(signal_pipe, &b, 1);
+    errno = saved;
+}
+
+int cfuse_signals_to_pipe(int fd, const int *signals, int count) {
+    signal_pipe = fd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = to_pipe;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < count; i++) {
+        if (sigaction(signals[i], &sa, NULL) != 0) return -errno;
+    }
+    return 0;
+}
+
+void cfuse_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
