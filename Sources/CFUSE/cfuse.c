@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -51,6 +52,8 @@ int cfuse_umount(const char *target, int lazy) {
     return umount2(target, lazy ? MNT_DETACH : 0) == 0 ? 0 : -errno;
 }
 
+extern char **environ;
+
 static volatile int signal_pipe = -1;
 
 static void to_pipe(int sig) {
@@ -60,8 +63,11 @@ static void to_pipe(int sig) {
     errno = saved;
 }
 
-int cfuse_signals_to_pipe(int fd, const int *signals, int count) {
-    signal_pipe = fd;
+int cfuse_signals_to_pipe(const int *signals, int count) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    if (fcntl(fds[1], F_SETFL, O_NONBLOCK) != 0) return -errno;
+    signal_pipe = fds[1];
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = to_pipe;
@@ -70,7 +76,41 @@ int cfuse_signals_to_pipe(int fd, const int *signals, int count) {
     for (int i = 0; i < count; i++) {
         if (sigaction(signals[i], &sa, NULL) != 0) return -errno;
     }
+    return fds[0];
+}
+
+int cfuse_inheritable_pipe(int fds[2]) {
+    if (pipe(fds) != 0) return -errno;
+    if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0) return -errno;
     return 0;
+}
+
+int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_path) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0) return -rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return -rc;
+    }
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    sigset_t none, reset;
+    sigemptyset(&none);
+    sigemptyset(&reset);
+    int defaults[] = {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) sigaddset(&reset, defaults[i]);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &reset);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    rc = posix_spawn(&pid, path, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return rc == 0 ? (int)pid : -rc;
 }
 
 void cfuse_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }

@@ -155,7 +155,7 @@ public struct Request {
 }
 
 /// Why a request could not be decoded.
-public enum DecodeError: Error, Equatable {
+public enum RequestDecodeError: Error, Equatable {
     /// Not even a header: there is no `unique` to answer, so nothing can be answered.
     case noHeader
     /// A header, but arguments that do not decode: answered with the errno.
@@ -164,7 +164,7 @@ public enum DecodeError: Error, Equatable {
 
 extension Request {
     /// Decodes one request as read from /dev/fuse.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> Request {
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(RequestDecodeError) -> Request {
         guard bytes.count >= RequestHeader.size else { throw .noHeader }
         let h = bytes.loadUnaligned(as: fuse_in_header.self)
         let header = RequestHeader(

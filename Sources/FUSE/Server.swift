@@ -45,13 +45,22 @@ public final class FUSEServer: Sendable {
     /// Whether DESTROY arrived: the kernel sends nothing more.
     public var isDestroyed: Bool { destroyed.load(ordering: .acquiring) }
 
+    /// Closes every open the kernel did not release: the connection ended (umount drops
+    /// RELEASEs still queued) or the daemon is stopping. Returns how many there were.
+    @discardableResult
+    public func closeAllHandles() -> Int {
+        let open = handles.removeAll()
+        for case .file(let f) in open { f.close() }
+        return open.count
+    }
+
     /// Serves one request, as read from /dev/fuse, into `reply`. Returns the reply message
     /// to write back, or nil when the request takes none (FORGET, INTERRUPT) or cannot be
     /// answered (no header to name it).
     public func serve(_ bytes: UnsafeRawBufferPointer, into reply: ReplyBuffer) -> UnsafeRawBufferPointer? {
         reply.reset()
         let request: Request
-        do throws(DecodeError) {
+        do throws(RequestDecodeError) {
             request = try Request.decode(bytes)
         } catch {
             stats.badRequests.add(1, ordering: .relaxed)

@@ -26,8 +26,10 @@ public final class FUSESession: Sendable {
     public let deviceFD: Int32
     let workers = Mutex<[JoinableThread]>([])
     let clones = Mutex<[Int32]>([])
-    /// How many request threads use a descriptor of their own (a clone failed: they share).
-    public let clonedThreads = Atomic<Int>(0)
+    let cloned = Atomic<Int>(0)
+    /// How many request threads read a clone of the mount's descriptor (a thread whose clone
+    /// failed shares the mount's).
+    public var clonedThreads: Int { cloned.load(ordering: .relaxed) }
 
     /// A request never exceeds the largest WRITE and its headers; the kernel refuses a
     /// smaller buffer (fuse_dev_do_read: at least FUSE_MIN_READ_BUFFER, and at least the
@@ -51,7 +53,7 @@ public final class FUSESession: Sendable {
                 if clone >= 0 {
                     fd = clone
                     clones.withLock { $0.append(clone) }
-                    clonedThreads.add(1, ordering: .relaxed)
+                    cloned.add(1, ordering: .relaxed)
                 }
             }
             let descriptor = fd

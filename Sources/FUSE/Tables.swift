@@ -87,7 +87,7 @@ public final class OpenFile: Sendable {
     }
 
     /// Closes every FileHandle of this open (RELEASE, or the daemon ending).
-    func close() {
+    public func close() {
         try? primary.close()
         for h in others.withLock({ Array($0.values) }) { try? h.close() }
     }

@@ -63,10 +63,20 @@ enum {
     CFUSE_MS_NOEXEC = 8,
 };
 
-/// Installs a handler for each of `signals` that writes the signal's number, one byte, to
-/// `fd` (a pipe's write end, non-blocking): a thread reading the pipe then acts on it with
-/// none of a signal handler's restrictions.
-int cfuse_signals_to_pipe(int fd, const int *signals, int count);
+/// Makes a pipe and installs a handler for each of `signals` that writes the signal's
+/// number, one byte, to its write end (non-blocking): a thread reading the returned read end
+/// then acts on the signal with none of a signal handler's restrictions.
+int cfuse_signals_to_pipe(const int *signals, int count);
+
+/// A pipe whose read end is close-on-exec and whose write end is not: the write end is for a
+/// child to inherit. `fds[0]` is the read end.
+int cfuse_inheritable_pipe(int fds[2]);
+
+/// Starts `path` with `argv` (NULL-terminated) as a daemon: in a new session (setsid), with
+/// standard input and output on /dev/null and standard error appended to `log_path` (or
+/// /dev/null when it is NULL), and the default signal mask and dispositions. Returns the
+/// child's pid.
+int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_path);
 
 /// Ignores SIGPIPE (a reply written to a connection that went away must not kill the daemon).
 void cfuse_ignore_sigpipe(void);
