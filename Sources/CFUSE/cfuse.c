@@ -85,7 +85,7 @@ int cfuse_inheritable_pipe(int fds[2]) {
     return 0;
 }
 
-int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_path) {
+int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_path, int keep_fd) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);
@@ -98,6 +98,8 @@ int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_pat
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, keep_fd, CFUSE_DAEMON_KEPT_FD);
+    posix_spawn_file_actions_addclosefrom_np(&fa, CFUSE_DAEMON_KEPT_FD + 1);
     sigset_t none, reset;
     sigemptyset(&none);
     sigemptyset(&reset);

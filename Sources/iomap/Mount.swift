@@ -84,8 +84,8 @@ struct MountCommand: ParsableCommand {
         var fds: [Int32] = [-1, -1]
         guard cfuse_inheritable_pipe(&fds) == 0 else { throw failure("cannot make a pipe") }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let arguments = [executable] + Array(CommandLine.arguments.dropFirst()) + ["--ready-fd", "\(fds[1])"]
-        let pid = withCStrings(arguments) { argv in cfuse_spawn_daemon(executable, argv, log) }
+        let arguments = [executable] + Array(CommandLine.arguments.dropFirst()) + ["--ready-fd", "\(CFUSE_DAEMON_KEPT_FD)"]
+        let pid = withCStrings(arguments) { argv in cfuse_spawn_daemon(executable, argv, log, fds[1]) }
         close(fds[1])
         defer { close(fds[0]) }
         guard pid > 0 else { throw failure("cannot start the daemon: \(Errno(rawValue: -pid).symbolicName)") }
@@ -275,6 +275,8 @@ final class MountDaemon {
     /// unmounted (everything written back, a clean snapshot), the counters written.
     func finish(_ volume: Volume, _ server: FUSEServer, _ session: FUSESession, _ fd: Int32) -> Int32 {
         let left = server.closeAllHandles()
+        // A test hook: a slow final unmount, to show that the next mount waits for it.
+        if let ms = ProcessInfo.processInfo.environment["IOMAP_MOUNT_TEST_UNMOUNT_DELAY_MS"].flatMap(UInt32.init) { usleep(ms * 1000) }
         var status: Int32 = 0
         do throws(VolumeError) { try volume.unmount() } catch {
             say("unmounting the volume: \(error)")

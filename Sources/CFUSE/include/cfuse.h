@@ -72,11 +72,16 @@ int cfuse_signals_to_pipe(const int *signals, int count);
 /// child to inherit. `fds[0]` is the read end.
 int cfuse_inheritable_pipe(int fds[2]);
 
+/// The descriptor a spawned daemon finds its `keep_fd` at.
+enum { CFUSE_DAEMON_KEPT_FD = 3 };
+
 /// Starts `path` with `argv` (NULL-terminated) as a daemon: in a new session (setsid), with
-/// standard input and output on /dev/null and standard error appended to `log_path` (or
-/// /dev/null when it is NULL), and the default signal mask and dispositions. Returns the
-/// child's pid.
-int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_path);
+/// standard input and output on /dev/null, standard error appended to `log_path` (or
+/// /dev/null when it is NULL), `keep_fd` as descriptor 3 and no other descriptor (whatever
+/// the starting process inherited stays out: a test harness that waits for a descriptor to
+/// close, as Foundation's Process does, would otherwise wait for the daemon), and the
+/// default signal mask and dispositions. Returns the child's pid.
+int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_path, int keep_fd);
 
 /// Ignores SIGPIPE (a reply written to a connection that went away must not kill the daemon).
 void cfuse_ignore_sigpipe(void);
