@@ -144,6 +144,9 @@ public enum Operation {
     case fallocate(fh: UInt64, offset: UInt64, length: UInt64, mode: UInt32)
     case lseek(fh: UInt64, offset: UInt64, whence: UInt32)
     case syncfs
+    /// FUSE_IOCTL: answered ENOTTY, as by a file system without ioctls (an ENOSYS would not
+    /// stop the kernel sending one for every isatty() of a file).
+    case ioctl
     /// An opcode this daemon does not serve (answered ENOSYS) or does not know.
     case unsupported(opcode: UInt32)
 }
@@ -199,6 +202,8 @@ extension Request {
         case .symlink, .mknod, .mkdir, .rename, .rename2, .link, .create, .setxattr, .getxattr, .listxattr, .access,
             .initialize:
             return try decodeNamespaceOperation(op, &r)
+        case .ioctl:
+            return .ioctl
         default:
             return .unsupported(opcode: opcode)
         }

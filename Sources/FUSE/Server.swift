@@ -114,6 +114,8 @@ public final class FUSEServer: Sendable {
             return true
         case .unsupported:
             throw Self.notImplemented
+        case .ioctl:
+            throw Errno(rawValue: ENOTTY)
         default:
             break
         }
