@@ -32,6 +32,8 @@ public final class FUSEServer: Sendable {
     public let handles = HandleTable()
     public let stats = Stats()
     let settled = Mutex<Negotiated?>(nil)
+    /// Whether INIT was answered: read by every request, so an atomic, not the mutex.
+    let initialized = Atomic<Bool>(false)
     let destroyed = Atomic<Bool>(false)
 
     public init(volume: Volume, options: ServerOptions = ServerOptions()) {
@@ -119,7 +121,7 @@ public final class FUSEServer: Sendable {
         default:
             break
         }
-        guard negotiated != nil else { throw .ioError }
+        guard initialized.load(ordering: .acquiring) else { throw .ioError }
         guard nodes.knows(h.nodeid) else { throw Self.stale }
         try withCaller(h) { (caller: Caller) throws(Errno) in try route(request.operation, h, caller, reply) }
         return true
@@ -180,6 +182,7 @@ public final class FUSEServer: Sendable {
     func initialize(major: UInt32, minor: UInt32, readahead: UInt32, offered: InitFlags, _ reply: ReplyBuffer) throws(Errno) {
         let (out, n) = try Negotiation.reply(major: major, minor: minor, maxReadahead: readahead, offered: offered, mode: options.cache)
         settled.withLock { $0 = n }
+        initialized.store(true, ordering: .releasing)
         reply.append(out)
     }
 

@@ -285,7 +285,9 @@ final class MountDaemon {
         if let jsonStats { writeMountStats(server, session, to: jsonStats) }
         if let pidFile { unlink(pidFile) }
         close(fd)
-        say("\(directory) unmounted\(left > 0 ? " (\(left) opens closed at the end)" : ""); volume unmounted \(status == 0 ? "cleanly" : "with errors")")
+        say(
+            "\(directory) unmounted\(left > 0 ? " (\(left) opens closed at the end)" : ""); volume unmounted \(status == 0 ? "cleanly" : "with errors")"
+        )
         return status
     }
 }

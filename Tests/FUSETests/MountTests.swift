@@ -41,7 +41,9 @@ struct MountUsageTests {
 
 @Suite("iomap mount: through the kernel", .serialized, .enabled(if: MountEnvironment.available, "needs root and /dev/fuse"))
 struct MountTests {
-    @Test("system calls through the mount: create, write, pread, rename, link, symlink, readdir, xattrs, fallocate, SEEK_DATA, fsync, mmap; then umount and mount again")
+    @Test(
+        "system calls through the mount: create, write, pread, rename, link, symlink, readdir, xattrs, fallocate, SEEK_DATA, fsync, mmap; then umount and mount again"
+    )
     func systemCalls() throws {
         let f = try MountFixture()
         defer { f.cleanup() }
@@ -152,7 +154,9 @@ struct MountTests {
             // before their last writes.
             try f.mount(environment: round % 2 == 1 ? ["IOMAP_MOUNT_TEST_UNMOUNT_DELAY_MS": "400"] : [:])
             for earlier in 0..<round {
-                #expect(fileHolds(f.path("file-\(earlier)"), pattern(200_000 + earlier, seed: UInt8(earlier))), "round \(round): file-\(earlier)")
+                #expect(
+                    fileHolds(f.path("file-\(earlier)"), pattern(200_000 + earlier, seed: UInt8(earlier))),
+                    "round \(round): file-\(earlier)")
             }
             try writeFile(f.path("file-\(round)"), pattern(200_000 + round, seed: UInt8(round)))
             // umount returns before the daemon has unmounted the volume; the next mount

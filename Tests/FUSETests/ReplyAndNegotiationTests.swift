@@ -117,11 +117,17 @@ struct ReplyAndNegotiationTests {
         let o = try MountOptions.parse(["ro,allow_other", "cache=writeback,fsname=/dev/vol,subtype=iomap", "default_permissions,nosuid"])
         #expect(o.readOnly && o.allowOther && o.cache == .writeback && o.fsname == "/dev/vol" && o.subtype == "iomap" && o.nosuid)
         #expect(o.fsType == "fuse.iomap" && MountOptions().fsType == "fuse")
-        #expect(o.mountData(fd: 5, rootMode: 0o40755, uid: 0, gid: 0) == "fd=5,rootmode=40755,user_id=0,group_id=0,default_permissions,allow_other")
-        #expect(MountOptions().mountData(fd: 3, rootMode: 0o41777, uid: 1000, gid: 100) == "fd=3,rootmode=41777,user_id=1000,group_id=100,default_permissions")
+        #expect(
+            o.mountData(fd: 5, rootMode: 0o40755, uid: 0, gid: 0)
+                == "fd=5,rootmode=40755,user_id=0,group_id=0,default_permissions,allow_other")
+        #expect(
+            MountOptions().mountData(fd: 3, rootMode: 0o41777, uid: 1000, gid: 100)
+                == "fd=3,rootmode=41777,user_id=1000,group_id=100,default_permissions")
         #expect(try MountOptions.parse(["ro", "rw"]).readOnly == false)
-        for (bad, named) in [("dax", "'dax'"), ("ro,bogus=1", "'bogus=1'"), ("cache=none", "cache=none"), ("subtype=a b", "subtype"),
-            ("fsname=", "fsname"), ("allow_other=1", "'allow_other=1'"), ("fd=3", "'fd=3'"), ("user_id=0", "'user_id=0'")] {
+        for (bad, named) in [
+            ("dax", "'dax'"), ("ro,bogus=1", "'bogus=1'"), ("cache=none", "cache=none"), ("subtype=a b", "subtype"),
+            ("fsname=", "fsname"), ("allow_other=1", "'allow_other=1'"), ("fd=3", "'fd=3'"), ("user_id=0", "'user_id=0'"),
+        ] {
             #expect(throws: MountOptionError.self) { _ = try MountOptions.parse([bad]) }
             do throws(MountOptionError) { _ = try MountOptions.parse([bad]) } catch {
                 #expect(error.description.contains(named), "\(bad): \(error)")

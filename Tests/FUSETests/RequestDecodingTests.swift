@@ -36,7 +36,9 @@ struct RequestDecodingTests {
         guard case .lookup(let n) = try decode(request(.lookup, cName("file.txt"))).operation else { Issue.record("lookup"); return }
         #expect(n == Array("file.txt".utf8))
         guard case .unlink(let u) = try decode(request(.unlink, cName("x"))).operation, u == [0x78] else { Issue.record("unlink"); return }
-        guard case .rmdir(let d) = try decode(request(.rmdir, cName("dir"))).operation, d == Array("dir".utf8) else { Issue.record("rmdir"); return }
+        guard case .rmdir(let d) = try decode(request(.rmdir, cName("dir"))).operation, d == Array("dir".utf8) else {
+            Issue.record("rmdir"); return
+        }
         // Not UTF-8: passed through as bytes.
         guard case .lookup(let raw) = try decode(request(.lookup, [0xFF, 0xFE, 0])).operation, raw == [0xFF, 0xFE] else {
             Issue.record("raw bytes")
@@ -55,7 +57,9 @@ struct RequestDecodingTests {
 
     @Test("forget and batch_forget, with a count past the buffer refused")
     func forgets() throws {
-        guard case .forget(let n) = try decode(request(.forget, nodeid: 5, le64(3))).operation, n == 3 else { Issue.record("forget"); return }
+        guard case .forget(let n) = try decode(request(.forget, nodeid: 5, le64(3))).operation, n == 3 else {
+            Issue.record("forget"); return
+        }
         let items = le32(2) + le32(0) + le64(5) + le64(1) + le64(6) + le64(2)
         guard case .batchForget(let b) = try decode(request(.batchForget, items)).operation else { Issue.record("batch"); return }
         #expect(b.map { $0.nodeid } == [5, 6] && b.map { $0.nlookup } == [1, 2])
@@ -68,7 +72,9 @@ struct RequestDecodingTests {
         var g = fuse_getattr_in()
         g.getattr_flags = 1
         g.fh = 12
-        guard case .getattr(let fh) = try decode(request(.getattr, bytes(of: g))).operation, fh == 12 else { Issue.record("getattr"); return }
+        guard case .getattr(let fh) = try decode(request(.getattr, bytes(of: g))).operation, fh == 12 else {
+            Issue.record("getattr"); return
+        }
         g.getattr_flags = 0
         guard case .getattr(nil) = try decode(request(.getattr, bytes(of: g))).operation else { Issue.record("getattr no fh"); return }
         var s = fuse_setattr_in()
@@ -130,7 +136,9 @@ struct RequestDecodingTests {
         var r2 = fuse_rename2_in()
         r2.newdir = 8
         r2.flags = LinuxABI.renameExchange
-        guard case .rename(8, _, _, LinuxABI.renameExchange) = try decode(request(.rename2, bytes(of: r2) + cName("a") + cName("b"))).operation
+        guard
+            case .rename(8, _, _, LinuxABI.renameExchange) = try decode(request(.rename2, bytes(of: r2) + cName("a") + cName("b")))
+                .operation
         else { Issue.record("rename2"); return }
         #expect(decodeErrno(request(.rename2, bytes(of: r2) + cName("a"))) == .invalidArgument)
         #expect(decodeErrno(request(.rename, le64(7) + cName("a") + cName("b/c"))) == .invalidArgument)
@@ -147,14 +155,18 @@ struct RequestDecodingTests {
         r.offset = 1 << 40
         r.size = 131072
         guard case .read(3, 1 << 40, 131072, _) = try decode(request(.read, bytes(of: r))).operation else { Issue.record("read"); return }
-        guard case .readdir(3, _, 131072, false) = try decode(request(.readdir, bytes(of: r))).operation else { Issue.record("readdir"); return }
+        guard case .readdir(3, _, 131072, false) = try decode(request(.readdir, bytes(of: r))).operation else {
+            Issue.record("readdir"); return
+        }
         guard case .readdir(3, _, _, true) = try decode(request(.readdirplus, bytes(of: r))).operation else { Issue.record("plus"); return }
         var w = fuse_write_in()
         w.fh = 4
         w.offset = 10
         w.size = 5
         w.write_flags = ProtocolFlags.writeCache
-        guard case .write(4, 10, let data, ProtocolFlags.writeCache) = try decode(request(.write, bytes(of: w) + Array("hello".utf8))).operation
+        guard
+            case .write(4, 10, let data, ProtocolFlags.writeCache) = try decode(request(.write, bytes(of: w) + Array("hello".utf8)))
+                .operation
         else { Issue.record("write"); return }
         #expect(Array(data) == Array("hello".utf8))
         #expect(decodeErrno(request(.write, bytes(of: w) + Array("hell".utf8))) == .invalidArgument, "payload shorter than size")
@@ -183,7 +195,9 @@ struct RequestDecodingTests {
         a.offset = 4096
         a.length = 8192
         a.mode = LinuxABI.fallocPunchHole | LinuxABI.fallocKeepSize
-        guard case .fallocate(2, 4096, 8192, 3) = try decode(request(.fallocate, bytes(of: a))).operation else { Issue.record("fallocate"); return }
+        guard case .fallocate(2, 4096, 8192, 3) = try decode(request(.fallocate, bytes(of: a))).operation else {
+            Issue.record("fallocate"); return
+        }
         var l = fuse_lseek_in()
         l.fh = 2
         l.offset = 100
@@ -217,7 +231,9 @@ struct RequestDecodingTests {
         guard case .initialize(7, 45, 131072, let flags) = try decode(kernelInit()).operation else { Issue.record("init"); return }
         #expect(flags.contains(.directIOAllowMmap) && flags.contains(.initExt))
         // A pre-7.36 kernel's 16-byte INIT has no flags2.
-        guard case .initialize(7, 31, _, let old) = try decode(request(.initialize, le32(7) + le32(31) + le32(0) + le32(0x4000_0001))).operation
+        guard
+            case .initialize(7, 31, _, let old) = try decode(request(.initialize, le32(7) + le32(31) + le32(0) + le32(0x4000_0001)))
+                .operation
         else { Issue.record("short init"); return }
         #expect(old.rawValue >> 32 == 0)
         #expect(decodeErrno(request(.initialize, le32(7) + le32(31))) == .invalidArgument)

@@ -159,7 +159,11 @@ struct ServerTests {
             let e = plus.load(fuse_entry_out.self, at: at)
             let d = plus.load(cfuse_dirent_head.self, at: at + 128)
             let name = String(decoding: plus.payload[(at + 152)..<(at + 152 + Int(d.namelen))], as: UTF8.self)
-            if name == "." || name == ".." { #expect(e.nodeid == 0) } else { #expect(e.nodeid == d.ino && h.server.nodes.lookups(e.nodeid) == 2) }
+            if name == "." || name == ".." {
+                #expect(e.nodeid == 0)
+            } else {
+                #expect(e.nodeid == d.ino && h.server.nodes.lookups(e.nodeid) == 2)
+            }
             names.append(name)
             last = d.off
             at += Encode.direntplusSize(nameLength: Int(d.namelen))
@@ -176,8 +180,22 @@ struct ServerTests {
             at += Encode.direntSize(nameLength: Int(d.namelen))
         }
         #expect(Set(names + more) == Set([".", ".."] + (0..<40).map { "file-\($0)" }) && names.count + more.count == 42)
-        #expect(h.call(.fsyncdir, bytes(of: { var s = fuse_fsync_in(); s.fh = fh; return s }())).error == 0)
-        #expect(h.call(.readdir, nodeid: 1, bytes(of: { var x = r; x.fh = 9999; return x }())).error == -EBADF)
+        #expect(
+            h.call(
+                .fsyncdir,
+                bytes(
+                    of: {
+                        var s = fuse_fsync_in(); s.fh = fh; return s
+                    }())
+            ).error == 0)
+        #expect(
+            h.call(
+                .readdir, nodeid: 1,
+                bytes(
+                    of: {
+                        var x = r; x.fh = 9999; return x
+                    }())
+            ).error == -EBADF)
     }
 
     @Test("setattr: truncate, chmod, chown, times; an unprivileged write clears set-user-id, a writeback one does not")
