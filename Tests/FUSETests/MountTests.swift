@@ -66,6 +66,7 @@ struct MountTests {
         #expect((s["engine_fsyncs"] as? Int ?? 0) >= 3, "\(s)")
         #expect(s["allow_mmap"] as? Bool == true)
         #expect(s["bad_requests"] as? Int == 0)
+        #expect(s["threads_cloned"] as? Int == 3, "4 request threads, 3 on clones")
         try f.mount()
         #expect(fileHolds(f.path("big"), big), "the bytes after umount and mount")
         #expect(fileHolds(f.path("dir/renamed"), Array("hello".utf8)))
@@ -193,5 +194,49 @@ struct MountTests {
         try f.umount()
         let fsck = try runIOMap(["fsck", f.image])
         #expect(fsck.status == 0, "\(fsck.stdout)")
+    }
+
+    @Test("-o ro,subtype=,fsname=,allow_other: the mount's type, source and flags; writes are EROFS")
+    func options() throws {
+        let f = try MountFixture()
+        defer { f.cleanup() }
+        try f.mount()
+        try writeFile(f.path("kept"), Array("kept".utf8), fsync: true)
+        try f.umount()
+        try f.mount(["-o", "ro,subtype=iomap,fsname=testvol", "-o", "allow_other"])
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        let line = mounts.split(separator: "\n").first { $0.split(separator: " ").dropFirst().first.map(String.init) == f.mountpoint }
+        let fields = line.map { $0.split(separator: " ").map(String.init) } ?? []
+        #expect(fields.count > 3 && fields[0] == "testvol" && fields[2] == "fuse.iomap", "\(fields)")
+        let flags = fields.count > 3 ? fields[3].split(separator: ",").map(String.init) : []
+        #expect(flags.contains("ro") && flags.contains("allow_other") && flags.contains("default_permissions"), "\(flags)")
+        #expect(fileHolds(f.path("kept"), Array("kept".utf8)))
+        #expect(open(f.path("new"), O_WRONLY | O_CREAT | O_CLOEXEC, 0o644) == -1 && errno == EROFS)
+        try f.umount()
+    }
+
+    @Test("another user: refused a 0600 file; a write of theirs clears set-user-id, and what they create is theirs")
+    func otherUser() throws {
+        let f = try MountFixture()
+        defer { f.cleanup() }
+        // mkdtemp made the fixture's directory 0700: the other user must be able to reach the
+        // mount point, or every refusal below would be the fixture's, not the mount's.
+        chmod(f.root, 0o755)
+        try f.mount(["-o", "allow_other"])
+        chmod(f.mountpoint, 0o1777)
+        try writeFile(f.path("private"), Array("secret".utf8))
+        chmod(f.path("private"), 0o600)
+        try writeFile(f.path("setuid"), Array("x".utf8))
+        chmod(f.path("setuid"), 0o4777)
+        let asUser = ["--reuid=1000", "--regid=1000", "--clear-groups", "/bin/sh", "-c"]
+        let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let denied = try run(setpriv, asUser + ["cat \(f.path("private"))"])
+        #expect(denied.status != 0 && denied.stderr.contains("Permission denied"), "\(denied.stderr)")
+        let wrote = try run(setpriv, asUser + ["printf y >> \(f.path("setuid")) && echo mine > \(f.path("theirs"))"])
+        #expect(wrote.status == 0, "\(wrote.stderr)")
+        var st = stat()
+        #expect(stat(f.path("setuid"), &st) == 0 && st.st_mode & 0o7777 == 0o777, "set-user-id cleared: \(String(st.st_mode, radix: 8))")
+        #expect(stat(f.path("theirs"), &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000)
+        try f.umount()
     }
 }
