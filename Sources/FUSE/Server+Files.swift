@@ -37,8 +37,17 @@ extension FUSEServer {
                 throw error
             }
         }
+        kernelCached.opened(ino)
         let fh = handles.insert(.file(OpenFile(inode: ino, caller: c, handle: handle)))
         reply.append(Encode.open(fh: fh, flags: fileOpenFlags))
+    }
+
+    /// RELEASE: the open's FileHandles closed; with the inode's last open, what the kernel's
+    /// page cache held of it is known written back.
+    func release(_ fh: UInt64) {
+        guard case .file(let f)? = handles.remove(fh) else { return }
+        f.close()
+        kernelCached.released(f.inode)
     }
 
     /// CREATE: the name made (or found, without O_EXCL) and opened in one request; the reply
@@ -58,14 +67,18 @@ extension FUSEServer {
                 throw error
             }
         }
+        kernelCached.opened(made.inode)
         let fh = handles.insert(.file(OpenFile(inode: made.inode, caller: c, handle: handle)))
         try entry(made.inode, reply)
         reply.append(Encode.open(fh: fh, flags: fileOpenFlags))
     }
 
-    func read(_ fh: UInt64, _ offset: UInt64, _ size: UInt32, _ reply: ReplyBuffer) throws(Errno) {
+    /// READ. One without a lock owner fills the kernel's page cache (a fault or readahead of a
+    /// mapping, or the writeback cache): its range is remembered for SEEK_DATA.
+    func read(_ fh: UInt64, _ offset: UInt64, _ size: UInt32, _ flags: UInt32, _ reply: ReplyBuffer) throws(Errno) {
         let f = try handles.file(fh)
-        guard let at = Int(exactly: offset) else { throw .invalidArgument }
+        guard let at = Int(exactly: offset), at <= maxFileSize else { throw .invalidArgument }
+        if flags & ProtocolFlags.readLockOwner == 0 { kernelCached.add(f.inode, at..<at + Int(size)) }
         let n = try f.primary.read(into: reply.reserve(Int(size)), at: at)
         reply.commit(n)
         stats.bytesRead.add(n, ordering: .relaxed)
@@ -110,14 +123,29 @@ extension FUSEServer {
         }
     }
 
-    /// LSEEK: SEEK_DATA and SEEK_HOLE from the engine (the kernel answers the others).
+    /// LSEEK: SEEK_DATA and SEEK_HOLE from the engine (the kernel answers the others), with
+    /// the ranges the kernel's page cache may hold counted as data (CachedRanges.swift).
     func lseek(_ fh: UInt64, _ offset: UInt64, _ whence: UInt32, _ reply: ReplyBuffer) throws(Errno) {
         let f = try handles.file(fh)
         guard let at = Int(exactly: offset) else { throw .noSuchAddressOrDevice }
+        let h = f.primary
+        let cached = kernelCached.ranges(f.inode)
         let found: Int
         switch whence {
-        case LinuxABI.seekData: found = try f.primary.seekData(from: at)
-        case LinuxABI.seekHole: found = try f.primary.seekHole(from: at)
+        case LinuxABI.seekData where cached.isEmpty: found = try h.seekData(from: at)
+        case LinuxABI.seekData:
+            let size = h.size
+            guard at < size else { throw .noSuchAddressOrDevice }
+            var engine: Int?
+            do throws(Errno) { engine = try h.seekData(from: at) } catch  where error == .noSuchAddressOrDevice { engine = nil }
+            guard let d = KernelCachedRanges.seekData(engine: engine, offset: at, size: size, cached: cached) else {
+                throw .noSuchAddressOrDevice
+            }
+            found = d
+        case LinuxABI.seekHole:
+            found = try KernelCachedRanges.seekHole(offset: at, size: h.size, cached: cached) { (from: Int) throws(Errno) -> Int in
+                try h.seekHole(from: from)
+            }
         default: throw .invalidArgument
         }
         var out = fuse_lseek_out()

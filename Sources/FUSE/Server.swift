@@ -31,6 +31,8 @@ public final class FUSEServer: Sendable {
     public let nodes = NodeTable()
     public let handles = HandleTable()
     public let stats = Stats()
+    /// What the kernel may hold in its page cache, per inode (CachedRanges.swift).
+    let kernelCached = KernelCachedRanges()
     let settled = Mutex<Negotiated?>(nil)
     /// Whether INIT was answered: read by every request, so an atomic, not the mutex.
     let initialized = Atomic<Bool>(false)
@@ -52,7 +54,10 @@ public final class FUSEServer: Sendable {
     @discardableResult
     public func closeAllHandles() -> Int {
         let open = handles.removeAll()
-        for case .file(let f) in open { f.close() }
+        for case .file(let f) in open {
+            f.close()
+            kernelCached.released(f.inode)
+        }
         return open.count
     }
 
@@ -163,9 +168,9 @@ public final class FUSEServer: Sendable {
         switch op {
         case .open(let flags): try open(ino, flags, c, reply)
         case .create(let name, let flags, let mode): try create(ino, name, flags, mode, c, reply)
-        case .read(let fh, let offset, let size, _): try read(fh, offset, size, reply)
+        case .read(let fh, let offset, let size, let flags): try read(fh, offset, size, flags, reply)
         case .write(let fh, let offset, let data, let flags): try write(fh, offset, data, flags, c, reply)
-        case .release(let fh): if case .file(let f)? = handles.remove(fh) { f.close() }
+        case .release(let fh): release(fh)
         case .flush(let fh): _ = try handles.file(fh)
         case .fsync(let fh, let datasync): try fsync(fh, datasync)
         case .fallocate(let fh, let offset, let length, let mode): try fallocate(fh, offset, length, mode)

@@ -128,6 +128,7 @@ struct MountTests {
     }
 
     func mappedStore(_ f: MountFixture) throws {
+        try storeWithoutMsync(f)
         let fd = open(f.path("m"), O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         defer { close(fd) }
         #expect(ftruncate(fd, 65536) == 0)
@@ -238,5 +239,25 @@ struct MountTests {
         #expect(stat(f.path("setuid"), &st) == 0 && st.st_mode & 0o7777 == 0o777, "set-user-id cleared: \(String(st.st_mode, radix: 8))")
         #expect(stat(f.path("theirs"), &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000)
         try f.umount()
+    }
+
+    /// A store through a shared mapping, not yet written back: SEEK_DATA must not call it a
+    /// hole (the kernel sends LSEEK without writing its dirty pages back first).
+    func storeWithoutMsync(_ f: MountFixture) throws {
+        let fd = open(f.path("unsynced-map"), O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        #expect(ftruncate(fd, 1 << 20) == 0)
+        let store = 512 * 1024
+        guard let map = mmap(nil, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), map != MAP_FAILED else {
+            Issue.record("mmap: errno \(errno)")
+            return
+        }
+        map.storeBytes(of: 0x4D, toByteOffset: store, as: UInt8.self)
+        let data = cks_seek_data(fd, 4096)
+        #expect(data >= 0 && data <= store, "SEEK_DATA before msync: \(data)")
+        let hole = cks_seek_hole(fd, Int64(store))
+        #expect(hole > store, "SEEK_HOLE from the stored byte: \(hole)")
+        #expect(msync(map, 1 << 20, MS_SYNC) == 0)
+        munmap(map, 1 << 20)
     }
 }

@@ -283,4 +283,46 @@ struct ServerTests {
         let s = h.server.stats.snapshot()
         #expect(s.enosys == 0)
     }
+
+    @Test("what a page-cache READ (no lock owner) brought into the kernel is data for SEEK_DATA until the last release")
+    func kernelCachedRangesAreData() throws {
+        let h = try Harness()
+        h.initialize()
+        let (node, fh) = h.create("f")
+        var s = fuse_setattr_in()
+        s.valid = SetattrValid.size
+        s.size = 1 << 20
+        #expect(h.call(.setattr, nodeid: node, bytes(of: s)).error == 0)
+        func seek(_ whence: UInt32, _ off: UInt64, _ handle: UInt64) -> (Int32, UInt64) {
+            var l = fuse_lseek_in()
+            l.fh = handle
+            l.offset = off
+            l.whence = whence
+            let r = h.call(.lseek, nodeid: node, bytes(of: l))
+            return (r.error, r.error == 0 ? r.load(fuse_lseek_out.self).offset : 0)
+        }
+        func read(_ handle: UInt64, at: UInt64, flags: UInt32) {
+            var r = fuse_read_in()
+            r.fh = handle
+            r.offset = at
+            r.size = 4096
+            r.read_flags = flags
+            #expect(h.call(.read, nodeid: node, bytes(of: r)).error == 0)
+        }
+        #expect(seek(LinuxABI.seekData, 0, fh).0 == -ENXIO, "all hole")
+        read(fh, at: 200_000, flags: ProtocolFlags.readLockOwner)
+        #expect(seek(LinuxABI.seekData, 0, fh).0 == -ENXIO, "a read(2) leaves nothing in the kernel's cache")
+        read(fh, at: 65536, flags: 0)
+        #expect(seek(LinuxABI.seekData, 0, fh) == (0, 65536), "a fault's read: the kernel may hold (and dirty) it")
+        #expect(seek(LinuxABI.seekHole, 65536, fh) == (0, 69632))
+        #expect(seek(LinuxABI.seekHole, 0, fh) == (0, 0))
+        #expect(seek(LinuxABI.seekData, 69632, fh).0 == -ENXIO)
+        var rel = fuse_release_in()
+        rel.fh = fh
+        _ = h.call(.release, nodeid: node, bytes(of: rel))
+        var o = fuse_open_in()
+        o.flags = UInt32(O_RDWR)
+        let again = h.call(.open, nodeid: node, bytes(of: o)).load(fuse_open_out.self).fh
+        #expect(seek(LinuxABI.seekData, 0, again).0 == -ENXIO, "after the last release the kernel holds nothing dirty")
+    }
 }
