@@ -15,6 +15,10 @@ import PackageDescription
 //   IOMapKernelSide (+ CKernelShim)  the host kernel as oracle: real files, XFS and ext4
 //                             images, the differential tester, the kernel probes; the only
 //                             library module with Foundation and the C shim
+//   FUSE (+ CFUSE)            fs/fuse/ from the daemon's side: the /dev/fuse protocol
+//                             (requests, replies, INIT, the request threads) serving a Volume
+//                             to the kernel; CFUSE holds <linux/fuse.h> and the ioctl and
+//                             mount(2) calls Swift cannot make
 //   IOMapBench                the benchmark, over IOMapKernelSide for the kernel's side
 //   iomap                     the command-line tool
 //
@@ -61,6 +65,8 @@ let package = Package(
         .target(
             name: "IOMapTesting", dependencies: engine + ["Volume"],
             swiftSettings: strict),
+        .target(name: "CFUSE", path: "Sources/CFUSE", publicHeadersPath: "include"),
+        .target(name: "FUSE", dependencies: ["CFUSE", "IOMapBase", "Volume"], swiftSettings: strict),
         .target(name: "CKernelShim", path: "Sources/CKernelShim", publicHeadersPath: "include"),
         .target(
             name: "IOMapKernelSide",
@@ -73,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "iomap",
             dependencies: engine + [
-                "Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench",
+                "Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench", "FUSE",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -99,6 +105,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench", "IOMapKernelSide"], swiftSettings: strict),
         .testTarget(name: "IOMapCommandTests", dependencies: ["iomap", "IOMapBase", "ExtentFS", "Volume"], swiftSettings: strict),
+        .testTarget(
+            name: "FUSETests", dependencies: ["FUSE", "CFUSE", "CKernelShim", "iomap", "IOMapBase", "ExtentFS", "Volume"],
+            swiftSettings: strict),
         .testTarget(name: "TidyTests", swiftSettings: strict),
     ]
 )

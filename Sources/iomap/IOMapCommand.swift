@@ -45,7 +45,7 @@ struct IOMapCommand: ParsableCommand {
         abstract: "A user-space implementation of Linux's iomap buffered write path, and the tools that test it.",
         subcommands: [
             Race.self, Demo.self, Fsx.self, DiffTestCommand.self, Random.self, Stress.self, Explore.self, Bench.self, KernelProbe.self,
-            Mkfs.self, FsckCommand.self, Vol.self, Crash.self,
+            Mkfs.self, FsckCommand.self, Vol.self, Crash.self, MountCommand.self,
         ],
         defaultSubcommand: Race.self)
 }

@@ -22,7 +22,7 @@ let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 /// The engine's modules.
 let coreModules = ["IOMapBase", "PageCache", "IOMap", "ExtentFS"]
 /// Every library module: the engine and its test support.
-let libraryModules = coreModules + ["Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench"]
+let libraryModules = coreModules + ["Volume", "IOMapTesting", "IOMapKernelSide", "IOMapBench", "FUSE"]
 /// Modules that may import Foundation and the C shim: the host-kernel side, and the tool's
 /// front end (JSON, standard streams).
 let hostModules: Set<String> = ["IOMapKernelSide", "iomap"]
