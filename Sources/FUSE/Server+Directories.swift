@@ -56,12 +56,9 @@ extension FUSEServer {
         try syncDirectory(dir)
     }
 
-    /// Makes a directory's entries durable. Until the volume has Volume.fsyncDirectory(_:)
-    /// (which forces the log only up to the directory's last change), this forces the whole
-    /// log, which covers every change to every directory: correct, and at most one log
-    /// write more than needed. It will call fsyncDirectory.
+    /// Makes a directory's entries durable: the log forced up to the directory's last change
+    /// (Volume.fsyncDirectory, xfs_dir_fsync's force).
     func syncDirectory(_ dir: InodeNumber) throws(Errno) {
-        _ = dir
-        try volume.journal.forceAll()
+        try volume.fsyncDirectory(dir)
     }
 }
