@@ -59,6 +59,17 @@ public final class FileHandle: Sendable {
         try bytes.withUnsafeBytes { p in Result { () throws(Errno) -> Int in try write(p, at: offset) } }.get()
     }
 
+    /// pwrite from a user buffer that is unreadable from byte `faultOffset` on (the pages
+    /// after it unmapped): a short count, or EFAULT when not a byte could be copied, as Linux
+    /// gives; the failed part's reservation is cleaned up as the engine's failure path does
+    /// (the seed's iomap_write_delalloc_release). The times change when anything was written.
+    @discardableResult
+    public func write(_ bytes: [UInt8], at offset: Int, faultOffset: Int) throws(Errno) -> Int {
+        let n = try file.write(bytes, at: offset, faultOffset: faultOffset)
+        stamp(clearingSetID: true)
+        return n
+    }
+
     /// ftruncate.
     public func truncate(to size: Int) throws(Errno) {
         try file.truncate(to: size)

@@ -25,8 +25,8 @@ struct Crash: ParsableCommand {
     @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
     @Option(help: "How many workloads (seq1, seq2: all of the list, or a seeded sample of this many; random: 100; fsx: 4).")
     var workloads: Int?
-    @Option(help: "The fewest ops of a random or fsx workload (random: 3, fsx: 2000).") var minOps: Int?
-    @Option(help: "The most ops of a random or fsx workload (random: 6, fsx: 2000).") var maxOps: Int?
+    @Option(help: "The fewest ops of a random, fsx or race workload (random: 3, fsx: 2000, race: 32).") var minOps: Int?
+    @Option(help: "The most ops of a random, fsx or race workload (random: 6, fsx: 2000, race: 32).") var maxOps: Int?
     @Option(help: "States sampled from an epoch of more than the exhaustive limit of writes (64; fsx: 4).") var states: Int?
     @Option(help: "Epochs of at most this many writes get every subset (10; fsx: 2).") var exhaustive: Int?
     @Option(help: "Torn-write states per epoch (2; fsx: 1).") var torn: Int?
@@ -54,7 +54,7 @@ struct Crash: ParsableCommand {
 
     var settings: Settings {
         let fsx = workload == .fsx
-        let ops = fsx ? 2000 : nil
+        let ops: Int? = fsx ? 2000 : workload == .race ? 32 : nil
         return Settings(
             workloads: workloads ?? (workload.isBounded ? Int.max : fsx ? 4 : 100),
             minOps: minOps ?? ops ?? min(3, maxOps ?? 3), maxOps: maxOps ?? ops ?? max(6, minOps ?? 6),

@@ -54,6 +54,21 @@ struct CrashExplorerTests {
         #expect(r2.failedRuns.isEmpty && r2.violations.isEmpty, "\(r2.failedRuns.prefix(3)) \(r2.violations.prefix(3))")
     }
 
+    @Test("race workloads: failed writes over stores through the mapping hold in every crash state")
+    func raceWorkloads() {
+        var config = CrashExploreConfig(seed: 3)
+        config.workload = .race
+        config.workloads = 3
+        config.minOps = 32
+        config.maxOps = 32
+        let (recording, _) = recordCrashWorkload(config, index: 0)
+        let failing = recording.ops.filter { if case .failingWrite = $0 { return true } else { return false } }.count
+        #expect(recording.failure == nil && failing == 10, "\(recording.failure ?? "") \(failing) failing writes")
+        let r = runCrashExploration(config)
+        #expect(r.failedRuns.isEmpty && r.violations.isEmpty, "\(r.failedRuns.prefix(2)) \(r.violations.prefix(2))")
+        #expect(r.statesChecked > 100)
+    }
+
     @Test("the tooth: committing a conversion before its data is flushed is caught, and its state replays")
     func commitBeforeDataCaughtAndReplayed() throws {
         var config = CrashExploreConfig(seed: 7)

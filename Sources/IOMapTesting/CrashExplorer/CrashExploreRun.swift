@@ -19,6 +19,13 @@ public enum CrashWorkloadKind: String, Sendable, CaseIterable {
     case random
     /// fsx-style runs: 4 files, 2,000 ops by default, states cut sparsely (a few per epoch).
     case fsx
+    /// The seed's workload one step at a time: in a file with holes, a store through a
+    /// mapping, then a write over it whose buffer faults before reaching it (its failure
+    /// cleanup must keep the stored bytes), then an fsync or a sync; rounds of it
+    /// (raceCrashOp). The store comes before the write's reservation, not inside it as in the
+    /// seed's race, so the pre-seed cleanup (DeliberateBugs.truncatePageCache) does not lose
+    /// it here: the interleaving needs a hook at the write's iomap_begin (docs/TESTING.md).
+    case race
 
     /// The bounded list's length, for seq1 and seq2.
     var boundedLength: Int? {
@@ -78,6 +85,10 @@ public func recordCrashWorkload(_ config: CrashExploreConfig, index w: Int, boun
         recording = recordCrashWorkload(setup, fixture: { (v: Volume) throws(Errno) in _ = try makeCrashFixture(v) }) { _, k in
             k < ops.count ? ops[k] : nil
         }
+    case .race:
+        var random = SeededRandom(seed: config.workloadSeed(w) ^ 0x0005_EED0)
+        let count = config.minOps + Int(random.next() % UInt64(config.maxOps - config.minOps + 1))
+        recording = recordCrashWorkload(setup) { model, k in k < count ? raceCrashOp(model, k, &random) : nil }
     case .random, .fsx:
         var generator =
             config.workload == .fsx
@@ -162,4 +173,26 @@ public func runCrashExploration(
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Op `k` of a race workload on `model`: a file of 256 KiB of holes first, then rounds of
+/// (a store of 8 bytes through the mapping at a block of a 16 KiB range, a write of the range
+/// whose buffer faults before that block, an fsync every other round). The store lands in a
+/// hole (page_mkwrite reserves it) or on data; the write reserves the rest of the range,
+/// copies up to the fault and fails; its cleanup must punch only what it reserved.
+func raceCrashOp(_ model: CrashModel, _ k: Int, _ random: inout SeededRandom) -> CrashOp? {
+    guard k >= 2, let file = model.tree["race"] else { return k == 0 ? .create("race") : .truncate(model.tree["race"]!, size: 256 << 10) }
+    let round = (k - 2) / 3
+    let base = Int(random.next() % 16) * (16 << 10)
+    let stamp = 100 + round
+    switch (k - 2) % 3 {
+    case 0:
+        let block = 1 + Int(random.next() % 3)
+        return .mappedStore(file, offset: base + block * 4096 + Int(random.next() % 4000), length: 8, stamp: stamp)
+    case 1:
+        // The fault comes before the first block the store could be in.
+        return .failingWrite(file, offset: base, length: 16 << 10, stamp: stamp, faultAt: 1 + Int(random.next() % 4095))
+    default:
+        return round % 2 == 0 ? .fsync(file) : .sync
+    }
 }

@@ -123,13 +123,19 @@ public func recordCrashWorkload(
             recording.failure = "op \(k) (\(op)) failed: \(error)"
             break
         }
-        recording.cut.append(cutModel(model, op, created: done.created))
+        // A failing write is, to the model, the write of what it wrote (crashData depends on
+        // the stamp and the file offset only, so its first bytes are that write's).
+        var modelOp = op
+        if case .failingWrite(let i, let o, _, let s, _) = op, let wrote = done.wrote, wrote > 0 {
+            modelOp = .write(i, offset: o, length: wrote, stamp: s)
+        }
+        recording.cut.append(cutModel(model, modelOp, created: done.created))
         if let wrote = done.shortWrite {
             recording.failure = "op \(k) (\(op)) wrote \(wrote) bytes"
             break
         }
         let after = volume.journal.stats
-        model.record(op, created: done.created, forced: after.checkpoints != before.checkpoints || after.snapshots != before.snapshots)
+        model.record(modelOp, created: done.created, forced: after.checkpoints != before.checkpoints || after.snapshots != before.snapshots)
         recording.ends.append(device.eventCount)
         device.mark("end \(k)")
         recording.models.append(model)

@@ -268,6 +268,8 @@ public struct CrashModel: Sendable {
             open.insert(i)
             logged(i, at: k, data: false)
         case .fsync(let i), .fdatasync(let i), .msync(let i): open.insert(i)
+        // Recorded only when it wrote nothing (EFAULT): no data, no times.
+        case .failingWrite(let i, _, _, _, _): open.insert(i)
         case .truncate(let i, _), .allocate(let i, _, _, _), .zeroRange(let i, _, _, _):
             open.insert(i)
             let sizes = contents[i]!.suffix(2).map(\.count)

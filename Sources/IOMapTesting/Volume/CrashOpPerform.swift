@@ -12,6 +12,8 @@ import Volume
 public struct CrashOpDone: Sendable {
     public var created: InodeNumber?
     public var shortWrite: Int?
+    /// What a failing write wrote (0: EFAULT).
+    public var wrote: Int?
 }
 
 /// Does `op` on `v`, with the workload's open handles in `handles` (a create opens one; a
@@ -70,6 +72,12 @@ func performDataOp(_ op: CrashOp, _ h: FileHandle, done: inout CrashOpDone) thro
     case .write(_, let o, let n, let s):
         let wrote = try h.write(crashData(stamp: s, offset: o, count: n), at: o)
         if wrote != n { done.shortWrite = wrote }
+    case .failingWrite(_, let o, let n, let s, let f):
+        do throws(Errno) {
+            done.wrote = try h.write(crashData(stamp: s, offset: o, count: n), at: o, faultOffset: f)
+        } catch  where error == .badAddress {
+            done.wrote = 0
+        }
     case .truncate(_, let n): try h.truncate(to: n)
     case .allocate(_, let o, let n, let keep): try h.allocate(offset: o, length: n, keepSize: keep)
     case .punch(_, let o, let n): try h.punchHole(offset: o, length: n)

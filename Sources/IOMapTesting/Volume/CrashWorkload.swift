@@ -53,6 +53,11 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
     case removexattr(String, name: String)
     /// fsync(2) of the directory `path` ("" is the root).
     case fsyncDirectory(String)
+    /// pwrite of `length` bytes of `crashData(stamp:...)` at `offset` from a buffer that
+    /// faults `faultAt` bytes in: a short write or EFAULT (the seed's failed write). Recorded
+    /// in the model as the write of what it wrote (CrashRecording), or as this when it wrote
+    /// nothing.
+    case failingWrite(InodeNumber, offset: Int, length: Int, stamp: Int, faultAt: Int)
 
     public var description: String {
         switch self {
@@ -71,6 +76,8 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
         case .sync: return "sync"
         case .zeroRange(let i, let o, let n, let k): return "zero range #\(i.rawValue) [\(o), +\(n))\(k ? " keep-size" : "")"
         case .mappedStore(let i, let o, let n, let s): return "mapped store #\(i.rawValue) [\(o), +\(n)) stamp \(s)"
+        case .failingWrite(let i, let o, let n, let s, let f):
+            return "failing write #\(i.rawValue) [\(o), +\(n)) stamp \(s), its buffer faulting at +\(f)"
         case .msync(let i): return "msync #\(i.rawValue)"
         case .rmdir(let p): return "rmdir \(p)"
         case .symlink(let t, let p):
@@ -94,7 +101,8 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
     public var handleInode: InodeNumber? {
         switch self {
         case .write(let i, _, _, _), .truncate(let i, _), .allocate(let i, _, _, _), .punch(let i, _, _), .fsync(let i),
-            .fdatasync(let i), .close(let i), .zeroRange(let i, _, _, _), .mappedStore(let i, _, _, _), .msync(let i):
+            .fdatasync(let i), .close(let i), .zeroRange(let i, _, _, _), .mappedStore(let i, _, _, _), .msync(let i),
+            .failingWrite(let i, _, _, _, _):
             return i
         default: return nil
         }
