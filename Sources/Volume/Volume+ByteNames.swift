@@ -5,8 +5,10 @@
 // A name in Linux is bytes, not text. The String forms of Volume+Namespace.swift serve the
 // tools and tests; a server (the FUSE daemon) passes what the kernel sent, which need not be
 // UTF-8, and must reach the plans unchanged: a String made of it would replace invalid bytes
-// and name a different entry. These are the same calls with the name as bytes.
+// and name a different entry. These are the calls themselves; the String forms pass the
+// name's UTF-8 bytes to them.
 
+import IOMap
 import IOMapBase
 
 extension Volume {
@@ -70,14 +72,19 @@ extension Volume {
         caller: Caller = .root()
     ) throws(Errno) {
         let c = stamped(caller)
+        let inTwo = options.bugs.contains(.renameTwoRecords)
         try namespace.withExclusive { () throws(Errno) in
             let open = openInodes()
             let cached = cachedInodes()
+            var second: [LogRecord] = []
             let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
                 let p = try s.planRename(
                     from: oldDir, oldName, to: newDir, newName, flags: flags, caller: c, isOpen: { cached.contains($0) })
-                return (p.records, p.value)
+                guard inTwo, let halves = Self.renameInTwo(p.records, s) else { return (p.records, p.value) }
+                second = halves.second
+                return (halves.first, p.value)
             }
+            if !second.isEmpty { try journal.transact { (_: borrowing MetadataState) throws(Errno) in (second, ()) } }
             try settle(gone, open: open)
         }
     }

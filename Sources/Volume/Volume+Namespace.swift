@@ -104,38 +104,25 @@ extension Volume {
     public func create(in dir: InodeNumber, _ name: String, permissions: UInt16, exclusive: Bool = true, caller: Caller = .root())
         throws(Errno) -> CreateResult
     {
-        let c = stamped(caller)
-        return try change { (s: borrowing MetadataState) throws(Errno) in
-            try s.planCreate(in: dir, Array(name.utf8), permissions: permissions, exclusive: exclusive, caller: c)
-        }
+        try create(in: dir, name: Array(name.utf8), permissions: permissions, exclusive: exclusive, caller: caller)
     }
 
     public func mknod(in dir: InodeNumber, _ name: String, type: FileType, permissions: UInt16, rdev: UInt64 = 0, caller: Caller = .root())
         throws(Errno) -> InodeNumber
     {
-        let c = stamped(caller)
-        return try change { (s: borrowing MetadataState) throws(Errno) in
-            try s.planMknod(in: dir, Array(name.utf8), type: type, permissions: permissions, rdev: rdev, caller: c)
-        }
+        try mknod(in: dir, name: Array(name.utf8), type: type, permissions: permissions, rdev: rdev, caller: caller)
     }
 
     public func mkdir(in dir: InodeNumber, _ name: String, permissions: UInt16, caller: Caller = .root()) throws(Errno) -> InodeNumber {
-        let c = stamped(caller)
-        return try change { (s: borrowing MetadataState) throws(Errno) in
-            try s.planMkdir(in: dir, Array(name.utf8), permissions: permissions, caller: c)
-        }
+        try mkdir(in: dir, name: Array(name.utf8), permissions: permissions, caller: caller)
     }
 
     public func symlink(in dir: InodeNumber, _ name: String, target: String, caller: Caller = .root()) throws(Errno) -> InodeNumber {
-        let c = stamped(caller)
-        return try change { (s: borrowing MetadataState) throws(Errno) in
-            try s.planSymlink(in: dir, Array(name.utf8), target: Array(target.utf8), caller: c)
-        }
+        try symlink(in: dir, name: Array(name.utf8), target: Array(target.utf8), caller: caller)
     }
 
     public func link(_ source: InodeNumber, in dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
-        let c = stamped(caller)
-        try change { (s: borrowing MetadataState) throws(Errno) in try s.planLink(source, in: dir, Array(name.utf8), caller: c) }
+        try link(source, in: dir, name: Array(name.utf8), caller: caller)
     }
 
     // MARK: Removing names
@@ -143,21 +130,11 @@ extension Volume {
     /// unlink(2). A regular file that loses its last name while open stays, orphaned,
     /// until its last close; one that is not open has its blocks freed now.
     public func unlink(in dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
-        let c = stamped(caller)
-        try namespace.withExclusive { () throws(Errno) in
-            let open = openInodes()
-            let cached = cachedInodes()
-            let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
-                let p = try s.planUnlink(in: dir, Array(name.utf8), caller: c, isOpen: { cached.contains($0) })
-                return (p.records, p.value)
-            }
-            try settle(gone, open: open)
-        }
+        try unlink(in: dir, name: Array(name.utf8), caller: caller)
     }
 
     public func rmdir(in dir: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
-        let c = stamped(caller)
-        _ = try change { (s: borrowing MetadataState) throws(Errno) in try s.planRmdir(in: dir, Array(name.utf8), caller: c) }
+        try rmdir(in: dir, name: Array(name.utf8), caller: caller)
     }
 
     /// rename(2) / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE.
@@ -165,23 +142,7 @@ extension Volume {
         from oldDir: InodeNumber, _ oldName: String, to newDir: InodeNumber, _ newName: String, flags: RenameFlags = [],
         caller: Caller = .root()
     ) throws(Errno) {
-        let c = stamped(caller)
-        let inTwo = options.bugs.contains(.renameTwoRecords)
-        try namespace.withExclusive { () throws(Errno) in
-            let open = openInodes()
-            let cached = cachedInodes()
-            var second: [LogRecord] = []
-            let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
-                let p = try s.planRename(
-                    from: oldDir, Array(oldName.utf8), to: newDir, Array(newName.utf8), flags: flags, caller: c,
-                    isOpen: { cached.contains($0) })
-                guard inTwo, let halves = Self.renameInTwo(p.records, s) else { return (p.records, p.value) }
-                second = halves.second
-                return (halves.first, p.value)
-            }
-            if !second.isEmpty { try journal.transact { (_: borrowing MetadataState) throws(Errno) in (second, ()) } }
-            try settle(gone, open: open)
-        }
+        try rename(from: oldDir, name: Array(oldName.utf8), to: newDir, name: Array(newName.utf8), flags: flags, caller: caller)
     }
 
     /// `.renameTwoRecords`: a plain rename's records as two transactions, the old name
@@ -238,24 +199,18 @@ extension Volume {
     public func setxattr(_ ino: InodeNumber, _ name: String, _ value: [UInt8], flags: XattrFlags = [], caller: Caller = .root())
         throws(Errno)
     {
-        let c = stamped(caller)
-        try change { (s: borrowing MetadataState) throws(Errno) in
-            try s.planSetXattr(ino, name: Array(name.utf8), value: value, flags: flags, caller: c)
-        }
+        try setxattr(ino, name: Array(name.utf8), value, flags: flags, caller: caller)
     }
 
     public func getxattr(_ ino: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) -> [UInt8] {
-        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.getxattr(ino, name: Array(name.utf8), caller: caller) }
+        try getxattr(ino, name: Array(name.utf8), caller: caller)
     }
 
     public func listxattr(_ ino: InodeNumber, caller: Caller = .root()) throws(Errno) -> [String] {
-        try journal.read { (s: borrowing MetadataState) throws(Errno) in try s.listxattr(ino, caller: caller) }.map {
-            String(decoding: $0, as: UTF8.self)
-        }
+        try listxattrNames(ino, caller: caller).map { String(decoding: $0, as: UTF8.self) }
     }
 
     public func removexattr(_ ino: InodeNumber, _ name: String, caller: Caller = .root()) throws(Errno) {
-        let c = stamped(caller)
-        try change { (s: borrowing MetadataState) throws(Errno) in try s.planRemoveXattr(ino, name: Array(name.utf8), caller: c) }
+        try removexattr(ino, name: Array(name.utf8), caller: caller)
     }
 }
