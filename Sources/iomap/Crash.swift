@@ -103,8 +103,8 @@ struct Crash: ParsableCommand {
         return (w, st, r)
     }
 
-    func run() throws {
-        let s = settings
+    /// The exploration the options ask for.
+    func exploreConfig(_ s: Settings) -> CrashExploreConfig {
         var config = CrashExploreConfig(seed: runSeed(seed))
         config.workload = workload
         config.workloads = s.workloads
@@ -120,6 +120,12 @@ struct Crash: ParsableCommand {
         config.faultsPerKind = faultsPerKind
         config.bugs = bug.reduce(into: DeliberateBugs()) { $0.formUnion($1.bugs) }
         if let replay { config.only = Self.parseReplay(replay) }
+        return config
+    }
+
+    func run() throws {
+        let s = settings
+        let config = exploreConfig(s)
         let stderr = FileHandle.standardError
         stderr.write(
             Data(
@@ -127,6 +133,7 @@ struct Crash: ParsableCommand {
                     .utf8))
         var lastReport = ContinuousClock.now
         var written = false
+        let cpuBefore = Self.cpuSeconds()
         let result = runCrashExploration(
             config,
             progress: { r in
@@ -148,6 +155,11 @@ struct Crash: ParsableCommand {
             })
         if let path = image, written { stderr.write(Data("iomap crash: state \(replay!) written to \(path)\n".utf8)) }
         let rate = result.elapsedSeconds > 0 ? Double(result.statesChecked) / result.elapsedSeconds : 0
+        // Per core: the states over the CPU time the process used (the exploration runs on one
+        // thread), which a machine shared with other jobs does not dilute as it does the
+        // wall-clock rate.
+        let cpu = Self.cpuSeconds() - cpuBefore
+        let cpuRate = cpu > 0 ? Double(result.statesChecked) / cpu : 0
         let replayBase =
             "iomap crash --workload \(workload.rawValue) --seed \(config.seed) --min-ops \(s.minOps) --max-ops \(s.maxOps) --states \(s.states) --exhaustive \(s.exhaustive) --torn \(s.torn) --recovery-every \(s.recoveryEvery)"
             + bug.map { " --bug \($0.rawValue)" }.joined()
@@ -157,14 +169,21 @@ struct Crash: ParsableCommand {
                     seed: config.seed, workload: workload.rawValue, workloads: result.workloads, ops: result.ops,
                     states_checked: result.statesChecked, subset_states: result.states, torn_states: result.tornStates,
                     recovery_states: result.recoveryStates, states_per_second: rate, elapsed_s: result.elapsedSeconds,
+                    states_per_cpu_second: cpuRate, cpu_s: cpu,
                     violations: result.violations.count, violations_by_class: result.violationsByClass,
+                    raced_stores: result.racedStores, late_stores: result.lateStores,
                     failed_runs: result.failedRuns, faults: result.faults,
                     first_violation: result.violations.first.map { "\($0)" },
                     replay: result.violations.first.map { "\(replayBase) --replay \($0.stateID)" }))
         } else {
             print(
-                "seed \(config.seed): \(result.workloads) workloads (\(result.ops) ops), \(result.statesChecked) crash states checked (\(result.states) subsets, \(result.tornStates) torn, \(result.recoveryStates) during recovery), \(String(format: "%.0f", rate)) states/s, \(String(format: "%.1f", result.elapsedSeconds)) s; violations: \(result.violations.isEmpty ? "none" : result.violationsByClass.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+                "seed \(config.seed): \(result.workloads) workloads (\(result.ops) ops), \(result.statesChecked) crash states checked (\(result.states) subsets, \(result.tornStates) torn, \(result.recoveryStates) during recovery), \(String(format: "%.0f", rate)) states/s (\(String(format: "%.0f", cpuRate)) per CPU second), \(String(format: "%.1f", result.elapsedSeconds)) s; violations: \(result.violations.isEmpty ? "none" : result.violationsByClass.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
             )
+            if workload == .race {
+                print(
+                    "  stores through the mapping: \(result.racedStores) made inside their write (after its reservation), \(result.lateStores) after it"
+                )
+            }
         }
         if !json && !result.faults.isEmpty {
             for (fault, row) in result.faults.sorted(by: { $0.key < $1.key }) {
@@ -180,6 +199,13 @@ struct Crash: ParsableCommand {
         }
         if result.violations.count > 20 { stderr.write(Data("  (\(result.violations.count - 20) more violations)\n".utf8)) }
         if !result.violations.isEmpty || !result.failedRuns.isEmpty { throw ExitStatus.violation }
+    }
+
+    /// The user and system CPU time this process has used, in seconds.
+    static func cpuSeconds() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
     }
 
     static func writeImage(_ state: BlockImage, to path: String) throws {
@@ -203,6 +229,9 @@ enum CrashTooth: String, CaseIterable, ExpressibleByArgument {
     case fsyncSkipsForce = "fsync-skips-force"
     /// A rename logged as two transactions, remove then add.
     case renameTwoRecords = "rename-two-records"
+    /// The failure cleanup before the seed's fix: the failed write's range dropped from the
+    /// page cache, a store through a mapping with it (the race workload catches it).
+    case truncatePageCache = "truncate-page-cache"
 
     var bugs: DeliberateBugs {
         switch self {
@@ -211,6 +240,7 @@ enum CrashTooth: String, CaseIterable, ExpressibleByArgument {
         case .superblockBeforeSnapshot: return .superblockBeforeSnapshot
         case .fsyncSkipsForce: return .fsyncSkipsForce
         case .renameTwoRecords: return .renameTwoRecords
+        case .truncatePageCache: return .truncatePageCache
         }
     }
 }
@@ -224,8 +254,12 @@ struct CrashJSON: Encodable {
     var workload: String
     var workloads, ops, states_checked, subset_states, torn_states, recovery_states: Int
     var states_per_second, elapsed_s: Double
+    /// States over the process's CPU time (user and system), and that time.
+    var states_per_cpu_second, cpu_s: Double
     var violations: Int
     var violations_by_class: [String: Int]
+    /// The race workload's stores made from inside their write, and after it.
+    var raced_stores, late_stores: Int
     var failed_runs: [String]
     /// fault → block kind → {injected, detected, held, rolled_back, silent}.
     var faults: FaultTable

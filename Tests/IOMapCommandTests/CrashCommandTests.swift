@@ -25,7 +25,7 @@ struct CrashCommandTests {
     /// Each tooth with the workloads that catch it in seconds: short random workloads catch
     /// rule 1; rule 2 needs a file's blocks freed and reused (longer workloads); rule 3 needs
     /// a snapshot, so a full log (longer still); a skipped force shows in the first seq1
-    /// workload.
+    /// workload; the pre-seed cleanup in the race workload's first fsync.
     @Test(
         "each tooth exits 1, and its printed replay line exits 1 on that one state",
         arguments: [
@@ -35,6 +35,8 @@ struct CrashCommandTests {
             ["--bug", "fsync-skips-force", "--workload", "seq1"],
             // It needs a checkpoint boundary inside a rename: the background force's stand-in.
             ["--bug", "rename-two-records", "--workloads", "200", "--min-ops", "5", "--max-ops", "20"],
+            // The seed's bug: a store made inside a failing write, dropped by its cleanup.
+            ["--bug", "truncate-page-cache", "--workload", "race", "--workloads", "10"],
         ])
     func toothAndReplay(_ tooth: [String]) throws {
         let r = try runIOMap(["crash", "--seed", "7", "--first", "--recovery-every", "0"] + tooth)

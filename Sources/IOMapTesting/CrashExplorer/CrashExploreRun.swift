@@ -19,12 +19,11 @@ public enum CrashWorkloadKind: String, Sendable, CaseIterable {
     case random
     /// fsx-style runs: 4 files, 2,000 ops by default, states cut sparsely (a few per epoch).
     case fsx
-    /// The seed's workload one step at a time: in a file with holes, a store through a
-    /// mapping, then a write over it whose buffer faults before reaching it (its failure
-    /// cleanup must keep the stored bytes), then an fsync or a sync; rounds of it
-    /// (raceCrashOp). The store comes before the write's reservation, not inside it as in the
-    /// seed's race, so the pre-seed cleanup (DeliberateBugs.truncatePageCache) does not lose
-    /// it here: the interleaving needs a hook at the write's iomap_begin (docs/TESTING.md).
+    /// The seed's race with crashes cut in: in a file with holes, rounds of a write whose
+    /// buffer faults, racing a store through the mapping made from inside the write (at H1,
+    /// after its reservation) into the part its failure cleanup undoes, then an fsync or a
+    /// sync (raceCrashOp, RacingStore). The pre-seed cleanup
+    /// (DeliberateBugs.truncatePageCache) loses the store, and the fsync's promise with it.
     case race
 
     /// The bounded list's length, for seq1 and seq2.
@@ -73,29 +72,36 @@ public struct CrashExploreConfig: Sendable {
 
 /// A workload of the exploration: its recording and how it is named. `bounded` is the
 /// seq1 or seq2 list.
-public func recordCrashWorkload(_ config: CrashExploreConfig, index w: Int, bounded: [[CrashOp]] = [], finalSnapshot: Bool = false) -> (
-    recording: CrashRecording, name: String
-) {
-    var setup = crashSetup(config, index: w)
-    setup.finalSnapshot = finalSnapshot
+public func recordCrashWorkload(
+    _ config: CrashExploreConfig, index w: Int, bounded: [[CrashOp]] = [], finalSnapshot: Bool = false, wide: Bool = false
+) -> (recording: CrashRecording, name: String) {
+    var setup = wide ? wideFaultSetup(config, index: w) : crashSetup(config, index: w)
+    setup.finalSnapshot = finalSnapshot || wide
     let recording: CrashRecording
+    let wideFixture = { (v: Volume) throws(Errno) in if wide { try makeWideFixture(v) } }
     switch config.workload {
     case .seq1, .seq2:
         let ops = bounded[w]
-        recording = recordCrashWorkload(setup, fixture: { (v: Volume) throws(Errno) in _ = try makeCrashFixture(v) }) { _, k in
+        recording = recordCrashWorkload(
+            setup,
+            fixture: { (v: Volume) throws(Errno) in
+                _ = try makeCrashFixture(v)
+                try wideFixture(v)
+            }
+        ) { _, k in
             k < ops.count ? ops[k] : nil
         }
     case .race:
         var random = SeededRandom(seed: config.workloadSeed(w) ^ 0x0005_EED0)
         let count = config.minOps + Int(random.next() % UInt64(config.maxOps - config.minOps + 1))
-        recording = recordCrashWorkload(setup) { model, k in k < count ? raceCrashOp(model, k, &random) : nil }
+        recording = recordCrashWorkload(setup, fixture: wideFixture) { model, k in k < count ? raceCrashOp(model, k, &random) : nil }
     case .random, .fsx:
         var generator =
             config.workload == .fsx
             ? CrashGenerator(seed: config.workloadSeed(w), files: 4) : CrashGenerator(seed: config.workloadSeed(w))
         var random = SeededRandom(seed: config.workloadSeed(w) ^ 0x0005_EED0)
         let count = config.minOps + Int(random.next() % UInt64(config.maxOps - config.minOps + 1))
-        recording = recordCrashWorkload(setup) { model, k in k < count ? generator.next(model) : nil }
+        recording = recordCrashWorkload(setup, fixture: wideFixture) { model, k in k < count ? generator.next(model) : nil }
     }
     let name = recording.ops.map(\.description).joined(separator: "; ")
     return (recording, config.workload.boundedLength == nil ? name : "\(config.workload.rawValue) #\(w): \(name)")
@@ -129,6 +135,24 @@ public func crashSetup(_ config: CrashExploreConfig, index w: Int) -> CrashVolum
     return setup
 }
 
+/// The setup of workload `w`'s third fault image: 1 KiB blocks (8 MiB, two sectors a block,
+/// so that a block can tear), on which a snapshot root lists about 60 blocks, so that the
+/// wide fixture's snapshot needs map blocks and the snapshot map block kind gets its faults
+/// too.
+func wideFaultSetup(_ config: CrashExploreConfig, index w: Int) -> CrashVolumeSetup {
+    var setup = crashSetup(config, index: w)
+    setup.blockSize = 1024
+    setup.blockCount = 8192
+    setup.logBlocks = 256
+    return setup
+}
+
+/// 600 empty directories in `wide/`: more inode blocks at 1 KiB than a snapshot root lists.
+func makeWideFixture(_ v: Volume) throws(Errno) {
+    let wide = try v.mkdir(in: .root, "wide", permissions: 0o755)
+    for i in 0..<600 { _ = try v.mkdir(in: wide, "d\(i)", permissions: 0o755) }
+}
+
 /// Runs the exploration; `progress` is called after each workload.
 public func runCrashExploration(
     _ config: CrashExploreConfig, progress: ((CrashExploreResult) -> Void)? = nil,
@@ -150,13 +174,16 @@ public func runCrashExploration(
             seed: config.workloadSeed(w), only: config.only.map { ($0.state, $0.recovery) }, inspect: inspect)
         result.add(one)
         if config.only == nil && !config.faults.isEmpty {
-            // On the workload's final image (its log's last checkpoints live), and on the same
+            // On the workload's final image (its log's last checkpoints live), on the same
             // workload again ending in a snapshot of its live state (every kind of metadata
-            // block it has is then in the image).
+            // block it has is then in the image), and on it after the wide fixture, on small
+            // blocks (a snapshot with map blocks).
             let (withSnapshot, _) = recordCrashWorkload(config, index: w, bounded: bounded, finalSnapshot: true)
-            for (i, r) in [recording, withSnapshot].enumerated() {
+            let (wide, _) = recordCrashWorkload(config, index: w, bounded: bounded, wide: true)
+            let setups = [crashSetup(config, index: w), crashSetup(config, index: w), wideFaultSetup(config, index: w)]
+            for (i, r) in [recording, withSnapshot, wide].enumerated() {
                 let f = exploreFaults(
-                    r, workload: name, index: w, setup: crashSetup(config, index: w), faults: config.faults,
+                    r, workload: name, index: w, setup: setups[i], faults: config.faults,
                     perTarget: config.faultsPerKind, seed: config.workloadSeed(w) &+ UInt64(i))
                 merge(&result.faults, f.table)
                 result.violations += f.violations
@@ -176,23 +203,19 @@ extension Duration {
 }
 
 /// Op `k` of a race workload on `model`: a file of 256 KiB of holes first, then rounds of
-/// (a store of 8 bytes through the mapping at a block of a 16 KiB range, a write of the range
-/// whose buffer faults before that block, an fsync every other round). The store lands in a
-/// hole (page_mkwrite reserves it) or on data; the write reserves the rest of the range,
-/// copies up to the fault and fails; its cleanup must punch only what it reserved.
+/// (a write of a 16 KiB range whose buffer faults in one of its first three blocks, racing a
+/// store of 8 bytes through the mapping into a later block of the range, made from inside the
+/// write once it has reserved that block; then an fsync, or a sync every third round). The
+/// write's failure cleanup undoes the reservation past what it wrote, and must keep the
+/// stored block (the seed's fix); over the rounds the ranges find holes and data alike.
 func raceCrashOp(_ model: CrashModel, _ k: Int, _ random: inout SeededRandom) -> CrashOp? {
     guard k >= 2, let file = model.tree["race"] else { return k == 0 ? .create("race") : .truncate(model.tree["race"]!, size: 256 << 10) }
-    let round = (k - 2) / 3
+    let round = (k - 2) / 2
+    guard (k - 2) % 2 == 0 else { return round % 3 == 2 ? .sync : .fsync(file) }
     let base = Int(random.next() % 16) * (16 << 10)
-    let stamp = 100 + round
-    switch (k - 2) % 3 {
-    case 0:
-        let block = 1 + Int(random.next() % 3)
-        return .mappedStore(file, offset: base + block * 4096 + Int(random.next() % 4000), length: 8, stamp: stamp)
-    case 1:
-        // The fault comes before the first block the store could be in.
-        return .failingWrite(file, offset: base, length: 16 << 10, stamp: stamp, faultAt: 1 + Int(random.next() % 4095))
-    default:
-        return round % 2 == 0 ? .fsync(file) : .sync
-    }
+    let faultBlock = Int(random.next() % 3)
+    let faultAt = faultBlock * 4096 + 1 + Int(random.next() % 4095)
+    let storeBlock = faultBlock + 1 + Int(random.next() % UInt64(3 - faultBlock))
+    let storeAt = base + storeBlock * 4096 + Int(random.next() % 4089)
+    return .racedWrite(file, offset: base, length: 16 << 10, stamp: 100 + round, faultAt: faultAt, storeAt: storeAt)
 }

@@ -4,7 +4,8 @@
 //
 // For each workload: record it once (CrashRecording.swift), cut its crash states
 // (CrashStates.swift), and for each state:
-// 1. fsck of the crashed image (it recovers in memory and changes nothing): clean;
+// 1. fsck of the crashed image (it recovers in memory and changes nothing): clean, but for
+//    naming a superblock copy that the state tears (the mount must then heal it);
 // 2. mount (recovery): succeeds;
 // 3. fsck of the mounted volume: clean (space balances, no block owned twice, ...);
 // 4. the oracle (CrashModel.check): the tree is the tree after some op between the last
@@ -49,6 +50,9 @@ public struct CrashExploreResult: Sendable {
     /// Workloads whose live run failed (a failure of the volume too).
     public var failedRuns: [String] = []
     public var elapsedSeconds = 0.0
+    /// The race workload's stores made inside their write, and after it (CrashRecording).
+    public var racedStores = 0
+    public var lateStores = 0
     /// Faults beyond power loss: fault → block kind → outcomes.
     public var faults = FaultTable()
 
@@ -69,6 +73,8 @@ public struct CrashExploreResult: Sendable {
         states += other.states
         tornStates += other.tornStates
         recoveryStates += other.recoveryStates
+        racedStores += other.racedStores
+        lateStores += other.lateStores
         violations += other.violations
         failedRuns += other.failedRuns
         merge(&faults, other.faults)
@@ -96,6 +102,8 @@ public func exploreCrashStates(
     var result = CrashExploreResult()
     result.workloads = 1
     result.ops = recording.ops.count
+    result.racedStores = recording.racedStores
+    result.lateStores = recording.lateStores
     if let failure = recording.failure {
         result.failedRuns.append("\(workload): \(failure)")
         return result
@@ -120,7 +128,11 @@ public func exploreCrashStates(
             if case .torn = state { result.tornStates += 1 } else { result.states += 1 }
         }
         let probe = checks.probeEvery > 0 && s % checks.probeEvery == 0
-        let outcome = checker.check(image, point.model, probe: probe && only?.recovery == nil)
+        var tornSuperblock: Int?
+        if case .torn(let e, let w, let b, _, _) = state, epochs[e].writes[w].block + b < 2 {
+            tornSuperblock = epochs[e].writes[w].block + b
+        }
+        let outcome = checker.check(image, point.model, probe: probe && only?.recovery == nil, tornSuperblock: tornSuperblock)
         if only?.recovery == nil { report(outcome.violations, id, where_) }
         if checks.recoveryEvery > 0 && s % checks.recoveryEvery == 0 && outcome.violations.isEmpty {
             for i in 0..<outcome.recoveryWrites.count {
@@ -130,7 +142,7 @@ public func exploreCrashStates(
                 let rid = "\(id).r\(i)"
                 inspect?(rid, cut)
                 result.recoveryStates += 1
-                let again = checker.check(cut, point.model, probe: false)
+                let again = checker.check(cut, point.model, probe: false, tornSuperblock: tornSuperblock)
                 report(again.violations, rid, "\(where_); its recovery cut after \(i) of its \(outcome.recoveryWrites.count) writes")
                 if checks.stopAtViolation && !again.violations.isEmpty { break }
             }
@@ -150,12 +162,16 @@ struct CrashStateChecker {
         var recoveryWrites: [(block: Int, bytes: [UInt8])] = []
     }
 
-    func check(_ image: BlockImage, _ model: CrashModel, probe: Bool) -> Outcome {
+    /// `tornSuperblock`: the superblock copy this state tears. The crashed image's fsck
+    /// rightly names it (a torn copy and a damaged one look alike), and only that is allowed:
+    /// the mount must choose the other copy and rewrite this one, and the fsck after it be
+    /// clean (docs/FORMAT.md "Two copies").
+    func check(_ image: BlockImage, _ model: CrashModel, probe: Bool, tornSuperblock: Int? = nil) -> Outcome {
         var out = Outcome()
         var retired: [AnyObject] = []
         defer { withExtendedLifetime(retired) {} }
         let device = ImageBlockDevice(image)
-        fsck(device, "of the crashed image", &out)
+        fsck(device, "of the crashed image", &out, allowing: tornSuperblock)
         let before = device.eventCount
         let volume: Volume
         do throws(VolumeError) { volume = try Volume.mount(device: device, options: setup.options()) } catch {
@@ -192,10 +208,15 @@ struct CrashStateChecker {
         return out
     }
 
-    func fsck(_ device: any BlockDevice, _ context: String, _ out: inout Outcome) {
+    func fsck(_ device: any BlockDevice, _ context: String, _ out: inout Outcome, allowing tornSuperblock: Int? = nil) {
         do throws(VolumeError) {
             let report = checkVolume(try DeviceLogStore.open(device), deviceBlocks: device.blockCount)
-            for c in report.checks { for e in c.errors { out.violations.append(("fsck", "\(context): \(c.code): \(e)")) } }
+            for c in report.checks {
+                for e in c.errors {
+                    if let b = tornSuperblock, c.code == "S", e.hasPrefix("superblock \(b):") { continue }
+                    out.violations.append(("fsck", "\(context): \(c.code): \(e)"))
+                }
+            }
         } catch {
             out.violations.append(("fsck", "\(context): the volume cannot be opened: \(error)"))
         }

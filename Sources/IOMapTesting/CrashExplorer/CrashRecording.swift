@@ -32,6 +32,10 @@ public struct CrashRecording: Sendable {
     public var blockSize: Int
     public var blockCount: Int
     public var fill: UInt8
+    /// The racedWrite stores made from inside their write (at H1), and after it (no H1 of
+    /// the write covered the store: its copy faulted in an earlier mapping).
+    public var racedStores = 0
+    public var lateStores = 0
 }
 
 /// How a recorded workload's volume is made.
@@ -79,6 +83,7 @@ public func recordCrashWorkload(
         blockCount: setup.blockCount, fill: CrashCase.poison)
     var retired: [AnyObject] = []
     defer { withExtendedLifetime(retired) {} }
+    let racing = RacingStore()
     let forces = setup.boundaryForceOneIn.map { BoundaryForces(seed: setup.seed ^ 0xB0DA_F0CE, oneIn: $0) }
     let volume: Volume
     var model: CrashModel
@@ -90,6 +95,8 @@ public func recordCrashWorkload(
         try Volume.format(device: device, options: f)
         var options = setup.options()
         if let forces { options.transactionBoundary = { forces.hook($0) } }
+        // The live run only: the stores of racedWrite ops, made from inside their writes.
+        options.environment = racing.environment
         volume = try Volume.mount(device: device, options: options)
         try volumeCall { () throws(Errno) in
             try fixture(volume)
@@ -116,7 +123,7 @@ public func recordCrashWorkload(
         device.mark("begin \(k)")
         let before = volume.journal.stats
         let done: CrashOpDone
-        do throws(Errno) { done = try performCrashOp(op, on: volume, handles: &handles, model: model) } catch {
+        do throws(Errno) { done = try performCrashOp(op, on: volume, handles: &handles, model: model, racing: racing) } catch {
             var cut = model
             cut.recordInterrupted(op)
             recording.cut.append(cut)
@@ -128,6 +135,9 @@ public func recordCrashWorkload(
         var modelOp = op
         if case .failingWrite(let i, let o, _, let s, _) = op, let wrote = done.wrote, wrote > 0 {
             modelOp = .write(i, offset: o, length: wrote, stamp: s)
+        }
+        if case .racedWrite(let i, let o, _, let s, let f, let at) = op, let wrote = done.wrote {
+            modelOp = .racedWrite(i, offset: o, length: wrote, stamp: s, faultAt: f, storeAt: at)
         }
         recording.cut.append(cutModel(model, modelOp, created: done.created))
         if let wrote = done.shortWrite {
@@ -148,6 +158,7 @@ public func recordCrashWorkload(
         }
     }
     recording.events = device.events
+    (recording.racedStores, recording.lateStores) = racing.counts
     return recording
 }
 

@@ -232,6 +232,13 @@ public struct CrashModel: Sendable {
             // Only bytes below the size are the file's (a store past it stays in the EOF page).
             let end = min(o + n, c.count)
             if o < end { c.replaceSubrange(o..<end, with: crashData(stamp: s, offset: o, count: end - o)) }
+        case .racedWrite(_, let o, let n, let s, _, let at):
+            // The store (past what the write wrote; only bytes below the size count), then
+            // what the write wrote.
+            let end = min(at + 8, c.count)
+            if at < end { c.replaceSubrange(at..<end, with: crashData(stamp: s + CrashOp.racingStamp, offset: at, count: end - at)) }
+            extend(to: o + n)
+            c.replaceSubrange(o..<o + n, with: crashData(stamp: s, offset: o, count: n))
         case .truncate(_, let n):
             if n < c.count { c.removeLast(c.count - n) } else { extend(to: n) }
         case .allocate(_, let o, let n, let keep):
@@ -264,7 +271,7 @@ public struct CrashModel: Sendable {
                 kinds[i] = .directory
                 directoryInodes[p] = i
             }
-        case .write(let i, _, _, _), .punch(let i, _, _), .mappedStore(let i, _, _, _):
+        case .write(let i, _, _, _), .punch(let i, _, _), .mappedStore(let i, _, _, _), .racedWrite(let i, _, _, _, _, _):
             open.insert(i)
             logged(i, at: k, data: false)
         case .fsync(let i), .fdatasync(let i), .msync(let i): open.insert(i)

@@ -58,6 +58,16 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
     /// in the model as the write of what it wrote (CrashRecording), or as this when it wrote
     /// nothing.
     case failingWrite(InodeNumber, offset: Int, length: Int, stamp: Int, faultAt: Int)
+    /// The seed's race: a failing write (as failingWrite) while a store of 8 bytes of
+    /// `crashData(stamp: stamp + CrashOp.racingStamp)` lands at `storeAt` through a shared
+    /// mapping, made from inside the write once its reservation covers `storeAt` (hook point
+    /// H1, RacingStore) and before its copy faults; `storeAt` lies past the fault, in the part
+    /// the write's failure cleanup undoes, so the store must survive it. Recorded in the model
+    /// with `length` cut to what the write wrote.
+    case racedWrite(InodeNumber, offset: Int, length: Int, stamp: Int, faultAt: Int, storeAt: Int)
+
+    /// What a racedWrite's store adds to its stamp.
+    public static let racingStamp = 500
 
     public var description: String {
         switch self {
@@ -78,6 +88,9 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
         case .mappedStore(let i, let o, let n, let s): return "mapped store #\(i.rawValue) [\(o), +\(n)) stamp \(s)"
         case .failingWrite(let i, let o, let n, let s, let f):
             return "failing write #\(i.rawValue) [\(o), +\(n)) stamp \(s), its buffer faulting at +\(f)"
+        case .racedWrite(let i, let o, let n, let s, let f, let at):
+            return "failing write #\(i.rawValue) [\(o), +\(n)) stamp \(s), its buffer faulting at +\(f), "
+                + "racing a mapped store at \(at)"
         case .msync(let i): return "msync #\(i.rawValue)"
         case .rmdir(let p): return "rmdir \(p)"
         case .symlink(let t, let p):
@@ -102,7 +115,7 @@ public enum CrashOp: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .write(let i, _, _, _), .truncate(let i, _), .allocate(let i, _, _, _), .punch(let i, _, _), .fsync(let i),
             .fdatasync(let i), .close(let i), .zeroRange(let i, _, _, _), .mappedStore(let i, _, _, _), .msync(let i),
-            .failingWrite(let i, _, _, _, _):
+            .failingWrite(let i, _, _, _, _), .racedWrite(let i, _, _, _, _, _):
             return i
         default: return nil
         }
