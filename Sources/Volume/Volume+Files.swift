@@ -76,22 +76,26 @@ public final class FileHandle: Sendable {
         stamp(clearingSetID: true)
     }
 
+    // fallocate in every mode changes the file as a write does, so it clears set-user-id
+    // (and group-executable set-group-id) for an unprivileged caller as a write does: XFS's
+    // and tmpfs's fallocate call file_modified, which removes those bits.
+
     /// fallocate(0 or KEEP_SIZE).
     public func allocate(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
         try file.allocate(offset: offset, length: length, keepSize: keepSize)
-        stamp(clearingSetID: false)
+        stamp(clearingSetID: true)
     }
 
     /// fallocate(PUNCH_HOLE | KEEP_SIZE).
     public func punchHole(offset: Int, length: Int) throws(Errno) {
         try file.punchHole(offset: offset, length: length)
-        stamp(clearingSetID: false)
+        stamp(clearingSetID: true)
     }
 
     /// fallocate(ZERO_RANGE [| KEEP_SIZE]).
     public func zeroRange(offset: Int, length: Int, keepSize: Bool = false) throws(Errno) {
         try file.zeroRange(offset: offset, length: length, keepSize: keepSize)
-        stamp(clearingSetID: false)
+        stamp(clearingSetID: true)
     }
 
     public func seekData(from offset: Int) throws(Errno) -> Int { try file.seekData(from: offset) }
