@@ -52,13 +52,12 @@ extension Volume {
     public func unlink(in dir: InodeNumber, name: [UInt8], caller: Caller = .root()) throws(Errno) {
         let c = stamped(caller)
         try namespace.withExclusive { () throws(Errno) in
-            let open = openInodes()
-            let cached = cachedInodes()
+            let v = victim(in: dir, name)
             let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
-                let p = try s.planUnlink(in: dir, name, caller: c, isOpen: { cached.contains($0) })
+                let p = try s.planUnlink(in: dir, name, caller: c, isOpen: { $0 == v?.ino && v?.cached == true })
                 return (p.records, p.value)
             }
-            try settle(gone, open: open)
+            try settle(gone, victim: v)
         }
     }
 
@@ -74,18 +73,18 @@ extension Volume {
         let c = stamped(caller)
         let inTwo = options.bugs.contains(.renameTwoRecords)
         try namespace.withExclusive { () throws(Errno) in
-            let open = openInodes()
-            let cached = cachedInodes()
+            // The inode a rename may unreference is the one the new name held.
+            let v = victim(in: newDir, newName)
             var second: [LogRecord] = []
             let gone = try journal.transact { (s: borrowing MetadataState) throws(Errno) -> ([LogRecord], Unreferenced?) in
                 let p = try s.planRename(
-                    from: oldDir, oldName, to: newDir, newName, flags: flags, caller: c, isOpen: { cached.contains($0) })
+                    from: oldDir, oldName, to: newDir, newName, flags: flags, caller: c, isOpen: { $0 == v?.ino && v?.cached == true })
                 guard inTwo, let halves = Self.renameInTwo(p.records, s) else { return (p.records, p.value) }
                 second = halves.second
                 return (halves.first, p.value)
             }
             if !second.isEmpty { try journal.transact { (_: borrowing MetadataState) throws(Errno) in (second, ()) } }
-            try settle(gone, open: open)
+            try settle(gone, victim: v)
         }
     }
 

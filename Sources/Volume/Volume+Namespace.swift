@@ -43,24 +43,21 @@ extension Volume {
         return c
     }
 
-    /// The inodes some handle holds open (taken before a plan runs: the plan runs under the
-    /// metadata lock, which the inode table's lock may not be taken inside).
-    func openInodes() -> Set<InodeNumber> {
-        inodes.withLock { t in
-            // Gathered directly: filter would build a whole table first, on every rename and
-            // unlink.
-            var open = Set<InodeNumber>()
-            for (ino, entry) in t where entry.opens > 0 { open.insert(ino) }
-            return open
-        }
+    /// What an unlink, or a rename over a name, must know of the inode the name holds: is a
+    /// handle holding it open, and has it an in-memory file at all. A plan must orphan a
+    /// cached inode rather than free it in its own transaction: the file may hold what the
+    /// metadata does not show yet (delalloc, dirty pages), which settle's freeUnreferenced
+    /// discards first; freed at once, the file stayed in the table and its next writeback
+    /// logged records for an inode that no longer existed (the crash tests found it: write,
+    /// close, unlink, sync). Taken before the plan runs, under the namespace lock (so the
+    /// name keeps its inode): the plan runs under the metadata lock, inside which the inode
+    /// table's lock may not be taken. Only that one inode is looked at; sets of the whole
+    /// table, built on every call, made a loop of unlinks quadratic in the files cached.
+    func victim(in dir: InodeNumber, _ name: [UInt8]) -> (ino: InodeNumber, open: Bool, cached: Bool)? {
+        guard let ino = try? journal.read({ (s: borrowing MetadataState) throws(Errno) in try s.lookup(in: dir, name, caller: .root()) })
+        else { return nil }
+        return inodes.withLock { t in (ino, (t[ino]?.opens ?? 0) > 0, t[ino] != nil) }
     }
-
-    /// The inodes with an in-memory file, open or not. A plan must orphan these rather than
-    /// free them in its own transaction: the file may hold what the metadata does not show
-    /// yet (delalloc, dirty pages), which settle's freeUnreferenced discards first; freed
-    /// at once, the file stayed in the table and its next writeback logged records for an
-    /// inode that no longer existed (the crash tests found it: write, close, unlink, sync).
-    func cachedInodes() -> Set<InodeNumber> { inodes.withLock { Set($0.keys) } }
 
     // MARK: Queries
 
@@ -160,8 +157,9 @@ extension Volume {
 
     /// After a transaction that removed an inode's last name: an orphan nobody holds open
     /// is freed now (its blocks, then the inode).
-    func settle(_ gone: Unreferenced?, open: Set<InodeNumber>) throws(Errno) {
-        guard case .orphaned(let ino) = gone, !open.contains(ino) else { return }
+    /// Frees what a plan left unreferenced, unless `victim` (the inode the name held) is open.
+    func settle(_ gone: Unreferenced?, victim: (ino: InodeNumber, open: Bool, cached: Bool)?) throws(Errno) {
+        guard case .orphaned(let ino) = gone, !(victim?.ino == ino && victim?.open == true) else { return }
         try freeUnreferenced(ino)
     }
 
