@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -200,3 +201,19 @@ int cks_mapped_load(int fd, void *buf, size_t count, int64_t offset) {
 }
 
 int cks_malloc_trim(void) { return malloc_trim(0); }
+
+int cks_bind_cpu(int tid, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu >= 0) {
+        if (cpu >= CPU_SETSIZE) return -EINVAL;
+        CPU_SET(cpu, &set);
+    } else {
+        // Every CPU the system has; the kernel keeps only those the thread may use.
+        long n = sysconf(_SC_NPROCESSORS_CONF);
+        for (long i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    }
+    return sched_setaffinity(tid, sizeof set, &set) == 0 ? 0 : -errno;
+}
+
+int cks_thread_id(void) { return (int)gettid(); }

@@ -12,8 +12,11 @@
 //   FUSE_MAX_PAGES (1 MiB WRITEs), FUSE_ASYNC_READ and FUSE_ASYNC_DIO (several requests of
 //   one file in flight: the engine's locks order them), FUSE_PARALLEL_DIROPS (lookups and
 //   readdirs in parallel: the volume's namespace lock orders them), READDIRPLUS (an ls -l is
-//   one request per 4 KiB of entries, not one per name), FUSE_HANDLE_KILLPRIV (the volume
-//   clears set-id bits on write, truncate and chown, as Linux's file systems do),
+//   one request per 4 KiB of entries, not one per name), FUSE_HANDLE_KILLPRIV and
+//   FUSE_HANDLE_KILLPRIV_V2 (the volume clears set-id bits on write, truncate and chown, by
+//   the sender's privilege, as Linux's file systems do; v2 also lets the kernel mark an inode
+//   it has checked as having no security.capability, so that a writeback-cache write no
+//   longer costs a GETXATTR round trip each, until the attributes are next refreshed),
 //   FUSE_EXPLICIT_INVAL_DATA (the kernel never drops mmap pages because an mtime moved);
 // - not the locks (POSIX and flock stay in the kernel, local to this machine, which is all a
 //   single-host volume needs), not splice (the kernel copies user pages anyway), not
@@ -56,7 +59,7 @@ public enum Negotiation {
     public static func wanted(_ mode: CacheMode) -> InitFlags {
         var w: InitFlags = [
             .asyncRead, .atomicOTrunc, .bigWrites, .maxPages, .asyncDIO, .parallelDirops, .doReaddirplus, .readdirplusAuto,
-            .handleKillpriv, .explicitInvalData, .initExt,
+            .handleKillpriv, .handleKillprivV2, .explicitInvalData, .initExt,
         ]
         switch mode {
         case .direct: w.insert(.directIOAllowMmap)

@@ -50,6 +50,8 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
     case volumeSnapshot = "volume-snapshot"
     case volumeMkfs = "volume-mkfs"
     case volumeMount = "volume-mount"
+    case fuse
+    case fuseWriteback = "fuse-writeback"
 
     /// The result rows the workload produces: memory has two goals, one per folio size; the
     /// namespace workload one per call (and the log bytes of a create); volume-fsync one per
@@ -59,6 +61,8 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
         case .memory: return ["memory-4k", "memory-2m"]
         case .volumeNamespace: return ["volume-create", "volume-create-log", "volume-setattr", "volume-rename", "volume-unlink"]
         case .volumeFsync: return ["volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean"]
+        case .fuse: return FUSERow.allCases.map { $0.name(writeback: false) }
+        case .fuseWriteback: return FUSERow.allCases.map { $0.name(writeback: true) }
         default: return [rawValue]
         }
     }
@@ -72,14 +76,28 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
         }
     }
 
-    /// Parses a comma-separated list; `memory-4k` and `memory-2m` name the memory workload.
-    /// Returns the workloads in run order, or the names it did not know.
+    /// What a run without `--only` runs: every workload but the FUSE group, which mounts
+    /// file systems, needs root and takes minutes (`--only fuse,fuse-writeback` or `--fuse`).
+    public static var defaultWorkloads: [BenchWorkload] { allCases.filter { !$0.isFUSE } }
+
+    /// The FUSE group: our mount beside tmpfs and XFS on a loop device.
+    public var isFUSE: Bool { self == .fuse || self == .fuseWriteback }
+
+    /// Parses a comma-separated list; `memory-4k` and `memory-2m` name the memory workload,
+    /// any row names its workload, and a name ending in `*` names every workload whose name
+    /// or a row's starts with what precedes it (`fuse-*`). Returns the workloads in run
+    /// order, or the names it did not know.
     public static func parse(_ list: String) -> Result<[BenchWorkload], BenchUsageError> {
         var chosen = Set<BenchWorkload>()
         var unknown: [String] = []
         for raw in list.split(separator: ",", omittingEmptySubsequences: false) {
             let name = String(raw.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
-            if let w = BenchWorkload(rawValue: name) {
+            if name.hasSuffix("*") {
+                let prefix = name.dropLast()
+                let matched = allCases.filter { w in ([w.rawValue] + w.rowNames).contains { $0.hasPrefix(prefix) } }
+                if matched.isEmpty { unknown.append(name) }
+                chosen.formUnion(matched)
+            } else if let w = BenchWorkload(rawValue: name) {
                 chosen.insert(w)
             } else if let w = allCases.first(where: { $0.rowNames.contains(name) }) {
                 chosen.insert(w)
@@ -106,7 +124,7 @@ public struct BenchConfig: Sendable {
     /// Every workload at 1/16 of its size (what the test suite runs).
     public var quick = false
     /// The workloads to run, in run order.
-    public var workloads: [BenchWorkload] = BenchWorkload.allCases
+    public var workloads: [BenchWorkload] = BenchWorkload.defaultWorkloads
     /// Where the kernel-side files go (nil: a new directory on tmpfs, /dev/shm when present).
     public var kernelDirectory: String?
     /// Where writeback-fsync's device image and kernel file go, and the volume rows' device
@@ -118,6 +136,11 @@ public struct BenchConfig: Sendable {
     /// the measurement runs in this process, where memory freed by earlier workloads and
     /// kept by the folio allocator for reuse hides growth.
     public var memoryProbe: (@Sendable (BenchMemoryProbe) throws -> BenchMemorySample)?
+    /// The `iomap` executable the FUSE rows mount with (the tool passes itself); nil: those
+    /// rows are skipped, saying so.
+    public var iomapExecutable: String?
+    /// The bytes of the FUSE rows' fio jobs (nil: 1 GiB, 64 MiB with `quick`).
+    public var fuseBytes: Int?
 
     public init(quick: Bool = false) { self.quick = quick }
 
@@ -141,6 +164,8 @@ public struct BenchResult: Sendable {
     public var detail: [String: Double] = [:]
     /// Why the workload could not run correctly; the run then exits 1.
     public var error: String?
+    /// Why the row was not measured on this machine (no root, no fio, ...): not a failure.
+    public var skipped: String?
 
     public init(name: String, goal: String) {
         self.name = name
@@ -207,7 +232,8 @@ public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void
     }
     let context = BenchContext(
         scale: config.scale, repetitions: config.repetitions, kernelDir: kernelDir, diskDir: diskDir,
-        memoryProbe: config.memoryProbe, progress: progress)
+        memoryProbe: config.memoryProbe, progress: progress, iomapExecutable: config.iomapExecutable,
+        fuseBytes: config.fuseBytes ?? GiB / config.scale)
     for workload in config.workloads {
         progress("\(workload.rawValue): starting")
         let began = ContinuousClock.now
@@ -274,6 +300,8 @@ struct BenchContext {
     let diskDir: String
     let memoryProbe: (@Sendable (BenchMemoryProbe) throws -> BenchMemorySample)?
     let progress: (String) -> Void
+    let iomapExecutable: String?
+    let fuseBytes: Int
 
     func run(_ workload: BenchWorkload) throws -> [BenchResult] {
         switch workload {
@@ -294,6 +322,8 @@ struct BenchContext {
         case .volumeSnapshot: return [try volumeSnapshot()]
         case .volumeMkfs: return [try volumeMkfs()]
         case .volumeMount: return [try volumeMount()]
+        case .fuse: return try fuse(writeback: false)
+        case .fuseWriteback: return try fuse(writeback: true)
         }
     }
 
@@ -340,6 +370,10 @@ func goalText(_ row: String) -> String {
     case "volume-snapshot": return "100,000 inodes ≤ 0.5 s"
     case "volume-mkfs": return "1 GiB ≤ 1 s"
     case "volume-mount": return "full 64 MiB log ≤ 1 s"
+    case "fuse-write-1m": return "≥ 1.0× XFS on loop"
+    case "fuse-pwrite-4k": return "≤ 10 µs median, writer and daemon on one CPU"
+    case "fuse-wb-write-4k": return "≥ 0.5× tmpfs"
+    case _ where row.hasPrefix("fuse-"): return "none (reported)"
     default: return ""
     }
 }

@@ -183,8 +183,11 @@ public struct LoopMount: Sendable {
     public let imagePath: String
 
     /// Needs root, /dev/loop-control and the file system's mkfs (installed with apt-get if
-    /// missing).
-    public static func make(sizeBytes: Int = 1 << 30, blockSize: Int? = nil, fileSystem: LoopImageFileSystem = .xfs) throws -> LoopMount {
+    /// missing). The image and mount point go in a new directory in `parent` (default: the
+    /// temporary directory); `iomap bench` puts them on tmpfs, beside its other targets.
+    public static func make(
+        sizeBytes: Int = 1 << 30, blockSize: Int? = nil, fileSystem: LoopImageFileSystem = .xfs, parent: String? = nil
+    ) throws -> LoopMount {
         let uid = geteuid()
         let name = fileSystem == .xfs ? "an XFS image" : "an ext4 image"
         guard uid == 0 else {
@@ -202,7 +205,7 @@ public struct LoopMount: Sendable {
             throw KernelSetupError("mounting \(name) needs mount(8); it is not on PATH, /sbin or /usr/sbin")
         }
 
-        let directory = FileManager.default.temporaryDirectory
+        let directory = (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("iomap-\(fileSystem.rawValue)-\(UUID().uuidString)").path
         let imagePath = directory + "/\(fileSystem.rawValue).img"
         let mountPoint = directory + "/mnt"

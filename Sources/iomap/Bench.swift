@@ -19,9 +19,12 @@ struct Bench: ParsableCommand {
             Each workload runs on the engine in-process and through syscalls on a real file in \
             --dir, alternating engine and kernel runs, one warm-up and 5 counted repetitions, \
             reporting medians in ns per operation beside a memcpy of the same bytes. Workloads: \
-            \(BenchWorkload.allCases.map(\.rawValue).joined(separator: ", ")). Exit status: 0 when \
-            every workload ran (goals that do not hold are reported, not an error), 1 when a \
-            workload could not run correctly (a data check failed), 2 for bad usage.
+            \(BenchWorkload.allCases.map(\.rawValue).joined(separator: ", ")); all but fuse and \
+            fuse-writeback run by default (those mount this tool's FUSE file system beside tmpfs and \
+            XFS on a loop device, as root: --fuse or --only 'fuse*'). Exit status: 0 when every \
+            workload ran or was skipped for want of what it needs (goals that do not hold are \
+            reported, not an error), 1 when a workload could not run correctly (a data check \
+            failed), 2 for bad usage.
             """)
 
     @Flag(help: "Run every workload at 1/16 of its size.") var quick = false
@@ -34,6 +37,8 @@ struct Bench: ParsableCommand {
     )
     var dirDisk: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Flag(help: "Run the FUSE rows (workloads fuse and fuse-writeback), besides any --only names.") var fuse = false
+    @Option(help: "Bytes of each FUSE row's fio job, e.g. 256M (default 1G, 64M with --quick).") var fuseSize: String?
     // The memory workload's measurements, each run by a child process of the tool (see
     // BenchConfig.memoryProbe): the folio size, the bytes to cache and the data tag.
     @Option(help: .hidden) var memoryProbe: Int?
@@ -41,15 +46,26 @@ struct Bench: ParsableCommand {
     @Option(help: .hidden) var memoryProbeTag = 1
 
     func workloads() throws -> [BenchWorkload] {
-        guard let only else { return BenchWorkload.allCases }
+        let fuseGroup: [BenchWorkload] = fuse ? [.fuse, .fuseWriteback] : []
+        guard let only else { return fuse ? fuseGroup : BenchWorkload.defaultWorkloads }
         switch BenchWorkload.parse(only) {
-        case .success(let w): return w
+        case .success(let w): return BenchWorkload.allCases.filter { w.contains($0) || fuseGroup.contains($0) }
         case .failure(let e): throw ValidationError(e.description)
         }
     }
 
+    /// --fuse-size in bytes: a whole number of MiB, at least 1 MiB.
+    func fuseBytes() throws -> Int? {
+        guard let fuseSize else { return nil }
+        guard let n = VolumeImage.parseSize(fuseSize), n >= 1 << 20, n % (1 << 20) == 0 else {
+            throw ValidationError("--fuse-size: '\(fuseSize)' is not a whole number of MiB of at least 1M (e.g. 256M, 1G)")
+        }
+        return n
+    }
+
     func validate() throws {
         _ = try workloads()
+        _ = try fuseBytes()
         for (flag, path) in [("--dir", dir), ("--dir-disk", dirDisk)] {
             guard let path else { continue }
             guard isDirectory(path) else { throw ValidationError("\(flag): '\(path)' is not a directory") }
@@ -66,6 +82,8 @@ struct Bench: ParsableCommand {
         var config = BenchConfig(quick: quick)
         config.workloads = try workloads()
         config.memoryProbe = memoryProbeInChild
+        config.iomapExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        config.fuseBytes = try fuseBytes()
         // The tool makes the default directories itself, so that an interrupted run can
         // remove them too.
         var created: [String] = []
@@ -209,6 +227,8 @@ struct BenchJSON: Encodable {
         var detail: [String: Double]
         /// Only a workload that could not run has one.
         var error: String?
+        /// Only a row not measured on this machine has one: why (not a failure).
+        var skipped: String?
     }
 
     var results: [Result]
@@ -225,7 +245,7 @@ extension BenchJSON {
         let results = report.results.map { r in
             Result(
                 name: r.name, goal: r.goal, holds: r.holds, engine_ns_per_op: r.engineNsPerOp, kernel_ns_per_op: r.kernelNsPerOp,
-                memcpy_ns_per_op: r.memcpyNsPerOp, ratio: r.ratio, detail: r.detail, error: r.error)
+                memcpy_ns_per_op: r.memcpyNsPerOp, ratio: r.ratio, detail: r.detail, error: r.error, skipped: r.skipped)
         }
         self.init(
             results: results, kernel_dir_fstype: report.kernelDirFSType,
@@ -260,7 +280,7 @@ private func table(_ report: BenchReport) -> String {
     let header = ["workload", "engine", "kernel", "memcpy", "ratio", "goal", "holds"]
     var rows = [header]
     for r in report.results {
-        let holds = r.error != nil ? "FAILED" : (r.holds ? "yes" : "NO")
+        let holds = r.error != nil ? "FAILED" : r.skipped != nil ? "skipped" : (r.holds ? "yes" : "NO")
         rows.append([
             r.name, formatNs(r.engineNsPerOp), formatNs(r.kernelNsPerOp), formatNs(r.memcpyNsPerOp), formatRatio(r), r.goal,
             holds,
@@ -277,6 +297,11 @@ private func table(_ report: BenchReport) -> String {
         lines.append(row.indices.map { pad(row[$0], widths[$0]) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
     }
     var notes: [String] = []
+    var skips: [String] = []
+    for r in report.results {
+        if let why = r.skipped, !skips.contains(why) { skips.append(why) }
+    }
+    notes += skips.map { "skipped: \($0)" }
     for r in report.results where !r.detail.isEmpty && r.error == nil {
         switch r.name {
         case "cleanup":
@@ -299,7 +324,7 @@ private func table(_ report: BenchReport) -> String {
         case "overwrite-4k":
             notes.append(String(format: "overwrite-4k: engine %.2f× memcpy", r.detail["engine_over_memcpy"] ?? 0))
         default:
-            if let note = volumeNote(r) { notes.append(note) }
+            if let note = volumeNote(r) ?? fuseNote(r) { notes.append(note) }
         }
     }
     if !notes.isEmpty { lines += [""] + notes }
@@ -358,4 +383,24 @@ private func volumeNote(_ r: BenchResult) -> String? {
             n("log_full_fraction") * 100, n("checkpoints_replayed"), n("records_replayed"))
     default: return nil
     }
+}
+
+/// The table's note for a FUSE row: ours beside tmpfs and XFS on a loop device.
+private func fuseNote(_ r: BenchResult) -> String? {
+    guard r.name.hasPrefix("fuse-"), let ours = r.engineNsPerOp else { return nil }
+    let d = r.detail
+    let vs = { (label: String, key: String, ratio: String) in
+        "\(label) \(formatNs(d[key])) (ratio \(String(format: "%.2f×", d[ratio] ?? 0)))"
+    }
+    var note =
+        "\(r.name): ours \(formatNs(ours)), " + vs("tmpfs", "tmpfs_ns_per_op", "tmpfs_ratio") + ", "
+        + vs("XFS on loop", "xfs_ns_per_op", "xfs_ratio")
+    if let mib = d["mib_per_s"] {
+        note += String(format: "; %.0f MiB/s, tmpfs %.0f, XFS %.0f", mib, d["tmpfs_mib_per_s"] ?? 0, d["xfs_mib_per_s"] ?? 0)
+    }
+    if let unpinned = d["unpinned_ns_per_op"] {
+        note += "; pinned to CPU \(Int(d["cpu"] ?? 0)), unpinned ours \(formatNs(unpinned))"
+    }
+    if let calls = d["calls_per_s"] { note += String(format: "; %.0f calls/s", calls) }
+    return note
 }

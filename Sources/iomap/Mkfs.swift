@@ -77,6 +77,10 @@ struct Mkfs: ParsableCommand {
         }
         var options = FormatOptions()
         options.force = true
+        // The root directory is the maker's, as mke2fs makes it: a user who makes a volume
+        // and mounts it through fusermount3 can then write in it.
+        options.uid = getuid()
+        options.gid = getgid()
         options.logBlocks = logSize.flatMap(VolumeImage.parseSize).map { $0 / blockSize }
         do throws(VolumeError) {
             try Volume.format(device: device, options: options)

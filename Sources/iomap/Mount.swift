@@ -9,6 +9,13 @@
 // whole life: umount does not wait for the daemon to finish (the kernel ends the connection
 // and returns), so the next mount of the same image waits on that lock until the old daemon
 // has unmounted the volume cleanly.
+//
+// Root mounts with mount(2) itself; any other user goes through fusermount3 (Debian's fuse3),
+// which mounts and passes the /dev/fuse descriptor back, and unmounts with `fusermount3 -u`.
+// An image the daemon may not write (opened read-only by the system, or with no write bit at
+// all), or `-o ro`, is mounted read-only over an in-memory overlay (ReadOnlyImage.swift): the
+// volume replays its log and writes its clean snapshot at unmount as always, and not one byte
+// of it reaches the image.
 
 import ArgumentParser
 import CFUSE
@@ -21,12 +28,14 @@ import Volume
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mount",
-        abstract: "Mount a volume as a FUSE file system (root only; speaks /dev/fuse directly).",
+        abstract: "Mount a volume as a FUSE file system (speaks /dev/fuse directly; fusermount3 when not root).",
         discussion: """
             Regular files are served with direct I/O (the engine is the only cache for read and \
             write; shared writable mappings work on kernels 6.6+). `umount DIR` ends the daemon, which \
             unmounts the volume cleanly; a mount of the same image waits for the previous daemon to \
-            finish. Options (-o, comma-separated): \(MountOptions.accepted.joined(separator: ", ")); \
+            finish. Not root: the mount goes through fusermount3 (fuse3), and `fusermount3 -u DIR` \
+            unmounts. `-o ro`, or an image this user cannot write, mounts read-only and writes \
+            nothing to the image. Options (-o, comma-separated): \(MountOptions.accepted.joined(separator: ", ")); \
             any other is refused. Exit status: 0 mounted (or, with --foreground, served and unmounted \
             cleanly), 1 could not mount, 2 bad usage.
             """)
@@ -89,7 +98,12 @@ struct MountCommand: ParsableCommand {
         close(fds[1])
         defer { close(fds[0]) }
         guard pid > 0 else { throw failure("cannot start the daemon: \(Errno(rawValue: -pid).symbolicName)") }
-        let word = readAll(fds[0])
+        let said = readAll(fds[0])
+        // Warnings (a read-only mount it was not asked for) come before the final word.
+        var word = ""
+        for line in said.split(separator: "\n", omittingEmptySubsequences: true) {
+            if line.hasPrefix("warning: ") { printError("iomap mount: \(line.dropFirst(9))") } else if word.isEmpty { word = String(line) }
+        }
         if word.hasPrefix("ready") { return }
         var status: Int32 = 0
         waitpid(pid, &status, 0)
@@ -128,7 +142,10 @@ func readAll(_ fd: Int32) -> String {
 final class MountDaemon {
     let image: String
     let directory: String
-    let options: MountOptions
+    /// As asked, but read-only when the image cannot be written.
+    var options: MountOptions
+    /// How the mount was made (mount(2) or fusermount3), and so how to unmake it.
+    var route: MountRoute = .kernel
     let threads: Int
     let jsonStats: String?
     let pidFile: String?
@@ -163,6 +180,16 @@ final class MountDaemon {
 
     func say(_ message: String) { printError("iomap mount: \(message)") }
 
+    /// Tells the starting command (and standard error) something it should print although
+    /// the mount goes ahead.
+    func warn(_ message: String) {
+        if let fd = ready {
+            let line = "warning: " + message + "\n"
+            _ = line.withCString { write(fd, $0, strlen($0)) }
+        }
+        say(message)
+    }
+
     /// 0 when the mount was served and the volume unmounted cleanly.
     func run() -> Int32 {
         cfuse_ignore_sigpipe()
@@ -181,7 +208,7 @@ final class MountDaemon {
             try? volume.unmount()
             return 1
         }
-        let signals = SignalWatcher(directory: directory, server: server, session: session, statsPath: jsonStats)
+        let signals = SignalWatcher(directory: directory, route: route, server: server, session: session, statsPath: jsonStats)
         signals.start()
         session.join()
         return finish(volume, server, session, fd)
@@ -227,7 +254,12 @@ final class MountDaemon {
     }
 
     func mountVolume() throws(ToolError) -> Volume {
-        let device = try VolumeImage.open(image)
+        let device: any BlockDevice
+        if !options.readOnly, let why = VolumeImage.whyNotWritable(image) {
+            warn("\(image) \(why): mounting read-only")
+            options.readOnly = true
+        }
+        device = options.readOnly ? try ReadOnlyImage.open(image) : try VolumeImage.open(image)
         do throws(VolumeError) {
             return try Volume.mount(device: device, options: VolumeOptions())
         } catch {
@@ -237,17 +269,7 @@ final class MountDaemon {
 
     /// Opens /dev/fuse, mounts, starts the request threads and waits for INIT.
     func serve(_ volume: Volume) -> (FUSEServer, FUSESession, Int32)? {
-        let fd: Int32
-        do throws(Errno) {
-            fd = try FUSEMount.openDevice()
-            let root = try volume.stat(.root)
-            try FUSEMount.mount(
-                source: options.fsname ?? image, target: directory, options: options, fd: fd, rootMode: root.mode, uid: getuid(),
-                gid: getgid())
-        } catch {
-            report("error: mounting \(image) on \(directory): \(error.symbolicName)")
-            return nil
-        }
+        guard let fd = connect(volume) else { return nil }
         var serverOptions = ServerOptions()
         serverOptions.cache = options.cache
         let server = FUSEServer(volume: volume, options: serverOptions)
@@ -255,7 +277,7 @@ final class MountDaemon {
         session.start(threads: threads)
         guard session.waitForInit(timeout: .seconds(10)), let n = server.negotiated else {
             report("error: the kernel sent no INIT within 10 s")
-            try? FUSEMount.unmount(directory, lazy: true)
+            try? FUSEMount.unmount(directory, lazy: true, route: route)
             session.join()
             close(fd)
             return nil
@@ -264,11 +286,43 @@ final class MountDaemon {
             say("the kernel does not offer FUSE_DIRECT_IO_ALLOW_MMAP (6.6+): shared writable mappings fail with ENODEV")
         }
         say(
-            "serving \(image) on \(directory): protocol \(n.kernelMajor).\(n.kernelMinor), cache=\(options.cache.rawValue), "
+            "serving \(image) on \(directory)\(options.readOnly ? " read-only" : ""): protocol \(n.kernelMajor).\(n.kernelMinor), "
+                + "cache=\(options.cache.rawValue), "
                 + "shared mmap \(n.allowsSharedMmap ? "on" : "off"), \(threads) threads (\(session.clonedThreads) cloned)")
         if let pidFile { _ = FileManager.default.createFile(atPath: pidFile, contents: Data("\(getpid())\n".utf8)) }
         report("ready")
         return (server, session, fd)
+    }
+
+    /// Opens /dev/fuse and mounts (mount(2) as root, fusermount3 otherwise): the
+    /// connection's descriptor, or nil when it failed (reported).
+    func connect(_ volume: Volume) -> Int32? {
+        let source = options.fsname ?? image
+        do throws(MountFailure) {
+            route = try FUSEMount.route(options: options)
+            guard case .fusermount(let fusermount) = route else { return try mountDirectly(volume, source) }
+            return try FUSEMount.mountWithFusermount(fusermount, source: source, target: directory, options: options)
+        } catch {
+            report("error: mounting \(image) on \(directory): \(error)")
+            return nil
+        }
+    }
+
+    func mountDirectly(_ volume: Volume, _ source: String) throws(MountFailure) -> Int32 {
+        do throws(Errno) {
+            let fd = try FUSEMount.openDevice()
+            do throws(Errno) {
+                let root = try volume.stat(.root)
+                try FUSEMount.mount(
+                    source: source, target: directory, options: options, fd: fd, rootMode: root.mode, uid: getuid(), gid: getgid())
+            } catch {
+                close(fd)
+                throw error
+            }
+            return fd
+        } catch {
+            throw MountFailure(error.symbolicName)
+        }
     }
 
     /// After the connection ended: the opens the kernel never released closed, the volume
@@ -296,12 +350,14 @@ final class MountDaemon {
 /// connection ends when the last open file closes), SIGUSR1 writes the counters.
 final class SignalWatcher: Sendable {
     let directory: String
+    let route: MountRoute
     let server: FUSEServer
     let session: FUSESession
     let statsPath: String?
 
-    init(directory: String, server: FUSEServer, session: FUSESession, statsPath: String?) {
+    init(directory: String, route: MountRoute, server: FUSEServer, session: FUSESession, statsPath: String?) {
         self.directory = directory
+        self.route = route
         self.server = server
         self.session = session
         self.statsPath = statsPath
@@ -324,7 +380,7 @@ final class SignalWatcher: Sendable {
             if Int32(b) == SIGUSR1 {
                 if let statsPath { writeMountStats(server, session, to: statsPath) }
             } else {
-                try? FUSEMount.unmount(directory, lazy: true)
+                try? FUSEMount.unmount(directory, lazy: true, route: route)
             }
         }
     }

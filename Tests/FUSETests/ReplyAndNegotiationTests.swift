@@ -85,7 +85,9 @@ struct ReplyAndNegotiationTests {
         #expect(out.flags2 & UInt32(CFUSE_FLAGS2_DIRECT_IO_ALLOW_MMAP) != 0 && n.allowsSharedMmap)
         let accepted = InitFlags(rawValue: UInt64(out.flags) | UInt64(out.flags2) << 32)
         #expect(accepted == n.accepted)
-        for f: InitFlags in [.asyncRead, .atomicOTrunc, .bigWrites, .maxPages, .handleKillpriv, .doReaddirplus, .parallelDirops, .initExt] {
+        for f: InitFlags in [
+            .asyncRead, .atomicOTrunc, .bigWrites, .maxPages, .handleKillpriv, .handleKillprivV2, .doReaddirplus, .parallelDirops, .initExt,
+        ] {
             #expect(accepted.contains(f), "\(f)")
         }
         for f: InitFlags in [.writebackCache, .posixLocks, .flockLocks, .autoInvalData, .dontMask, .posixACL, .exportSupport] {

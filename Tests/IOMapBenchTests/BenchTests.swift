@@ -96,6 +96,38 @@ struct BenchTests {
         }
     }
 
+    @Test("--only 'fuse*' names the FUSE group, which a run without --only leaves out")
+    func fuseNames() throws {
+        #expect(try BenchWorkload.parse("fuse-*").get() == [.fuse, .fuseWriteback])
+        #expect(try BenchWorkload.parse("fuse-wb-write-4k").get() == [.fuseWriteback])
+        #expect(!BenchWorkload.defaultWorkloads.contains(.fuse) && BenchWorkload.defaultWorkloads.contains(.overwrite4k))
+        #expect(BenchConfig().workloads == BenchWorkload.defaultWorkloads)
+        #expect(BenchWorkload.fuse.rowNames.contains("fuse-pwrite-4k"))
+        if case .success(let w) = BenchWorkload.parse("nothing-*") { Issue.record("parsed \(w)") }
+    }
+
+    @Test("the FUSE rows at 4 MiB: each either says why it was skipped or is well formed")
+    func fuseRows() throws {
+        var config = BenchConfig(quick: true)
+        config.workloads = [.fuse]
+        config.fuseBytes = 4 << 20
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        config.iomapExecutable = [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("iomap").path }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+        let report = try runBench(config)
+        #expect(report.results.map(\.name) == BenchWorkload.fuse.rowNames)
+        for r in report.results {
+            if let why = r.skipped {
+                print("\(r.name) skipped: \(why)")
+                #expect(r.engineNsPerOp == nil && r.error == nil && !why.isEmpty)
+                continue
+            }
+            checkShape(r)
+            #expect(r.detail["tmpfs_ns_per_op"] != nil && r.detail["xfs_ns_per_op"] != nil, "\(r.name): \(r.detail)")
+        }
+        #expect(report.failures.isEmpty)
+    }
+
     @Test("a memory probe caches what it was asked to and sees resident memory grow")
     func memoryProbe() throws {
         // Resident memory of a process shared with other tests is not asserted on; only

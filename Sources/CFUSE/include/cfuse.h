@@ -86,4 +86,22 @@ int cfuse_spawn_daemon(const char *path, char *const argv[], const char *log_pat
 /// Ignores SIGPIPE (a reply written to a connection that went away must not kill the daemon).
 void cfuse_ignore_sigpipe(void);
 
+/// Mounts through `fusermount` (Debian's fusermount3, set-user-id root) for a user who may
+/// not call mount(2): runs `fusermount -o OPTIONS -- TARGET` with the environment variable
+/// _FUSE_COMMFD naming one end of a unix socket pair, and receives on the other end the
+/// /dev/fuse descriptor it opened and mounted with (SCM_RIGHTS), close-on-exec. Waits for it
+/// to exit. Returns the descriptor, or -errno (EIO: fusermount failed; its standard error is
+/// in `message`, NUL-terminated, truncated to `size`; `status` gets its wait status).
+int cfuse_fusermount_mount(const char *fusermount, const char *options, const char *target, char *message, size_t size,
+                           int *status);
+
+/// Whether the block device at `path` is read-only (ioctl BLKROGET): 1, 0, or -errno.
+/// Linux lets a read-only block device be opened for writing and fails each write (EPERM),
+/// so opening it is no test.
+int cfuse_block_device_read_only(const char *path);
+
+/// Runs `fusermount -u [-z] -- TARGET` and waits: its wait status, or -errno; its standard
+/// error in `message` as above.
+int cfuse_fusermount_unmount(const char *fusermount, const char *target, int lazy, char *message, size_t size);
+
 #endif

@@ -65,6 +65,14 @@ int cks_mapped_load(int fd, void *buf, size_t count, int64_t offset);
 /// Returns 1 when memory was released, else 0.
 int cks_malloc_trim(void);
 
+/// Binds thread `tid` (0: the calling thread) to CPU `cpu`, or, with `cpu` < 0, lets it run
+/// on every CPU again: what `iomap bench` uses to put a writer and the FUSE daemon's threads
+/// on one CPU. Swift cannot build a cpu_set_t (CPU_SET is a macro). Returns 0 or -errno.
+int cks_bind_cpu(int tid, int cpu);
+
+/// The calling thread's id (gettid).
+int cks_thread_id(void);
+
 /// How one attempt of the EOF-block probe went (eofprobe.c).
 struct cks_probe_attempt {
     /// The store landed while the write's reservation was visible (race: fstat's block count
