@@ -126,7 +126,7 @@ struct Race: SeededRunCommand {
             printJSON(RaceJSON(config, report))
         } else {
             print(
-                "seed \(config.seed), policy \(config.policy.rawValue): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost (\(report.mappedSlotsLost) of mapped writers)"
+                "seed \(config.seed), policy \(config.policy.rawValue): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost"
             )
             print(
                 "\(report.failedWrites) failed writes, \(report.cleanupCalls) failure cleanups, \(report.punchCalls) punches, \(report.staleMappings) stale mappings, \(report.writebackPasses) writeback passes, \(report.foliosReclaimed) folios reclaimed, \(String(format: "%.1f", report.elapsedSeconds)) s"
@@ -164,7 +164,7 @@ extension Race {
             printJSON(FileRaceJSON(config, report))
         } else {
             print(
-                "seed \(config.seed) on \(report.dirFSType) (\(config.directory)): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost"
+                "seed \(config.seed) on \(report.dirFSType) (\(config.directory)): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost (\(report.mappedSlotsLost) of mapped writers)"
             )
             print(
                 "\(report.failedWrites) failed writes (\(report.shortWrites) short, \(report.efaultWrites) EFAULT), \(report.canaryPunches) canary punches, \(String(format: "%.1f", report.elapsedSeconds)) s"

@@ -115,8 +115,22 @@ enum CoherenceOp: CustomStringConvertible {
             return Int64(cks_fallocate(f.fd, Int32(k ? CKS_FALLOC_ZERO_RANGE_KEEP_SIZE : CKS_FALLOC_ZERO_RANGE), Int64(o), Int64(l)))
         case .allocate(let o, let l): return Int64(cks_fallocate(f.fd, Int32(CKS_FALLOC_ALLOCATE), Int64(o), Int64(l)))
         case .truncate(let s): return Int64(cks_ftruncate(f.fd, Int64(s)))
-        case .msync: return msync(f.map, MappedFile.span, MS_SYNC) == 0 ? 0 : -Int64(errno)
+        case .msync: return Glibc.msync(f.map, MappedFile.span, MS_SYNC) == 0 ? 0 : -Int64(errno)
         }
+    }
+}
+
+extension CoherenceOp {
+    /// Applies the op to the tmpfs file. tmpfs has no FALLOC_FL_ZERO_RANGE, so a zero range
+    /// is done there as what it must leave: the range punched (zeroes, the mapping's pages
+    /// in it dropped) and, without KEEP_SIZE, the size grown to its end.
+    func applyToControl(_ f: MappedFile) -> Int64 {
+        guard case .zero(let o, let l, let keepSize) = self else { return apply(f) }
+        let direct = apply(f)
+        guard direct == -Int64(EOPNOTSUPP) else { return direct }
+        let punched = Int64(cks_fallocate(f.fd, Int32(CKS_FALLOC_PUNCH_HOLE), Int64(o), Int64(l)))
+        if punched != 0 || keepSize || o + l <= f.size { return punched }
+        return Int64(cks_ftruncate(f.fd, Int64(o + l)))
     }
 }
 
@@ -142,7 +156,7 @@ func seekProblem(_ f: MappedFile, from p: Int, bytes: [UInt8]) -> String? {
 /// Runs `rounds` random ops on `mount` and `control`; returns the first disagreement with
 /// the ops before it, or nil.
 func runCoherence(mount: MappedFile, control: MappedFile, seed: UInt64, rounds: Int) -> String? {
-    var rng = SplitMix(seed)
+    var rng = SplitMix(seed: seed)
     var done: [String] = []
     var stores: [Int] = []
     for round in 0..<rounds {
@@ -151,7 +165,7 @@ func runCoherence(mount: MappedFile, control: MappedFile, seed: UInt64, rounds: 
         if case .msync = op { stores.removeAll() }
         done.append("\(round): \(op)")
         let a = op.apply(mount)
-        let b = op.apply(control)
+        let b = op.applyToControl(control)
         func fail(_ what: String) -> String {
             "round \(round) (seed \(seed)): \(what)\nlast ops:\n  " + done.suffix(8).joined(separator: "\n  ")
         }

@@ -39,8 +39,10 @@ final class TmpfsDirectory {
         guard let made = mkdtemp(&template) else { throw FixtureError("mkdtemp in /dev/shm: errno \(errno)") }
         path = String(cString: made)
         chmod(path, 0o755)
-        var fs = statfs()
-        guard statfs(path, &fs) == 0, fs.f_type == 0x0102_1994 else { throw FixtureError("/dev/shm is not tmpfs here") }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var type: UInt64 = 0
+        defer { close(fd) }
+        guard fd >= 0, cks_fs_type(fd, &type) == 0, type == 0x0102_1994 else { throw FixtureError("/dev/shm is not tmpfs here") }
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: path) }
@@ -142,10 +144,11 @@ struct MountCounterTests {
 
     func engineFsyncs(_ f: MountFixture) throws -> Int { try counters(f)["engine_fsyncs"] as? Int ?? -1 }
 
-    /// How many engine fsyncs `body` caused.
-    func fsyncsCounted(_ f: MountFixture, _ body: () -> Void) throws -> Int {
+    /// How many engine fsyncs `body` caused; `body` says whether its calls succeeded.
+    func fsyncsCounted(_ f: MountFixture, _ what: String, _ body: () -> Bool) throws -> Int {
         let before = try engineFsyncs(f)
-        body()
+        let ok = body()
+        #expect(ok, "\(what) failed: errno \(errno)")
         return try engineFsyncs(f) - before
     }
 
@@ -155,30 +158,30 @@ struct MountCounterTests {
         defer { f.cleanup() }
         try f.mount()
         let fd = open(f.path("counted"), O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        defer { close(fd) }
         let data = pattern(65536, seed: 5)
         #expect(data.withUnsafeBytes { pwrite(fd, $0.baseAddress, 65536, 0) } == 65536)
-        #expect(try fsyncsCounted(f) { #expect(fsync(fd) == 0) } == 1, "fsync")
-        #expect(try fsyncsCounted(f) { #expect(fdatasync(fd) == 0) } == 1, "fdatasync")
+        #expect(try fsyncsCounted(f, "fsync") { fsync(fd) == 0 } == 1, "fsync")
+        #expect(try fsyncsCounted(f, "fdatasync") { fdatasync(fd) == 0 } == 1, "fdatasync")
         let map = try #require(mmap(nil, 65536, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
         #expect(map != MAP_FAILED)
         map.storeBytes(of: 0x5A, toByteOffset: 100, as: UInt8.self)
-        #expect(try fsyncsCounted(f) { #expect(msync(map, 65536, MS_SYNC) == 0) } == 1, "msync(MS_SYNC) of a dirty mapping")
-        #expect(try fsyncsCounted(f) { #expect(msync(map, 65536, MS_SYNC) == 0) } == 1, "msync(MS_SYNC) of a clean mapping")
+        #expect(try fsyncsCounted(f, "msync") { msync(map, 65536, MS_SYNC) == 0 } == 1, "msync(MS_SYNC) of a dirty mapping")
+        #expect(try fsyncsCounted(f, "msync") { msync(map, 65536, MS_SYNC) == 0 } == 1, "msync(MS_SYNC) of a clean mapping")
         munmap(map, 65536)
         let dir = open(f.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        #expect(try fsyncsCounted(f) { #expect(fsync(dir) == 0) } == 1, "fsync of a directory")
+        #expect(try fsyncsCounted(f, "directory fsync") { fsync(dir) == 0 } == 1, "fsync of a directory")
         close(dir)
         // What FUSE.md says does not reach the engine: sync(2) (a plain fuse mount's sync_fs
         // does nothing) and close (FLUSH answers 0 without a flush).
-        #expect(try fsyncsCounted(f) { sync() } == 0, "sync(2)")
         #expect(
-            try fsyncsCounted(f) {
-                let other = open(f.path("counted"), O_RDONLY | O_CLOEXEC)
-                close(other)
-            } == 0, "open and close")
+            try fsyncsCounted(f, "sync") {
+                sync()
+                return true
+            } == 0, "sync(2)")
+        #expect(try fsyncsCounted(f, "open and close") { close(open(f.path("counted"), O_RDONLY | O_CLOEXEC)) == 0 } == 0, "open and close")
         // The counter's canary: two fsyncs must count two, or the deltas above prove nothing.
-        #expect(try fsyncsCounted(f) { _ = fsync(fd) + fsync(fd) } == 2, "two fsyncs")
+        #expect(try fsyncsCounted(f, "two fsyncs") { fsync(fd) == 0 && fsync(fd) == 0 } == 2, "two fsyncs")
+        close(fd)
         try ordinaryCalls(f)
         let s = try counters(f)
         #expect(s["enosys"] as? Int == 0, "ENOSYS replies: \(s["enosys_by_opcode"] ?? "-")")
@@ -200,8 +203,8 @@ struct MountCounterTests {
         #expect(setxattr(f.path("d/b"), "user.k", "v", 1, 0) == 0 && removexattr(f.path("d/b"), "user.k") == 0)
         var st = stat()
         #expect(stat(f.path("d/b"), &st) == 0 && chmod(f.path("d/b"), 0o600) == 0 && truncate(f.path("d/b"), 5000) == 0)
-        var sfs = statfs()
-        #expect(statfs(f.mountpoint, &sfs) == 0)
+        var sfs = statvfs()
+        #expect(statvfs(f.mountpoint, &sfs) == 0)
         let fd = open(f.path("d/b"), O_RDWR | O_CLOEXEC)
         defer { close(fd) }
         #expect(cks_fallocate(fd, Int32(CKS_FALLOC_PUNCH_HOLE), 0, 4096) == 0)
@@ -227,7 +230,7 @@ struct MountKillCycleTests {
     /// Creates, writes, overwrites, renames and unlinks files until a call fails (the daemon
     /// was killed: ENOTCONN), fsyncing half of the new files and recording those.
     static func workload(_ dir: String, cycle: Int, seed: UInt64, durable: DurableFiles) {
-        var rng = SplitMix(seed ^ UInt64(cycle) << 32)
+        var rng = SplitMix(seed: seed ^ UInt64(cycle) << 32)
         var scratch: [String] = []
         for i in 0..<100_000 {
             let name = "c\(cycle)-\(i)"
@@ -258,7 +261,7 @@ struct MountKillCycleTests {
         "20 cycles of a random workload killed with kill -9 at a random moment: the next mount recovers, fsync'd files intact, fsck clean")
     func killCycles() throws {
         let seed = mountTestSeed("kill -9 cycles")
-        var rng = SplitMix(seed)
+        var rng = SplitMix(seed: seed)
         let f = try MountFixture(megabytes: 256)
         defer { f.cleanup() }
         let durable = DurableFiles()
@@ -299,18 +302,5 @@ struct MountKillCycleTests {
         try writeFile(f.path(name), changed)
         #expect(Self.damaged(f, durable) == [name], "the check must find a changed byte")
         try writeFile(f.path(name), bytes, fsync: true)
-    }
-}
-
-/// A small seeded generator (SplitMix64), so the tests need no engine module for one.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
