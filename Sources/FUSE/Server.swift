@@ -214,17 +214,23 @@ public final class FUSEServer: Sendable {
     }
 
     /// Whether the volume keeps or drops set-group-id in this request by the caller's groups
-    /// without refusing anything: a chmod to a mode with S_ISGID (kept only for a member of
-    /// the file's group), a create, mknod or mkdir with S_ISGID in its mode (kept in a
-    /// set-group-id directory only for a member of its group). The kernel has already
-    /// applied both rules with every group of the sender (default_permissions: its
-    /// setattr_prepare, and the VFS's set-group-id stripping at create), so judging with the
-    /// primary group alone would drop a bit the kernel kept for a supplementary group.
+    /// without refusing anything, so that the groups must be read before the first try:
+    /// - a chmod to a mode with S_ISGID (kept only for a member of the file's group), a
+    ///   create, mknod or mkdir with S_ISGID in its mode (kept in a set-group-id directory
+    ///   only for a member of its group): the kernel has already applied both rules with
+    ///   every group of the sender (default_permissions: its setattr_prepare, and the VFS's
+    ///   set-group-id stripping at create);
+    /// - an open or create, whose FileHandle serves the opener's writes, and a truncate
+    ///   through SETATTR: a write or truncate clears S_ISGID of a file without group execute
+    ///   only for a non-member of its group (Linux's setattr_should_drop_sgid).
+    /// Judging these with the primary group alone drops bits the kernel keeps for a
+    /// supplementary group. Each reads /proc/PID/status once.
     static func keepsSetGIDByGroup(_ op: Operation) -> Bool {
         let setGID: UInt32 = 0o2000
         switch op {
-        case .setattr(let s): return (s.mode ?? 0) & setGID != 0
-        case .create(_, _, let mode), .mknod(_, let mode, _), .mkdir(_, let mode): return mode & setGID != 0
+        case .setattr(let s): return (s.mode ?? 0) & setGID != 0 || s.size != nil
+        case .mknod(_, let mode, _), .mkdir(_, let mode): return mode & setGID != 0
+        case .open, .create: return true
         default: return false
         }
     }
