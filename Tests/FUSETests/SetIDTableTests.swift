@@ -61,13 +61,19 @@ let setIDCases: [SetIDCase] = [
         name: "write by a non-owner clears set-group-id (group-executable)", layout: file(0, 2100, 0o2777), actor: .bob,
         command: "printf x >> $D/f", target: "f"),
     SetIDCase(
-        name: "write by a non-owner keeps set-group-id without group execute", layout: file(0, 2100, 0o2767), actor: .bob,
+        name: "write by a non-member clears set-group-id without group execute too", layout: file(0, 2100, 0o2767), actor: .bob,
         command: "printf x >> $D/f", target: "f"),
+    SetIDCase(
+        name: "write by a group member (supplementary) keeps set-group-id without group execute", layout: file(0, 2100, 0o2767),
+        actor: .alice, command: "printf x >> $D/f", target: "f"),
     SetIDCase(
         name: "write by the owner clears set-user-id", layout: file(2001, 2001, 0o4755), actor: .alice, command: "printf x >> $D/f",
         target: "f"),
     SetIDCase(
         name: "write by root keeps set-id bits", layout: file(2001, 2001, 0o6777), actor: .root, command: "printf x >> $D/f", target: "f"),
+    SetIDCase(
+        name: "truncate by a group member (supplementary) keeps set-group-id without group execute", layout: file(0, 2100, 0o2767),
+        actor: .alice, command: "truncate -s 2 $D/f", target: "f"),
     SetIDCase(
         name: "truncate by a non-owner clears set-id bits", layout: file(0, 2100, 0o6777), actor: .bob, command: "truncate -s 2 $D/f",
         target: "f"),
