@@ -23,8 +23,10 @@ func program(_ name: String, for test: String) -> URL? {
 
 @Suite("iomap mount: real programs", .serialized, .enabled(if: MountEnvironment.available, "needs root and /dev/fuse"))
 struct RealProgramsTests {
+    /// One fio job on `dir`, verified with crc32c. No verify state file: fio would leave one in
+    /// the working directory (the repository's, under `swift test`).
     func fioJob(_ fio: URL, _ dir: String, _ arguments: [String]) throws -> CommandResult {
-        try run(fio, ["--directory=\(dir)", "--verify=crc32c", "--verify_fatal=1", "--minimal"] + arguments)
+        try run(fio, ["--directory=\(dir)", "--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0", "--minimal"] + arguments)
     }
 
     @Test("fio with verify=crc32c: sequential, random and mmap writes read back whole; a changed byte fails --verify_only")
