@@ -46,6 +46,14 @@ int64_t cks_pwrite(int fd, const void *buf, size_t count, int64_t offset) {
     return (int64_t)done;
 }
 
+int64_t cks_pwrite_once(int fd, const void *buf, size_t count, int64_t offset) {
+    ssize_t n;
+    do {
+        n = pwrite(fd, buf, count, offset);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (int64_t)n;
+}
+
 int64_t cks_pread(int fd, void *buf, size_t count, int64_t offset) {
     size_t done = 0;
     while (done < count) {

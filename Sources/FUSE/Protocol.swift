@@ -68,6 +68,9 @@ public enum Opcode: UInt32, CaseIterable, Sendable {
     case syncfs = 50
     case tmpfile = 51
     case statx = 52
+    /// Linux 6.18's copy_file_range with a 64-bit count, tried before COPY_FILE_RANGE (not in
+    /// the installed 7.38 header; the kernel's value). Answered ENOSYS like it.
+    case copyFileRange64 = 53
 
     /// The kernel's name without the FUSE_ prefix, lower case: the stats' keys.
     public var name: String {
@@ -76,6 +79,7 @@ public enum Opcode: UInt32, CaseIterable, Sendable {
         case .batchForget: return "batch_forget"
         case .notifyReply: return "notify_reply"
         case .copyFileRange: return "copy_file_range"
+        case .copyFileRange64: return "copy_file_range_64"
         case .setupMapping: return "setupmapping"
         case .removeMapping: return "removemapping"
         default: return "\(self)"

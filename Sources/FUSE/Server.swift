@@ -128,7 +128,9 @@ public final class FUSEServer: Sendable {
         }
         guard initialized.load(ordering: .acquiring) else { throw .ioError }
         guard nodes.knows(h.nodeid) else { throw Self.stale }
-        try withCaller(h) { (caller: Caller) throws(Errno) in try route(request.operation, h, caller, reply) }
+        try withCaller(h, groupsFirst: Self.keepsSetGIDByGroup(request.operation)) { (caller: Caller) throws(Errno) in
+            try route(request.operation, h, caller, reply)
+        }
         return true
     }
 
@@ -194,8 +196,12 @@ public final class FUSEServer: Sendable {
     /// Runs `body` as the request's sender. The kernel sends uid and gid but not the
     /// supplementary groups; a refusal the groups could lift (EACCES, EPERM) is tried again
     /// with the groups /proc says the sender has, as libfuse's fuse_req_getgroups reads them.
-    /// A refused plan changed nothing, so running it twice is safe.
-    func withCaller(_ h: RequestHeader, _ body: (Caller) throws(Errno) -> Void) throws(Errno) {
+    /// A refused plan changed nothing, so running it twice is safe. `groupsFirst` reads the
+    /// groups before the first try, for a request the groups decide without a refusal.
+    func withCaller(_ h: RequestHeader, groupsFirst: Bool = false, _ body: (Caller) throws(Errno) -> Void) throws(Errno) {
+        if groupsFirst && h.uid != 0 && h.pid != 0 {
+            return try body(Caller(uid: h.uid, gid: h.gid, groups: supplementaryGroups(pid: h.pid)))
+        }
         let caller = Caller(uid: h.uid, gid: h.gid)
         do throws(Errno) {
             try body(caller)
@@ -204,6 +210,28 @@ public final class FUSEServer: Sendable {
             let groups = supplementaryGroups(pid: h.pid)
             guard !groups.isEmpty else { throw error }
             try body(Caller(uid: h.uid, gid: h.gid, groups: groups))
+        }
+    }
+
+    /// Whether the volume keeps or drops set-group-id in this request by the caller's groups
+    /// without refusing anything, so that the groups must be read before the first try:
+    /// - a chmod to a mode with S_ISGID (kept only for a member of the file's group), a
+    ///   create, mknod or mkdir with S_ISGID in its mode (kept in a set-group-id directory
+    ///   only for a member of its group): the kernel has already applied both rules with
+    ///   every group of the sender (default_permissions: its setattr_prepare, and the VFS's
+    ///   set-group-id stripping at create);
+    /// - an open or create, whose FileHandle serves the opener's writes, and a truncate
+    ///   through SETATTR: a write or truncate clears S_ISGID of a file without group execute
+    ///   only for a non-member of its group (Linux's setattr_should_drop_sgid).
+    /// Judging these with the primary group alone drops bits the kernel keeps for a
+    /// supplementary group. Each reads /proc/PID/status once.
+    static func keepsSetGIDByGroup(_ op: Operation) -> Bool {
+        let setGID: UInt32 = 0o2000
+        switch op {
+        case .setattr(let s): return (s.mode ?? 0) & setGID != 0 || s.size != nil
+        case .mknod(_, let mode, _), .mkdir(_, let mode): return mode & setGID != 0
+        case .open, .create: return true
+        default: return false
         }
     }
 

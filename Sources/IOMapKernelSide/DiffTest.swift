@@ -3,8 +3,11 @@
 // checks the model) and, through syscalls, to a real file (`KernelFile`); after every op
 // the bytes or count returned, the errno, the file size and the bytes of the EOF page past
 // EOF must agree, and at the end the whole content. SEEK_DATA/SEEK_HOLE answers at probe
-// offsets are compared only against XFS, whose semantics we implement (other file systems
-// answer differently and legally: docs/DIFFERENCES-FROM-LINUX.md, "SEEK_DATA and SEEK_HOLE").
+// offsets are compared exactly only against XFS, whose semantics we implement (other file
+// systems answer differently and legally: docs/DIFFERENCES-FROM-LINUX.md, "SEEK_DATA and
+// SEEK_HOLE"). Elsewhere (tmpfs, a FUSE mount) they are checked against the bytes instead:
+// lseek(2) lets a file system call a hole data, never data a hole, so every range an answer
+// calls a hole must read as zeroes, whatever else it says.
 
 import ExtentFS
 import IOMap
@@ -24,6 +27,12 @@ public struct DiffConfig: Sendable {
     public var seekEvery = 16
     /// Run the deliberately wrong engine (ExtentFSConfig.canarySkipEOFZeroing).
     public var canary = false
+    /// Check the real file's SEEK answers against the bytes (never data called a hole),
+    /// every seekEvery ops, with nothing synced or dropped first.
+    public var checkSeekContent = false
+    /// The content check's canary: the real file's SEEK_DATA answers are moved one byte on,
+    /// past the first byte of data, as a file system calling data a hole would answer.
+    public var seekCanary = false
 
     public init(seed: UInt64) {
         fsx = FsxConfig(seed: seed)
@@ -64,6 +73,9 @@ public struct DiffReport: Sendable {
     public var compared = 0
     public var mismatches = 0
     public var seekProbes = 0
+    /// Content-checked probes whose answer called some range a hole (the check would pass
+    /// a file system that called everything data; this says the answers were not that).
+    public var seekHolesSeen = 0
     public var firstMismatch: DiffMismatch?
     public var dirFSType = ""
     public var elapsedSeconds = 0.0
@@ -138,6 +150,7 @@ private struct DiffRun {
         // kernel's readahead caches more than a fault here does; so the answers are compared
         // with nothing cached on either side: every seekEvery ops, after fsync and a cache drop.
         if config.compareSeek && report.ops % config.seekEvery == 0 { compareSeek(around: op, index: index, entry) }
+        if config.checkSeekContent && report.ops % config.seekEvery == 0 { checkSeekContent(around: op, index: index, entry) }
         return report.mismatches == 0
     }
 
@@ -199,6 +212,77 @@ private struct DiffRun {
             let eh = FsxOutcome(Result { () throws(Errno) -> Int in try engine.file.seekHole(from: p) })
             let kh = FsxOutcome(kernel.seekHole(from: p))
             if eh != kh { mismatch(index, entry, "seek_hole(\(p))", eh.description, kh.description) }
+        }
+    }
+
+    /// Checks the real file's SEEK_DATA and SEEK_HOLE answers against the engine's bytes
+    /// (which the comparisons hold equal to the real file's), at the file's ends, at the op's
+    /// offset and at random offsets, and SEEK_DATA again where each hole answer starts.
+    mutating func checkSeekContent(around op: FsxOp, index: Int, _ entry: FsxEntry) {
+        let size = kernel.size
+        let read = FaultInjector.exempting { Result { () throws(Errno) -> [UInt8] in try engine.file.read(count: size, at: 0) } }
+        guard case .success(let bytes) = read, bytes.count == size else {
+            mismatch(index, entry, "seek content read", "\(read)", "size \(size)")
+            return
+        }
+        var probes = [0, op.offset, max(0, size - 1), size, size + pageSize]
+        for _ in 0..<4 where size > 0 { probes.append(Int.random(in: 0..<size, using: &rng)) }
+        for p in probes {
+            report.seekProbes += 1
+            let h = kernel.seekHole(from: p)
+            var dataProbes = [p]
+            if case .success(let at) = h, at < size { dataProbes.append(at) }
+            if let why = seekHoleProblem(from: p, h, bytes) { mismatch(index, entry, "seek_hole(\(p))", why, describe(h)) }
+            for q in dataProbes {
+                var d = kernel.seekData(from: q)
+                if config.seekCanary, case .success(let at) = d { d = at + 1 < size ? .success(at + 1) : .failure(.noSuchAddressOrDevice) }
+                if let why = seekDataProblem(from: q, d, bytes) { mismatch(index, entry, "seek_data(\(q))", why, describe(d)) }
+            }
+            if case .success(let at) = h, at < size { report.seekHolesSeen += 1 }
+        }
+    }
+
+    private func describe(_ r: Result<Int, Errno>) -> String {
+        switch r {
+        case .success(let n): return String(n)
+        case .failure(let e): return e.symbolicName
+        }
+    }
+
+    /// What is wrong with SEEK_DATA's answer `d` from `p`, given the file's bytes; nil if it
+    /// is allowed: ENXIO at or past EOF; below EOF an offset from p up to EOF with only
+    /// zeroes before it, or ENXIO with only zeroes up to EOF.
+    func seekDataProblem(from p: Int, _ d: Result<Int, Errno>, _ bytes: [UInt8]) -> String? {
+        let size = bytes.count
+        switch d {
+        case .failure(.noSuchAddressOrDevice):
+            guard p < size else { return nil }
+            return nonZero(in: p..<size).map { "ENXIO (all hole) from \(p), but byte \($0) is \(bytes[$0])" }
+        case .failure(let e):
+            return "\(e.symbolicName) is not an answer SEEK_DATA may give from \(p) (size \(size))"
+        case .success(let at):
+            if p >= size { return "an offset from \(p) at or past EOF \(size); must be ENXIO" }
+            if at < p || at >= size { return "\(at) is outside [\(p), \(size))" }
+            return nonZero(in: p..<at).map { "\(at) calls [\(p), \(at)) a hole, but byte \($0) is \(bytes[$0])" }
+        }
+
+        func nonZero(in r: Range<Int>) -> Int? { r.first { bytes[$0] != 0 } }
+    }
+
+    /// What is wrong with SEEK_HOLE's answer `h` from `p`; nil if allowed: ENXIO at or past
+    /// EOF; below it an offset from p to EOF (EOF is a hole) whose byte, below EOF, is zero.
+    func seekHoleProblem(from p: Int, _ h: Result<Int, Errno>, _ bytes: [UInt8]) -> String? {
+        let size = bytes.count
+        switch h {
+        case .failure(.noSuchAddressOrDevice):
+            return p >= size ? nil : "ENXIO from \(p) below EOF \(size)"
+        case .failure(let e):
+            return "\(e.symbolicName) is not an answer SEEK_HOLE may give from \(p) (size \(size))"
+        case .success(let at):
+            if p >= size { return "an offset from \(p) at or past EOF \(size); must be ENXIO" }
+            if at < p || at > size { return "\(at) is outside [\(p), \(size)]" }
+            if at < size && bytes[at] != 0 { return "a hole at \(at), whose byte is \(bytes[at])" }
+            return nil
         }
     }
 

@@ -152,6 +152,7 @@ public final class KernelFile: Sendable {
         case 0x0102_1994: return "tmpfs"
         case 0x9123_683E: return "btrfs"
         case 0x794C_7630: return "overlayfs"
+        case 0x6573_5546: return "fuse"
         default: return "0x" + String(type, radix: 16)
         }
     }

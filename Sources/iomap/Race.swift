@@ -7,6 +7,7 @@ import ExtentFS
 import Foundation
 import IOMap
 import IOMapBase
+import IOMapKernelSide
 import IOMapTesting
 
 struct Race: SeededRunCommand {
@@ -17,6 +18,17 @@ struct Race: SeededRunCommand {
             anything else went wrong), 2 for bad usage. With --policy truncate-page-cache the \
             failure cleanup truncates the page cache as Linux did before commit f43dc4dc3eff, \
             and mapped stores are lost.
+
+            With --dir DIR the race runs through real system calls on a new file in DIR \
+            (tmpfs, XFS, an `iomap mount`...): the mapped writers store through a MAP_SHARED \
+            mapping, the pwrite writers write from buffers whose tail is a PROT_NONE page \
+            (--fail-rate of the attempts), so the kernel's copy faults and the write comes \
+            back short or EFAULT. Every slot is read back with pread while the mapping is \
+            live, and again after munmap, fsync and a cache drop (--drop-caches fadvise: \
+            posix_fadvise DONTNEED on the file; global: also /proc/sys/vm/drop_caches, root \
+            only). --canary punches the page of every failed write, so slots must be lost. \
+            --policy and --volume are the engine's and are refused with --dir; --block-size \
+            and --write-delay-us have no effect there.
             """)
 
     @Option(parsing: .unconditional, help: "File size in MiB.") var size = 16
@@ -35,6 +47,12 @@ struct Race: SeededRunCommand {
     var writeDelayUs = 20
     @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(help: "Run the race through system calls on a new file in this directory instead of on the engine.")
+    var dir: String?
+    @Option(help: "With --dir: how the cache is dropped after each round's fsync: fadvise or global (root).")
+    var dropCaches = "fadvise"
+    @Flag(help: "With --dir: punch the page of every failed pwrite, so that stores are lost (the check's canary).")
+    var canary = false
 
     func layouts() throws -> [RaceLayout] {
         if layout == "all" { return RaceLayout.allCases }
@@ -65,7 +83,38 @@ struct Race: SeededRunCommand {
         return c
     }
 
+    func validate() throws {
+        try throwUsageError(config(seed: 0).problem)
+        guard let dir else {
+            if canary { throw ValidationError("--canary needs --dir (on the engine, use --policy truncate-page-cache)") }
+            if dropCaches != "fadvise" { throw ValidationError("--drop-caches needs --dir") }
+            return
+        }
+        if volume { throw ValidationError("--volume and --dir are exclusive: --dir runs on a real file") }
+        if policy != .preserveDirty { throw ValidationError("--policy is the engine's; with --dir use --canary") }
+        guard isDirectory(dir) else { throw ValidationError("--dir: '\(dir)' is not a directory") }
+        try throwUsageError(try fileConfig(seed: 0).problem)
+    }
+
+    func fileConfig(seed: UInt64) throws -> FileRaceConfig {
+        var c = FileRaceConfig(directory: dir ?? ".", seed: seed)
+        c.sizeMiB = size
+        c.layouts = try layouts()
+        c.mappedWriters = mappedWriters
+        c.pwriteWriters = pwriteWriters
+        c.rounds = rounds
+        c.failRate = failRate
+        c.stripePages = stripePages
+        guard let drop = RaceCacheDrop(rawValue: dropCaches) else {
+            throw ValidationError("--drop-caches must be fadvise or global, got '\(dropCaches)'")
+        }
+        c.cacheDrop = drop
+        c.canary = canary
+        return c
+    }
+
     func run() throws {
+        if dir != nil { return try runOnFile() }
         let config = try runConfig()
         let stderr = FileHandle.standardError
         stderr.write(
@@ -95,6 +144,69 @@ struct Race: SeededRunCommand {
             stderr.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             throw ExitStatus.violation
         }
+    }
+}
+
+extension Race {
+    /// `iomap race --dir`: the race through system calls on a real file.
+    func runOnFile() throws {
+        let config = try fileConfig(seed: runSeed(seed))
+        say(
+            "iomap race --dir: seed \(config.seed), \(config.pages) pages, \(config.writers) writers (\(config.mappedWriters) mapped, \(config.pwriteWriters) pwrite), \(config.rounds) rounds per layout, cache drop \(config.cacheDrop.rawValue)\(config.canary ? ", CANARY: failed writes punch their page" : "")"
+        )
+        let report: FileRaceReport
+        do {
+            report = try runFileRace(config)
+        } catch {
+            throw ValidationError("cannot create a file in \(config.directory): \(error.symbolicName)")
+        }
+        if json {
+            printJSON(FileRaceJSON(config, report))
+        } else {
+            print(
+                "seed \(config.seed) on \(report.dirFSType) (\(config.directory)): \(report.roundsRun) rounds, \(report.slotsChecked) slots checked, \(report.slotsLost) lost (\(report.mappedSlotsLost) of mapped writers)"
+            )
+            print(
+                "\(report.failedWrites) failed writes (\(report.shortWrites) short, \(report.efaultWrites) EFAULT), \(report.canaryPunches) canary punches, \(String(format: "%.1f", report.elapsedSeconds)) s"
+            )
+            if report.passed { print("every slot held its owner's value") }
+        }
+        if !report.passed {
+            var lines = report.losses.map { "lost: \($0)" }
+            if report.slotsLost > report.losses.count { lines.append("... \(report.slotsLost - report.losses.count) more lost slots") }
+            lines += report.errors.map { "error: \($0)" }
+            lines.append("run again: \(config.command)")
+            say(lines.joined(separator: "\n"))
+            throw ExitStatus.violation
+        }
+    }
+}
+
+/// `iomap race --dir --json`.
+struct FileRaceJSON: Encodable {
+    var result, dir, dir_fstype, drop_caches: String
+    var seed: UInt64
+    var rounds, rounds_run, pages, size_mib, mapped_writers, pwrite_writers, stripe_pages: Int
+    var slots_checked, slots_lost, mapped_slots_lost, failed_writes, short_writes, efault_writes, canary_punches: Int
+    var canary: Bool
+    var layouts, errors: [String]
+    var lost_by_layout: [String: Int]
+    @KeepNull var first_loss: String?
+    var fail_rate, elapsed_s: Double
+}
+
+extension FileRaceJSON {
+    init(_ config: FileRaceConfig, _ report: FileRaceReport) {
+        self.init(
+            result: report.passed ? "pass" : "violation", dir: config.directory, dir_fstype: report.dirFSType,
+            drop_caches: config.cacheDrop.rawValue, seed: config.seed, rounds: config.rounds, rounds_run: report.roundsRun,
+            pages: config.pages, size_mib: config.sizeMiB, mapped_writers: config.mappedWriters, pwrite_writers: config.pwriteWriters,
+            stripe_pages: config.stripePages, slots_checked: report.slotsChecked, slots_lost: report.slotsLost,
+            mapped_slots_lost: report.mappedSlotsLost, failed_writes: report.failedWrites, short_writes: report.shortWrites,
+            efault_writes: report.efaultWrites,
+            canary_punches: report.canaryPunches, canary: config.canary, layouts: config.layouts.map(\.rawValue),
+            errors: report.errors, lost_by_layout: report.lostByLayout, first_loss: report.losses.first.map { String(describing: $0) },
+            fail_rate: config.failRate, elapsed_s: report.elapsedSeconds)
     }
 }
 

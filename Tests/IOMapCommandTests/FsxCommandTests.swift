@@ -89,7 +89,7 @@ struct FsxCommandTests {
             ["fsx", "--faults", "nosuch"], ["fsx", "--disable", "frob"], ["fsx", "--block-size", "3000"], ["fsx", "--ops", "0"],
             ["fsx", "--offset-base", "12"], ["fsx", "--write-end", "sometimes"], ["random", "--write-end", "x"],
             ["explore", "--scenario", "eof-block", "--write-end", "x"], ["difftest", "--seek-oracle", "btrfs"],
-            ["difftest", "--dir", "/no/such/dir"],
+            ["difftest", "--dir", "/no/such/dir"], ["difftest", "--seek-canary", "--seek-oracle", "none"],
         ])
     func badUsage(arguments: [String]) throws {
         let r = try runIOMap(arguments)

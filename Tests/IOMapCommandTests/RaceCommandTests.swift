@@ -101,6 +101,24 @@ struct RaceCommandTests {
         #expect(r.stderr.contains("run again: iomap race") && r.stderr.contains("--seed \(seedForCommands)"))
     }
 
+    @Test("--dir on a temporary directory exits 0 with no slot lost; --canary exits 1 with mapped writers' slots lost")
+    func onFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-race-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = ["race", "--dir", dir, "--size", "2", "--rounds", "1", "--fail-rate", "0.3", "--seed", "346", "--json"]
+        let good = try runIOMap(base)
+        #expect(good.status == 0, "\(good.stderr)")
+        let g = try good.json()
+        #expect(g["slots_lost"] as? Int == 0 && (g["failed_writes"] as? Int ?? 0) > 0 && g["result"] as? String == "pass", "\(g)")
+        let bad = try runIOMap(base + ["--canary"])
+        #expect(bad.status == 1)
+        let b = try bad.json()
+        #expect((b["mapped_slots_lost"] as? Int ?? 0) > 0 && b["result"] as? String == "violation", "\(b)")
+        #expect(bad.stderr.contains("run again: iomap race --dir \(dir)") && bad.stderr.contains("--canary --seed 346"), "\(bad.stderr)")
+        #expect(try runIOMap(Array(base.dropLast()) + ["--canary"]).status == 1, "the same without --json")
+    }
+
     @Test(
         "bad usage exits 2 with a message naming what was wrong",
         arguments: [
@@ -113,6 +131,13 @@ struct RaceCommandTests {
             (["--rounds", "0"], "--rounds"),
             (["--block-size", "3000"], "--block-size"),
             (["--mapped-writers", "0", "--pwrite-writers", "0"], "writer"),
+            (["--dir", "/no/such/dir"], "/no/such/dir"),
+            (["--canary"], "--canary needs --dir"),
+            (["--drop-caches", "global"], "--drop-caches needs --dir"),
+            (["--dir", "/tmp", "--volume"], "--volume"),
+            (["--dir", "/tmp", "--policy", "truncate-page-cache"], "--policy"),
+            (["--dir", "/tmp", "--drop-caches", "sometimes"], "sometimes"),
+            (["--dir", "/tmp", "--size", "0"], "--size"),
         ])
     func badUsage(arguments: [String], named: String) throws {
         let r = try runIOMap(["race"] + arguments)

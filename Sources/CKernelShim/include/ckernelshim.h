@@ -32,6 +32,9 @@ int cks_close(int fd);
 int64_t cks_pwrite(int fd, const void *buf, size_t count, int64_t offset);
 /// pread until `count` bytes or EOF. Returns the bytes read (short at EOF), or -errno.
 int64_t cks_pread(int fd, void *buf, size_t count, int64_t offset);
+/// One pwrite(2), not retried: what it returned (a short count included), or -errno. The race
+/// on a real file (RaceOnFile.swift) must see the short count a faulting buffer gives.
+int64_t cks_pwrite_once(int fd, const void *buf, size_t count, int64_t offset);
 
 int cks_ftruncate(int fd, int64_t length);
 /// `mode` is one of the CKS_FALLOC_* codes; an unknown code is -EINVAL.
