@@ -47,6 +47,9 @@ final class KernelCachedRanges: Sendable {
         }
     }
 
+    /// Whether `ino` has an open (its ranges live).
+    func isTracked(_ ino: InodeNumber) -> Bool { table.withLock { $0[ino] != nil } }
+
     func ranges(_ ino: InodeNumber) -> [Range<Int>] { table.withLock { $0[ino]?.ranges ?? [] } }
 
     /// `ranges` with `new` added, merged with every range it overlaps or touches.

@@ -48,6 +48,7 @@ extension FUSEServer {
         guard case .file(let f)? = handles.remove(fh) else { return }
         f.close()
         kernelCached.released(f.inode)
+        if !kernelCached.isTracked(f.inode) { merge.released(f.inode) }
     }
 
     /// CREATE: the name made (or found, without O_EXCL) and opened in one request; the reply
@@ -78,8 +79,13 @@ extension FUSEServer {
     func read(_ fh: UInt64, _ offset: UInt64, _ size: UInt32, _ flags: UInt32, _ reply: ReplyBuffer) throws(Errno) {
         let f = try handles.file(fh)
         guard let at = Int(exactly: offset), at <= maxFileSize else { throw .invalidArgument }
-        if flags & ProtocolFlags.readLockOwner == 0 { kernelCached.add(f.inode, at..<at + Int(size)) }
-        let n = try f.primary.read(into: reply.reserve(Int(size)), at: at)
+        let pageCache = flags & ProtocolFlags.readLockOwner == 0
+        if pageCache { kernelCached.add(f.inode, at..<at + Int(size)) }
+        let buffer = reply.reserve(Int(size))
+        let n =
+            try pageCache && options.cache == .direct
+            ? merge.pageCacheRead(f.inode, at..<at + Int(size)) { () throws(Errno) -> Int in try f.primary.read(into: buffer, at: at) }
+            : f.primary.read(into: buffer, at: at)
         reply.commit(n)
         stats.bytesRead.add(n, ordering: .relaxed)
     }
@@ -93,12 +99,42 @@ extension FUSEServer {
     {
         let f = try handles.file(fh)
         guard let at = Int(exactly: offset) else { throw .invalidArgument }
-        let writer = flags & ProtocolFlags.writeCache != 0 ? Caller.root() : c
-        let n = try f.handle(for: writer, volume: volume).write(data, at: at)
+        let fromCache = flags & ProtocolFlags.writeCache != 0
+        let handle = try f.handle(for: fromCache ? Caller.root() : c, volume: volume)
+        let n: Int
+        switch (options.cache, fromCache) {
+        case (.writeback, _): n = try handle.write(data, at: at)
+        case (.direct, true): n = try mergedWriteback(f, handle, at, data)
+        case (.direct, false):
+            n = try merge.directWrite(
+                f.inode, at..<at + data.count, cached: kernelCached.ranges(f.inode),
+                readPage: { (page: Int) throws(Errno) -> [UInt8] in
+                    var bytes = [UInt8](repeating: 0, count: merge.pageSize)
+                    let got = try bytes.withUnsafeMutableBytes { p in
+                        Result { () throws(Errno) -> Int in try f.primary.read(into: p, at: page) }
+                    }
+                    .get()
+                    return Array(bytes.prefix(got))
+                }
+            ) { () throws(Errno) -> Int in try handle.write(data, at: at) }
+        }
         var out = fuse_write_out()
         out.size = UInt32(n)
         reply.append(out)
         stats.bytesWritten.add(n, ordering: .relaxed)
+    }
+
+    /// A writeback of the kernel's pages in cache=direct mode, merged three ways
+    /// (WritebackMerge.swift): only the bytes a store changed are written. The count is the
+    /// whole WRITE's, as every byte of it is now where the kernel asked (or newer there).
+    func mergedWriteback(_ f: OpenFile, _ handle: FileHandle, _ at: Int, _ data: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try merge.bases(f.inode).gate.withLock { (b: inout [Int: [UInt8]]) throws(Errno) -> Int in
+            for run in merge.writebackRuns(&b, offset: at, data) {
+                let wrote = try handle.write(UnsafeRawBufferPointer(rebasing: data[run.bytes]), at: run.at)
+                if wrote < run.bytes.count { return run.bytes.lowerBound + wrote }
+            }
+            return data.count
+        }
     }
 
     /// FSYNC: the volume's fsync or fdatasync, never ENOSYS (the kernel would stop sending

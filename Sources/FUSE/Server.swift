@@ -33,6 +33,12 @@ public final class FUSEServer: Sendable {
     public let stats = Stats()
     /// What the kernel may hold in its page cache, per inode (CachedRanges.swift).
     let kernelCached = KernelCachedRanges()
+    /// The bases of pages a direct write reached while the kernel may cache them, for the
+    /// three-way merge of their writeback (WritebackMerge.swift).
+    let merge = WritebackMerge()
+
+    /// Base pages the writeback merge holds (for the tests).
+    public var mergePagesHeld: Int { merge.pagesHeld }
     let settled = Mutex<Negotiated?>(nil)
     /// Whether INIT was answered: read by every request, so an atomic, not the mutex.
     let initialized = Atomic<Bool>(false)
@@ -57,6 +63,7 @@ public final class FUSEServer: Sendable {
         for case .file(let f) in open {
             f.close()
             kernelCached.released(f.inode)
+            merge.released(f.inode)
         }
         return open.count
     }

@@ -81,20 +81,18 @@ struct MountCheckerTests {
     /// In the default cache=direct mode a pwrite is a direct WRITE: the kernel writes back
     /// and invalidates its cached pages of the range first, but a mapped store into the same
     /// page can fault the page in again (without the pwrite's bytes) before the WRITE
-    /// reaches the daemon, and that page's writeback later puts the old bytes back over the
-    /// pwrite's. docs/FUSE.md, "What differs". Recorded as a known issue until fixed.
-    @Test("iomap race --dir on the default cache=direct mount (known issue: a pwrite racing a mapped store into its page is lost)")
+    /// reaches the daemon, and that page's writeback would put the old bytes back over the
+    /// pwrite's. The daemon's three-way merge of such writebacks (WritebackMerge.swift) keeps
+    /// them; without it this run lost 108-184 pwrite slots.
+    @Test("iomap race --dir on the default cache=direct mount: no slot lost, pwrite's nor mapped writer's")
     func raceOnDirectMount() throws {
         let seed = mountTestSeed("race --dir, cache=direct")
         let f = try MountFixture(megabytes: 64)
         defer { f.cleanup() }
         try f.mount()
         let r = try runIOMapJSON(raceArguments(f.mountpoint, seed: seed))
-        withKnownIssue("cache=direct: pwrite vs a mapped store into the same page", isIntermittent: true) {
-            #expect(r.status == 0 && r.json["slots_lost"] as? Int == 0, "\(r.stderr)")
-        }
-        #expect(r.json["mapped_slots_lost"] as? Int == 0, "mapped writers' stores must survive even here: \(r.stderr)")
-        #expect(r.status != 2, "\(r.stderr)")
+        #expect(r.status == 0 && r.json["slots_lost"] as? Int == 0, "\(r.stderr)")
+        #expect(r.json["mapped_slots_lost"] as? Int == 0, "\(r.stderr)")
         try f.umount()
     }
 
