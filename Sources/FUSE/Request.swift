@@ -143,6 +143,10 @@ public enum Operation {
     case destroy
     case fallocate(fh: UInt64, offset: UInt64, length: UInt64, mode: UInt32)
     case lseek(fh: UInt64, offset: UInt64, whence: UInt32)
+    /// COPY_FILE_RANGE (a 32-bit count in the reply) or COPY_FILE_RANGE_64 (`wide`: a 64-bit
+    /// one); the node is the source, `nodeOut` the destination.
+    case copyFileRange(
+        fhIn: UInt64, offIn: UInt64, nodeOut: UInt64, fhOut: UInt64, offOut: UInt64, length: UInt64, flags: UInt64, wide: Bool)
     case syncfs
     /// FUSE_IOCTL: answered ENOTTY, as by a file system without ioctls (an ENOSYS would not
     /// stop the kernel sending one for every isatty() of a file).
@@ -199,6 +203,11 @@ extension Request {
         case .getattr, .setattr, .open, .opendir, .read, .write, .release, .releasedir, .fsync, .fsyncdir, .flush,
             .readdir, .readdirplus, .fallocate, .lseek:
             return try decodeFileOperation(op, &r)
+        case .copyFileRange, .copyFileRange64:
+            let a = try r.read(fuse_copy_file_range_in.self)
+            return .copyFileRange(
+                fhIn: a.fh_in, offIn: a.off_in, nodeOut: a.nodeid_out, fhOut: a.fh_out, offOut: a.off_out, length: a.len, flags: a.flags,
+                wide: op == .copyFileRange64)
         case .symlink, .mknod, .mkdir, .rename, .rename2, .link, .create, .setxattr, .getxattr, .listxattr, .access,
             .initialize:
             return try decodeNamespaceOperation(op, &r)

@@ -184,6 +184,8 @@ public final class FUSEServer: Sendable {
         case .fsync(let fh, let datasync): try fsync(fh, datasync)
         case .fallocate(let fh, let offset, let length, let mode): try fallocate(fh, offset, length, mode)
         case .lseek(let fh, let offset, let whence): try lseek(fh, offset, whence, reply)
+        case .copyFileRange(let fhIn, let offIn, _, let fhOut, let offOut, let length, let flags, let wide):
+            try copyFileRange(fhIn, offIn, fhOut, offOut, length, flags, wide: wide, c, reply)
         case .opendir: try opendir(ino, reply)
         case .readdir(let fh, let offset, let size, let plus): try readdir(fh, offset, size, plus, reply)
         case .releasedir(let fh): _ = handles.remove(fh)

@@ -46,6 +46,7 @@ struct IOMapCommand: ParsableCommand {
         subcommands: [
             Race.self, Demo.self, Fsx.self, DiffTestCommand.self, Random.self, Stress.self, Explore.self, Bench.self, KernelProbe.self,
             Mkfs.self, FsckCommand.self, Vol.self, Crash.self, MountCommand.self,
+            InstallMountHelper.self,
         ],
         defaultSubcommand: Race.self)
 }
@@ -54,6 +55,8 @@ struct IOMapCommand: ParsableCommand {
 enum ExitStatus {
     static let holds = ExitCode(0)
     static let violation = ExitCode(1)
+    /// A command that could not do what it was asked (exit 1, as a violation).
+    static let failure = ExitCode(1)
 }
 
 extension CleanupPolicy: ExpressibleByArgument {}
