@@ -62,6 +62,21 @@ func runIOMap(_ arguments: [String], environment: [String: String] = [:]) throws
     try run(try iomapExecutable(), arguments, environment: environment)
 }
 
+/// Waits until no daemon holds `image`'s lock (the daemon's flock for its whole life), for at
+/// most `seconds`; false when one still does.
+func waitForImageLock(_ image: String, seconds: Double) -> Bool {
+    let fd = open(image, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    let deadline = Date().addingTimeInterval(seconds)
+    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        if Date() >= deadline { return false }
+        usleep(5000)
+    }
+    flock(fd, LOCK_UN)
+    return true
+}
+
 final class LockedData: @unchecked Sendable {
     // Guarded by: lock.
     private let lock = NSLock()
@@ -143,18 +158,7 @@ final class MountFixture {
 
     /// Waits until no daemon holds the image's lock (it has unmounted the volume and exited).
     @discardableResult
-    func waitForDaemon(seconds: Double = 30) -> Bool {
-        let fd = open(image, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let deadline = Date().addingTimeInterval(seconds)
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            if Date() >= deadline { return false }
-            usleep(5000)
-        }
-        flock(fd, LOCK_UN)
-        return true
-    }
+    func waitForDaemon(seconds: Double = 30) -> Bool { waitForImageLock(image, seconds: seconds) }
 
     /// The daemon's pid, from its pid file.
     var daemonPID: pid_t? {

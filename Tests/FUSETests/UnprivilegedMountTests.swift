@@ -101,18 +101,7 @@ final class UnprivilegedFixture {
     var daemonLog: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     /// Waits until no daemon holds the image's lock.
-    func waitForDaemon(seconds: Double = 30) -> Bool {
-        let fd = open(image, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let deadline = Date().addingTimeInterval(seconds)
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            if Date() >= deadline { return false }
-            usleep(5000)
-        }
-        flock(fd, LOCK_UN)
-        return true
-    }
+    func waitForDaemon(seconds: Double = 30) -> Bool { waitForImageLock(image, seconds: seconds) }
 
     func cleanup() {
         if mountLine != nil { _ = try? user.run(user.fusermount, ["-u", "-z", mountpoint]) }
