@@ -180,13 +180,21 @@ extension FUSEServer {
     /// (WritebackMerge.swift): only the bytes a store changed are written. The count is the
     /// whole WRITE's, as every byte of it is now where the kernel asked (or newer there).
     func mergedWriteback(_ f: OpenFile, _ handle: FileHandle, _ at: Int, _ data: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        try merge.bases(f.inode).gate.withLock { (b: inout [Int: [UInt8]]) throws(Errno) -> Int in
-            for run in merge.writebackRuns(&b, offset: at, data) {
+        let (n, stale) = try merge.bases(f.inode).gate.withLock { (b: inout [Int: [UInt8]]) throws(Errno) -> (Int, Bool) in
+            let runs = merge.writebackRuns(&b, offset: at, data)
+            for run in runs {
                 let wrote = try handle.write(UnsafeRawBufferPointer(rebasing: data[run.bytes]), at: run.at)
-                if wrote < run.bytes.count { return run.bytes.lowerBound + wrote }
+                if wrote < run.bytes.count { return (run.bytes.lowerBound + wrote, true) }
             }
-            return data.count
+            return (data.count, runs.reduce(0) { $0 + $1.bytes.count } < data.count)
         }
+        // Bytes left out are stale in the kernel's (now clean) copy: have it dropped, so that a
+        // load through the mapping reads the daemon's bytes.
+        if stale {
+            let pages = merge.pages(at..<at + data.count)
+            invalidator.enqueue(f.inode.rawValue, offset: pages.lowerBound * merge.pageSize, length: pages.count * merge.pageSize)
+        }
+        return n
     }
 
     /// FSYNC: the volume's fsync or fdatasync, never ENOSYS (the kernel would stop sending

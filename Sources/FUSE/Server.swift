@@ -37,6 +37,13 @@ public final class FUSEServer: Sendable {
     /// three-way merge of their writeback (WritebackMerge.swift).
     let merge = WritebackMerge()
 
+    /// Page invalidations for the kernel, sent by a thread of their own (Invalidator.swift).
+    let invalidator = Invalidator()
+
+    /// Invalidations queued and sent (for the tests and --json-stats).
+    public var invalidationsQueued: Int { invalidator.queued }
+    public var invalidationsSent: Int { invalidator.sent }
+
     /// Base pages the writeback merge holds (for the tests).
     public var mergePagesHeld: Int { merge.pagesHeld }
     let settled = Mutex<Negotiated?>(nil)

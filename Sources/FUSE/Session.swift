@@ -25,6 +25,7 @@ public final class FUSESession: Sendable {
     /// The descriptor mount(2) was given; the clones come from it.
     public let deviceFD: Int32
     let workers = Mutex<[JoinableThread]>([])
+    let invalidatorThread = Mutex<JoinableThread?>(nil)
     let clones = Mutex<[Int32]>([])
     let cloned = Atomic<Int>(0)
     /// How many request threads read a clone of the mount's descriptor (a thread whose clone
@@ -59,6 +60,8 @@ public final class FUSESession: Sendable {
             let descriptor = fd
             started.append(JoinableThread { [self] in self.serve(descriptor) })
         }
+        // The invalidations' own thread, on the mount's descriptor (Invalidator.swift).
+        invalidatorThread.withLock { $0 = JoinableThread { [self] in self.server.invalidator.run(self.deviceFD) } }
         workers.withLock { $0 += started }
     }
 
@@ -80,6 +83,11 @@ public final class FUSESession: Sendable {
             defer { w = [] }
             return w
         }) { t.join() }
+        server.invalidator.stop()
+        invalidatorThread.withLock { t -> JoinableThread? in
+            defer { t = nil }
+            return t
+        }?.join()
         for fd in clones.withLock({ c -> [Int32] in
             defer { c = [] }
             return c

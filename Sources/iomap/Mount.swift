@@ -404,6 +404,9 @@ struct MountStatsReport: Encodable {
     var accepted_flags: String?
     var nodes: Int
     var open_handles: Int
+    /// Page invalidations queued for the kernel (stale pages after a merged writeback), and sent.
+    var invalidations_queued: Int
+    var invalidations_sent: Int
 }
 
 /// Writes the report to `path` (through a temporary file and a rename: a reader never
@@ -418,7 +421,8 @@ func writeMountStats(_ server: FUSEServer, _ session: FUSESession, to path: Stri
         cache: server.options.cache.rawValue, allow_mmap: n?.allowsSharedMmap ?? false,
         offered_flags: n.map { "0x" + String($0.offered.rawValue, radix: 16) },
         accepted_flags: n.map { "0x" + String($0.accepted.rawValue, radix: 16) }, nodes: server.nodes.count,
-        open_handles: server.handles.count)
+        open_handles: server.handles.count, invalidations_queued: server.invalidationsQueued,
+        invalidations_sent: server.invalidationsSent)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     guard let data = try? encoder.encode(report) else { return }

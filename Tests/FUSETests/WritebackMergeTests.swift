@@ -47,6 +47,7 @@ struct WritebackMergeTests {
             return
         }
         #expect(pwriteKept, "the pwrite's bytes were overwritten by the kernel's stale copy")
+        #expect(h.server.invalidationsQueued == 1, "the stale page is to be dropped from the kernel's cache")
         // The kernel's page is clean now and still stale where the pwrite wrote; another store
         // and writeback of it must keep the pwrite again.
         dirty[3500] = 0x44
@@ -59,6 +60,7 @@ struct WritebackMergeTests {
         fresh.replaceSubrange(1000..<1010, with: [UInt8](repeating: 0x55, count: 10))
         _ = h.write(fh, nodeid: node, fresh, at: 0, flags: ProtocolFlags.writeCache)
         #expect(directRead(h, fh, node, 4096, at: 0) == fresh)
+        #expect(h.server.invalidationsQueued == 2, "a whole writeback leaves nothing stale")
         #expect(h.server.mergePagesHeld == 0, "the fresh read ended page 0's base")
         // A pwrite into a page the kernel never read takes no base; into page 0 it does.
         _ = h.write(fh, nodeid: node, [9], at: 6000)
