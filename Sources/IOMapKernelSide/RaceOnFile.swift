@@ -36,7 +36,7 @@ public enum RaceCacheDrop: String, Sendable, CaseIterable {
 }
 
 /// A race on a real file: the options of `iomap race --dir`.
-public struct FileRaceConfig: Sendable {
+public struct FileRaceConfig: Sendable, RaceShape {
     public var directory: String
     public var seed: UInt64
     public var sizeMiB = 16

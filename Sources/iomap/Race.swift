@@ -70,15 +70,9 @@ struct Race: SeededRunCommand {
     func config(seed: UInt64) throws -> RaceConfig {
         var c = RaceConfig(seed: seed)
         c.backing = volume ? .volume : .engine
-        c.sizeMiB = size
-        c.layouts = try layouts()
-        c.mappedWriters = mappedWriters
-        c.pwriteWriters = pwriteWriters
-        c.rounds = rounds
-        c.failRate = failRate
+        try shape(&c)
         c.policy = policy
         c.blockSize = blockSize
-        c.stripePages = stripePages
         c.writeDelayMicros = writeDelayUs
         return c
     }
@@ -96,8 +90,8 @@ struct Race: SeededRunCommand {
         try throwUsageError(try fileConfig(seed: 0).problem)
     }
 
-    func fileConfig(seed: UInt64) throws -> FileRaceConfig {
-        var c = FileRaceConfig(directory: dir ?? ".", seed: seed)
+    /// The workload's shape from the options, for either race.
+    func shape<C: RaceShape>(_ c: inout C) throws {
         c.sizeMiB = size
         c.layouts = try layouts()
         c.mappedWriters = mappedWriters
@@ -105,6 +99,11 @@ struct Race: SeededRunCommand {
         c.rounds = rounds
         c.failRate = failRate
         c.stripePages = stripePages
+    }
+
+    func fileConfig(seed: UInt64) throws -> FileRaceConfig {
+        var c = FileRaceConfig(directory: dir ?? ".", seed: seed)
+        try shape(&c)
         guard let drop = RaceCacheDrop(rawValue: dropCaches) else {
             throw ValidationError("--drop-caches must be fadvise or global, got '\(dropCaches)'")
         }

@@ -34,8 +34,20 @@ public enum RaceLayout: String, CaseIterable, Sendable {
     case written
 }
 
+/// The workload's shape, which the race on the engine and the race on a real file
+/// (`iomap race --dir`) share: one place sets it from the command's options.
+public protocol RaceShape {
+    var sizeMiB: Int { get set }
+    var layouts: [RaceLayout] { get set }
+    var mappedWriters: Int { get set }
+    var pwriteWriters: Int { get set }
+    var rounds: Int { get set }
+    var failRate: Double { get set }
+    var stripePages: Int { get set }
+}
+
 /// How a race run is set up.
-public struct RaceConfig: Sendable {
+public struct RaceConfig: Sendable, RaceShape {
     /// File size in MiB.
     public var sizeMiB = 16
     public var layouts: [RaceLayout] = RaceLayout.allCases
