@@ -264,7 +264,10 @@ public final class FaultyBlockDevice: BlockDevice {
         }
         if state.withLock({ $0.dead }) { throw .ioError }
         try destage.withLock { _ throws(Errno) in
-            let batch = state.withLock { $0.pending }
+            // A copy into a buffer of its own (map, not the array itself): a writer appending to
+            // the pending list after the lock is released must never share a buffer this
+            // thread reads, which Thread Sanitizer cannot see the reference count hand over.
+            let batch = state.withLock { s in s.pending.map { $0 } }
             for (i, write) in batch.enumerated() {
                 let failure = write.bytes.withUnsafeBytes { src -> Errno? in
                     do throws(Errno) {
