@@ -20,13 +20,29 @@ extension Volume {
     public static func mount(device: any BlockDevice, store: any LogStore, options: VolumeOptions = VolumeOptions()) throws(VolumeError)
         -> Volume
     {
+        try mount(device: device, store: store, options: options) { () throws(VolumeError) in try recoverLog(store) }
+    }
+
+    /// Mounts the volume as `recovered`, the outcome of recoverLog(store), found its log: for a
+    /// caller that recovers an image once for both a check and a mount of it (the crash
+    /// explorer; checkVolume(_:deviceBlocks:recovered:)). Nothing may have written to the
+    /// device since that recovery read it.
+    public static func mount(
+        device: any BlockDevice, store: any LogStore, recovered: Result<RecoveredLog, VolumeError>, options: VolumeOptions = VolumeOptions()
+    ) throws(VolumeError) -> Volume {
+        try mount(device: device, store: store, options: options) { () throws(VolumeError) in try recovered.get() }
+    }
+
+    private static func mount(
+        device: any BlockDevice, store: any LogStore, options: VolumeOptions, recover: () throws(VolumeError) -> RecoveredLog
+    ) throws(VolumeError) -> Volume {
         // An unknown read-only-compatible feature allows reading only, and there is no
         // read-only mount: refuse before recovery writes anything (docs/FORMAT.md "Features").
         if let device = store as? DeviceLogStore {
             let (sb, copy) = device.superblock.withLock { ($0.current, $0.copy) }
             do throws(FormatError) { try sb.checkWritable(copy: copy) } catch { throw .unsupported(error.description) }
         }
-        let recovered = try recoverLog(store)
+        let recovered = try recover()
         // Both copies must name this superblock's place before anything reuses the place an
         // older or damaged other copy names (docs/FORMAT.md "Two copies").
         if let device = store as? DeviceLogStore {

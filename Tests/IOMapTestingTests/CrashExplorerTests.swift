@@ -161,10 +161,10 @@ struct CrashExplorerTests {
         // Epoch 0 (2 writes, closed): 3 subsets; epoch 1 (1 write, open): 2.
         #expect(subsets.count == 5, "\(states)")
         #expect(states.count == 7, "one torn state per epoch: \(states)")
-        let durables = r.durableImages()
-        let last = r.image(.subset(epoch: 1, kept: [0]), durable: durables[1])
+        let durable = r.durableImage(before: 1)
+        let last = r.image(.subset(epoch: 1, kept: [0]), durable: durable)
         #expect(last.block(10) == block && last.block(11) == block && last.block(12) == block)
-        #expect(r.image(.subset(epoch: 1, kept: []), durable: durables[1]).block(12) == [UInt8](repeating: fill, count: 4096))
+        #expect(r.image(.subset(epoch: 1, kept: []), durable: durable).block(12) == [UInt8](repeating: fill, count: 4096))
     }
 
     @Test("faults beyond power loss: each fault kind on each metadata block kind injected, none silent; a data flip is silent")

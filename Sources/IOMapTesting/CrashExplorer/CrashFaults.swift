@@ -101,7 +101,8 @@ func exploreFaults(
     var random = SeededRandom(seed: seed ^ 0xFA17_0000_0000_0000)
     let epochs = recording.epochs
     let last = epochs.count - 1
-    let final = recording.image(.subset(epoch: last, kept: Array(epochs[last].writes.indices)), durable: recording.durableImages()[last])
+    let final = recording.image(
+        .subset(epoch: last, kept: Array(epochs[last].writes.indices)), durable: recording.durableImage(before: last))
     let model = recording.model(atCrash: recording.events.count).model
     let writes = recording.lastWrites()
     var byKind: [String: [Int]] = [:]

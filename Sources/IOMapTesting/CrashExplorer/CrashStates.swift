@@ -71,8 +71,8 @@ public struct CrashStatePolicy: Sendable {
 }
 
 extension CrashRecording {
-    /// The recording's epochs, in order.
-    public var epochs: [CrashEpoch] {
+    /// The epochs of `events`, in order.
+    static func epochs(of events: [DeviceEvent]) -> [CrashEpoch] {
         var out: [CrashEpoch] = []
         var current = CrashEpoch(start: 0, end: 0, closed: false, writes: [])
         for (i, e) in events.enumerated() {
@@ -165,14 +165,35 @@ extension CrashRecording {
         return image
     }
 
-    /// The durable image before each epoch: durables[e] holds every write of epochs 0..<e.
-    public func durableImages() -> [BlockImage] {
-        var image = BlockImage(blockSize: blockSize, blockCount: blockCount, fill: fill)
-        var out: [BlockImage] = []
-        for epoch in epochs {
-            out.append(image)
-            for w in epoch.writes { image.write(block: w.block, bytes: w.bytes) }
+    /// The durable image before epoch `e`: every write of epochs 0..<e.
+    public func durableImage(before e: Int) -> BlockImage {
+        var cursor = DurableImages(self)
+        return cursor.image(before: e)
+    }
+}
+
+/// The durable images of a recording's epochs, built forward: the states come in epoch
+/// order, so one image advanced epoch by epoch serves them all. (An image kept for every
+/// epoch at once held hundreds of megabytes for the fsx workloads.)
+public struct DurableImages {
+    let recording: CrashRecording
+    /// The image holds every write of the epochs before this one.
+    private var next = 0
+    private var image: BlockImage
+
+    public init(_ recording: CrashRecording) {
+        self.recording = recording
+        image = BlockImage(blockSize: recording.blockSize, blockCount: recording.blockCount, fill: recording.fill)
+    }
+
+    /// The image of every write of epochs 0..<e; an epoch before the last asked for starts
+    /// over from the blank device.
+    public mutating func image(before e: Int) -> BlockImage {
+        if e < next { self = DurableImages(recording) }
+        while next < e {
+            for w in recording.epochs[next].writes { image.write(block: w.block, bytes: w.bytes) }
+            next += 1
         }
-        return out
+        return image
     }
 }

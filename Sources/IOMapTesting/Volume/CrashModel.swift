@@ -227,18 +227,18 @@ public struct CrashModel: Sendable {
         switch op {
         case .write(_, let o, let n, let s):
             extend(to: o + n)
-            c.replaceSubrange(o..<o + n, with: crashData(stamp: s, offset: o, count: n))
+            storeCrashData(&c, stamp: s, offset: o, count: n)
         case .mappedStore(_, let o, let n, let s):
             // Only bytes below the size are the file's (a store past it stays in the EOF page).
             let end = min(o + n, c.count)
-            if o < end { c.replaceSubrange(o..<end, with: crashData(stamp: s, offset: o, count: end - o)) }
+            if o < end { storeCrashData(&c, stamp: s, offset: o, count: end - o) }
         case .racedWrite(_, let o, let n, let s, _, let at):
             // The store (past what the write wrote; only bytes below the size count), then
             // what the write wrote.
             let end = min(at + 8, c.count)
-            if at < end { c.replaceSubrange(at..<end, with: crashData(stamp: s + CrashOp.racingStamp, offset: at, count: end - at)) }
+            if at < end { storeCrashData(&c, stamp: s + CrashOp.racingStamp, offset: at, count: end - at) }
             extend(to: o + n)
-            c.replaceSubrange(o..<o + n, with: crashData(stamp: s, offset: o, count: n))
+            storeCrashData(&c, stamp: s, offset: o, count: n)
         case .truncate(_, let n):
             if n < c.count { c.removeLast(c.count - n) } else { extend(to: n) }
         case .allocate(_, let o, let n, let keep):

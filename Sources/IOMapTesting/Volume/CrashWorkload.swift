@@ -131,7 +131,18 @@ public func crashDataByte(stamp: Int, offset o: Int) -> UInt8 {
 }
 
 public func crashData(stamp: Int, offset: Int, count: Int) -> [UInt8] {
-    (0..<count).map { crashDataByte(stamp: stamp, offset: offset + $0) }
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        for i in 0..<count { buffer[i] = crashDataByte(stamp: stamp, offset: offset + i) }
+        initialized = count
+    }
+}
+
+/// Stores crashData(stamp:offset:count:) into `bytes` at `offset` in place (`bytes` reaches
+/// that far): the model's writes, without a buffer of their own.
+func storeCrashData(_ bytes: inout [UInt8], stamp: Int, offset: Int, count: Int) {
+    bytes.withUnsafeMutableBufferPointer { b in
+        for i in offset..<offset + count { b[i] = crashDataByte(stamp: stamp, offset: i) }
+    }
 }
 
 /// Draws a workload's ops from the model's state.

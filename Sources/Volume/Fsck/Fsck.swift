@@ -55,6 +55,14 @@ public let fsckChecks: [(code: String, name: String)] = [
 
 /// Checks the volume `store` reads from a device of `deviceBlocks` blocks, changing nothing.
 public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport {
+    checkVolume(store, deviceBlocks: deviceBlocks, recovered: Result { () throws(VolumeError) in try recoverLog(store) })
+}
+
+/// Checks the volume as `recovered`, the outcome of recoverLog(store), found it: for a caller
+/// that recovers an image once for both a check and a mount of it (the crash explorer).
+/// Recovery is a function of the device's bytes and writes nothing, so the outcome is the one
+/// the check would compute, as long as nothing wrote to the device in between.
+public func checkVolume(_ store: any LogStore, deviceBlocks: Int, recovered outcome: Result<RecoveredLog, VolumeError>) -> FsckReport {
     var report = FsckReport()
     report.deviceBlocks = deviceBlocks
     var checks = fsckChecks.map { FsckCheck($0.code, $0.name) }
@@ -63,7 +71,7 @@ public func checkVolume(_ store: any LogStore, deviceBlocks: Int) -> FsckReport 
     // returned copy of the report is taken, so its checks would be lost.
     let recovered: RecoveredLog
     do throws(VolumeError) {
-        recovered = try recoverLog(store)
+        recovered = try outcome.get()
     } catch {
         let text = error.description
         let code = text.hasPrefix("superblock") ? "S" : text.hasPrefix("log") ? "L" : "C"

@@ -182,7 +182,14 @@ public final class DeviceLogStore: LogStore {
             let n = min(chunk, total - done, logBlocks - offset)
             let bytes = try device.readBlocks(geometry.log.start + offset, count: n)
             for i in 0..<n {
-                let block = Array(bytes[i * blockSize..<(i + 1) * blockSize])
+                // The header's magic and sequence first: most blocks a scan passes are older
+                // checkpoints', which their sequence rejects without a copy or a checksum;
+                // a block that passes is checked in full.
+                let base = i * blockSize
+                guard bytes.le(UInt32.self, at: base) == BlockKind.log.magic, bytes.le(UInt64.self, at: base + 40) >= sequence else {
+                    continue
+                }
+                let block = Array(bytes[base..<base + blockSize])
                 if let head = try? decodeCheckpointHead(block, at: offset + i, geometry: geometry, sequenceAtLeast: sequence) {
                     return (offset + i, head.sequence)
                 }
@@ -209,7 +216,11 @@ public final class DeviceLogStore: LogStore {
         while i < blocks.count {
             var j = i + 1
             while j < blocks.count && blocks[j] == blocks[j - 1] + 1 { j += 1 }
-            try device.writeBlocks(blocks[i], Array(encoded[i..<j].joined()))
+            // One buffer appended block by block: a joined() slice copies byte by byte.
+            var run: [UInt8] = []
+            run.reserveCapacity((j - i) * geometry.blockSize)
+            for b in encoded[i..<j] { run.append(contentsOf: b) }
+            try device.writeBlocks(blocks[i], run)
             i = j
         }
     }
