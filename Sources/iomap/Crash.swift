@@ -45,6 +45,7 @@ struct Crash: ParsableCommand {
     @Option(help: "Blocks of each kind each fault hits per workload.") var faultsPerKind = 2
     @Option(help: "Check one state only, as a violation's replay line names it: W.S or W.S.rI.") var replay: String?
     @Option(help: "With --replay: write the state's device image to this file (to inspect with iomap fsck).") var image: String?
+    @Option(help: "Threads exploring workloads side by side (default 1); the result is the one a single thread gives.") var jobs = 1
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     /// The settings with the workload kind's defaults filled in.
@@ -81,6 +82,7 @@ struct Crash: ParsableCommand {
                 "--faults must be a comma-separated list of \(CrashFault.allCases.map(\.rawValue).joined(separator: ", ")) or all, got '\(faults)'"
             )
         }
+        guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be from 1 to 256, got \(jobs)") }
         guard faultsPerKind > 0 else { throw ValidationError("--faults-per-kind must be positive, got \(faultsPerKind)") }
         if image != nil && replay == nil { throw ValidationError("--image needs --replay: it writes the replayed state's image") }
     }
@@ -118,6 +120,7 @@ struct Crash: ParsableCommand {
         config.stopAtFirst = first
         config.faults = faults.flatMap(Self.parseFaults) ?? []
         config.faultsPerKind = faultsPerKind
+        config.jobs = jobs
         config.bugs = bug.reduce(into: DeliberateBugs()) { $0.formUnion($1.bugs) }
         if let replay { config.only = Self.parseReplay(replay) }
         return config
@@ -144,19 +147,21 @@ struct Crash: ParsableCommand {
                         "  \(r.workloads) workloads, \(r.statesChecked) states, \(r.violations.count) violations, \(Int(r.elapsedSeconds)) s\n"
                             .utf8))
             },
-            inspect: { id, state in
-                guard let path = image, id == replay else { return }
-                do {
-                    try Self.writeImage(state, to: path)
-                    written = true
-                } catch {
-                    stderr.write(Data("iomap crash: cannot write the image \(path): \(error)\n".utf8))
-                }
-            })
+            inspect: image == nil
+                ? nil
+                : { id, state in
+                    guard let path = image, id == replay else { return }
+                    do {
+                        try Self.writeImage(state, to: path)
+                        written = true
+                    } catch {
+                        stderr.write(Data("iomap crash: cannot write the image \(path): \(error)\n".utf8))
+                    }
+                })
         if let path = image, written { stderr.write(Data("iomap crash: state \(replay!) written to \(path)\n".utf8)) }
         let rate = result.elapsedSeconds > 0 ? Double(result.statesChecked) / result.elapsedSeconds : 0
-        // Per core: the states over the CPU time the process used (the exploration runs on one
-        // thread), which a machine shared with other jobs does not dilute as it does the
+        // Per core: the states over the CPU time the process used (on every thread, with
+        // --jobs), which a machine shared with other jobs does not dilute as it does the
         // wall-clock rate.
         let cpu = Self.cpuSeconds() - cpuBefore
         let cpuRate = cpu > 0 ? Double(result.statesChecked) / cpu : 0

@@ -5,6 +5,7 @@
 import ExtentFS
 import IOMap
 import IOMapBase
+import Synchronization
 import Volume
 
 /// The workloads `iomap crash` explores.
@@ -58,6 +59,10 @@ public struct CrashExploreConfig: Sendable {
     /// and how many blocks of each kind each hits.
     public var faults: [CrashFault] = []
     public var faultsPerKind = 2
+    /// Threads exploring workloads side by side (1: the caller's alone). Each takes the next
+    /// workload of the list when it is done with one; the result is merged in the list's
+    /// order, so it is the one run alone gives (but for where --seconds or --first stop).
+    public var jobs = 1
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -167,33 +172,92 @@ public func runCrashExploration(
     }
     let indices =
         config.only.map { [$0.workload] } ?? workloadIndices(config, listCount: config.workload.boundedLength.map { _ in bounded.count })
+    if config.jobs > 1 && config.only == nil && inspect == nil && indices.count > 1 {
+        return runCrashExplorationInParallel(config, indices, bounded, start, progress)
+    }
     for w in indices {
-        let (recording, name) = recordCrashWorkload(config, index: w, bounded: bounded)
-        let one = exploreCrashStates(
-            recording, workload: name, index: w, setup: crashSetup(config, index: w), states: config.states, checks: config.checks,
-            seed: config.workloadSeed(w), only: config.only.map { ($0.state, $0.recovery) }, inspect: inspect)
-        result.add(one)
-        if config.only == nil && !config.faults.isEmpty {
-            // On the workload's final image (its log's last checkpoints live), on the same
-            // workload again ending in a snapshot of its live state (every kind of metadata
-            // block it has is then in the image), and on it after the wide fixture, on small
-            // blocks (a snapshot with map blocks).
-            let (withSnapshot, _) = recordCrashWorkload(config, index: w, bounded: bounded, finalSnapshot: true)
-            let (wide, _) = recordCrashWorkload(config, index: w, bounded: bounded, wide: true)
-            let setups = [crashSetup(config, index: w), crashSetup(config, index: w), wideFaultSetup(config, index: w)]
-            for (i, r) in [recording, withSnapshot, wide].enumerated() {
-                let f = exploreFaults(
-                    r, workload: name, index: w, setup: setups[i], faults: config.faults,
-                    perTarget: config.faultsPerKind, seed: config.workloadSeed(w) &+ UInt64(i))
-                merge(&result.faults, f.table)
-                result.violations += f.violations
-            }
-        }
+        result.add(exploreCrashWorkload(config, w, bounded, inspect: inspect))
         result.elapsedSeconds = (ContinuousClock.now - start).seconds
         progress?(result)
-        if let limit = config.seconds, result.elapsedSeconds >= limit { break }
-        if config.stopAtFirst && (!result.violations.isEmpty || !result.failedRuns.isEmpty) { break }
+        if shouldStop(config, result) { break }
     }
+    result.elapsedSeconds = (ContinuousClock.now - start).seconds
+    return result
+}
+
+/// Whether an exploration stops after the workloads `result` holds (--seconds, --first).
+func shouldStop(_ config: CrashExploreConfig, _ result: CrashExploreResult) -> Bool {
+    if let limit = config.seconds, result.elapsedSeconds >= limit { return true }
+    return config.stopAtFirst && (!result.violations.isEmpty || !result.failedRuns.isEmpty)
+}
+
+/// Workload `w` recorded and every crash state of it checked, with the faults of the config.
+func exploreCrashWorkload(
+    _ config: CrashExploreConfig, _ w: Int, _ bounded: [[CrashOp]], inspect: ((String, BlockImage) -> Void)? = nil
+) -> CrashExploreResult {
+    let (recording, name) = recordCrashWorkload(config, index: w, bounded: bounded)
+    var result = exploreCrashStates(
+        recording, workload: name, index: w, setup: crashSetup(config, index: w), states: config.states, checks: config.checks,
+        seed: config.workloadSeed(w), only: config.only.map { ($0.state, $0.recovery) }, inspect: inspect)
+    guard config.only == nil && !config.faults.isEmpty else { return result }
+    // On the workload's final image (its log's last checkpoints live), on the same workload
+    // again ending in a snapshot of its live state (every kind of metadata block it has is
+    // then in the image), and on it after the wide fixture, on small blocks (a snapshot with
+    // map blocks).
+    let (withSnapshot, _) = recordCrashWorkload(config, index: w, bounded: bounded, finalSnapshot: true)
+    let (wide, _) = recordCrashWorkload(config, index: w, bounded: bounded, wide: true)
+    let setups = [crashSetup(config, index: w), crashSetup(config, index: w), wideFaultSetup(config, index: w)]
+    for (i, r) in [recording, withSnapshot, wide].enumerated() {
+        let f = exploreFaults(
+            r, workload: name, index: w, setup: setups[i], faults: config.faults, perTarget: config.faultsPerKind,
+            seed: config.workloadSeed(w) &+ UInt64(i))
+        merge(&result.faults, f.table)
+        result.violations += f.violations
+    }
+    return result
+}
+
+/// The exploration on `config.jobs` threads, the caller's one of them: each takes the next
+/// workload of `indices` until none is left or the run stops. Each workload's result is kept
+/// at its place in the list and merged in that order at the end. `progress` is called on the
+/// caller's thread only, after each workload it explores, with every result so far.
+private func runCrashExplorationInParallel(
+    _ config: CrashExploreConfig, _ indices: [Int], _ bounded: [[CrashOp]], _ start: ContinuousClock.Instant,
+    _ progress: ((CrashExploreResult) -> Void)?
+) -> CrashExploreResult {
+    struct Shared {
+        var next = 0
+        var stop = false
+        var results: [CrashExploreResult?]
+        var sofar = CrashExploreResult()
+    }
+    let shared = Mutex(Shared(results: Array(repeating: nil, count: indices.count)))
+    /// Explores workloads until none is left; returns after each one when `oneAtATime`.
+    @Sendable func work(oneAtATime: Bool) -> CrashExploreResult? {
+        while true {
+            guard
+                let i = shared.withLock({ s -> Int? in
+                    guard !s.stop, s.next < indices.count else { return nil }
+                    s.next += 1
+                    return s.next - 1
+                })
+            else { return nil }
+            let one = exploreCrashWorkload(config, indices[i], bounded)
+            let sofar = shared.withLock { s -> CrashExploreResult in
+                s.results[i] = one
+                s.sofar.add(one)
+                s.sofar.elapsedSeconds = (ContinuousClock.now - start).seconds
+                if shouldStop(config, s.sofar) { s.stop = true }
+                return s.sofar
+            }
+            if oneAtATime { return sofar }
+        }
+    }
+    let threads = (1..<config.jobs).map { _ in JoinableThread { _ = work(oneAtATime: false) } }
+    while let sofar = work(oneAtATime: true) { progress?(sofar) }
+    for t in threads { t.join() }
+    var result = CrashExploreResult()
+    shared.withLock { s in for r in s.results { if let r { result.add(r) } } }
     result.elapsedSeconds = (ContinuousClock.now - start).seconds
     return result
 }

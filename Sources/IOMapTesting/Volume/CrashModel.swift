@@ -88,9 +88,9 @@ public struct CrashModel: Sendable {
     /// The inodes the workload holds a handle on.
     public private(set) var open: Set<InodeNumber> = []
     /// trees[k]: the tree after the first k ops.
-    public private(set) var trees: [[String: InodeNumber]]
+    public private(set) var trees: CrashHistory<[String: InodeNumber]>
     /// xattrStates[k]: the extended attributes after the first k ops.
-    public private(set) var xattrStates: [[InodeNumber: CrashXattrs]]
+    public private(set) var xattrStates: CrashHistory<[InodeNumber: CrashXattrs]>
     /// Ops below this index are durable: the recovered tree is trees[P] for P >= durable.
     public private(set) var durable = 0
     /// Whether the last op counted was interrupted by the crash.
@@ -120,8 +120,8 @@ public struct CrashModel: Sendable {
             default: break
             }
         }
-        trees = [tree]
-        xattrStates = [xattrs]
+        trees = CrashHistory(tree)
+        xattrStates = CrashHistory(xattrs)
     }
 
     /// The ops counted so far (the index the next one gets).
@@ -373,4 +373,31 @@ public func readContents(_ volume: Volume, _ ino: InodeNumber) throws(Errno) -> 
         out += chunk
     }
     return out
+}
+
+/// A value after each of a workload's ops, kept as the distinct values and, per op, which of
+/// them it is. A recording keeps a model after every op, and each model the whole history:
+/// an array of the values themselves made every op copy (and every model free) one
+/// dictionary per op before it, quadratic in a 2,000-op workload. The index is plain
+/// integers; only a change adds a value (the namespace changes at few ops).
+public struct CrashHistory<Value: Equatable & Sendable>: Sendable {
+    private var values: [Value]
+    private var index: [Int32]
+
+    init(_ first: Value) {
+        values = [first]
+        index = [0]
+    }
+
+    /// The number of values: ops + 1.
+    public var count: Int { index.count }
+
+    public subscript(k: Int) -> Value { values[Int(index[k])] }
+
+    /// Records the value after the next op (a dictionary unchanged since the last compares
+    /// equal at once: it is the same storage).
+    mutating func append(_ v: Value) {
+        if v != values[values.count - 1] { values.append(v) }
+        index.append(Int32(values.count - 1))
+    }
 }

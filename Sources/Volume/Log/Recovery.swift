@@ -93,19 +93,32 @@ func checkedEnd(_ r: RecoveredLog, _ store: any LogStore) throws(VolumeError) ->
 public func usedBlocks(of state: MetadataState, snapshotBlocks: [BlockExtent], metadataBlocks: Int, deviceBlocks: Int) throws(VolumeError)
     -> [BlockExtent]
 {
-    var owned: [(BlockExtent, String)] = [(BlockExtent(start: 0, count: metadataBlocks), "the superblocks and the log")]
-    for b in snapshotBlocks { owned.append((b, "the snapshot")) }
+    // Who owns each extent, named only for an error: every mount runs this over every
+    // extent, and naming them all up front was most of its cost.
+    enum Owner {
+        case metadata, snapshot
+        case inode(InodeNumber, DiskExtent)
+        var name: String {
+            switch self {
+            case .metadata: return "the superblocks and the log"
+            case .snapshot: return "the snapshot"
+            case .inode(let ino, let e): return "\(ino) (\(e))"
+            }
+        }
+    }
+    var owned: [(BlockExtent, Owner)] = [(BlockExtent(start: 0, count: metadataBlocks), .metadata)]
+    for b in snapshotBlocks { owned.append((b, .snapshot)) }
     for (ino, rec) in state.inodes {
         for e in rec.extents {
             guard e.count > 0, e.diskBlock >= 0 else { throw .corrupt("\(ino): empty or negative extent \(e)") }
-            owned.append((BlockExtent(start: Int(e.diskBlock), count: Int(e.count)), "\(ino) (\(e))"))
+            owned.append((BlockExtent(start: Int(e.diskBlock), count: Int(e.count)), .inode(ino, e)))
         }
     }
     owned.sort { $0.0.start < $1.0.start }
     for (i, (e, who)) in owned.enumerated() {
-        if e.end > deviceBlocks { throw .corrupt("\(who): \(e) lies past the device's \(deviceBlocks) blocks") }
+        if e.end > deviceBlocks { throw .corrupt("\(who.name): \(e) lies past the device's \(deviceBlocks) blocks") }
         if i > 0, owned[i - 1].0.end > e.start {
-            throw .corrupt("\(who): \(e) overlaps \(owned[i - 1].1)'s \(owned[i - 1].0): a block owned twice")
+            throw .corrupt("\(who.name): \(e) overlaps \(owned[i - 1].1.name)'s \(owned[i - 1].0): a block owned twice")
         }
     }
     return owned.map(\.0)
