@@ -52,7 +52,7 @@ struct CrashCommandTests {
         "bad usage exits 2 naming the option",
         arguments: [
             ["crash", "--workloads", "0"], ["crash", "--replay", "x.y"], ["crash", "--image", "/tmp/x"], ["crash", "--bug", "nonsense"],
-            ["crash", "--min-ops", "5", "--max-ops", "2"],
+            ["crash", "--min-ops", "5", "--max-ops", "2"], ["crash", "--jobs", "0"],
         ])
     func badUsage(_ args: [String]) throws {
         let r = try runIOMap(args)

@@ -31,9 +31,9 @@ struct CrashExplorerTests {
         #expect(r.states > 100 && r.tornStates > 0 && r.recoveryStates > 0, "the exploration checked too little: \(r.statesChecked)")
     }
 
-    /// CI's share of the bounded workloads: all of seq1, and a seeded sample of seq2
-    /// (CRASH_SEQ2_WORKLOADS, default 1,500 of its 42,781; `iomap crash --workload seq2` runs
-    /// them all).
+    /// CI's share of the bounded workloads: all of seq1, and a seeded sample of seq2 on two
+    /// threads (CRASH_SEQ2_WORKLOADS, default 20,000 of its 42,781, about two minutes;
+    /// `iomap crash --workload seq2 --jobs 2` runs them all in about three).
     @Test("every seq1 workload and a seeded sample of seq2 hold in every crash state")
     func boundedWorkloads() {
         var one = CrashExploreConfig(seed: 1)
@@ -45,7 +45,8 @@ struct CrashExplorerTests {
         #expect(r1.failedRuns.isEmpty && r1.violations.isEmpty, "\(r1.failedRuns.prefix(3)) \(r1.violations.prefix(3))")
         var two = CrashExploreConfig(seed: 2026_12_01)
         two.workload = .seq2
-        two.workloads = Int(environmentValue("CRASH_SEQ2_WORKLOADS") ?? "") ?? 1500
+        two.workloads = Int(environmentValue("CRASH_SEQ2_WORKLOADS") ?? "") ?? 20_000
+        two.jobs = 2
         let r2 = runCrashExploration(two)
         print(
             "crash explorer seq2 (seed \(two.seed)): \(r2.workloads) workloads, \(r2.statesChecked) states in \(Int(r2.elapsedSeconds)) s, \(r2.violations.count) violations"
@@ -70,6 +71,19 @@ struct CrashExplorerTests {
         let r = runCrashExploration(config)
         #expect(r.failedRuns.isEmpty && r.violations.isEmpty, "\(r.failedRuns.prefix(2)) \(r.violations.prefix(2))")
         #expect(r.statesChecked > 100)
+    }
+
+    @Test("--jobs: workloads on two threads give the result one thread gives, violations in the list's order")
+    func jobsMatchOneThread() {
+        var config = CrashExploreConfig(seed: 12)
+        config.workloads = 40
+        config.bugs = .fsyncSkipsForce
+        let one = runCrashExploration(config)
+        config.jobs = 2
+        let two = runCrashExploration(config)
+        #expect(!one.violations.isEmpty, "the tooth was not caught: the comparison would be empty")
+        #expect(two.workloads == one.workloads && two.ops == one.ops && two.statesChecked == one.statesChecked)
+        #expect(two.violations.map(\.description) == one.violations.map(\.description))
     }
 
     @Test("the seed's bug: the pre-seed cleanup drops a store made inside the failing write, and the race workload catches it")

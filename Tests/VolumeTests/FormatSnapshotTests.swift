@@ -64,6 +64,17 @@ struct FormatSnapshotTests {
         #expect(try roundTrip(s, geometry: formatGeometry(blockSize: 4096), stride: 5) == s)
     }
 
+    @Test("an entry larger than a block after a block filled exactly starts the next block (prefix 0)", arguments: [512, 4096])
+    func spillAfterAFullBlock(blockSize: Int) throws {
+        var s = MetadataState.newVolume(time: Timestamp(seconds: 2))
+        let capacity = SnapshotLayout.chunkCapacity(blockSize: blockSize)
+        // An xattr entry is 16 bytes, the name, the value: the first fills its block exactly.
+        let first = Array("user.a".utf8)
+        try s.apply(.setXattr(.root, name: first, value: [UInt8](repeating: 0x61, count: capacity - 16 - first.count)))
+        try s.apply(.setXattr(.root, name: Array("user.b".utf8), value: [UInt8](repeating: 0x62, count: capacity + 100)))
+        #expect(try roundTrip(s, geometry: formatGeometry(blockSize: blockSize)) == s)
+    }
+
     /// A small state with every section in use.
     static func everySection() throws -> MetadataState {
         var s = MetadataState.newVolume(time: Timestamp(seconds: 3))

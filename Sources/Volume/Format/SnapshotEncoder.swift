@@ -101,6 +101,12 @@ struct SectionPacker {
     }
 
     private mutating func spill(_ bytes: [UInt8]) {
+        // A full block has no byte of this entry: it starts the next block, whose prefix is
+        // then 0. Closing the full block with the entry's length as the next one's prefix
+        // said the entry began before that block, and the reader (rightly) refused the
+        // snapshot: the crash explorer found it with a 4,014-byte xattr after a block
+        // filled exactly.
+        if current.count == blockSize { close(continuing: 0) }
         var at = 0
         while at < bytes.count {
             let take = min(bytes.count - at, blockSize - current.count)
