@@ -66,7 +66,7 @@ let package = Package(
             name: "IOMapTesting", dependencies: engine + ["Volume"],
             swiftSettings: strict),
         .target(name: "CFUSE", path: "Sources/CFUSE", publicHeadersPath: "include"),
-        .target(name: "FUSE", dependencies: ["CFUSE", "IOMapBase", "Volume"], swiftSettings: strict),
+        .target(name: "FUSE", dependencies: ["CFUSE", "IOMapBase", "PageCache", "Volume"], swiftSettings: strict),
         .target(name: "CKernelShim", path: "Sources/CKernelShim", publicHeadersPath: "include"),
         .target(
             name: "IOMapKernelSide",

@@ -18,10 +18,12 @@ extension ExtentFile {
     /// pwrite: writes `bytes` at `offset`. Bytes at or after `faultOffset` in `bytes` are
     /// unreadable, as if that part of the user buffer were unmapped. Returns the bytes
     /// written, which may be fewer than asked; throws only when none were. `protection` lets
-    /// another thread make the buffer unreadable while the write runs.
+    /// another thread make the buffer unreadable while the write runs. `lender`: the receive
+    /// block `bytes` lie in, whose pieces new folios may take instead of a copy.
     @discardableResult
     public func write(
-        _ bytes: UnsafeRawBufferPointer, at offset: Int, faultOffset: Int? = nil, protection: SourceProtection? = nil
+        _ bytes: UnsafeRawBufferPointer, at offset: Int, faultOffset: Int? = nil, protection: SourceProtection? = nil,
+        lender: ReceiveBlock? = nil
     ) throws(Errno) -> Int {
         if offset < 0 { throw .invalidArgument }
         if offset.addingReportingOverflow(bytes.count).overflow { throw .invalidArgument }
@@ -29,7 +31,8 @@ extension ExtentFile {
         if offset >= maxFileSize { throw .fileTooLarge }
         // generic_write_check_limits: a write straddling the limit is cut short at it.
         let count = min(bytes.count, maxFileSize - offset)
-        var source = UserSource(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset, protection: protection)
+        var source = UserSource(
+            UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset, protection: protection, lender: lender)
         inode.ioLock.lockExclusive()
         defer { inode.ioLock.unlockExclusive() }
         if offset + count > inode.size { pagecacheCleanPastEOF(inode, oldSize: inode.size) }

@@ -51,6 +51,11 @@ public enum Negotiation {
     /// The largest WRITE (and READ) the daemon takes: 256 pages, the kernel's default
     /// `fs.fuse.max_pages_limit`.
     public static let maxWrite = 1 << 20
+    /// The pages a request may hold: a write of `maxWrite` bytes from a buffer that does not
+    /// start on a page boundary spans one page more than `maxWrite` holds. The kernel takes
+    /// at most `fs.fuse.max_pages_limit` (256 by default, which cuts such a write into
+    /// `maxWrite` - x and x bytes: two round trips); docs/FUSE.md says how to raise it.
+    public static let maxPages = maxWrite / 4096 + 1
     /// The oldest kernel protocol served: 7.27 (Linux 4.16) has every structure at the
     /// size this daemon reads.
     public static let minimumMinor: UInt32 = 27
@@ -87,10 +92,10 @@ public enum Negotiation {
         out.congestion_threshold = 48
         out.max_write = UInt32(maxWrite)
         out.time_gran = 1
-        out.max_pages = UInt16(maxWrite / 4096)
+        out.max_pages = UInt16(Self.maxPages)
         let n = Negotiated(
             kernelMajor: major, kernelMinor: minor, offered: offered, accepted: accepted, maxWrite: maxWrite,
-            maxPages: maxWrite / 4096)
+            maxPages: Self.maxPages)
         return (out, n)
     }
 }

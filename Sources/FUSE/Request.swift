@@ -14,6 +14,7 @@
 
 import CFUSE
 import IOMapBase
+import PageCache
 
 /// The part of every request that says what it is and who sent it (fuse_in_header).
 public struct RequestHeader: Hashable, Sendable {
@@ -106,7 +107,7 @@ public struct SetattrRequest: Hashable, Sendable {
 }
 
 /// A decoded request: its opcode's arguments, typed. A WRITE's data is a view into the read
-/// buffer, valid while the request is being served.
+/// buffer or the receive block, valid while the request is being served.
 public enum Operation {
     case lookup(name: [UInt8])
     case forget(nlookup: UInt64)
@@ -123,7 +124,9 @@ public enum Operation {
     case link(oldNode: UInt64, name: [UInt8])
     case open(flags: UInt32)
     case read(fh: UInt64, offset: UInt64, size: UInt32, readFlags: UInt32)
-    case write(fh: UInt64, offset: UInt64, data: UnsafeRawBufferPointer, writeFlags: UInt32)
+    /// `lender`: the receive block `data` lies in, whose pieces the cache may keep (set by the
+    /// request thread, never by the decoder).
+    case write(fh: UInt64, offset: UInt64, data: UnsafeRawBufferPointer, writeFlags: UInt32, lender: ReceiveBlock?)
     case statfs
     case release(fh: UInt64)
     case fsync(fh: UInt64, datasync: Bool)
@@ -192,6 +195,29 @@ extension Request {
         } catch {
             throw .badArguments(header, error)
         }
+    }
+
+    /// The headers and arguments of a request a WRITE takes before its data: what a request
+    /// thread reads into its own buffer, the data going straight into a receive block.
+    public static let writeHeadSize = RequestHeader.size + MemoryLayout<fuse_write_in>.size
+
+    /// Decodes a WRITE read in two pieces: `head` holds its header and arguments
+    /// (`writeHeadSize` bytes), `payload` its data, and nothing follows (no extensions).
+    public static func decodeWrite(head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) throws(RequestDecodeError)
+        -> Request
+    {
+        guard head.count >= RequestHeader.size else { throw .noHeader }
+        let h = head.loadUnaligned(as: fuse_in_header.self)
+        let header = RequestHeader(
+            length: h.len, opcode: h.opcode, unique: h.unique, nodeid: h.nodeid, uid: h.uid, gid: h.gid, pid: h.pid,
+            extensionLength: h.total_extlen)
+        guard h.opcode == Opcode.write.rawValue, h.total_extlen == 0, head.count == writeHeadSize,
+            Int(h.len) == head.count + payload.count
+        else { throw .badArguments(header, .invalidArgument) }
+        let a = head.loadUnaligned(fromByteOffset: RequestHeader.size, as: fuse_write_in.self)
+        guard Int(a.size) == payload.count else { throw .badArguments(header, .invalidArgument) }
+        return Request(
+            header: header, operation: .write(fh: a.fh, offset: a.offset, data: payload, writeFlags: a.write_flags, lender: nil))
     }
 
     static func decodeOperation(_ opcode: UInt32, _ r: inout ArgumentReader) throws(Errno) -> Operation {
@@ -270,7 +296,7 @@ extension Request {
         case .write:
             let a = try r.read(fuse_write_in.self)
             guard r.remaining == Int(a.size) else { throw .invalidArgument }
-            return .write(fh: a.fh, offset: a.offset, data: r.rest(), writeFlags: a.write_flags)
+            return .write(fh: a.fh, offset: a.offset, data: r.rest(), writeFlags: a.write_flags, lender: nil)
         case .release, .releasedir:
             let a = try r.read(fuse_release_in.self)
             return op == .release ? .release(fh: a.fh) : .releasedir(fh: a.fh)

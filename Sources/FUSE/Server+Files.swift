@@ -12,6 +12,7 @@
 
 import CFUSE
 import IOMapBase
+import PageCache
 import Synchronization
 import Volume
 
@@ -94,18 +95,19 @@ extension FUSEServer {
     /// writeback cache) is the kernel's, not a process's: it clears no set-id bit, as a
     /// store through a mapping does not; it still moves mtime and ctime, which the kernel
     /// leaves to the daemon. Any other write is its sender's.
-    func write(_ fh: UInt64, _ offset: UInt64, _ data: UnsafeRawBufferPointer, _ flags: UInt32, _ c: Caller, _ reply: ReplyBuffer)
-        throws(Errno)
-    {
+    func write(
+        _ fh: UInt64, _ offset: UInt64, _ data: UnsafeRawBufferPointer, _ flags: UInt32, _ lender: ReceiveBlock?, _ c: Caller,
+        _ reply: ReplyBuffer
+    ) throws(Errno) {
         let f = try handles.file(fh)
         guard let at = Int(exactly: offset) else { throw .invalidArgument }
         let fromCache = flags & ProtocolFlags.writeCache != 0
         let handle = try f.handle(for: fromCache ? Caller.root() : c, volume: volume)
         let n: Int
         switch (options.cache, fromCache) {
-        case (.writeback, _): n = try handle.write(data, at: at)
-        case (.direct, true): n = try mergedWriteback(f, handle, at, data)
-        case (.direct, false): n = try directWrite(f, handle, at, data)
+        case (.writeback, _): n = try handle.write(data, at: at, lender: lender)
+        case (.direct, true): n = try mergedWriteback(f, handle, at, data, lender)
+        case (.direct, false): n = try directWrite(f, handle, at, data, lender)
         }
         var out = fuse_write_out()
         out.size = UInt32(n)
@@ -115,7 +117,9 @@ extension FUSEServer {
 
     /// A direct write in cache=direct mode: the pages the kernel may hold get their bases
     /// first (WritebackMerge.swift).
-    func directWrite(_ f: OpenFile, _ handle: FileHandle, _ at: Int, _ data: UnsafeRawBufferPointer) throws(Errno) -> Int {
+    func directWrite(_ f: OpenFile, _ handle: FileHandle, _ at: Int, _ data: UnsafeRawBufferPointer, _ lender: ReceiveBlock?)
+        throws(Errno) -> Int
+    {
         try merge.directWrite(
             f.inode, at..<at + data.count, cached: kernelCached.ranges(f.inode),
             readPage: { (page: Int) throws(Errno) -> [UInt8] in
@@ -126,7 +130,7 @@ extension FUSEServer {
                 .get()
                 return Array(bytes.prefix(got))
             }
-        ) { () throws(Errno) -> Int in try handle.write(data, at: at) }
+        ) { () throws(Errno) -> Int in try handle.write(data, at: at, lender: lender) }
     }
 
     /// COPY_FILE_RANGE(_64): the engine reads the source and writes the destination, in
@@ -160,7 +164,7 @@ extension FUSEServer {
                 Result { () throws(Errno) -> Int in
                     let bytes = UnsafeRawBufferPointer(rebasing: p[0..<got])
                     return options.cache == .direct
-                        ? try directWrite(target, handle, to + done, bytes) : try handle.write(bytes, at: to + done)
+                        ? try directWrite(target, handle, to + done, bytes, nil) : try handle.write(bytes, at: to + done)
                 }
             }.get()
             done += wrote
@@ -179,11 +183,13 @@ extension FUSEServer {
     /// A writeback of the kernel's pages in cache=direct mode, merged three ways
     /// (WritebackMerge.swift): only the bytes a store changed are written. The count is the
     /// whole WRITE's, as every byte of it is now where the kernel asked (or newer there).
-    func mergedWriteback(_ f: OpenFile, _ handle: FileHandle, _ at: Int, _ data: UnsafeRawBufferPointer) throws(Errno) -> Int {
+    func mergedWriteback(
+        _ f: OpenFile, _ handle: FileHandle, _ at: Int, _ data: UnsafeRawBufferPointer, _ lender: ReceiveBlock?
+    ) throws(Errno) -> Int {
         let (n, stale) = try merge.bases(f.inode).gate.withLock { (b: inout [Int: [UInt8]]) throws(Errno) -> (Int, Bool) in
             let runs = merge.writebackRuns(&b, offset: at, data)
             for run in runs {
-                let wrote = try handle.write(UnsafeRawBufferPointer(rebasing: data[run.bytes]), at: run.at)
+                let wrote = try handle.write(UnsafeRawBufferPointer(rebasing: data[run.bytes]), at: run.at, lender: lender)
                 if wrote < run.bytes.count { return (run.bytes.lowerBound + wrote, true) }
             }
             return (data.count, runs.reduce(0) { $0 + $1.bytes.count } < data.count)

@@ -11,6 +11,7 @@
 
 import CFUSE
 import IOMapBase
+import PageCache
 import Synchronization
 import Volume
 
@@ -79,10 +80,28 @@ public final class FUSEServer: Sendable {
     /// to write back, or nil when the request takes none (FORGET, INTERRUPT) or cannot be
     /// answered (no header to name it).
     public func serve(_ bytes: UnsafeRawBufferPointer, into reply: ReplyBuffer) -> UnsafeRawBufferPointer? {
+        serve(decoding: { () throws(RequestDecodeError) in try Request.decode(bytes) }, into: reply)
+    }
+
+    /// Serves a WRITE read in two pieces, its data in `lender` (Request.decodeWrite).
+    public func serveWrite(head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, lender: ReceiveBlock, into reply: ReplyBuffer)
+        -> UnsafeRawBufferPointer?
+    {
+        serve(
+            decoding: { () throws(RequestDecodeError) in
+                var r = try Request.decodeWrite(head: head, payload: payload)
+                if case .write(let fh, let offset, let data, let flags, _) = r.operation {
+                    r.operation = .write(fh: fh, offset: offset, data: data, writeFlags: flags, lender: lender)
+                }
+                return r
+            }, into: reply)
+    }
+
+    func serve(decoding: () throws(RequestDecodeError) -> Request, into reply: ReplyBuffer) -> UnsafeRawBufferPointer? {
         reply.reset()
         let request: Request
         do throws(RequestDecodeError) {
-            request = try Request.decode(bytes)
+            request = try decoding()
         } catch {
             stats.badRequests.add(1, ordering: .relaxed)
             guard case .badArguments(let h, let e) = error else { return nil }
@@ -185,7 +204,7 @@ public final class FUSEServer: Sendable {
         case .open(let flags): try open(ino, flags, c, reply)
         case .create(let name, let flags, let mode): try create(ino, name, flags, mode, c, reply)
         case .read(let fh, let offset, let size, let flags): try read(fh, offset, size, flags, reply)
-        case .write(let fh, let offset, let data, let flags): try write(fh, offset, data, flags, c, reply)
+        case .write(let fh, let offset, let data, let flags, let lender): try write(fh, offset, data, flags, lender, c, reply)
         case .release(let fh): release(fh)
         case .flush(let fh): _ = try handles.file(fh)
         case .fsync(let fh, let datasync): try fsync(fh, datasync)

@@ -11,9 +11,16 @@
 // threads are plain OS threads (JoinableThread): the engine's locks sleep the calling
 // thread, which a cooperative task pool would not survive. The session ends when every
 // thread has seen the connection end.
+//
+// A request is read in two pieces (readv): its first `Request.writeHeadSize` bytes, a
+// WRITE's headers, into the read buffer, the rest into the thread's receive block, folio
+// memory whose pieces the cache can take for its new folios instead of copying a WRITE's
+// data (ReceiveBlock.swift). Any other request's rest is moved up behind its head, so that
+// it decodes from one buffer as before.
 
 import CFUSE
 import IOMapBase
+import PageCache
 import Synchronization
 
 #if canImport(Glibc)
@@ -36,7 +43,9 @@ public final class FUSESession: Sendable {
     /// smaller buffer (fuse_dev_do_read: at least FUSE_MIN_READ_BUFFER, and at least the
     /// headers plus max_write).
     static let readBufferSize = Negotiation.maxWrite + 64 * 1024
-    static let replyBufferSize = Negotiation.maxWrite + 4096
+    /// A READ asks for at most `maxPages` pages (more than `maxWrite` where the kernel lets
+    /// a request hold that many).
+    static let replyBufferSize = Negotiation.maxPages * 4096 + 4096
 
     public init(server: FUSEServer, deviceFD: Int32) {
         self.server = server
@@ -100,19 +109,44 @@ public final class FUSESession: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 4096)
         defer { buffer.deallocate() }
         let reply = ReplyBuffer(capacity: Self.replyBufferSize)
+        let receive = ReceiveBlock(shift: Negotiation.maxWrite.trailingZeroBitCount)
+        let head = Request.writeHeadSize
         while !server.isDestroyed {
-            let n = cfuse_read(fd, buffer.baseAddress, buffer.count)
+            var pieces = [
+                iovec(iov_base: buffer.baseAddress, iov_len: head), iovec(iov_base: receive.base, iov_len: receive.size),
+            ]
+            let n = readv(fd, &pieces, 2)
             if n < 0 {
-                let e = Int32(-n)
+                let e = errno
                 // EINTR: a signal; EAGAIN: another reader took the request; ENOENT: the
                 // request was interrupted before it was read. Anything else (ENODEV: the
                 // connection ended) ends this thread.
                 if e == EINTR || e == EAGAIN || e == ENOENT { continue }
                 return
             }
-            guard let message = server.serve(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: reply) else { continue }
+            let message = serveRead(n, buffer, receive, into: reply)
+            receive.renew()
+            guard let message else { continue }
             // ENOENT: the request was interrupted or aborted, and nobody waits for it.
             if cfuse_write(fd, message.baseAddress, message.count) == -Int(ENODEV) { return }
         }
+    }
+
+    /// Serves the `n` bytes just read: a WRITE from its two pieces, anything else from one
+    /// buffer once its rest has been moved up behind its head.
+    func serveRead(_ n: Int, _ buffer: UnsafeMutableRawBufferPointer, _ receive: ReceiveBlock, into reply: ReplyBuffer)
+        -> UnsafeRawBufferPointer?
+    {
+        let head = Request.writeHeadSize
+        if n > head {
+            let h = UnsafeRawBufferPointer(buffer).loadUnaligned(as: fuse_in_header.self)
+            if h.opcode == Opcode.write.rawValue && h.total_extlen == 0 {
+                return server.serveWrite(
+                    head: UnsafeRawBufferPointer(rebasing: buffer[0..<head]),
+                    payload: UnsafeRawBufferPointer(start: receive.base, count: n - head), lender: receive, into: reply)
+            }
+            (buffer.baseAddress! + head).copyMemory(from: receive.base, byteCount: n - head)
+        }
+        return server.serve(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: reply)
     }
 }

@@ -57,7 +57,8 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             }
             let folio: Folio
             var zeroed = ZeroedRuns()
-            switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes, zeroed: &zeroed) {
+            let lend = source.lender.map { (block: $0, at: source.next) }
+            switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes, zeroed: &zeroed, lend: lend) {
             case .failure(let error):
                 iomapWriteFailed(inode, pos: iter.pos, length: bytes)
                 status = error
@@ -134,15 +135,23 @@ func copyIntoFolio(
 /// Gets and locks the folio for the next step, checks the mapping is still valid and fills
 /// the blocks the write will not cover (iomap_write_begin). On success `bytes` is trimmed to
 /// the folio; `.success(nil)` means the mapping went stale and nothing was touched.
-/// `zeroed` gets the runs the fill zeroed around the write.
+/// `zeroed` gets the runs the fill zeroed around the write. `lend`: the receive block the
+/// write's bytes lie in and the address of the first (adoptLentMemory).
 func iomapWriteBegin(
-    _ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int, zeroed: inout ZeroedRuns
+    _ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int, zeroed: inout ZeroedRuns,
+    lend: (block: ReceiveBlock, at: UnsafeRawPointer)? = nil
 ) -> Result<Folio?, Errno> {
     let inode = iter.inode
     let pos = iter.pos
     let len = min(iter.mappingLength, bytes)
     precondition(len > 0, "write_begin with nothing to do at \(pos)")
-    guard let folio = inode.mapping.getFolio(pos, length: len, nowait: iter.flags.contains(.nowait)) else {
+    // A new folio is sized for the bytes written, as the kernel sizes it; with a receive
+    // block behind them, for the pages they touch: the kernel splits a 1 MiB direct write
+    // from a buffer that does not start on a page into 1 MiB - x and x bytes (its request
+    // holds at most max_pages pages), and only a folio as large as the block can take it.
+    // The mapping's own end, not the write's: it covers the write's last block whole.
+    let sizing = lend == nil ? len : min(iter.mapping!.end, roundUp(pos + len, pageSize)) - pos
+    guard let folio = inode.mapping.getFolio(pos, length: sizing, nowait: iter.flags.contains(.nowait)) else {
         bytes = len
         return .failure(.resourceTemporarilyUnavailable)
     }
@@ -162,6 +171,7 @@ func iomapWriteBegin(
         return .success(nil)
     }
     let trimmed = min(len, folio.end - pos)
+    if let lend { adoptLentMemory(iter, folio, pos: pos, length: trimmed, lend.block, lend.at) }
     if let error = iomapWriteBeginFill(iter, ops: ops, folio: folio, pos: pos, length: trimmed, zeroed: &zeroed) {
         folio.unlock()
         bytes = trimmed
@@ -169,6 +179,23 @@ func iomapWriteBegin(
     }
     bytes = trimmed
     return .success(folio)
+}
+
+/// When the write starts a new folio whose size is the receive block's and its bytes start
+/// at the block's first byte, the folio takes the block as its memory instead of a copy of it
+/// (ReceiveBlock.swift); the copy that follows is then onto the bytes themselves. Before the
+/// fill, so that the fill works on the memory the folio keeps; and only where the fill would
+/// zero the block the write ends inside, since a read there would land over the write's
+/// bytes. Blocks the write does not reach at all stay not uptodate, as in any new folio.
+func adoptLentMemory(
+    _ iter: IOMapIterator, _ folio: Folio, pos: Int, length: Int, _ block: ReceiveBlock, _ address: UnsafeRawPointer
+) {
+    let inode = iter.inode
+    guard pos == folio.pos, folio.size == block.size, !iter.flags.contains(.unshare), folio.canAdoptMemory else { return }
+    let end = pos + length
+    let bs = inode.geometry.blockSize
+    if end < folio.end && end & (bs - 1) != 0 && !blockNeedsZeroing(inode, iter.readMapping, at: end & ~(bs - 1)) { return }
+    if block.lend(address, size: folio.size) { folio.adoptMemory(UnsafeMutableRawPointer(mutating: address)) }
 }
 
 /// The runs of blocks (folio offsets) that write-begin made uptodate by zeroing around the

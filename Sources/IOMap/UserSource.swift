@@ -7,8 +7,12 @@
 // (hook point H7), which a retry then gets past, as a race with munmap or memory pressure
 // would. A `SourceProtection` shared with another thread is mprotect on the buffer: it can
 // make the rest of the buffer unreadable between the fault-in and the copy.
+//
+// A buffer inside a ReceiveBlock (a FUSE request's payload) can lend whole folios' worth of
+// itself to the cache (`lender`); a copy onto the bytes' own address is then no copy at all.
 
 import IOMapBase
+import PageCache
 import Synchronization
 
 /// The readable extent of a user buffer that another thread may shrink, as mprotect or
@@ -34,12 +38,22 @@ public struct UserSource {
     public let faultOffset: Int?
     /// Where another thread can make the buffer unreadable, or nil.
     public let protection: SourceProtection?
+    /// The block the buffer lies in, whose pieces the cache may take as folio memory, or nil.
+    public let lender: ReceiveBlock?
 
-    public init(_ buffer: UnsafeRawBufferPointer, faultOffset: Int? = nil, protection: SourceProtection? = nil) {
+    public init(
+        _ buffer: UnsafeRawBufferPointer, faultOffset: Int? = nil, protection: SourceProtection? = nil,
+        lender: ReceiveBlock? = nil
+    ) {
         self.buffer = buffer
         self.faultOffset = faultOffset
         self.protection = protection
+        // Memory that can become unreadable is not memory the cache could own.
+        self.lender = faultOffset == nil && protection == nil ? lender : nil
     }
+
+    /// The address of the next byte to copy.
+    public var next: UnsafeRawPointer { buffer.baseAddress! + consumed }
 
     /// iov_iter_count.
     public var remaining: Int { buffer.count - consumed }
@@ -56,6 +70,12 @@ public struct UserSource {
     /// the injector's `limit` says; advances and returns the number copied.
     public mutating func copy(to destination: UnsafeMutableRawPointer, count: Int, limit: Int?) -> Int {
         var n = min(count, max(0, readableEnd - consumed))
+        if UnsafeRawPointer(destination) == next {
+            // The destination is the bytes themselves (a folio took them from the lender):
+            // nothing moves, so nothing can fault part way.
+            consumed += n
+            return n
+        }
         if let limit { n = min(n, limit) }
         if n > 0 { destination.copyMemory(from: buffer.baseAddress! + consumed, byteCount: n) }
         consumed += n

@@ -44,7 +44,9 @@ public final class Folio: @unchecked Sendable {
     public let blockShift: Int
     /// The folio's bytes: `size` contiguous bytes, holding what `FolioMemory.fill` says when
     /// the folio is created: nothing a reader may see before it is zeroed, read or written.
-    public let data: UnsafeMutableRawPointer
+    /// Changes only in `adoptMemory`, under the folio lock, while no byte of it is data.
+    /// No dynamic exclusivity checks, as for `state`.
+    @exclusivity(unchecked) public private(set) var data: UnsafeMutableRawPointer
     @usableFromInline let flags = Atomic<UInt32>(0)
     // Guarded by: the folio lock. Uptodate bits in words [0, w), dirty bits in [w, 2w). No
     // dynamic exclusivity checks: the lock already serialises every access, and the write
@@ -64,6 +66,26 @@ public final class Folio: @unchecked Sendable {
     deinit {
         FolioMemory.free(data, shift: sizeShift)
         state?.deallocate()
+    }
+
+    /// Whether the folio may trade its memory for other memory: locked, and none of its
+    /// bytes is data or seen by anything else (not uptodate in any block, clean, not under
+    /// writeback, not mapped).
+    public var canAdoptMemory: Bool {
+        guard isLocked, !isUptodate, !isDirty, !isWriteback, !isWriteMapped, !isRemoved else { return false }
+        guard let state else { return true }
+        for w in 0..<stateWords where state[w] != 0 { return false }
+        return true
+    }
+
+    /// Takes `memory` (a block of the folio's size, aligned to it, that the caller owned and
+    /// now gives up: a ReceiveBlock's piece) as the folio's memory, and frees its own
+    /// (ReceiveBlock.swift). Only while `canAdoptMemory`.
+    public func adoptMemory(_ memory: UnsafeMutableRawPointer) {
+        precondition(canAdoptMemory, "folio at \(pos) cannot trade its memory")
+        precondition(UInt(bitPattern: memory) & UInt(size - 1) == 0, "memory for a folio of \(size) bytes is not aligned to it")
+        FolioMemory.free(data, shift: sizeShift)
+        data = memory
     }
 
     @inlinable public var size: Int { 1 << sizeShift }

@@ -47,9 +47,10 @@ public final class FileHandle: Sendable {
     public func read(count: Int, at offset: Int) throws(Errno) -> [UInt8] { try file.read(count: count, at: offset) }
 
     /// pwrite: the engine's buffered write, then the timestamps and the setuid/setgid bits.
+    /// `lender`: the receive block `bytes` lie in (ReceiveBlock.swift), or nil.
     @discardableResult
-    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Errno) -> Int {
-        let n = try file.write(bytes, at: offset)
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int, lender: ReceiveBlock? = nil) throws(Errno) -> Int {
+        let n = try file.write(bytes, at: offset, lender: lender)
         stamp(clearingSetID: true)
         return n
     }

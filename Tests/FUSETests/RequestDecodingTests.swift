@@ -165,12 +165,29 @@ struct RequestDecodingTests {
         w.size = 5
         w.write_flags = ProtocolFlags.writeCache
         guard
-            case .write(4, 10, let data, ProtocolFlags.writeCache) = try decode(request(.write, bytes(of: w) + Array("hello".utf8)))
-                .operation
+            case .write(4, 10, let data, ProtocolFlags.writeCache, .none) = try decode(
+                request(.write, bytes(of: w) + Array("hello".utf8))
+            )
+            .operation
         else { Issue.record("write"); return }
         #expect(Array(data) == Array("hello".utf8))
         #expect(decodeErrno(request(.write, bytes(of: w) + Array("hell".utf8))) == .invalidArgument, "payload shorter than size")
         #expect(decodeErrno(request(.write, bytes(of: w) + Array("hello!".utf8))) == .invalidArgument, "payload longer than size")
+        // The same WRITE read in two pieces, headers and data (Session.serveRead).
+        let whole = request(.write, bytes(of: w) + Array("hello".utf8))
+        let head = Array(whole.prefix(Request.writeHeadSize))
+        let split = { (headBytes: [UInt8], payload: [UInt8]) -> Result<Request, RequestDecodeError> in
+            headBytes.withUnsafeBytes { h in
+                payload.withUnsafeBytes { p in
+                    Result { () throws(RequestDecodeError) -> Request in try Request.decodeWrite(head: h, payload: p) }
+                }
+            }
+        }
+        guard case .success(let r) = split(head, Array("hello".utf8)), case .write(4, 10, let d, _, .none) = r.operation,
+            Array(d) == Array("hello".utf8)
+        else { Issue.record("split write"); return }
+        if case .success = split(head, Array("hell".utf8)) { Issue.record("a payload shorter than the header's length decoded") }
+        if case .success = split(Array(head.prefix(60)), Array("hello".utf8)) { Issue.record("a short head decoded") }
         var rel = fuse_release_in()
         rel.fh = 6
         guard case .release(6) = try decode(request(.release, bytes(of: rel))).operation else { Issue.record("release"); return }
