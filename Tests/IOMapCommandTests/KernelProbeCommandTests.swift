@@ -3,7 +3,9 @@
 // (the stalled write always hits the window, the controls and our engine keep the data or
 // leave nothing stale, the exit status follows the count) and that it leaves no mount or
 // loop device behind. The suite runs serially, so that one test's images are not taken for
-// another's leftovers.
+// another's leftovers, and its probes make their images in a temporary directory of the
+// suite's own (TMPDIR), so that the loop mounts other suites make meanwhile (the bench's,
+// the kernel-side tests') are not taken for the probes' either.
 
 import Foundation
 import Testing
@@ -20,14 +22,29 @@ struct KernelProbeCommandTests {
         }
     }
 
+    /// The probes' temporary directory: open to every user, as /tmp is, since one test runs
+    /// the probe unprivileged.
+    static let scratch: String = {
+        let path = FileManager.default.temporaryDirectory.path + "/iomap-probe-tests-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o1777])
+        _ = chmod(path, 0o1777)
+        return path
+    }()
+
+    /// `iomap` with the suite's temporary directory.
+    func runProbe(_ arguments: [String], launcher: [String] = []) throws -> CommandResult {
+        try runIOMap(arguments, environment: ["TMPDIR": Self.scratch], launcher: launcher)
+    }
+
     /// Mounts and loop devices of the probes' images still present.
     static func leftovers() -> [String] {
+        let mine = { (s: Substring) in s.contains(scratch + "/iomap-xfs-") || s.contains(scratch + "/iomap-ext4-") }
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
-        let mounted = mounts.split(separator: "\n").filter { $0.contains("iomap-xfs-") || $0.contains("iomap-ext4-") }
+        let mounted = mounts.split(separator: "\n").filter(mine)
         let loops = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? []
         let bound = loops.filter { $0.hasPrefix("loop") }.compactMap { device -> String? in
             let backing = (try? String(contentsOfFile: "/sys/block/\(device)/loop/backing_file", encoding: .utf8)) ?? ""
-            return backing.contains("iomap-xfs-") || backing.contains("iomap-ext4-") ? "\(device): \(backing)" : nil
+            return mine(Substring(backing)) ? "\(device): \(backing)" : nil
         }
         return mounted.map(String.init) + bound
     }
@@ -36,7 +53,7 @@ struct KernelProbeCommandTests {
         "userfaultfd on a fresh XFS image: every attempt hits the window; control and engine keep the data; nothing left mounted",
         .enabled(if: canMount, "needs root and loop devices"))
     func userfaultfdOnXFS() throws {
-        let r = try runIOMap(["kernel-probe", "eof-block", "--method", "userfaultfd", "--attempts", "5", "--json"])
+        let r = try runProbe(["kernel-probe", "eof-block", "--method", "userfaultfd", "--attempts", "5", "--json"])
         let j = try r.json()
         let lost = try #require(j["lost"] as? Int)
         #expect(r.status == (lost > 0 ? 1 : 0), "exit \(r.status)\n\(r.stderr)")
@@ -52,7 +69,7 @@ struct KernelProbeCommandTests {
 
     @Test("on a directory of tmpfs (no delalloc): nothing is lost, exit 0")
     func tmpfsNotAffected() throws {
-        let r = try runIOMap(["kernel-probe", "eof-block", "--dir", "/dev/shm", "--method", "userfaultfd", "--attempts", "3", "--json"])
+        let r = try runProbe(["kernel-probe", "eof-block", "--dir", "/dev/shm", "--method", "userfaultfd", "--attempts", "3", "--json"])
         #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
         let j = try r.json()
         #expect(j["fs"] as? String == "tmpfs")
@@ -69,7 +86,7 @@ struct KernelProbeCommandTests {
             (["--dir", "/nonexistent-iomap-dir"], "/nonexistent-iomap-dir"),
         ])
     func badUsage(arguments: [String], named: String) throws {
-        let r = try runIOMap(["kernel-probe", "eof-block"] + arguments)
+        let r = try runProbe(["kernel-probe", "eof-block"] + arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments)")
         #expect(r.stderr.contains(named), "\(r.stderr)")
         #expect(r.stdout.isEmpty)
@@ -79,7 +96,7 @@ struct KernelProbeCommandTests {
         "short-copy on fresh XFS images: every case runs; controls and engine leave nothing stale; nothing left mounted",
         .enabled(if: canMount && hasMkfsXFS, "needs root, loop devices and mkfs.xfs"))
     func shortCopyOnXFS() throws {
-        let r = try runIOMap(["kernel-probe", "short-copy", "--attempts", "2", "--json"])
+        let r = try runProbe(["kernel-probe", "short-copy", "--attempts", "2", "--json"])
         let j = try r.json()
         let affected = try #require(j["affected"] as? Bool)
         #expect(r.status == (affected ? 1 : 0), "exit \(r.status)\n\(r.stderr)")
@@ -114,7 +131,7 @@ struct KernelProbeCommandTests {
 
     @Test("short-copy in a tmpfs directory: the 4 KiB cases run, 1k-hole is skipped, nothing stale, exit 0")
     func shortCopyOnTmpfs() throws {
-        let r = try runIOMap(["kernel-probe", "short-copy", "--dir", "/dev/shm", "--attempts", "2", "--json"])
+        let r = try runProbe(["kernel-probe", "short-copy", "--dir", "/dev/shm", "--attempts", "2", "--json"])
         #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
         let j = try r.json()
         #expect(j["fs"] as? String == "tmpfs")
@@ -142,7 +159,7 @@ struct KernelProbeCommandTests {
         "short-copy without --dir and without root cannot run: exit 2 naming root",
         .enabled(if: unprivilegedLauncher != nil, "needs to run unprivileged: not root, or setpriv"))
     func shortCopyNeedsRoot() throws {
-        let r = try runIOMap(["kernel-probe", "short-copy", "--attempts", "1"], launcher: Self.unprivilegedLauncher ?? [])
+        let r = try runProbe(["kernel-probe", "short-copy", "--attempts", "1"], launcher: Self.unprivilegedLauncher ?? [])
         #expect(r.status == 2, "exit \(r.status)\n\(r.stderr)")
         #expect(r.stderr.contains("needs root"), "\(r.stderr)")
         #expect(r.stdout.isEmpty)
@@ -160,7 +177,7 @@ struct KernelProbeCommandTests {
             (["--attempts", "many"], "many"),
         ])
     func shortCopyBadUsage(arguments: [String], named: String) throws {
-        let r = try runIOMap(["kernel-probe", "short-copy"] + arguments)
+        let r = try runProbe(["kernel-probe", "short-copy"] + arguments)
         #expect(r.status == 2, "exit \(r.status) for \(arguments)")
         #expect(r.stderr.contains(named), "\(r.stderr)")
         #expect(r.stdout.isEmpty)
