@@ -34,11 +34,6 @@ int cfuse_clone_device(int session_fd) {
     return fd;
 }
 
-long cfuse_read(int fd, void *buffer, size_t size) {
-    ssize_t n = read(fd, buffer, size);
-    return n < 0 ? -errno : (long)n;
-}
-
 long cfuse_write(int fd, const void *buffer, size_t size) {
     ssize_t n = write(fd, buffer, size);
     return n < 0 ? -errno : (long)n;

@@ -19,7 +19,7 @@ extension ExtentFile {
     /// unreadable, as if that part of the user buffer were unmapped. Returns the bytes
     /// written, which may be fewer than asked; throws only when none were. `protection` lets
     /// another thread make the buffer unreadable while the write runs. `lender`: the receive
-    /// block `bytes` lie in, whose pieces new folios may take instead of a copy.
+    /// block `bytes` lie in, which a new folio of its size may take instead of a copy.
     @discardableResult
     public func write(
         _ bytes: UnsafeRawBufferPointer, at offset: Int, faultOffset: Int? = nil, protection: SourceProtection? = nil,

@@ -124,8 +124,8 @@ public enum Operation {
     case link(oldNode: UInt64, name: [UInt8])
     case open(flags: UInt32)
     case read(fh: UInt64, offset: UInt64, size: UInt32, readFlags: UInt32)
-    /// `lender`: the receive block `data` lies in, whose pieces the cache may keep (set by the
-    /// request thread, never by the decoder).
+    /// `lender`: the receive block `data` lies in, which a new folio may take instead of a
+    /// copy (only a WRITE read in two pieces has one).
     case write(fh: UInt64, offset: UInt64, data: UnsafeRawBufferPointer, writeFlags: UInt32, lender: ReceiveBlock?)
     case statfs
     case release(fh: UInt64)
@@ -202,10 +202,11 @@ extension Request {
     public static let writeHeadSize = RequestHeader.size + MemoryLayout<fuse_write_in>.size
 
     /// Decodes a WRITE read in two pieces: `head` holds its header and arguments
-    /// (`writeHeadSize` bytes), `payload` its data, and nothing follows (no extensions).
-    public static func decodeWrite(head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) throws(RequestDecodeError)
-        -> Request
-    {
+    /// (`writeHeadSize` bytes), `payload` its data, and nothing follows (no extensions);
+    /// `lender` is the receive block `payload` lies in.
+    public static func decodeWrite(
+        head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, lender: ReceiveBlock? = nil
+    ) throws(RequestDecodeError) -> Request {
         guard head.count >= RequestHeader.size else { throw .noHeader }
         let h = head.loadUnaligned(as: fuse_in_header.self)
         let header = RequestHeader(
@@ -217,7 +218,7 @@ extension Request {
         let a = head.loadUnaligned(fromByteOffset: RequestHeader.size, as: fuse_write_in.self)
         guard Int(a.size) == payload.count else { throw .badArguments(header, .invalidArgument) }
         return Request(
-            header: header, operation: .write(fh: a.fh, offset: a.offset, data: payload, writeFlags: a.write_flags, lender: nil))
+            header: header, operation: .write(fh: a.fh, offset: a.offset, data: payload, writeFlags: a.write_flags, lender: lender))
     }
 
     static func decodeOperation(_ opcode: UInt32, _ r: inout ArgumentReader) throws(Errno) -> Operation {

@@ -88,13 +88,8 @@ public final class FUSEServer: Sendable {
         -> UnsafeRawBufferPointer?
     {
         serve(
-            decoding: { () throws(RequestDecodeError) in
-                var r = try Request.decodeWrite(head: head, payload: payload)
-                if case .write(let fh, let offset, let data, let flags, _) = r.operation {
-                    r.operation = .write(fh: fh, offset: offset, data: data, writeFlags: flags, lender: lender)
-                }
-                return r
-            }, into: reply)
+            decoding: { () throws(RequestDecodeError) in try Request.decodeWrite(head: head, payload: payload, lender: lender) },
+            into: reply)
     }
 
     func serve(decoding: () throws(RequestDecodeError) -> Request, into reply: ReplyBuffer) -> UnsafeRawBufferPointer? {

@@ -14,8 +14,8 @@
 //
 // A request is read in two pieces (readv): its first `Request.writeHeadSize` bytes, a
 // WRITE's headers, into the read buffer, the rest into the thread's receive block, folio
-// memory whose pieces the cache can take for its new folios instead of copying a WRITE's
-// data (ReceiveBlock.swift). Any other request's rest is moved up behind its head, so that
+// memory that a new folio can take whole instead of copying a WRITE's data
+// (ReceiveBlock.swift). Any other request's rest is moved up behind its head, so that
 // it decodes from one buffer as before.
 
 import CFUSE
@@ -110,11 +110,13 @@ public final class FUSESession: Sendable {
         defer { buffer.deallocate() }
         let reply = ReplyBuffer(capacity: Self.replyBufferSize)
         let receive = ReceiveBlock(shift: Negotiation.maxWrite.trailingZeroBitCount)
-        let head = Request.writeHeadSize
+        // Made once: a request thread reads thousands of times a second. Only the block's
+        // address changes, after a folio took it.
+        var pieces = [
+            iovec(iov_base: buffer.baseAddress, iov_len: Request.writeHeadSize), iovec(iov_base: receive.base, iov_len: receive.size),
+        ]
         while !server.isDestroyed {
-            var pieces = [
-                iovec(iov_base: buffer.baseAddress, iov_len: head), iovec(iov_base: receive.base, iov_len: receive.size),
-            ]
+            pieces[1].iov_base = receive.base
             let n = readv(fd, &pieces, 2)
             if n < 0 {
                 let e = errno

@@ -43,9 +43,6 @@ int cfuse_open_device(void);
 /// (ioctl FUSE_DEV_IOC_CLONE): its own processing queue, the connection's input queue.
 int cfuse_clone_device(int session_fd);
 
-/// read(2) of one request from a /dev/fuse descriptor: its length, or -errno.
-long cfuse_read(int fd, void *buffer, size_t size);
-
 /// write(2) of one reply: the bytes written, or -errno.
 long cfuse_write(int fd, const void *buffer, size_t size);
 
