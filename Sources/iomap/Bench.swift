@@ -123,7 +123,8 @@ struct Bench: ParsableCommand {
             print(table(report))
         }
         for f in report.failures { say("FAILED: \(f.name): \(f.error ?? "")") }
-        if !report.failures.isEmpty { throw ExitStatus.violation }
+        for f in report.scalingFailures { say("FAILED: \(f.name): \(f.error ?? "")") }
+        if !report.failures.isEmpty || !report.scalingFailures.isEmpty { throw ExitStatus.violation }
     }
 }
 
@@ -221,6 +222,10 @@ struct BenchJSON: Encodable {
         @KeepNull var kernel_ns_per_op: Double?
         @KeepNull var memcpy_ns_per_op: Double?
         @KeepNull var ratio: Double?
+        /// (engine - memcpy) / (kernel - memcpy): the engine's own work beside the kernel's.
+        @KeepNull var own_work: Double?
+        /// Toward the goal: 1 at it, above 1 beyond it; null where the goal is not one number.
+        @KeepNull var attainment: Double?
         /// The workload's further numbers (cleanup's per-size times, memory's byte counts,
         /// ...), named by the workload. They are all doubles, and a whole one (a count) prints
         /// as an integer, as it did before.
@@ -231,7 +236,24 @@ struct BenchJSON: Encodable {
         var skipped: String?
     }
 
+    struct Point: Encodable {
+        var x: Double
+        var label: String
+        @KeepNull var engine_ns_per_op: Double?
+        @KeepNull var kernel_ns_per_op: Double?
+    }
+
+    struct Scaling: Encodable {
+        var name, axis, goal: String
+        var holds: Bool
+        var points: [Point]
+        var detail: [String: Double]
+        var error: String?
+        var skipped: String?
+    }
+
     var results: [Result]
+    var scaling: [Scaling]
     var kernel_dir_fstype: String
     /// Null when no workload needed the disk directory.
     @KeepNull var disk_dir_fstype: String?
@@ -245,10 +267,19 @@ extension BenchJSON {
         let results = report.results.map { r in
             Result(
                 name: r.name, goal: r.goal, holds: r.holds, engine_ns_per_op: r.engineNsPerOp, kernel_ns_per_op: r.kernelNsPerOp,
-                memcpy_ns_per_op: r.memcpyNsPerOp, ratio: r.ratio, detail: r.detail, error: r.error, skipped: r.skipped)
+                memcpy_ns_per_op: r.memcpyNsPerOp, ratio: r.ratio, own_work: r.ownWork, attainment: r.attainment, detail: r.detail,
+                error: r.error, skipped: r.skipped)
+        }
+        let scaling = report.scaling.map { s in
+            Scaling(
+                name: s.name, axis: s.axis, goal: s.goal, holds: s.holds,
+                points: s.points.map {
+                    Point(x: $0.x, label: $0.label, engine_ns_per_op: $0.engineNsPerOp, kernel_ns_per_op: $0.kernelNsPerOp)
+                },
+                detail: s.detail, error: s.error, skipped: s.skipped)
         }
         self.init(
-            results: results, kernel_dir_fstype: report.kernelDirFSType,
+            results: results, scaling: scaling, kernel_dir_fstype: report.kernelDirFSType,
             disk_dir_fstype: report.diskDirFSType.isEmpty ? nil : report.diskDirFSType, repetitions: report.repetitions,
             quick: report.quick, elapsed_s: report.elapsedSeconds)
     }
@@ -277,13 +308,13 @@ private func pad(_ s: String, _ width: Int) -> String {
 }
 
 private func table(_ report: BenchReport) -> String {
-    let header = ["workload", "engine", "kernel", "memcpy", "ratio", "goal", "holds"]
+    let header = ["workload", "engine", "kernel", "memcpy", "ratio", "own work", "goal", "holds"]
     var rows = [header]
     for r in report.results {
         let holds = r.error != nil ? "FAILED" : r.skipped != nil ? "skipped" : (r.holds ? "yes" : "NO")
         rows.append([
-            r.name, formatNs(r.engineNsPerOp), formatNs(r.kernelNsPerOp), formatNs(r.memcpyNsPerOp), formatRatio(r), r.goal,
-            holds,
+            r.name, formatNs(r.engineNsPerOp), formatNs(r.kernelNsPerOp), formatNs(r.memcpyNsPerOp), formatRatio(r),
+            r.ownWork.map { String(format: "%.2f×", $0) } ?? "—", r.goal, holds,
         ])
     }
     let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
@@ -328,8 +359,26 @@ private func table(_ report: BenchReport) -> String {
         }
     }
     if !notes.isEmpty { lines += [""] + notes }
+    lines += scalingTable(report.scaling)
     lines.append(String(format: "\n%.1f s", report.elapsedSeconds))
     return lines.joined(separator: "\n")
+}
+
+/// The scaling curves: per curve a heading with its goal, then one line per point.
+private func scalingTable(_ curves: [BenchScaling]) -> [String] {
+    guard !curves.isEmpty else { return [] }
+    var lines = ["", "scaling (per operation; ratio kernel / engine):"]
+    for c in curves {
+        let holds = c.error != nil ? "FAILED" : c.skipped != nil ? "skipped" : (c.holds ? "holds" : "does NOT hold")
+        lines.append("  \(c.name) by \(c.axis): goal \(c.goal): \(holds)\(c.skipped.map { " (\($0))" } ?? "")")
+        let rows = c.points.map { p in
+            let ratio = p.engineNsPerOp.flatMap { e in p.kernelNsPerOp.map { String(format: "%.2f×", $0 / e) } } ?? "—"
+            return [p.label, formatNs(p.engineNsPerOp), formatNs(p.kernelNsPerOp), ratio]
+        }
+        let widths = (0..<4).map { col in rows.map { $0[col].count }.max() ?? 0 }
+        for row in rows { lines.append("    " + row.indices.map { pad(row[$0], widths[$0]) }.joined(separator: "  ")) }
+    }
+    return lines
 }
 
 /// The bytes a cleanup detail key names ("ns_per_op_64MiB"), for sorting.
