@@ -47,6 +47,11 @@ public struct ExtentFSConfig: Sendable, DeliberateBugsCarrier {
 public final class ExtentFS: Sendable {
     public let device: any BlockDevice
     public let space: SpaceManager
+
+    /// Reserves `count` blocks for delalloc (the space manager's reserve). Files call this,
+    /// not `fs.space.reserve`: a method reached through two references is bracketed by a
+    /// retain and a release of the object it is called on, one reached through one is not.
+    func reserveSpace(_ count: Int) throws(Errno) { try space.reserve(count) }
     public let config: ExtentFSConfig
     public let geometry: BlockGeometry
     /// The extent maps of the live files, for space accounting. Not the files themselves: a

@@ -33,8 +33,8 @@ extension ExtentFile {
         let count = min(bytes.count, maxFileSize - offset)
         var source = UserSource(
             UnsafeRawBufferPointer(rebasing: bytes[0..<count]), faultOffset: faultOffset, protection: protection, lender: lender)
-        inode.ioLock.lockExclusive()
-        defer { inode.ioLock.unlockExclusive() }
+        inode.lockIOExclusive()
+        defer { inode.unlockIOExclusive() }
         if offset + count > inode.size { pagecacheCleanPastEOF(inode, oldSize: inode.size) }
         try writeZeroEOF(upTo: offset)
         return try iomapFileBufferedWrite(inode, pos: offset, source: &source, ops: self)
@@ -66,8 +66,8 @@ extension ExtentFile {
         if offset < 0 { throw .invalidArgument }
         if offset.addingReportingOverflow(buffer.count).overflow { throw .invalidArgument }
         if buffer.isEmpty { return 0 }
-        inode.ioLock.lockShared()
-        defer { inode.ioLock.unlockShared() }
+        inode.lockIOShared()
+        defer { inode.unlockIOShared() }
         return try iomapBufferedRead(inode, pos: offset, into: buffer, ops: self)
     }
 
@@ -204,8 +204,8 @@ extension ExtentFile {
     /// Runs `body` with the inode I/O lock and the invalidate lock held exclusive, as
     /// truncate and every fallocate mode hold them.
     func withSpaceChangeLocks(_ body: () throws(Errno) -> Void) throws(Errno) {
-        inode.ioLock.lockExclusive()
-        defer { inode.ioLock.unlockExclusive() }
+        inode.lockIOExclusive()
+        defer { inode.unlockIOExclusive() }
         let lock = inode.mapping.invalidateLock
         lock.lockExclusive()
         defer { lock.unlockExclusive() }
@@ -251,8 +251,8 @@ extension ExtentFile {
     /// fsync of `range` (vfs_fsync_range): writes back the dirty folios overlapping it, then
     /// commits as fsync does, and reports a writeback error once to `cursor`'s handle.
     func fsync(cursor: OrderedMutex<Int>, range: ByteRange = ByteRange(0, maxFileSize)) throws(Errno) {
-        inode.ioLock.lockExclusive()
-        defer { inode.ioLock.unlockExclusive() }
+        inode.lockIOExclusive()
+        defer { inode.unlockIOExclusive() }
         let written = iomapWritepages(inode, range: range, ops: self)
         if let journal = fs.config.journal {
             try journal.commit(self, wroteData: written.bytesWritten > 0)
@@ -274,15 +274,15 @@ extension ExtentFile {
 
     /// lseek(SEEK_DATA).
     public func seekData(from offset: Int) throws(Errno) -> Int {
-        inode.ioLock.lockShared()
-        defer { inode.ioLock.unlockShared() }
+        inode.lockIOShared()
+        defer { inode.unlockIOShared() }
         return try iomapSeekData(inode, pos: offset, ops: self)
     }
 
     /// lseek(SEEK_HOLE).
     public func seekHole(from offset: Int) throws(Errno) -> Int {
-        inode.ioLock.lockShared()
-        defer { inode.ioLock.unlockShared() }
+        inode.lockIOShared()
+        defer { inode.unlockIOShared() }
         return try iomapSeekHole(inode, pos: offset, ops: self)
     }
 

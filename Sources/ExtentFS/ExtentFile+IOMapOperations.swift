@@ -18,7 +18,6 @@ extension ExtentFile: IOMapOperations {
         let offsetBlock = g.blockIndex(of: pos)
         var endBlock = min(g.blocksCovering(pos + length), g.blocksCovering(maxFileSize))
         let reserving = flags.contains(.write) && !flags.contains(.zero) && !flags.contains(.unshare)
-        let faults = inode.environment.faults
         return try extents.withLock { (map: inout ExtentMap) throws(Errno) -> (IOMapping, IOMapping?) in
             var cursor = extentCursor.load(ordering: .relaxed)
             let found = map.next(atOrAfter: offsetBlock, cursor: &cursor)
@@ -37,8 +36,10 @@ extension ExtentFile: IOMapOperations {
             }
             endBlock = min(endBlock, g.blocksCovering(pos + min(length, Self.maxReservationBytes)), holeEnd)
             let count = endBlock - offsetBlock
-            if let faults, faults.fails(.reserveENOSPC, offset: pos, length: length) { throw .noSpace }
-            try fs.space.reserve(count)
+            if let faults = inode.environment.faults, faults.fails(.reserveENOSPC, offset: pos, length: length) {
+                throw .noSpace
+            }
+            try fs.reserveSpace(count)
             let record = ExtentRecord(startBlock: offsetBlock, blockCount: count, state: .delalloc)
             map.insert(record)
             // The mapping returned is the new reservation only, even when it merged with a
@@ -108,7 +109,7 @@ extension ExtentFile: IOMapOperations {
         // Without the check (a canary configuration) this is a file system with no
         // ->iomap_valid, which trusts every mapping.
         guard fs.config.validityCheck else { return true }
-        return extents.withLock { $0.sequence } == mapping.validityCookie
+        return extentSequenceCell.current == mapping.validityCookie
     }
 
     public func readFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno)

@@ -12,7 +12,9 @@ public final class ExtentFile: Sendable {
     public let fs: ExtentFS
     public let inode: Inode
     /// The data fork, guarded by the extent-map lock (ILOCK).
-    let extents = OrderedMutex<ExtentMap>(.extentMap, "extent-map lock", ExtentMap())
+    let extents: OrderedMutex<ExtentMap>
+    /// The data fork's sequence number, published for iomapValid's lock-free check.
+    let extentSequenceCell: PublishedSequence
     /// Where the last mapping lookup landed in the extent records (the extent cursor); only a
     /// hint, checked before use.
     let extentCursor = Atomic<Int>(0)
@@ -23,7 +25,11 @@ public final class ExtentFile: Sendable {
 
     init(fs: ExtentFS, id: Int) {
         self.fs = fs
+        self.geometry = fs.geometry
         self.fsyncCursor = OrderedMutex(.leaf, "fsync cursor", 0)
+        let cell = PublishedSequence()
+        self.extentSequenceCell = cell
+        self.extents = OrderedMutex(.extentMap, "extent-map lock", ExtentMap(publishing: cell))
         let c = fs.config
         self.inode = Inode(
             id: id, geometry: fs.geometry, maxFolioSize: c.maxFolioSize, environment: c.environment,
@@ -62,7 +68,9 @@ public final class ExtentFile: Sendable {
         }
     }
 
-    public var geometry: BlockGeometry { inode.geometry }
+    /// The file system's block geometry, stored here so that the hot paths read it in one
+    /// load rather than through the inode and its address space.
+    public let geometry: BlockGeometry
     public var mapping: AddressSpace { inode.mapping }
     /// i_size.
     public var size: Int { inode.size }

@@ -12,6 +12,7 @@
 // Guarded by: the owning file's extent-map lock (ILOCK).
 
 import IOMapBase
+import Synchronization
 
 public enum ExtentState: String, Sendable {
     case delalloc, unwritten, written
@@ -56,14 +57,40 @@ public struct ExtentRecord: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Where a file's extent map publishes its sequence number, so that a mapping's validity is
+/// checked with one atomic load and no lock, as xfs_iomap_valid reads if_seq with
+/// READ_ONCE. The map stores into it at every bump, before the records change.
+public final class PublishedSequence: Sendable {
+    let value = Atomic<UInt64>(0)
+    public init() {}
+
+    /// The sequence as last published.
+    @inline(__always)
+    public var current: UInt64 { value.load(ordering: .acquiring) }
+}
+
 public struct ExtentMap: Sendable {
     public private(set) var records: [ExtentRecord] = []
     /// if_seq: bumped on every change.
     public private(set) var sequence: UInt64 = 0
     /// Blocks held by delalloc records (i_delayed_blks).
     public private(set) var delallocBlocks = 0
+    /// Where the sequence is published (the owning file's), or nil.
+    let published: PublishedSequence?
 
-    public init() {}
+    public init() { published = nil }
+
+    /// A map that publishes every sequence bump in `published`.
+    public init(publishing published: PublishedSequence) { self.published = published }
+
+    /// Bumps the sequence (xfs_iext_inc_seq), before the change it stands for, so that a
+    /// reader of the published value without the lock never sees the change with the old
+    /// sequence.
+    @inline(__always)
+    mutating func bumpSequence() {
+        sequence &+= 1
+        published?.value.store(sequence, ordering: .releasing)
+    }
 
     /// The index of the first record ending after `block` (the one holding it, or the next).
     func firstIndex(endingAfter block: Int) -> Int {
@@ -155,9 +182,9 @@ public struct ExtentMap: Sendable {
             i += 1
         }
         guard !removed.isEmpty else { return [] }
+        bumpSequence()
         records.replaceSubrange(firstTouched..<i, with: replacement)
         for r in removed where r.state == .delalloc { delallocBlocks -= r.blockCount }
-        sequence &+= 1
         verifyInvariants()
         return removed
     }
@@ -168,6 +195,7 @@ public struct ExtentMap: Sendable {
         precondition(
             i == records.count || records[i].startBlock >= record.endBlock,
             "inserting \(record) over existing \(records[i])")
+        bumpSequence()
         var r = record
         if i > 0, records[i - 1].canMerge(with: r) {
             let prev = records[i - 1]
@@ -183,7 +211,6 @@ public struct ExtentMap: Sendable {
             records.insert(r, at: i)
         }
         if record.state == .delalloc { delallocBlocks += record.blockCount }
-        sequence &+= 1
         verifyInvariants()
     }
 

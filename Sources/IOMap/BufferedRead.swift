@@ -20,6 +20,17 @@ public func iomapBufferedRead(
         let isize = inode.size
         if p >= isize { break }
         let want = min(buffer.count - done, isize - p)
+        // An uptodate folio is copied from without its lock, as filemap_read copies under
+        // a reference only: with the I/O lock shared no write, truncate or hole punch can
+        // change its bytes, and reclaim removes only clean folios, whose memory the
+        // reference keeps. The lock is for folios that still need filling.
+        if let folio = inode.mapping.lookup(p), folio.isUptodate {
+            let n = min(want, folio.end - p)
+            (buffer.baseAddress! + done).copyMemory(from: folio.data + folio.offsetInFolio(p), byteCount: n)
+            done += n
+            p += n
+            continue
+        }
         let folio: Folio
         do {
             folio = try readFolioForAccess(inode, at: p, length: want, ops: ops)

@@ -27,7 +27,7 @@ public func iomapFileBufferedWrite(
     var failure: Errno?
     do {
         while try iter.next(ops) {
-            iter.status = iomapWriteIter(&iter, &source, ops: ops)
+            iter.status = iomapWriteIter(inode, &iter, &source, ops: ops)
         }
     } catch {
         failure = error
@@ -38,10 +38,14 @@ public func iomapFileBufferedWrite(
 
 /// The copy loop over one mapping (iomap_write_iter). Returns nil when it made progress or
 /// stopped for a stale mapping, otherwise the error that stopped it.
-func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops: any IOMapOperations) -> Errno? {
-    let inode = iter.inode
-    let mapping = inode.mapping
-    var chunk = mapping.maxFolioSize
+///
+/// `inode` is `iter.inode`, passed as a parameter because class references bound to locals
+/// from a struct cost a retain and a release each per call, as the ones read through a
+/// parameter do not; the hot functions below follow the same rule (docs/DESIGN.md, "Speed").
+func iomapWriteIter(
+    _ inode: Inode, _ iter: inout IOMapIterator, _ source: inout UserSource, ops: any IOMapOperations
+) -> Errno? {
+    var chunk = inode.mapping.maxFolioSize
     var total = 0
     var status: Errno?
     inode.fire(.afterIomapBegin, iter.mapping!.range)
@@ -58,15 +62,16 @@ func iomapWriteIter(_ iter: inout IOMapIterator, _ source: inout UserSource, ops
             let folio: Folio
             var zeroed = ZeroedRuns()
             let lend = source.lender.map { (block: $0, at: source.next) }
-            switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes, zeroed: &zeroed, lend: lend) {
-            case .failure(let error):
+            do {
+                // nil: a stale mapping, which iomap_iter remaps from here.
+                guard let f = try iomapWriteBegin(inode, &iter, ops: ops, bytes: &bytes, zeroed: &zeroed, lend: lend) else {
+                    break outer
+                }
+                folio = f
+            } catch {
                 iomapWriteFailed(inode, pos: iter.pos, length: bytes)
                 status = error
                 break outer
-            case .success(nil):
-                break outer  // stale mapping: iomap_iter remaps from here
-            case .success(let f?):
-                folio = f
             }
             let pos = iter.pos
             inode.fire(.beforeCopy, ByteRange(start: pos, length: bytes))
@@ -134,14 +139,14 @@ func copyIntoFolio(
 
 /// Gets and locks the folio for the next step, checks the mapping is still valid and fills
 /// the blocks the write will not cover (iomap_write_begin). On success `bytes` is trimmed to
-/// the folio; `.success(nil)` means the mapping went stale and nothing was touched.
+/// the folio; nil means the mapping went stale and nothing was touched. A thrown error, not
+/// a Result: the folio taken out of a Result's payload cost a second retain and release.
 /// `zeroed` gets the runs the fill zeroed around the write. `lend`: the receive block the
 /// write's bytes lie in and the address of the first (adoptLentMemory).
 func iomapWriteBegin(
-    _ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int, zeroed: inout ZeroedRuns,
+    _ inode: Inode, _ iter: inout IOMapIterator, ops: any IOMapOperations, bytes: inout Int, zeroed: inout ZeroedRuns,
     lend: (block: ReceiveBlock, at: UnsafeRawPointer)? = nil
-) -> Result<Folio?, Errno> {
-    let inode = iter.inode
+) throws(Errno) -> Folio? {
     let pos = iter.pos
     let len = min(iter.mappingLength, bytes)
     precondition(len > 0, "write_begin with nothing to do at \(pos)")
@@ -153,7 +158,7 @@ func iomapWriteBegin(
     let sizing = lend == nil ? len : min(iter.mapping!.end, roundUp(pos + len, pageSize)) - pos
     guard let folio = inode.mapping.getFolio(pos, length: sizing, nowait: iter.flags.contains(.nowait)) else {
         bytes = len
-        return .failure(.resourceTemporarilyUnavailable)
+        throw .resourceTemporarilyUnavailable
     }
     // The validity check runs after the folio lock and before anything in the folio changes
     // (docs/KERNEL-MODEL.md §2.4): no block state, no zeroing, no read.
@@ -168,17 +173,17 @@ func iomapWriteBegin(
         inode.stats.staleCounter.add(1, ordering: .relaxed)
         folio.unlock()
         bytes = 0
-        return .success(nil)
+        return nil
     }
     let trimmed = min(len, folio.end - pos)
     if let lend { adoptLentMemory(iter, folio, pos: pos, length: trimmed, lend.block, lend.at) }
-    if let error = iomapWriteBeginFill(iter, ops: ops, folio: folio, pos: pos, length: trimmed, zeroed: &zeroed) {
+    if let error = iomapWriteBeginFill(inode, iter, ops: ops, folio: folio, pos: pos, length: trimmed, zeroed: &zeroed) {
         folio.unlock()
         bytes = trimmed
-        return .failure(error)
+        throw error
     }
     bytes = trimmed
-    return .success(folio)
+    return folio
 }
 
 /// When the write starts a new folio whose size is the receive block's and its bytes start
@@ -216,9 +221,9 @@ struct ZeroedRuns {
 /// by zeroing or by reading, and marks them uptodate (__iomap_write_begin). The runs it
 /// zeroed go into `zeroed`.
 func iomapWriteBeginFill(
-    _ iter: IOMapIterator, ops: any IOMapOperations, folio: Folio, pos: Int, length: Int, zeroed: inout ZeroedRuns
+    _ inode: Inode, _ iter: IOMapIterator, ops: any IOMapOperations, folio: Folio, pos: Int, length: Int,
+    zeroed: inout ZeroedRuns
 ) -> Errno? {
-    let inode = iter.inode
     let geometry = inode.geometry
     let unshare = iter.flags.contains(.unshare)
     // A write covering the whole folio dirties all of it: no per-block state needed.

@@ -18,14 +18,14 @@ public struct IOMapping: Sendable, Equatable, CustomStringConvertible {
         public let rawValue: UInt8
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// The file system created this reservation or allocation for this request.
-        public static let new = Flags(rawValue: 1 << 0)
-        public static let dirty = Flags(rawValue: 1 << 1)
+        @inlinable @inline(__always) public static var new: Flags { Flags(rawValue: 1 << 0) }
+        @inlinable @inline(__always) public static var dirty: Flags { Flags(rawValue: 1 << 1) }
         /// Copy-on-write fork (reserved for reflink support).
-        public static let shared = Flags(rawValue: 1 << 2)
+        @inlinable @inline(__always) public static var shared: Flags { Flags(rawValue: 1 << 2) }
         /// Set by the core when the cookie no longer matches: remap from the current position.
-        public static let stale = Flags(rawValue: 1 << 3)
+        @inlinable @inline(__always) public static var stale: Flags { Flags(rawValue: 1 << 3) }
         /// Set by the core when the write raised i_size.
-        public static let sizeChanged = Flags(rawValue: 1 << 4)
+        @inlinable @inline(__always) public static var sizeChanged: Flags { Flags(rawValue: 1 << 4) }
     }
 
     /// File byte offset of the first byte the record covers.
@@ -74,12 +74,12 @@ public struct IOMapping: Sendable, Equatable, CustomStringConvertible {
 public struct IterFlags: OptionSet, Sendable, Hashable {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public static let write = IterFlags(rawValue: 1 << 0)
-    public static let zero = IterFlags(rawValue: 1 << 1)
-    public static let report = IterFlags(rawValue: 1 << 2)
-    public static let fault = IterFlags(rawValue: 1 << 3)
-    public static let unshare = IterFlags(rawValue: 1 << 4)
-    public static let nowait = IterFlags(rawValue: 1 << 5)
+    @inlinable @inline(__always) public static var write: IterFlags { IterFlags(rawValue: 1 << 0) }
+    @inlinable @inline(__always) public static var zero: IterFlags { IterFlags(rawValue: 1 << 1) }
+    @inlinable @inline(__always) public static var report: IterFlags { IterFlags(rawValue: 1 << 2) }
+    @inlinable @inline(__always) public static var fault: IterFlags { IterFlags(rawValue: 1 << 3) }
+    @inlinable @inline(__always) public static var unshare: IterFlags { IterFlags(rawValue: 1 << 4) }
+    @inlinable @inline(__always) public static var nowait: IterFlags { IterFlags(rawValue: 1 << 5) }
 }
 
 /// The file system's half of the mapping protocol (iomap_ops plus iomap_write_ops).

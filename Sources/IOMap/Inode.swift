@@ -85,7 +85,18 @@ public final class Inode: Sendable {
         self.bugsValue = Atomic(bugs.rawValue)
     }
 
-    @inlinable public var geometry: BlockGeometry { mapping.geometry }
+    @inlinable @inline(__always) public var geometry: BlockGeometry { mapping.geometry }
+
+    /// Takes the I/O lock exclusive. A call, not `inode.ioLock.lockExclusive()` at the call
+    /// site: reached through another module's inode, the lock object was retained and
+    /// released around every lock and unlock.
+    public func lockIOExclusive() { ioLock.lockExclusive() }
+    /// Releases the I/O lock taken by lockIOExclusive.
+    public func unlockIOExclusive() { ioLock.unlockExclusive() }
+    /// Takes the I/O lock shared (see lockIOExclusive).
+    public func lockIOShared() { ioLock.lockShared() }
+    /// Releases the I/O lock taken by lockIOShared.
+    public func unlockIOShared() { ioLock.unlockShared() }
 
     /// i_size_read.
     public var size: Int { sizeValue.load(ordering: .acquiring) }

@@ -44,10 +44,11 @@ func iomapZeroIter(_ iter: inout IOMapIterator, ops: any IOMapOperations) -> Err
         var bytes = iter.mappingLength
         let folio: Folio
         var zeroed = ZeroedRuns()  // the whole range is zeroed below
-        switch iomapWriteBegin(&iter, ops: ops, bytes: &bytes, zeroed: &zeroed) {
-        case .failure(let error): return error
-        case .success(nil): return nil
-        case .success(let f?): folio = f
+        do {
+            guard let f = try iomapWriteBegin(inode, &iter, ops: ops, bytes: &bytes, zeroed: &zeroed) else { return nil }
+            folio = f
+        } catch {
+            return error
         }
         let offset = folio.offsetInFolio(iter.pos)
         folio.zero(from: offset, to: offset + bytes)

@@ -46,7 +46,7 @@ extension Errno {
 /// Checks a user-supplied offset and length the way the VFS does before any work is
 /// done: negative values are EINVAL, a sum that overflows is EINVAL (the kernel's
 /// `rw_verify_area`), and a range reaching past `maxFileSize` is EFBIG.
-@inlinable
+@inlinable @inline(__always)
 public func checkUserRange(offset: Int, length: Int) throws(Errno) {
     if offset < 0 || length < 0 { throw .invalidArgument }
     let (end, overflow) = offset.addingReportingOverflow(length)

@@ -40,7 +40,7 @@ public enum LockLevel: Int, Comparable, Sendable, CustomStringConvertible {
     /// The volume's locks are not: the explorer's scenarios run on the engine's alone. (A
     /// volume's log force takes folio locks inside, writing back the blocks size raises
     /// expose; a scenario on a volume would have to make the log-force lock a yield point.)
-    @inlinable public var isInterleaved: Bool {
+    @inlinable @inline(__always) public var isInterleaved: Bool {
         switch self {
         case .inodeIO, .invalidate, .folio, .extentMap: return true
         default: return false

@@ -42,8 +42,10 @@ public final class OrderedMutex<Value: ~Copyable>: Sendable {
     }
 
     /// The same under an interleaver: tries the mutex until it is free (blocked on it
-    /// meanwhile), yields once inside it, and yields again after releasing it.
-    @usableFromInline @inline(never)
+    /// meanwhile), yields once inside it, and yields again after releasing it. Inlined like
+    /// withLock: passed to a function that is not, `body` became a closure with a context
+    /// and an indirect call on the live path too, retaining what it captured.
+    @inlinable @inline(__always)
     func interleavedWithLock<R, E: Error>(
         _ b: Interleaving.Binding, _ body: (inout sending Value) throws(E) -> sending R
     ) throws(E) -> sending R {

@@ -330,23 +330,36 @@ extension BenchContext {
         let fs = makeEngine(deviceBytes: size + 64 * MiB)
         let kernelName = benchFileName(name)
 
+        /// The engine's side with new folios holding `fill`.
+        func engineSide(_ fill: FolioFill?) -> (Int) throws -> Double {
+            { round in
+                src.fill(tag: round + 1)
+                let saved = FolioMemory.fill
+                if let fill { FolioMemory.fill = fill }
+                defer { FolioMemory.fill = saved }
+                // A new file each time; the old one, and its cache, went when its last
+                // reference did at the end of the previous run.
+                let file = fs.createFile()
+                let ns = try engineWrites(file, src, size: size, opSize: opSize)
+                try checkEngine("engine \(name)", file, src, size: size)
+                return ns / ops
+            }
+        }
+        // The fourth side decides whether new folios should be zeroed (init_on_alloc): the
+        // same appends with every recycled block zeroed before use.
         let samples = try alternate(
             name,
             [
-                { round in
-                    src.fill(tag: round + 1)
-                    // A new file each time; the old one, and its cache, went when its last
-                    // reference did at the end of the previous run.
-                    let file = fs.createFile()
-                    let ns = try engineWrites(file, src, size: size, opSize: opSize)
-                    try checkEngine("engine \(name)", file, src, size: size)
-                    return ns / ops
-                },
+                engineSide(nil),
                 freshKernelSide(
                     name, directory: kernelDir, fileName: kernelName, src, size: size, opSize: opSize, ops: ops, fsync: false),
                 freshMemcpySide(name, src, size: size, opSize: opSize, ops: ops),
+                engineSide(.zero),
             ])
-        return kernelRatioRow(name, samples, minimum: opSize == 4 * KiB ? 1.5 : 1.0, bytes: size)
+        var r = kernelRatioRow(name, Array(samples[0..<3]), minimum: opSize == 4 * KiB ? 1.5 : 1.0, bytes: size)
+        r.detail["zeroing_engine_ns_per_op"] = median(samples[3])
+        r.detail["zeroing_cost"] = median(samples[3]) / r.engineNsPerOp! - 1
+        return r
     }
 
     // MARK: read-4k

@@ -61,17 +61,13 @@ extension CacheIndex {
             let bit: UInt64 = slotBit(slot)
             present |= bit
             if node.shift == 0 {
-                if object is Node {
-                    throw CacheIndexViolation("\(here): leaf slot \(slot) holds a node")
-                }
                 entries += 1
                 for tag in 0..<CacheTag.count where node.tags[tag] & bit != 0 { tagged[tag] += 1 }
                 continue
             }
-            guard let child = object as? Node else {
-                throw CacheIndexViolation("\(here): interior slot \(slot) holds an element")
-            }
-            if child.parent !== node || child.offsetInParent != slot {
+            // A slot's kind follows from the node's level: interior slots hold nodes.
+            let child = Node(base: object)
+            if child.parent != node || child.offsetInParent != slot {
                 throw CacheIndexViolation("\(here): child in slot \(slot) has a wrong parent link")
             }
             if child.shift != node.shift - levelBits {

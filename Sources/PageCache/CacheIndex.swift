@@ -75,48 +75,101 @@ private let presentMask = -1
 @inline(__always)
 func slotBit(_ slot: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: slot) }
 
-/// A node of the index. A node with `shift == 0` is a leaf whose slots hold elements; any
-/// other node's slots hold child nodes whose `shift` is six less.
+/// A node of the index: one 576-byte block of raw memory, a 64-byte header and 64 slots,
+/// aligned to a cache line. A node with `shift == 0` is a leaf whose slots hold elements
+/// (retained once, when stored); any other node's slots hold child nodes whose `shift` is
+/// six less.
 ///
-/// The mutable fields here and in CacheIndex opt out of dynamic exclusivity checking: the
-/// index is confined to one thread at a time by its owner's lock, no access to them spans
-/// a call out of this file, and the checks cost more than the rest of a lookup.
-final class CacheIndexNode {
-    /// How far a key is shifted right to find its slot in this node.
-    let shift: Int
-    /// The node holding this one (not retained: a parent outlives its children).
-    @exclusivity(unchecked) unowned(unsafe) var parent: CacheIndexNode?
-    /// This node's slot in its parent.
-    @exclusivity(unchecked) var offsetInParent: Int
-    /// Bit i is set exactly when slot i is occupied.
-    @exclusivity(unchecked) var present: UInt64 = 0
-    /// Per tag, bit i is set exactly when slot i holds a tagged entry or a subtree with one.
-    @exclusivity(unchecked) var tags = PerCacheTag<UInt64>(repeating: 0)
-    /// The 64 slots: elements in a leaf, child nodes elsewhere.
-    let slots: UnsafeMutablePointer<AnyObject?>
+/// Nodes are not Swift objects, so that a walk down the tree is pointer loads and nothing
+/// else: no reference counting per level, no exclusivity checks, no object headers between
+/// the bitmaps a search reads. Their owner, the CacheIndex, frees them explicitly when they
+/// empty and in its deinit. The index is confined to one thread at a time by its owner's
+/// lock, as before.
+@usableFromInline
+struct CacheIndexNode: Equatable {
+    /// Byte offsets of the header fields; the slots start at `slotsOffset`.
+    private static var shiftOffset: Int { 0 }
+    private static var parentOffset: Int { 8 }
+    private static var offsetInParentOffset: Int { 16 }
+    private static var presentOffset: Int { 24 }
+    private static var tagsOffset: Int { 32 }
+    private static var slotsOffset: Int { 64 }
+    static var byteCount: Int { slotsOffset + fanout * MemoryLayout<UnsafeMutableRawPointer?>.stride }
 
-    init(shift: Int, parent: CacheIndexNode?, offset: Int) {
-        self.shift = shift
-        self.parent = parent
-        self.offsetInParent = offset
-        slots = .allocate(capacity: fanout)
-        slots.initialize(repeating: nil, count: fanout)
+    let base: UnsafeMutableRawPointer
+
+    @inline(__always) init(base: UnsafeMutableRawPointer) { self.base = base }
+
+    /// A new, empty node.
+    static func make(shift: Int, parent: CacheIndexNode?, offset: Int) -> CacheIndexNode {
+        let node = CacheIndexNode(base: .allocate(byteCount: byteCount, alignment: 64))
+        node.base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        node.base.storeBytes(of: shift, toByteOffset: shiftOffset, as: Int.self)
+        node.parent = parent
+        node.offsetInParent = offset
+        return node
     }
 
-    deinit {
-        slots.deinitialize(count: fanout)
-        slots.deallocate()
+    /// Frees the node's memory; its slots must hold nothing that needs releasing.
+    func free() { base.deallocate() }
+
+    /// How far a key is shifted right to find its slot in this node.
+    var shift: Int {
+        @inline(__always) get { base.load(fromByteOffset: Self.shiftOffset, as: Int.self) }
+    }
+
+    /// The node holding this one.
+    var parent: CacheIndexNode? {
+        @inline(__always) get {
+            base.load(fromByteOffset: Self.parentOffset, as: UnsafeMutableRawPointer?.self).map(CacheIndexNode.init(base:))
+        }
+        @inline(__always) nonmutating set {
+            base.storeBytes(of: newValue?.base, toByteOffset: Self.parentOffset, as: UnsafeMutableRawPointer?.self)
+        }
+    }
+
+    /// This node's slot in its parent.
+    var offsetInParent: Int {
+        @inline(__always) get { base.load(fromByteOffset: Self.offsetInParentOffset, as: Int.self) }
+        @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: Self.offsetInParentOffset, as: Int.self) }
+    }
+
+    /// Bit i is set exactly when slot i is occupied.
+    var present: UInt64 {
+        @inline(__always) get { base.load(fromByteOffset: Self.presentOffset, as: UInt64.self) }
+        @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: Self.presentOffset, as: UInt64.self) }
+    }
+
+    /// Per tag, bit i is set exactly when slot i holds a tagged entry or a subtree with one.
+    var tags: PerCacheTag<UInt64> {
+        @inline(__always) get {
+            var t = PerCacheTag<UInt64>(repeating: 0)
+            t.v0 = base.load(fromByteOffset: Self.tagsOffset, as: UInt64.self)
+            t.v1 = base.load(fromByteOffset: Self.tagsOffset + 8, as: UInt64.self)
+            return t
+        }
+        @inline(__always) nonmutating set {
+            base.storeBytes(of: newValue.v0, toByteOffset: Self.tagsOffset, as: UInt64.self)
+            base.storeBytes(of: newValue.v1, toByteOffset: Self.tagsOffset + 8, as: UInt64.self)
+        }
+    }
+
+    /// The bitmap of one tag.
+    @inline(__always)
+    func tag(_ t: Int) -> UInt64 { base.load(fromByteOffset: Self.tagsOffset + 8 * t, as: UInt64.self) }
+
+    /// The 64 slots: retained elements in a leaf, child nodes elsewhere.
+    var slots: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        @inline(__always) get { (base + Self.slotsOffset).assumingMemoryBound(to: UnsafeMutableRawPointer?.self) }
     }
 
     /// The bitmap a search follows: `present` for `presentMask`, else the tag's bitmap.
     @inline(__always)
-    func mask(_ which: Int) -> UInt64 { which < 0 ? present : tags[which] }
+    func mask(_ which: Int) -> UInt64 { which < 0 ? present : tag(which) }
 
     /// The child node in `slot`, which must be occupied (interior nodes only).
     @inline(__always)
-    func child(_ slot: Int) -> CacheIndexNode {
-        unsafeDowncast(slots[slot].unsafelyUnwrapped, to: CacheIndexNode.self)
-    }
+    func child(_ slot: Int) -> CacheIndexNode { CacheIndexNode(base: slots[slot].unsafelyUnwrapped) }
 
     /// True when a root at `shift` reaches the non-negative `key` (it reaches 2^(shift + 6) keys).
     @inline(__always)
@@ -149,23 +202,21 @@ public final class CacheIndex<Element: AnyObject> {
     /// Creates an empty index.
     public init() {}
 
+    deinit { freeAll() }
+
     /// True when the index holds no entries.
     public var isEmpty: Bool { count == 0 }
 
     // MARK: Lookup
 
-    // The read-only walks below hold nodes in unowned(unsafe) locals: the tree keeps every
-    // node alive while they run, and skipping a retain and a release per level halves the
-    // cost of a lookup.
-
     /// The leaf whose slots would hold `key`, or nil when no such leaf exists.
     @inline(__always)
     private func leaf(for key: Int) -> Node? {
         guard key >= 0, let top = root, top.covers(key) else { return nil }
-        unowned(unsafe) var node = top
+        var node = top
         while node.shift > 0 {
             guard let child = node.slots[(key &>> node.shift) & slotMask] else { return nil }
-            node = unsafeDowncast(child, to: Node.self)
+            node = Node(base: child)
         }
         return node
     }
@@ -173,7 +224,7 @@ public final class CacheIndex<Element: AnyObject> {
     /// The element stored at exactly `key`, or nil.
     public func get(_ key: Int) -> Element? {
         guard let node = leaf(for: key), let object = node.slots[key & slotMask] else { return nil }
-        return unsafeDowncast(object, to: Element.self)
+        return Unmanaged<Element>.fromOpaque(object).takeUnretainedValue()
     }
 
     /// The entry with the greatest key less than or equal to `key`, or nil.
@@ -219,7 +270,7 @@ public final class CacheIndex<Element: AnyObject> {
     /// The element in `slot` of `leaf`, which must be occupied.
     @inline(__always)
     private func element(_ leaf: Node, _ slot: Int) -> Element {
-        unsafeDowncast(leaf.slots[slot].unsafelyUnwrapped, to: Element.self)
+        Unmanaged<Element>.fromOpaque(leaf.slots[slot].unsafelyUnwrapped).takeUnretainedValue()
     }
 
     /// The first position at or after `key` whose bit is set in the `which` bitmaps.
@@ -236,7 +287,7 @@ public final class CacheIndex<Element: AnyObject> {
     private func scanForward(
         _ which: Int, from start: Node, base startBase: Int, offset startOffset: Int, key: Int, onPath startOnPath: Bool
     ) -> (leaf: Node, base: Int, slot: Int)? {
-        unowned(unsafe) var node = start
+        var node = start
         var base = startBase
         var offset = startOffset
         var onPath = startOnPath
@@ -264,7 +315,7 @@ public final class CacheIndex<Element: AnyObject> {
     private func scanBackward(
         _ which: Int, from start: Node, base startBase: Int, key: Int
     ) -> (leaf: Node, base: Int, slot: Int)? {
-        unowned(unsafe) var node = start
+        var node = start
         var base = startBase
         var offset = (key &>> node.shift) & slotMask
         var onPath = true
@@ -304,8 +355,8 @@ public final class CacheIndex<Element: AnyObject> {
             node = root
             while !node.covers(key) {
                 // Grow: the old root becomes slot 0 of a new, taller root.
-                let taller = Node(shift: node.shift + levelBits, parent: nil, offset: 0)
-                taller.slots[0] = node
+                let taller = Node.make(shift: node.shift + levelBits, parent: nil, offset: 0)
+                taller.slots[0] = node.base
                 taller.present = 1
                 for tag in 0..<CacheTag.count where node.tags[tag] != 0 { taller.tags[tag] = 1 }
                 node.parent = taller
@@ -316,23 +367,23 @@ public final class CacheIndex<Element: AnyObject> {
         } else {
             var shift = 0
             while !Node.covers(shift: shift, key) { shift += levelBits }
-            node = Node(shift: shift, parent: nil, offset: 0)
+            node = Node.make(shift: shift, parent: nil, offset: 0)
             root = node
         }
         while node.shift > 0 {
             let slot = (key &>> node.shift) & slotMask
             if let child = node.slots[slot] {
-                node = unsafeDowncast(child, to: Node.self)
+                node = Node(base: child)
             } else {
-                let child = Node(shift: node.shift - levelBits, parent: node, offset: slot)
-                node.slots[slot] = child
+                let child = Node.make(shift: node.shift - levelBits, parent: node, offset: slot)
+                node.slots[slot] = child.base
                 node.present |= slotBit(slot)
                 node = child
             }
         }
         let slot = key & slotMask
         precondition(node.slots[slot] == nil, "CacheIndex.insert: key \(key) is already present")
-        node.slots[slot] = element
+        node.slots[slot] = Unmanaged.passRetained(element).toOpaque()
         node.present |= slotBit(slot)
         count += 1
         mutations &+= 1
@@ -359,26 +410,28 @@ public final class CacheIndex<Element: AnyObject> {
         while let parent = node.parent {
             let parentBit: UInt64 = slotBit(node.offsetInParent)
             var changed = false
+            for tag in 0..<CacheTag.count where node.tags[tag] == 0 && parent.tags[tag] & parentBit != 0 {
+                parent.tags[tag] &= ~parentBit
+                changed = true
+            }
             if node.present == 0 {
                 parent.slots[node.offsetInParent] = nil
                 parent.present &= ~parentBit
-                changed = true
-            }
-            for tag in 0..<CacheTag.count where node.tags[tag] == 0 && parent.tags[tag] & parentBit != 0 {
-                parent.tags[tag] &= ~parentBit
+                node.free()
                 changed = true
             }
             guard changed else { break }
             node = parent
         }
         shrink()
-        return unsafeDowncast(object, to: Element.self)
+        return Unmanaged<Element>.fromOpaque(object).takeRetainedValue()
     }
 
     /// Drops an empty root, and root levels that hold only slot 0.
     private func shrink() {
         guard var top = root else { return }
         if top.present == 0 {
+            top.free()
             root = nil
             return
         }
@@ -386,6 +439,7 @@ public final class CacheIndex<Element: AnyObject> {
             let child = top.child(0)
             child.parent = nil
             child.offsetInParent = 0
+            top.free()
             top = child
         }
         root = top
@@ -393,10 +447,31 @@ public final class CacheIndex<Element: AnyObject> {
 
     /// Removes every entry.
     public func removeAll() {
-        root = nil
+        freeAll()
         count = 0
         tagCounts = PerCacheTag(repeating: 0)
         mutations &+= 1
+    }
+
+    /// Frees every node and releases every element.
+    private func freeAll() {
+        if let root { Self.freeSubtree(root) }
+        root = nil
+    }
+
+    private static func freeSubtree(_ node: Node) {
+        var bits = node.present
+        while bits != 0 {
+            let slot = bits.trailingZeroBitCount
+            bits &= bits &- 1
+            let object = node.slots[slot].unsafelyUnwrapped
+            if node.shift == 0 {
+                Unmanaged<Element>.fromOpaque(object).release()
+            } else {
+                freeSubtree(Node(base: object))
+            }
+        }
+        node.free()
     }
 
     // MARK: Tags

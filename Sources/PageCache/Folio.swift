@@ -25,16 +25,16 @@ import Synchronization
 
 public final class Folio: @unchecked Sendable {
     /// Flag bits of `flags`.
-    @usableFromInline static let lockedBit: UInt32 = 1 << 0
-    @usableFromInline static let waitersBit: UInt32 = 1 << 1
-    @usableFromInline static let uptodateBit: UInt32 = 1 << 2
-    @usableFromInline static let dirtyBit: UInt32 = 1 << 3
-    @usableFromInline static let writebackBit: UInt32 = 1 << 4
+    @inlinable @inline(__always) static var lockedBit: UInt32 { 1 << 0 }
+    @inlinable @inline(__always) static var waitersBit: UInt32 { 1 << 1 }
+    @inlinable @inline(__always) static var uptodateBit: UInt32 { 1 << 2 }
+    @inlinable @inline(__always) static var dirtyBit: UInt32 { 1 << 3 }
+    @inlinable @inline(__always) static var writebackBit: UInt32 { 1 << 4 }
     /// The folio is mapped writable in some address space: stores do not fault. Cleared by
     /// writeback (page_mkclean) and by pagecache_isize_extended, so the next store faults.
-    @usableFromInline static let writeMappedBit: UInt32 = 1 << 5
+    @inlinable @inline(__always) static var writeMappedBit: UInt32 { 1 << 5 }
     /// The folio was removed from its mapping (folio->mapping == NULL).
-    @usableFromInline static let removedBit: UInt32 = 1 << 6
+    @inlinable @inline(__always) static var removedBit: UInt32 { 1 << 6 }
 
     /// Byte offset in the file of the first byte; a multiple of `size`.
     public let pos: Int
@@ -46,7 +46,11 @@ public final class Folio: @unchecked Sendable {
     /// the folio is created: nothing a reader may see before it is zeroed, read or written.
     /// Changes only in `adoptMemory`, under the folio lock, while no byte of it is data.
     /// No dynamic exclusivity checks, as for `state`.
-    @exclusivity(unchecked) public private(set) var data: UnsafeMutableRawPointer
+    public var data: UnsafeMutableRawPointer { dataStorage }
+    // A getter and private storage rather than `public private(set) var`: other modules
+    // reaching the stored property directly ignore @exclusivity(unchecked) and call the
+    // runtime's exclusivity check on every access.
+    @exclusivity(unchecked) private var dataStorage: UnsafeMutableRawPointer
     @usableFromInline let flags = Atomic<UInt32>(0)
     // Guarded by: the folio lock. Uptodate bits in words [0, w), dirty bits in [w, 2w). No
     // dynamic exclusivity checks: the lock already serialises every access, and the write
@@ -60,7 +64,7 @@ public final class Folio: @unchecked Sendable {
         self.pos = pos
         self.sizeShift = size.trailingZeroBitCount
         self.blockShift = blockShift
-        self.data = FolioMemory.allocate(shift: size.trailingZeroBitCount)
+        self.dataStorage = FolioMemory.allocate(shift: size.trailingZeroBitCount)
     }
 
     deinit {
@@ -85,34 +89,36 @@ public final class Folio: @unchecked Sendable {
         precondition(canAdoptMemory, "folio at \(pos) cannot trade its memory")
         precondition(UInt(bitPattern: memory) & UInt(size - 1) == 0, "memory for a folio of \(size) bytes is not aligned to it")
         FolioMemory.free(data, shift: sizeShift)
-        data = memory
+        dataStorage = memory
     }
 
-    @inlinable public var size: Int { 1 << sizeShift }
+    @inlinable @inline(__always) public var size: Int { 1 &<< sizeShift }
     /// One past the last byte (`folio_next_pos`).
-    @inlinable public var end: Int { pos + size }
-    @inlinable public var range: ByteRange { ByteRange(pos, end) }
+    @inlinable @inline(__always) public var end: Int { pos &+ size }
+    @inlinable @inline(__always) public var range: ByteRange { ByteRange(pos, end) }
     /// The first page index the folio covers.
-    @inlinable public var index: Int { pos >> pageShift }
+    @inlinable @inline(__always) public var index: Int { pos &>> pageShift }
     /// Blocks per folio (`i_blocks_per_folio`).
-    @inlinable public var blockCount: Int { 1 << (sizeShift - blockShift) }
+    @inlinable @inline(__always) public var blockCount: Int { 1 &<< (sizeShift &- blockShift) }
     /// `offset_in_folio`: the offset of file byte `offset` inside a folio of this size.
-    @inlinable public func offsetInFolio(_ offset: Int) -> Int { offset & (size - 1) }
+    @inlinable @inline(__always) public func offsetInFolio(_ offset: Int) -> Int { offset & (size &- 1) }
 
     // MARK: Flags
 
-    @inlinable public var isLocked: Bool { flags.load(ordering: .acquiring) & Folio.lockedBit != 0 }
-    @inlinable public var isUptodate: Bool { flags.load(ordering: .acquiring) & Folio.uptodateBit != 0 }
-    @inlinable public var isDirty: Bool { flags.load(ordering: .acquiring) & Folio.dirtyBit != 0 }
-    @inlinable public var isWriteback: Bool { flags.load(ordering: .acquiring) & Folio.writebackBit != 0 }
-    @inlinable public var isWriteMapped: Bool { flags.load(ordering: .acquiring) & Folio.writeMappedBit != 0 }
+    @inlinable @inline(__always) public var isLocked: Bool { flags.load(ordering: .acquiring) & Folio.lockedBit != 0 }
+    @inlinable @inline(__always) public var isUptodate: Bool { flags.load(ordering: .acquiring) & Folio.uptodateBit != 0 }
+    @inlinable @inline(__always) public var isDirty: Bool { flags.load(ordering: .acquiring) & Folio.dirtyBit != 0 }
+    @inlinable @inline(__always) public var isWriteback: Bool { flags.load(ordering: .acquiring) & Folio.writebackBit != 0 }
+    @inlinable @inline(__always) public var isWriteMapped: Bool { flags.load(ordering: .acquiring) & Folio.writeMappedBit != 0 }
     /// True once the folio has been removed from the page cache (truncated or evicted).
-    @inlinable public var isRemoved: Bool { flags.load(ordering: .acquiring) & Folio.removedBit != 0 }
+    @inlinable @inline(__always) public var isRemoved: Bool { flags.load(ordering: .acquiring) & Folio.removedBit != 0 }
     /// True when the folio carries per-block state (more than one block per folio).
-    @inlinable public var hasBlockState: Bool { state != nil }
+    // Not inlinable: inlined into another module, the read of `state` pays the runtime's
+    // exclusivity check (see `data`).
+    public var hasBlockState: Bool { state != nil }
 
-    @inlinable func setFlag(_ bit: UInt32) { flags.bitwiseOr(bit, ordering: .acquiringAndReleasing) }
-    @inlinable func clearFlag(_ bit: UInt32) { flags.bitwiseAnd(~bit, ordering: .acquiringAndReleasing) }
+    @inlinable @inline(__always) func setFlag(_ bit: UInt32) { flags.bitwiseOr(bit, ordering: .acquiringAndReleasing) }
+    @inlinable @inline(__always) func clearFlag(_ bit: UInt32) { flags.bitwiseAnd(~bit, ordering: .acquiringAndReleasing) }
 
     // MARK: The folio lock
 
@@ -202,7 +208,7 @@ public final class Folio: @unchecked Sendable {
         slot.unlock()
     }
 
-    @inlinable public func assertLocked(_ what: @autoclosure () -> String = "") {
+    @inlinable @inline(__always) public func assertLocked(_ what: @autoclosure () -> String = "") {
         precondition(isLocked, "folio at \(pos) must be locked \(what())")
     }
 
@@ -235,7 +241,7 @@ public final class Folio: @unchecked Sendable {
 
     // MARK: Per-block state (iomap_folio_state)
 
-    @inlinable var stateWords: Int { (blockCount + 63) >> 6 }
+    @inlinable @inline(__always) var stateWords: Int { (blockCount + 63) >> 6 }
 
     /// Attaches per-block state if the folio has more than one block and none is attached
     /// (ifs_alloc): a folio already uptodate or dirty starts with every bit set.
@@ -250,12 +256,19 @@ public final class Folio: @unchecked Sendable {
         if isDirty { setBits(w, 0, blockCount) }
     }
 
-    @inlinable func bit(_ base: Int, _ block: Int) -> Bool {
+    @inline(__always) func bit(_ base: Int, _ block: Int) -> Bool {
         state![base + (block >> 6)] & (1 << UInt64(block & 63)) != 0
     }
 
     @usableFromInline func setBits(_ base: Int, _ first: Int, _ count: Int) {
         guard let state, count > 0 else { return }
+        let lo = first & 63
+        if lo + count <= 64 {
+            // The common case, a write's few blocks inside one word: one mask.
+            let mask: UInt64 = count == 64 ? ~0 : ((1 &<< UInt64(count)) &- 1) &<< UInt64(lo)
+            state[base + (first &>> 6)] |= mask
+            return
+        }
         var b = first
         let end = first + count
         while b < end {
@@ -398,7 +411,6 @@ public final class Folio: @unchecked Sendable {
     }
 
     /// Zeroes folio bytes `[from, to)` (offsets inside the folio).
-    @inlinable
     public func zero(from: Int, to: Int) {
         guard from < to else { return }
         precondition(from >= 0 && to <= size, "zeroing [\(from), \(to)) outside a \(size)-byte folio")

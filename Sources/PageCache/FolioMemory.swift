@@ -94,7 +94,7 @@ public enum FolioMemory {
     static let poisonWord: UInt64 = poisonPattern.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) }
 
     /// The poison byte that belongs at file offset `offset`.
-    @inlinable public static func poisonByte(atFileOffset offset: Int) -> UInt8 {
+    @inlinable @inline(__always) public static func poisonByte(atFileOffset offset: Int) -> UInt8 {
         // The pattern again, as a literal: an inlinable function cannot read the array's
         // storage without a call.
         let word: UInt64 = 0x01DF_EA0D_11F0_ADDE
@@ -102,7 +102,7 @@ public enum FolioMemory {
     }
 
     /// Whether `byte` is the poison byte that belongs at file offset `offset`.
-    @inlinable public static func isPoison(_ byte: UInt8, atFileOffset offset: Int) -> Bool {
+    @inlinable @inline(__always) public static func isPoison(_ byte: UInt8, atFileOffset offset: Int) -> Bool {
         byte == poisonByte(atFileOffset: offset)
     }
 
