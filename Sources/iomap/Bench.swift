@@ -24,7 +24,11 @@ struct Bench: ParsableCommand {
             XFS on a loop device, as root: --fuse or --only 'fuse*'). Exit status: 0 when every \
             workload ran or was skipped for want of what it needs (goals that do not hold are \
             reported, not an error), 1 when a workload could not run correctly (a data check \
-            failed), 2 for bad usage.
+            failed), 2 for bad usage. --plot FILE.svg also draws the results as one SVG file (written \
+            after the run, also when goals do not hold or a workload failed): every row with a \
+            single-number goal as a bar of its attainment against that goal on a log scale, \
+            green where it holds and red where not, the other rows listed beneath, and one chart \
+            of ns per op, engine and kernel, per scaling curve.
             """)
 
     @Flag(help: "Run every workload at 1/16 of its size.") var quick = false
@@ -37,6 +41,8 @@ struct Bench: ParsableCommand {
     )
     var dirDisk: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(help: "Also draw the results as an SVG file: the ratio of every row against its goal, the scaling rows as curves.")
+    var plot: String?
     @Flag(help: "Run the FUSE rows (workloads fuse and fuse-writeback), besides any --only names.") var fuse = false
     @Option(help: "Bytes of each FUSE row's fio job, e.g. 256M (default 1G, 64M with --quick).") var fuseSize: String?
     // The memory workload's measurements, each run by a child process of the tool (see
@@ -66,6 +72,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         _ = try workloads()
         _ = try fuseBytes()
+        try validatePlotPath()
         for (flag, path) in [("--dir", dir), ("--dir-disk", dirDisk)] {
             guard let path else { continue }
             guard isDirectory(path) else { throw ValidationError("\(flag): '\(path)' is not a directory") }
@@ -122,6 +129,7 @@ struct Bench: ParsableCommand {
         } else {
             print(table(report))
         }
+        if let plot { try writePlot(report, to: plot) }
         for f in report.failures { say("FAILED: \(f.name): \(f.error ?? "")") }
         for f in report.scalingFailures { say("FAILED: \(f.name): \(f.error ?? "")") }
         if !report.failures.isEmpty || !report.scalingFailures.isEmpty { throw ExitStatus.violation }
@@ -129,6 +137,30 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// --plot names an .svg file in a directory that exists, so that a long run does not end
+    /// in a file it cannot write.
+    func validatePlotPath() throws {
+        guard let plot else { return }
+        guard plot.hasSuffix(".svg"), plot.count > 4, !plot.hasSuffix("/.svg") else {
+            throw ValidationError("--plot: '\(plot)' does not name an .svg file")
+        }
+        let directory = plot.contains("/") ? String(plot[..<plot.lastIndex(of: "/")!]) : "."
+        guard isDirectory(directory.isEmpty ? "/" : directory) else {
+            throw ValidationError("--plot: '\(plot)': the directory '\(directory)' does not exist")
+        }
+    }
+
+    /// Writes the report's SVG; a file that cannot be written fails the run (exit 1), after
+    /// the table or JSON has been printed.
+    func writePlot(_ report: BenchReport, to path: String) throws {
+        do {
+            try benchPlotSVG(report).write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            say("iomap bench: --plot: cannot write '\(path)': \(error.localizedDescription)")
+            throw ExitStatus.violation
+        }
+    }
+
     /// The child's side of a memory measurement: one JSON object on stdout.
     func runMemoryProbe(folioSize: Int) throws {
         let probe = BenchMemoryProbe(folioSize: folioSize, bytes: memoryProbeBytes ?? (1 << 30), tag: memoryProbeTag)
