@@ -380,7 +380,9 @@ private func drawRowColumns(_ r: BenchResult, outcome: Outcome, layout: RowLayou
 /// The rows without a bar: their goal is not one number, or they were not measured.
 private func drawUnplottedRows(_ rows: [BenchResult], layout: RowLayout, top: Double, into svg: inout SVGCanvas) -> Double {
     guard !rows.isEmpty else { return top }
-    svg.text("Rows whose goal is not one number, or that were not measured", x: 16, y: top + 14, size: 12, bold: true)
+    svg.text(
+        "Rows without an attainment: the goal is not one number, the row was not measured, or it could not run", x: 16, y: top + 14,
+        size: 12, bold: true)
     var y = top + 22
     for r in rows {
         let outcome = Outcome(holds: r.holds, skipped: r.skipped, error: r.error)
@@ -460,7 +462,7 @@ private func drawChart(_ c: BenchScaling, frame f: Frame, into svg: inout SVGCan
     case .fails: status = "does NOT hold"
     case .skipped, .failed: status = reasonLine(skipped: c.skipped, error: c.error) ?? ""
     }
-    for (i, line) in wrapped("goal: \(c.goal): \(status)", width: Int((f.width - 20) / charWidth), lines: 2).enumerated() {
+    for (i, line) in wrapped("goal: \(c.goal) — \(status)", width: Int((f.width - 20) / charWidth), lines: 2).enumerated() {
         svg.text(line, x: f.x + 10, y: f.bottom - 26 + Double(i) * 15, fill: outcome == .holds ? Palette.ink : outcome.colour)
     }
     svg.add("</g>")
@@ -517,7 +519,8 @@ private struct LogScale {
 private func drawXAxis(_ points: [BenchScalingPoint], axis: String, area: Frame, into svg: inout SVGCanvas) -> [Double?] {
     let xs = points.map(\.x).filter { $0.isFinite && $0 > 0 }
     if let low = xs.min(), let high = xs.max(), high / low > 10 {
-        let scale = LogScale(low: low, high: high, from: area.x, to: area.right)
+        // Inset, so that a point on the first or last decade is not drawn on the frame.
+        let scale = LogScale(low: low, high: high, from: area.x + 12, to: area.right - 12)
         svg.add("<g class=\"x-axis log\">")
         for k in scale.ticks {
             let x = scale.position(pow(10, Double(k)))

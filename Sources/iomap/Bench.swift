@@ -144,8 +144,9 @@ extension Bench {
         guard plot.hasSuffix(".svg"), plot.count > 4, !plot.hasSuffix("/.svg") else {
             throw ValidationError("--plot: '\(plot)' does not name an .svg file")
         }
-        let directory = plot.contains("/") ? String(plot[..<plot.lastIndex(of: "/")!]) : "."
-        guard isDirectory(directory.isEmpty ? "/" : directory) else {
+        let parent = plot.lastIndex(of: "/").map { String(plot[..<$0]) } ?? "."
+        let directory = parent.isEmpty ? "/" : parent
+        guard isDirectory(directory) else {
             throw ValidationError("--plot: '\(plot)': the directory '\(directory)' does not exist")
         }
     }

@@ -4,9 +4,10 @@
 //
 // The checks read the text, not a rendering: the document is well formed (tags balance),
 // names every row and curve, escapes what it must, colours rows by their outcome, puts
-// a wide axis on a log scale, and prints no "nan" or "inf".
+// a wide axis on a log scale, and prints no "nan" or "inf". (@testable: a BenchReport is
+// made only by a run outside the module.)
 
-import IOMapBench
+@testable import IOMapBench
 import Testing
 
 private let green = "#2e8b3e"
