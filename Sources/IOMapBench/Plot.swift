@@ -389,13 +389,15 @@ private func drawUnplottedRows(_ rows: [BenchResult], layout: RowLayout, top: Do
         let baseline = y + 15
         svg.add("<g class=\"row \(outcome.className)\">")
         svg.text(r.name, x: RowLayout.nameX, y: baseline, limit: layout.nameChars)
-        let note: String
+        // Only what the heading does not already say; a row merely without an attainment
+        // gets no note (repeated down a long list, it would be noise).
+        let note: String?
         switch outcome {
         case .failed: note = "could not run"
         case .skipped: note = "not measured on this machine"
-        case .holds, .fails: note = r.attainment == nil ? "no attainment" : "attainment not finite"
+        case .holds, .fails: note = r.attainment == nil ? nil : "attainment not finite"
         }
-        svg.text(note, x: layout.barLeft, y: baseline, size: 11, fill: Palette.muted)
+        if let note { svg.text(note, x: layout.barLeft, y: baseline, size: 11, fill: Palette.muted) }
         drawRowColumns(r, outcome: outcome, layout: layout, baseline: baseline, into: &svg)
         svg.add("</g>")
         y += layout.rowHeight(r)

@@ -154,10 +154,8 @@ extension Bench {
     /// Writes the report's SVG; a file that cannot be written fails the run (exit 1), after
     /// the table or JSON has been printed.
     func writePlot(_ report: BenchReport, to path: String) throws {
-        do {
-            try benchPlotSVG(report).write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            say("iomap bench: --plot: cannot write '\(path)': \(error.localizedDescription)")
+        if let problem = writeWhole(path, Array(benchPlotSVG(report).utf8)) {
+            say("iomap bench: --plot: cannot write '\(path)': \(problem)")
             throw ExitStatus.violation
         }
     }
@@ -174,6 +172,26 @@ extension Bench {
             throw ExitStatus.violation
         }
     }
+}
+
+/// Writes `bytes` as the whole of the file at `path`; returns the system's reason when it
+/// cannot (with open(2) and write(2) rather than Foundation's write, whose errors on Linux
+/// name a Cocoa error code instead of the errno).
+private func writeWhole(_ path: String, _ bytes: [UInt8]) -> String? {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else {
+            let reason = n == 0 ? "write(2) wrote nothing" : String(cString: strerror(errno))
+            close(fd)
+            return reason
+        }
+        done += n
+    }
+    return close(fd) == 0 ? nil : String(cString: strerror(errno))
 }
 
 /// Removes what a run left: the directories the tool made, and the run's files in the
