@@ -24,7 +24,11 @@ struct Bench: ParsableCommand {
             XFS on a loop device, as root: --fuse or --only 'fuse*'). Exit status: 0 when every \
             workload ran or was skipped for want of what it needs (goals that do not hold are \
             reported, not an error), 1 when a workload could not run correctly (a data check \
-            failed), 2 for bad usage.
+            failed), 2 for bad usage. --plot FILE.svg also draws the results as one SVG file (written \
+            after the run, also when goals do not hold or a workload failed): every row with a \
+            single-number goal as a bar of its attainment against that goal on a log scale, \
+            green where it holds and red where not, the other rows listed beneath, and one chart \
+            of ns per op, engine and kernel, per scaling curve.
             """)
 
     @Flag(help: "Run every workload at 1/16 of its size.") var quick = false
@@ -37,6 +41,8 @@ struct Bench: ParsableCommand {
     )
     var dirDisk: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(help: "Also draw the results as an SVG file: the ratio of every row against its goal, the scaling rows as curves.")
+    var plot: String?
     @Flag(help: "Run the FUSE rows (workloads fuse and fuse-writeback), besides any --only names.") var fuse = false
     @Option(help: "Bytes of each FUSE row's fio job, e.g. 256M (default 1G, 64M with --quick).") var fuseSize: String?
     // The memory workload's measurements, each run by a child process of the tool (see
@@ -66,6 +72,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         _ = try workloads()
         _ = try fuseBytes()
+        try validatePlotPath()
         for (flag, path) in [("--dir", dir), ("--dir-disk", dirDisk)] {
             guard let path else { continue }
             guard isDirectory(path) else { throw ValidationError("\(flag): '\(path)' is not a directory") }
@@ -122,6 +129,7 @@ struct Bench: ParsableCommand {
         } else {
             print(table(report))
         }
+        if let plot { try writePlot(report, to: plot) }
         for f in report.failures { say("FAILED: \(f.name): \(f.error ?? "")") }
         for f in report.scalingFailures { say("FAILED: \(f.name): \(f.error ?? "")") }
         if !report.failures.isEmpty || !report.scalingFailures.isEmpty { throw ExitStatus.violation }
@@ -129,6 +137,29 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// --plot names an .svg file in a directory that exists, so that a long run does not end
+    /// in a file it cannot write.
+    func validatePlotPath() throws {
+        guard let plot else { return }
+        guard plot.hasSuffix(".svg"), plot.count > 4, !plot.hasSuffix("/.svg") else {
+            throw ValidationError("--plot: '\(plot)' does not name an .svg file")
+        }
+        let parent = plot.lastIndex(of: "/").map { String(plot[..<$0]) } ?? "."
+        let directory = parent.isEmpty ? "/" : parent
+        guard isDirectory(directory) else {
+            throw ValidationError("--plot: '\(plot)': the directory '\(directory)' does not exist")
+        }
+    }
+
+    /// Writes the report's SVG; a file that cannot be written fails the run (exit 1), after
+    /// the table or JSON has been printed.
+    func writePlot(_ report: BenchReport, to path: String) throws {
+        if let problem = writeWhole(path, Array(benchPlotSVG(report).utf8)) {
+            say("iomap bench: --plot: cannot write '\(path)': \(problem)")
+            throw ExitStatus.violation
+        }
+    }
+
     /// The child's side of a memory measurement: one JSON object on stdout.
     func runMemoryProbe(folioSize: Int) throws {
         let probe = BenchMemoryProbe(folioSize: folioSize, bytes: memoryProbeBytes ?? (1 << 30), tag: memoryProbeTag)
@@ -141,6 +172,26 @@ extension Bench {
             throw ExitStatus.violation
         }
     }
+}
+
+/// Writes `bytes` as the whole of the file at `path`; returns the system's reason when it
+/// cannot (with open(2) and write(2) rather than Foundation's write, whose errors on Linux
+/// name a Cocoa error code instead of the errno).
+private func writeWhole(_ path: String, _ bytes: [UInt8]) -> String? {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else {
+            let reason = n == 0 ? "write(2) wrote nothing" : String(cString: strerror(errno))
+            close(fd)
+            return reason
+        }
+        done += n
+    }
+    return close(fd) == 0 ? nil : String(cString: strerror(errno))
 }
 
 /// Removes what a run left: the directories the tool made, and the run's files in the

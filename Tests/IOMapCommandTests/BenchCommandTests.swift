@@ -91,4 +91,29 @@ struct BenchCommandTests {
         #expect(missing.status == 2)
         #expect(missing.stderr.contains("/nonexistent/iomap-bench"), "stderr: \(missing.stderr)")
     }
+
+    @Test("--plot writes an SVG naming every row, beside the table")
+    func plot() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("iomap-plot-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("x.svg").path
+        let r = try runIOMap(["bench", "--quick", "--only", "cleanup,overwrite-4k", "--plot", path])
+        #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
+        #expect(r.stdout.contains("workload"), "the table is still printed")
+        let svg = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(svg.hasPrefix("<svg ") && svg.hasSuffix("</svg>\n"))
+        for name in ["cleanup", "overwrite-4k"] { #expect(svg.contains(">\(name)</text>"), "\(name) is not in the plot") }
+    }
+
+    @Test("--plot in a directory that does not exist, or not .svg, is bad usage naming the path")
+    func plotBadPath() throws {
+        let missing = try runIOMap(["bench", "--quick", "--only", "cleanup", "--plot", "/nonexistent/dir/x.svg"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("/nonexistent/dir/x.svg"), "stderr: \(missing.stderr)")
+        #expect(missing.stdout.isEmpty)
+        let png = try runIOMap(["bench", "--quick", "--only", "cleanup", "--plot", "/tmp/x.png"])
+        #expect(png.status == 2)
+        #expect(png.stderr.contains("/tmp/x.png"), "stderr: \(png.stderr)")
+    }
 }
