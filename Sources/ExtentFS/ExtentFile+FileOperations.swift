@@ -274,16 +274,15 @@ extension ExtentFile {
 
     /// lseek(SEEK_DATA).
     public func seekData(from offset: Int) throws(Errno) -> Int {
-        inode.lockIOShared()
-        defer { inode.unlockIOShared() }
-        return try iomapSeekData(inode, pos: offset, ops: self)
+        // No I/O lock, as xfs_file_llseek takes none: each mapping is looked up under the
+        // extent-map lock, and the page cache is searched under its own locks.
+        try iomapSeekData(inode, pos: offset, ops: self)
     }
 
     /// lseek(SEEK_HOLE).
     public func seekHole(from offset: Int) throws(Errno) -> Int {
-        inode.lockIOShared()
-        defer { inode.unlockIOShared() }
-        return try iomapSeekHole(inode, pos: offset, ops: self)
+        // No I/O lock (see seekData).
+        try iomapSeekHole(inode, pos: offset, ops: self)
     }
 
     // MARK: cache control

@@ -51,6 +51,40 @@ extension ExtentFile: IOMapOperations {
         }
     }
 
+    /// The mapping at `pos` for a report (seek), and the one after it, from one lookup under
+    /// the extent-map lock: after a record, the record that touches it or the hole up to the
+    /// next; after a hole, the record that ends it (xfs_seek_iomap_begin, which XFS asks
+    /// once per mapping).
+    public func iomapBeginReport(_ inode: Inode, pos: Int, length: Int, flags: IterFlags) throws(Errno) -> (IOMapping, next: IOMapping?) {
+        let g = geometry
+        let offsetBlock = g.blockIndex(of: pos)
+        let endBlock = max(min(g.blocksCovering(pos + length), g.blocksCovering(maxFileSize)), offsetBlock + 1)
+        return extents.withLock { (map: inout ExtentMap) -> (IOMapping, next: IOMapping?) in
+            var cursor = extentCursor.load(ordering: .relaxed)
+            defer { extentCursor.store(cursor, ordering: .relaxed) }
+            let sequence = map.sequence
+            let found = map.next(atOrAfter: offsetBlock, cursor: &cursor)
+            if let r = found, r.startBlock <= offsetBlock {
+                guard r.endBlock < endBlock else { return (mappingFor(r, sequence: sequence), nil) }
+                let after = map.next(atOrAfter: r.endBlock, cursor: &cursor)
+                if let a = after, a.startBlock == r.endBlock {
+                    return (mappingFor(r, sequence: sequence), mappingFor(a, sequence: sequence))
+                }
+                let hole = holeMapping(from: r.endBlock, to: min(after?.startBlock ?? Int.max, endBlock), sequence: sequence)
+                return (mappingFor(r, sequence: sequence), hole)
+            }
+            let holeEnd = min(found?.startBlock ?? Int.max, endBlock)
+            let next = found.flatMap { $0.startBlock == holeEnd ? mappingFor($0, sequence: sequence) : nil }
+            return (holeMapping(from: offsetBlock, to: holeEnd, sequence: sequence), next)
+        }
+    }
+
+    func holeMapping(from: Int, to: Int, sequence: UInt64) -> IOMapping {
+        let g = geometry
+        return IOMapping(
+            offset: g.offset(ofBlock: from), length: g.offset(ofBlock: to - from), kind: .hole, validityCookie: sequence)
+    }
+
     func mappingFor(_ r: ExtentRecord, sequence: UInt64) -> IOMapping {
         let g = geometry
         let kind: IOMapping.Kind

@@ -102,6 +102,13 @@ public protocol IOMapOperations: AnyObject, Sendable {
     /// Whether a record's validity cookie still matches the extent map (->iomap_valid).
     func iomapValid(_ inode: Inode, _ mapping: IOMapping) -> Bool
 
+    /// For an operation that only reports (IterFlags.report: SEEK_DATA, SEEK_HOLE): the
+    /// mapping at `pos`, as iomapBegin gives it, and the one after it when the file system has
+    /// it at hand. The iterator moves on to the second without another call as long as its
+    /// validity cookie still holds, so a seek from a hole to the data after it costs one
+    /// lookup, not two. The default asks iomapBegin and offers nothing ahead.
+    func iomapBeginReport(_ inode: Inode, pos: Int, length: Int, flags: IterFlags) throws(Errno) -> (IOMapping, next: IOMapping?)
+
     /// Reads `buffer.count` bytes of file data at `fileOffset` from the disk blocks of a
     /// MAPPED record (->read_folio_range).
     func readFileRange(_ inode: Inode, mapping: IOMapping, fileOffset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(Errno)
@@ -177,4 +184,8 @@ extension IOMapWritebackOperations {
 extension IOMapOperations {
     /// Every operation calls iomapEnd, unless a file system says otherwise.
     public func hasIomapEnd(_ flags: IterFlags) -> Bool { true }
+
+    public func iomapBeginReport(_ inode: Inode, pos: Int, length: Int, flags: IterFlags) throws(Errno) -> (IOMapping, next: IOMapping?) {
+        (try iomapBegin(inode, pos: pos, length: length, flags: flags).0, nil)
+    }
 }

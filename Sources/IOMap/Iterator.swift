@@ -27,6 +27,9 @@ public struct IOMapIterator {
     /// Whether the file system wants iomapEnd for this operation; asked once, at the first
     /// mapping.
     var callsEnd: Bool?
+    /// A report operation's next mapping, handed over by iomapBeginReport with the current
+    /// one; used if it still holds when the iteration gets there.
+    var ahead: IOMapping?
 
     public init(inode: Inode, pos: Int, length: Int, flags: IterFlags) {
         self.inode = inode
@@ -85,6 +88,7 @@ public struct IOMapIterator {
             if length == 0 || (advanced == 0 && !stale) { return false }
         }
         if callsEnd == nil { callsEnd = ops.hasIomapEnd(flags) }
+        if flags.contains(.report) { return try nextReport(ops) }
         let (m, src) = try ops.iomapBegin(inode, pos: pos, length: length, flags: flags)
         // A file system that returns a mapping not covering pos, or one already stale, is
         // broken; the kernel warns and fails the operation.
@@ -93,6 +97,26 @@ public struct IOMapIterator {
         }
         mapping = m
         sourceMapping = src.flatMap { $0.kind == .hole ? nil : $0 }
+        startPos = pos
+        return true
+    }
+
+    /// The next mapping of a report operation: the one handed over ahead of time if the
+    /// position is in it and its cookie still holds (a lock-free check), else a new lookup,
+    /// which may hand over the one after it.
+    mutating func nextReport(_ ops: any IOMapOperations) throws(Errno) -> Bool {
+        if let next = ahead, next.offset <= pos, pos < next.end, ops.iomapValid(inode, next) {
+            ahead = nil
+            mapping = next
+            startPos = pos
+            return true
+        }
+        let (m, next) = try ops.iomapBeginReport(inode, pos: pos, length: length, flags: flags)
+        if warnOnce(!m.range.contains(pos) || m.flags.contains(.stale), "iomapBeginReport returned \(m) for position \(pos)") {
+            throw .ioError
+        }
+        mapping = m
+        ahead = next.flatMap { $0.offset == m.end ? $0 : nil }
         startPos = pos
         return true
     }
