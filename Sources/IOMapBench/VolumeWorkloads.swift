@@ -94,6 +94,7 @@ func boundRow(_ name: String, _ value: Double, bound: Double, engineNs: Double? 
     r.engineNsPerOp = engineNs
     r.ratio = value / bound
     r.holds = value <= bound
+    r.attainment = upperBoundAttainment(value, bound: bound)
     return r
 }
 
@@ -365,6 +366,7 @@ extension BenchContext {
             r.kernelNsPerOp = k
             r.ratio = k / e
             r.holds = e <= 5_000 && engine.tally.io[i] == 0
+            r.attainment = engine.tally.io[i] == 0 ? 5_000 / e : 0
             r.detail["io_in_timed_loops"] = Double(engine.tally.io[i])
             r.detail["log_bytes_per_op"] = median(engine.tally.logBytes[i])
             r.detail["log_block_bytes_per_op"] = median(engine.tally.logBlockBytes[i])
@@ -414,6 +416,7 @@ extension BenchContext {
         r.engineNsPerOp = v
         r.ratio = p / v
         r.holds = p / v >= 0.95
+        r.attainment = p / v / 0.95
         r.detail["plain_ns_per_op"] = p
         r.detail["kernel_ns_per_op"] = k
         r.detail["bytes"] = Double(size)

@@ -171,6 +171,12 @@ func ownWork(engine e: Double, kernel k: Double, memcpy m: Double) -> Double? {
     return max(0, e - m) / (k - m)
 }
 
+/// How far a figure held to an upper bound is toward it: bound / figure, a figure at or
+/// under a thousandth of the bound (or below zero) counting as 1,000 times the goal.
+func upperBoundAttainment(_ value: Double, bound: Double) -> Double {
+    bound / max(value, bound / 1_000)
+}
+
 /// The most own work (ownWork) the own-work goals accept.
 let ownWorkGoal = 0.25
 
@@ -573,6 +579,7 @@ extension BenchContext {
         r.engineNsPerOp = times[2]
         r.ratio = times[2] / times[0]
         r.holds = times[2] <= 2 * times[0]
+        r.attainment = 2 * times[0] / times[2]
         for (size, t) in zip(sizes, times) { r.detail["ns_per_op_\(sizeLabel(size))"] = t }
         r.detail["punches_per_cleanup"] = Double(punchesSeen)
         r.detail["dirty_folios"] = Double(dirtyFolios)
@@ -672,6 +679,7 @@ extension BenchContext {
         r.memcpyNsPerOp = m
         r.ratio = env / l - 1
         r.holds = env / l - 1 <= 0.02
+        r.attainment = upperBoundAttainment(env / l - 1, bound: 0.02)
         r.detail["live_ns_per_op"] = l
         r.detail["bound_thread_ns_per_op"] = h
         r.detail["bound_thread_cost"] = h / l - 1
@@ -714,6 +722,7 @@ extension BenchContext {
             let overhead = median(overheads[i])
             r.ratio = overhead
             r.holds = overhead <= (folioSizes[i] == 4 * KiB ? 0.03 : 0.005)
+            r.attainment = upperBoundAttainment(overhead, bound: folioSizes[i] == 4 * KiB ? 0.03 : 0.005)
             r.detail["cached_bytes"] = Double(size)
             r.detail["rss_delta_bytes"] = median(deltas[i])
             r.detail["overhead_bytes"] = overhead * Double(size)

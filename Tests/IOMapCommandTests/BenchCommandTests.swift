@@ -15,7 +15,7 @@ private let allRows = [
 ]
 
 private let resultFields: Set<String> = [
-    "name", "engine_ns_per_op", "kernel_ns_per_op", "memcpy_ns_per_op", "ratio", "goal", "holds",
+    "name", "engine_ns_per_op", "kernel_ns_per_op", "memcpy_ns_per_op", "ratio", "own_work", "attainment", "goal", "holds",
 ]
 
 /// A JSON number or null, as a Double; nil for null (and for anything else, which fails).
@@ -52,6 +52,12 @@ struct BenchCommandTests {
             let ratio = try #require(number(row["ratio"], "\(name) ratio"), "\(name) has no ratio")
             #expect(ratio.isFinite)
             if let engine, let kernel { #expect(abs(ratio - kernel / engine) <= 1e-9 * ratio, "\(name): ratio \(ratio)") }
+            // own_work is (engine - memcpy) / (kernel - memcpy) wherever there are all three
+            // and the kernel is slower than the copy; the own-work rows always have one then.
+            if let engine, let kernel, let memcpy, kernel > memcpy {
+                let own = try #require(number(row["own_work"], "\(name) own_work"), "\(name) has no own_work")
+                #expect(abs(own - max(0, engine - memcpy) / (kernel - memcpy)) <= 1e-9 * max(own, 1), "\(name): own_work \(own)")
+            }
         }
         // Every workload with a kernel side has one; cleanup, live-hooks, memory and the volume's
         // rows held to a bound or compared with the plain engine do not.
