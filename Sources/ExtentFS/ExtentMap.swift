@@ -191,24 +191,26 @@ public struct ExtentMap: Sendable {
 
     /// Inserts a record into a hole, merging with neighbours of the same kind.
     public mutating func insert(_ record: ExtentRecord) {
-        var i = firstIndex(endingAfter: record.startBlock)
+        let i = firstIndex(endingAfter: record.startBlock)
         precondition(
             i == records.count || records[i].startBlock >= record.endBlock,
             "inserting \(record) over existing \(records[i])")
         bumpSequence()
-        var r = record
-        if i > 0, records[i - 1].canMerge(with: r) {
-            let prev = records[i - 1]
-            r = ExtentRecord(
-                startBlock: prev.startBlock, blockCount: prev.blockCount + r.blockCount, state: r.state, diskBlock: prev.diskBlock)
-            records.remove(at: i - 1)
-            i -= 1
-        }
-        if i < records.count, r.canMerge(with: records[i]) {
-            r.blockCount += records[i].blockCount
-            records[i] = r
+        // Merges grow a neighbour in place: an append extends the last record with no
+        // array traffic at all.
+        let mergesNext = i < records.count && record.canMerge(with: records[i])
+        if i > 0, records[i - 1].canMerge(with: record) {
+            records[i - 1].blockCount += record.blockCount
+            if mergesNext {
+                records[i - 1].blockCount += records[i].blockCount
+                records.remove(at: i)
+            }
+        } else if mergesNext {
+            records[i].startBlock = record.startBlock
+            records[i].blockCount += record.blockCount
+            records[i].diskBlock = record.diskBlock
         } else {
-            records.insert(r, at: i)
+            records.insert(record, at: i)
         }
         if record.state == .delalloc { delallocBlocks += record.blockCount }
         verifyInvariants()

@@ -160,7 +160,8 @@ public final class AddressSpace: Sendable {
             let outcome = index.withLock { idx -> Outcome in
                 if let (_, f) = idx.floor(page), f.end > offset { return .existing(f) }
                 let lastPage = pageIndex(of: start + size - 1)
-                if let (_, f) = idx.floor(lastPage), f.end > start { return .overlap }
+                // For a one-page folio the floor just taken was at its last page already.
+                if lastPage != page, let (_, f) = idx.floor(lastPage), f.end > start { return .overlap }
                 idx.insert(candidate.index, candidate)
                 return .inserted
             }

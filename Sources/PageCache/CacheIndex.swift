@@ -182,7 +182,7 @@ struct CacheIndexNode: Equatable {
     func covers(_ key: Int) -> Bool { Self.covers(shift: shift, key) }
 
     /// The largest key this node can hold as a root.
-    var maxKey: Int { shift + levelBits >= Int.bitWidth - 1 ? Int.max : (1 << (shift + levelBits)) - 1 }
+    @inline(__always) var maxKey: Int { shift + levelBits >= Int.bitWidth - 1 ? Int.max : (1 << (shift + levelBits)) - 1 }
 }
 
 /// The page-cache index: a 64-ary radix tree from non-negative page indices to class
@@ -230,6 +230,16 @@ public final class CacheIndex<Element: AnyObject> {
     /// The entry with the greatest key less than or equal to `key`, or nil.
     public func floor(_ key: Int) -> (key: Int, element: Element)? {
         guard key >= 0, let root else { return nil }
+        // Most answers are in the leaf that would hold `key` (the folio before a new one, a
+        // small folio itself): one walk down and one leading-zero count.
+        if let leaf = leaf(for: key) {
+            let slot = key & slotMask
+            let bits = leaf.present & (slot == slotMask ? ~0 : slotBit(slot + 1) &- 1)
+            if bits != 0 {
+                let found = slotMask - bits.leadingZeroBitCount
+                return (key - slot + found, element(leaf, found))
+            }
+        }
         guard let (leaf, base, slot) = scanBackward(presentMask, from: root, base: 0, key: min(key, root.maxKey))
         else { return nil }
         return (base + slot, element(leaf, slot))
