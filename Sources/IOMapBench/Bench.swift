@@ -146,6 +146,10 @@ public struct BenchConfig: Sendable {
     public var iomapExecutable: String?
     /// The bytes of the FUSE rows' fio jobs (nil: 1 GiB, 64 MiB with `quick`).
     public var fuseBytes: Int?
+    /// A canary for the scaling workloads' checks: one check of each compares with an
+    /// expected value off by one, so every scaling workload must fail (the tests show that
+    /// their checks bite).
+    public var scalingCanary = false
 
     public init(quick: Bool = false) { self.quick = quick }
 
@@ -292,7 +296,7 @@ public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void
     let context = BenchContext(
         scale: config.scale, repetitions: config.repetitions, kernelDir: kernelDir, diskDir: diskDir,
         memoryProbe: config.memoryProbe, progress: progress, iomapExecutable: config.iomapExecutable,
-        fuseBytes: config.fuseBytes ?? GiB / config.scale)
+        fuseBytes: config.fuseBytes ?? GiB / config.scale, canary: config.scalingCanary ? 1 : 0)
     for workload in config.workloads {
         progress("\(workload.rawValue): starting")
         let began = ContinuousClock.now
@@ -375,6 +379,8 @@ struct BenchContext {
     let progress: (String) -> Void
     let iomapExecutable: String?
     let fuseBytes: Int
+    /// Added to the scaling workloads' expected values: 0, or 1 for the canary.
+    let canary: Int
 
     func run(_ workload: BenchWorkload) throws -> [BenchResult] {
         switch workload {

@@ -193,7 +193,8 @@ extension BenchContext {
             throw BenchFailure("\(label): the files are \(file.size) and \(kfile.size) bytes, expected \(size)")
         }
         let probes = scalingIndices(4096, below: size)
-        let want = ExtentAnswers(probes, src, passes: passes)
+        var want = ExtentAnswers(probes, src, passes: passes)
+        want.mappingSum &+= canary
         let ops = Double(probes.count * passes)
         let byte = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 1)
         defer { byte.deallocate() }

@@ -183,7 +183,7 @@ extension BenchContext {
             setup["volume_setup_s_\(n)"] = seconds.volume
             setup["kernel_setup_s_\(n)"] = seconds.kernel
         }
-        var c = growthCurve(name, points, bound: 2)
+        var c = growthCurve(name, points, bound: nil)
         c.detail.merge(setup) { a, _ in a }
         c.detail["ops_per_run"] = Double(ops)
         c.detail["seed"] = Double(ScalingLCG.seed)
@@ -203,7 +203,7 @@ extension BenchContext {
         let kernel = try KernelFilesSide(directory: kernelDir, files: n, src, progress: progress)
         let kernelSetup = Double(monotonicNs() &- t0) / 1e9
         let indices = scalingIndices(ops, below: n)
-        let inodeSum = indices.reduce(UInt64(0)) { $0 &+ volume.inodes[$1].rawValue }
+        let inodeSum = indices.reduce(UInt64(canary)) { $0 &+ volume.inodes[$1].rawValue }
         let checked = indices.suffix(64)
         func check(_ side: String, _ read: (Int) throws -> [UInt8]) throws {
             for k in checked {

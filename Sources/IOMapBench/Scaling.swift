@@ -61,14 +61,16 @@ func scalingAxis(_ curve: String) -> String {
     return "files"
 }
 
-/// The goal of each curve, as the issue states it (files: suggested, see README).
+/// The goal of each curve, as the issue states it (files: ours, see README).
 func scalingGoalText(_ curve: String) -> String {
     switch curve {
     case "threads-overwrite-4k", "threads-read-4k":
         return "2 threads on 2 files ≥ 1.8× 1 thread's throughput; on one file scaling ≥ the kernel's"
     case "extents-iomap-begin", "extents-seek-data": return "largest ≤ 2× smallest"
     case "cache-overwrite-4k": return "largest ≤ 1.3× smallest"
-    case "files-open-write-4k": return "largest ≤ 2× smallest"
+    // Not "largest ≤ 2× smallest": tmpfs itself grows 2.1-2.3× from 10 files to 10^4 or more,
+    // where every file is a cache miss and its mtime a change to make (README, "Benchmarks").
+    case "files-open-write-4k": return "growth, smallest to largest, ≤ the kernel's"
     default: return ""
     }
 }
@@ -80,16 +82,18 @@ func failedCurve(_ name: String, _ error: any Error) -> BenchScaling {
     return c
 }
 
-/// A curve held to "the engine's cost at the largest point ≤ `bound` × at the smallest"; the
-/// kernel's growth is detail beside the engine's.
-func growthCurve(_ name: String, _ points: [BenchScalingPoint], bound: Double) -> BenchScaling {
+/// A curve held to "the engine's cost at the largest point ≤ `bound` × at the smallest", or,
+/// with no bound, to growing no more than the kernel's; the kernel's growth is detail beside
+/// the engine's, and `detail.bound` the bound applied.
+func growthCurve(_ name: String, _ points: [BenchScalingPoint], bound: Double?) -> BenchScaling {
     var c = BenchScaling(name: name, axis: scalingAxis(name), goal: scalingGoalText(name), points: points)
     let (first, last) = (points.first!, points.last!)
     let growth = last.engineNsPerOp! / first.engineNsPerOp!
+    let kernelGrowth = last.kernelNsPerOp! / first.kernelNsPerOp!
     c.detail["engine_growth"] = growth
-    c.detail["kernel_growth"] = last.kernelNsPerOp! / first.kernelNsPerOp!
-    c.detail["bound"] = bound
-    c.holds = growth <= bound
+    c.detail["kernel_growth"] = kernelGrowth
+    c.detail["bound"] = bound ?? kernelGrowth
+    c.holds = growth <= bound ?? kernelGrowth
     return c
 }
 
@@ -152,13 +156,15 @@ func freeBytes(in directory: String) -> Int? {
 // MARK: - Threads
 
 /// A value threads of one run share only to read while they run (a source buffer, a user
-/// buffer each owns): the barrier and the joins order every write to it before and after.
+/// buffer each owns).
+// Guarded by: the run's barrier and joins, which order every write to it before or after.
 struct SharedForRun<T>: @unchecked Sendable {
     let value: T
 }
 
 /// One thread's part of a run: when it passed the barrier and finished, and what it
-/// returned or threw. Written by its thread only, read after the join.
+/// returned or threw.
+// Guarded by: nothing needed; written by its thread only, read only after the join.
 final class ThreadSlot: @unchecked Sendable {
     var start: UInt64 = 0
     var end: UInt64 = 0
@@ -402,7 +408,7 @@ extension BenchContext {
     ) -> (Int) throws -> Double {
         let shares = files.shares(p)
         let ops = Double(shares.reduce(0) { $0 + ($1.to - $1.from) / 4096 })
-        let expected = shares.map { threadProbeSum(src, from: $0.from, to: $0.to) }
+        let expected = shares.map { threadProbeSum(src, from: $0.from, to: $0.to) &+ UInt64(canary) }
         let label = "\(engine ? "engine" : "kernel") threads-read-4k (\(p.label))"
         let user = SharedForRun(value: buffers)
         return { _ in
@@ -486,7 +492,7 @@ extension BenchContext {
                 for p in checked {
                     for at in [p, p + 4096 - 16] {
                         let got = try target.readBack(count: 16, at: at)
-                        let want = (0..<16).map { src.expected(atFileOffset: at + $0) }
+                        let want = (0..<16).map { src.expected(atFileOffset: at + $0) &+ UInt8(canary) }
                         if got != want { throw BenchFailure("\(label) \(name) over \(sizeLabel(size)): data check failed at \(at)") }
                     }
                 }
