@@ -168,6 +168,8 @@ struct SharedForRun<T>: @unchecked Sendable {
 final class ThreadSlot: @unchecked Sendable {
     var start: UInt64 = 0
     var end: UInt64 = 0
+    /// CPU time the thread used between the two.
+    var cpu: UInt64 = 0
     var result: UInt64 = 0
     var error: (any Error)?
 }
@@ -191,10 +193,25 @@ final class StartBarrier: Sendable {
     }
 }
 
+/// CLOCK_THREAD_CPUTIME_ID in nanoseconds: the CPU time the calling thread has used.
+func threadCPUNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// What a run of threads measured: the wall time from the first start to the last end, what
+/// each thread returned, and the share of that time the threads had a CPU (their CPU time
+/// over wall time times threads): well under 1 means the machine did not run them together.
+struct TogetherRun {
+    var ns: Double
+    var results: [UInt64]
+    var cpuShare: Double
+}
+
 /// Runs `work(i)` for every i below `threads`, each on a thread of its own, all started on a
-/// barrier. Returns the nanoseconds from the first start to the last end, and what each
-/// returned; throws the first error any thread threw.
-func runTogether(_ threads: Int, _ work: @escaping @Sendable (Int) throws -> UInt64) throws -> (ns: Double, results: [UInt64]) {
+/// barrier; throws the first error any thread threw.
+func runTogether(_ threads: Int, _ work: @escaping @Sendable (Int) throws -> UInt64) throws -> TogetherRun {
     let barrier = StartBarrier(threads)
     let slots = (0..<threads).map { _ in ThreadSlot() }
     let workers = (0..<threads).map { i in
@@ -202,18 +219,21 @@ func runTogether(_ threads: Int, _ work: @escaping @Sendable (Int) throws -> UIn
         return JoinableThread({
             barrier.arriveAndWait()
             slot.start = monotonicNs()
+            let cpu = threadCPUNs()
             do {
                 slot.result = try work(i)
             } catch {
                 slot.error = error
             }
+            slot.cpu = threadCPUNs() &- cpu
             slot.end = monotonicNs()
         })
     }
     for w in workers { w.join() }
     if let error = slots.lazy.compactMap(\.error).first { throw error }
     let ns = Double(slots.map(\.end).max()! &- slots.map(\.start).min()!)
-    return (ns, slots.map(\.result))
+    let cpu = Double(slots.reduce(0) { $0 &+ $1.cpu })
+    return TogetherRun(ns: ns, results: slots.map(\.result), cpuShare: cpu / (ns * Double(threads)))
 }
 
 /// A file the thread curves overwrite and read, the engine's or the kernel's: whole 4 KiB
@@ -303,12 +323,19 @@ func threadProbeSum(_ src: PatternBuffer, from: Int, to: Int) -> UInt64 {
     return sum
 }
 
+/// The CPU shares (TogetherRun.cpuShare) of each side of a thread curve, counted rounds only.
+final class CPUShareLog {
+    var samples = Array(repeating: [Double](), count: 2 * ThreadPoint.allCases.count)
+}
+
 /// The three points of a thread curve: one thread, two threads on two files, two threads
 /// on the two halves of one file.
 enum ThreadPoint: Int, CaseIterable {
     case one, twoFiles, oneFile
 
     var x: Double { self == .one ? 1 : 2 }
+    /// How detail keys name the point.
+    var key: String { ["one_thread", "two_files", "one_file"][rawValue] }
     var label: String {
         switch self {
         case .one: return "1 thread"
@@ -362,71 +389,80 @@ extension BenchContext {
         let buffers = (0..<2).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096) }
         defer { for b in buffers { b.deallocate() } }
 
+        let (writeCPU, readCPU) = (CPUShareLog(), CPUShareLog())
         let write = try alternate(
             "threads-overwrite-4k",
-            ThreadPoint.allCases.flatMap { p in sides.indices.map { threadWriteSide(sides[$0], p, src, engine: $0 == 0) } })
+            ThreadPoint.allCases.flatMap { p in sides.indices.map { threadWriteSide(sides[$0], p, src, writeCPU, engine: $0 == 0) } })
         // The reads run over files holding one known tag, whose check words are summed.
         src.fill(tag: 1_000)
         for s in sides { try s.fill(src) }
         let read = try alternate(
             "threads-read-4k",
             ThreadPoint.allCases.flatMap { p in
-                sides.indices.map { threadReadSide(sides[$0], p, src, buffers, engine: $0 == 0) }
+                sides.indices.map { threadReadSide(sides[$0], p, src, buffers, readCPU, engine: $0 == 0) }
             })
         return [
-            threadCurve("threads-overwrite-4k", write, bytesPerThread: size),
-            threadCurve("threads-read-4k", read, bytesPerThread: size),
+            threadCurve("threads-overwrite-4k", write, writeCPU, bytesPerThread: size),
+            threadCurve("threads-read-4k", read, readCPU, bytesPerThread: size),
         ]
     }
 
     /// One side of a point of threads-overwrite-4k: the threads overwrite their shares with
     /// the round's bytes, then every share is read back at a sample of offsets.
-    func threadWriteSide(_ files: ThreadFiles, _ p: ThreadPoint, _ src: PatternBuffer, engine: Bool) -> (Int) throws -> Double {
+    func threadWriteSide(_ files: ThreadFiles, _ p: ThreadPoint, _ src: PatternBuffer, _ cpu: CPUShareLog, engine: Bool)
+        -> (Int) throws -> Double
+    {
+        let side = 2 * p.rawValue + (engine ? 0 : 1)
         let shares = files.shares(p)
         let ops = Double(shares.reduce(0) { $0 + ($1.to - $1.from) / 4096 })
         let label = "\(engine ? "engine" : "kernel") threads-overwrite-4k (\(p.label))"
         return { round in
             src.fill(tag: round + 1)
             let shared = SharedForRun(value: src)
-            let (ns, _) = try runTogether(shares.count) { i in
+            let run = try runTogether(shares.count) { i in
                 try shares[i].target.overwrite(shared.value, from: shares[i].from, to: shares[i].to)
                 return 0
             }
+            if round > 0 { cpu.samples[side].append(run.cpuShare) }
             for s in shares {
                 try checkSamples(label, size: s.to - s.from, expected: { src.expected(atFileOffset: s.from + $0) }) { off, count in
                     try s.target.readBack(count: count, at: s.from + off)
                 }
             }
-            return ns / ops
+            return run.ns / ops
         }
     }
 
     /// One side of a point of threads-read-4k: each thread reads its share into a buffer of
     /// its own; the check words each summed are compared with the file's.
     func threadReadSide(
-        _ files: ThreadFiles, _ p: ThreadPoint, _ src: PatternBuffer, _ buffers: [UnsafeMutableRawBufferPointer], engine: Bool
+        _ files: ThreadFiles, _ p: ThreadPoint, _ src: PatternBuffer, _ buffers: [UnsafeMutableRawBufferPointer],
+        _ cpu: CPUShareLog, engine: Bool
     ) -> (Int) throws -> Double {
+        let side = 2 * p.rawValue + (engine ? 0 : 1)
         let shares = files.shares(p)
         let ops = Double(shares.reduce(0) { $0 + ($1.to - $1.from) / 4096 })
         let expected = shares.map { threadProbeSum(src, from: $0.from, to: $0.to) &+ UInt64(canary) }
         let label = "\(engine ? "engine" : "kernel") threads-read-4k (\(p.label))"
         let user = SharedForRun(value: buffers)
-        return { _ in
+        return { round in
             for b in buffers { memset(b.baseAddress!, 0, b.count) }
-            let (ns, sums) = try runTogether(shares.count) { i in
+            let run = try runTogether(shares.count) { i in
                 try shares[i].target.readProbes(into: user.value[i], from: shares[i].from, to: shares[i].to)
             }
-            for (i, sum) in sums.enumerated() where sum != expected[i] {
+            if round > 0 { cpu.samples[side].append(run.cpuShare) }
+            for (i, sum) in run.results.enumerated() where sum != expected[i] {
                 throw BenchFailure("\(label): data check failed: thread \(i) read data summing to \(sum), the file to \(expected[i])")
             }
-            return ns / ops
+            return run.ns / ops
         }
     }
 
     /// A thread curve from its six sides' samples (engine, kernel per point): held when two
     /// files give the engine ≥ 1.8× one thread's throughput and one file scales it at least
-    /// as well as it scales the kernel.
-    func threadCurve(_ name: String, _ samples: [[Double]], bytesPerThread: Int) -> BenchScaling {
+    /// as well as it scales the kernel. The CPU share of each side is detail: where two
+    /// threads had well under a CPU each, the machine, not the code, set the speedup.
+    func threadCurve(_ name: String, _ samples: [[Double]], _ cpu: CPUShareLog, bytesPerThread: Int) -> BenchScaling {
         let points = ThreadPoint.allCases.map { p in point(p.x, p.label, samples, engine: 2 * p.rawValue, kernel: 2 * p.rawValue + 1) }
         var c = BenchScaling(name: name, axis: scalingAxis(name), goal: scalingGoalText(name), points: points)
         let e = points.map { $0.engineNsPerOp! }
@@ -437,6 +473,10 @@ extension BenchContext {
         c.detail["engine_one_file_speedup"] = e[0] / e[2]
         c.detail["kernel_one_file_speedup"] = k[0] / k[2]
         c.detail["bytes_per_thread"] = Double(bytesPerThread)
+        for p in ThreadPoint.allCases {
+            c.detail["engine_cpu_share_\(p.key)"] = median(cpu.samples[2 * p.rawValue])
+            c.detail["kernel_cpu_share_\(p.key)"] = median(cpu.samples[2 * p.rawValue + 1])
+        }
         c.holds = e[0] / e[1] >= 1.8 && e[0] / e[2] >= k[0] / k[2]
         return c
     }
