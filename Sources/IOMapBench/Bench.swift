@@ -52,12 +52,17 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
     case volumeMount = "volume-mount"
     case fuse
     case fuseWriteback = "fuse-writeback"
+    case scalingThreads = "scaling-threads"
+    case scalingExtents = "scaling-extents"
+    case scalingCache = "scaling-cache"
+    case scalingFiles = "scaling-files"
 
     /// The result rows the workload produces: memory has two goals, one per folio size; the
     /// namespace workload one per call (and the log bytes of a create); volume-fsync one per
-    /// kind of fsync.
+    /// kind of fsync. The scaling workloads have no rows: they draw curves (`curveNames`).
     public var rowNames: [String] {
         switch self {
+        case _ where isScaling: return []
         case .memory: return ["memory-4k", "memory-2m"]
         case .volumeNamespace: return ["volume-create", "volume-create-log", "volume-setattr", "volume-rename", "volume-unlink"]
         case .volumeFsync: return ["volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean"]
@@ -94,12 +99,12 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
             let name = String(raw.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
             if name.hasSuffix("*") {
                 let prefix = name.dropLast()
-                let matched = allCases.filter { w in ([w.rawValue] + w.rowNames).contains { $0.hasPrefix(prefix) } }
+                let matched = allCases.filter { w in ([w.rawValue] + w.rowNames + w.curveNames).contains { $0.hasPrefix(prefix) } }
                 if matched.isEmpty { unknown.append(name) }
                 chosen.formUnion(matched)
             } else if let w = BenchWorkload(rawValue: name) {
                 chosen.insert(w)
-            } else if let w = allCases.first(where: { $0.rowNames.contains(name) }) {
+            } else if let w = allCases.first(where: { $0.rowNames.contains(name) || $0.curveNames.contains(name) }) {
                 chosen.insert(w)
             } else {
                 unknown.append(name)
@@ -141,6 +146,10 @@ public struct BenchConfig: Sendable {
     public var iomapExecutable: String?
     /// The bytes of the FUSE rows' fio jobs (nil: 1 GiB, 64 MiB with `quick`).
     public var fuseBytes: Int?
+    /// A canary for the scaling workloads' checks: one check of each compares with an
+    /// expected value off by one, so every scaling workload must fail (the tests show that
+    /// their checks bite).
+    public var scalingCanary = false
 
     public init(quick: Bool = false) { self.quick = quick }
 
@@ -287,24 +296,38 @@ public func runBench(_ config: BenchConfig, progress: @escaping (String) -> Void
     let context = BenchContext(
         scale: config.scale, repetitions: config.repetitions, kernelDir: kernelDir, diskDir: diskDir,
         memoryProbe: config.memoryProbe, progress: progress, iomapExecutable: config.iomapExecutable,
-        fuseBytes: config.fuseBytes ?? GiB / config.scale)
+        fuseBytes: config.fuseBytes ?? GiB / config.scale, canary: config.scalingCanary ? 1 : 0)
     for workload in config.workloads {
         progress("\(workload.rawValue): starting")
         let began = ContinuousClock.now
-        do {
-            report.results += try context.run(workload)
-        } catch {
-            progress("\(workload.rawValue): FAILED: \(error)")
-            report.results += workload.rowNames.map { name in
-                var r = BenchResult(name: name, goal: goalText(name))
-                r.error = "\(error)"
-                return r
+        if workload.isScaling {
+            do {
+                report.scaling += try context.runScaling(workload)
+            } catch {
+                progress("\(workload.rawValue): FAILED: \(error)")
+                report.scaling += workload.curveNames.map { failedCurve($0, error) }
             }
+        } else {
+            runRows(workload, context, into: &report, progress: progress)
         }
         progress("\(workload.rawValue): done in \(formatFixed(seconds(since: began), digits: 1)) s")
     }
     report.elapsedSeconds = seconds(since: start)
     return report
+}
+
+/// Runs a workload that produces rows; a thrown error becomes every row's error.
+private func runRows(_ workload: BenchWorkload, _ context: BenchContext, into report: inout BenchReport, progress: (String) -> Void) {
+    do {
+        report.results += try context.run(workload)
+    } catch {
+        progress("\(workload.rawValue): FAILED: \(error)")
+        report.results += workload.rowNames.map { name in
+            var r = BenchResult(name: name, goal: goalText(name))
+            r.error = "\(error)"
+            return r
+        }
+    }
 }
 
 func seconds(since start: ContinuousClock.Instant) -> Double {
@@ -356,6 +379,8 @@ struct BenchContext {
     let progress: (String) -> Void
     let iomapExecutable: String?
     let fuseBytes: Int
+    /// Added to the scaling workloads' expected values: 0, or 1 for the canary.
+    let canary: Int
 
     func run(_ workload: BenchWorkload) throws -> [BenchResult] {
         switch workload {
@@ -378,6 +403,8 @@ struct BenchContext {
         case .volumeMount: return [try volumeMount()]
         case .fuse: return try fuse(writeback: false)
         case .fuseWriteback: return try fuse(writeback: true)
+        // The scaling workloads draw curves, not rows (runScaling).
+        case .scalingThreads, .scalingExtents, .scalingCache, .scalingFiles: return []
         }
     }
 

@@ -136,7 +136,7 @@ func makeFileDevice(path: String, bytes: Int, create: Bool = true) throws -> Fil
     }
 }
 
-private func sizeLabel(_ bytes: Int) -> String {
+func sizeLabel(_ bytes: Int) -> String {
     if bytes >= TiB && bytes % TiB == 0 { return "\(bytes / TiB)TiB" }
     if bytes >= GiB && bytes % GiB == 0 { return "\(bytes / GiB)GiB" }
     if bytes >= MiB && bytes % MiB == 0 { return "\(bytes / MiB)MiB" }

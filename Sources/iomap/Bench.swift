@@ -375,7 +375,8 @@ private func table(_ report: BenchReport) -> String {
         "medians of \(report.repetitions) repetitions after a warm-up, per operation\(report.quick ? "; quick (1/16 size)" : "")",
         "",
     ]
-    for row in rows {
+    // A run of scaling workloads alone has no rows: no header for them either.
+    for row in rows where !report.results.isEmpty {
         lines.append(row.indices.map { pad(row[$0], widths[$0]) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
     }
     var notes: [String] = []

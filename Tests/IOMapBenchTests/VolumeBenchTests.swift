@@ -110,6 +110,7 @@ struct VolumeBenchTests {
             BenchWorkload.allCases.filter(\.needsDiskDirectory) == [
                 .writebackFsync, .volumeFsync, .volumeFsync8t, .volumeSnapshot, .volumeMkfs, .volumeMount,
             ])
-        for w in BenchWorkload.allCases { #expect(!w.rowNames.isEmpty) }
+        // Every workload produces rows, or (the scaling workloads) curves.
+        for w in BenchWorkload.allCases { #expect(w.rowNames.isEmpty == w.isScaling && w.curveNames.isEmpty != w.isScaling) }
     }
 }

@@ -14,6 +14,16 @@ private let allRows = [
     "volume-snapshot", "volume-mkfs", "volume-mount",
 ]
 
+/// The scaling curves, in report order, with where their points lie at --quick.
+private let quickCurves: [(name: String, xs: [Double])] = [
+    ("threads-overwrite-4k", [1, 2, 2]), ("threads-read-4k", [1, 2, 2]), ("extents-iomap-begin", [100, 1_000, 10_000]),
+    ("extents-seek-data", [100, 1_000, 10_000]), ("cache-overwrite-4k", [4_194_304, 16_777_216, 67_108_864]),
+    ("files-open-write-4k", [10, 1_000, 10_000]),
+]
+
+private let scalingFields: Set<String> = ["name", "axis", "goal", "holds", "points", "detail"]
+private let pointFields: Set<String> = ["x", "label", "engine_ns_per_op", "kernel_ns_per_op"]
+
 private let resultFields: Set<String> = [
     "name", "engine_ns_per_op", "kernel_ns_per_op", "memcpy_ns_per_op", "ratio", "own_work", "attainment", "goal", "holds",
 ]
@@ -67,8 +77,33 @@ struct BenchCommandTests {
                 "overwrite-4k", "append-4k", "append-1m", "read-4k", "seek-data", "seek-hole", "writeback-fsync", "volume-create",
                 "volume-setattr", "volume-rename", "volume-unlink", "volume-fsync-overwrite", "volume-fsync-append", "volume-fsync-clean",
             ])
+        try checkScaling(j)
         // Progress goes to stderr, never into the JSON.
         #expect(r.stderr.contains("overwrite-4k: repetition 5/5"))
+    }
+
+    /// The scaling curves of a quick run: every one, with its points, both sides' times finite
+    /// and positive, and no error; whether goals hold is not asserted.
+    func checkScaling(_ j: [String: Any]) throws {
+        let scaling = try #require(j["scaling"] as? [[String: Any]])
+        #expect(scaling.compactMap { $0["name"] as? String } == quickCurves.map(\.name))
+        for (curve, want) in zip(scaling, quickCurves) {
+            let name = want.name
+            #expect(scalingFields.isSubset(of: Set(curve.keys)), "\(name) lacks \(scalingFields.subtracting(curve.keys))")
+            #expect(curve["error"] == nil, "\(name): \(curve["error"] ?? "")")
+            #expect((curve["goal"] as? String)?.isEmpty == false && (curve["axis"] as? String)?.isEmpty == false)
+            #expect(curve["holds"] is Bool, "\(name): holds is not a boolean")
+            let points = try #require(curve["points"] as? [[String: Any]], "\(name) has no points")
+            #expect(points.compactMap { number($0["x"], "\(name) x") } == want.xs)
+            for p in points {
+                #expect(pointFields.isSubset(of: Set(p.keys)), "\(name) point lacks \(pointFields.subtracting(p.keys))")
+                #expect((p["label"] as? String)?.isEmpty == false)
+                for side in ["engine_ns_per_op", "kernel_ns_per_op"] {
+                    let t = try #require(number(p[side], "\(name) \(side)"), "\(name): \(side) is null")
+                    #expect(t.isFinite && t > 0, "\(name): \(side) \(t)")
+                }
+            }
+        }
     }
 
     @Test("--only overwrite-4k,read-4k runs just those, in the human table too")
@@ -77,6 +112,7 @@ struct BenchCommandTests {
         #expect(r.status == 0, "exit \(r.status)\n\(r.stderr)")
         let results = try #require(try r.json()["results"] as? [[String: Any]])
         #expect(results.compactMap { $0["name"] as? String } == ["overwrite-4k", "read-4k"])
+        #expect((try r.json()["scaling"] as? [Any])?.isEmpty == true, "no scaling workload was asked for")
         #expect(!r.stderr.contains("append-4k"))
 
         let human = try runIOMap(["bench", "--quick", "--only", "cleanup"])
