@@ -7,6 +7,7 @@
 // closure scope cannot express, and which need a condition variable that Synchronization
 // lacks; so they sit on pthread mutexes and condition variables.
 
+import CIOMapBase
 import Synchronization
 
 #if canImport(Glibc)
@@ -110,6 +111,26 @@ public final class RWSleepLock: @unchecked Sendable {
         return false
     }
 
+    /// How many times a thread that finds the lock held tries again, with a spin-wait hint
+    /// between tries, before it sleeps: about a microsecond, the length of a buffered write's
+    /// hold, so that two threads writing one file hand the lock over without a futex sleep
+    /// and wake-up each time (rwsem's optimistic spinning, bounded because we cannot see
+    /// whether the owner runs).
+    private static let spins = 256
+
+    /// Retries `take` up to `spins` times before the caller sleeps.
+    @inline(__always)
+    private func spinTake(_ take: () -> Bool) -> Bool {
+        for i in 0..<Self.spins {
+            // Loads only until the word looks free, then one attempt: a holder that
+            // releases and retakes within a few dozen nanoseconds (a writer's next write)
+            // leaves a short window, which a pause between loads would miss.
+            if i >= 32 { ciomap_cpu_relax() }
+            if state.load(ordering: .relaxed) & Self.writerBit == 0, take() { return true }
+        }
+        return false
+    }
+
     /// A try-lock: one attempt, which lockdep records only when it succeeds.
     private func tryTake(_ take: () -> Bool) -> Bool {
         guard take() else { return false }
@@ -151,7 +172,7 @@ public final class RWSleepLock: @unchecked Sendable {
             Interleaving.acquire(b, self, name) { takeShared() }
             return
         }
-        if takeShared() { return }
+        if takeShared() || spinTake(takeShared) { return }
         slot.lock()
         startSleeping()
         while !takeShared() { slot.wait() }
@@ -196,7 +217,7 @@ public final class RWSleepLock: @unchecked Sendable {
             }
             return
         }
-        if takeExclusive() { return }
+        if takeExclusive() || spinTake(takeExclusive) { return }
         slot.lock()
         startWaitingAsWriter()
         startSleeping()

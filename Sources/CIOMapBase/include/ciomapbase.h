@@ -29,6 +29,17 @@ static inline void *ciomap_get_thread_binding(void) { return ciomap_thread_bindi
 
 static inline void ciomap_set_thread_binding(void *binding) { ciomap_thread_binding = binding; }
 
+/// A spin-wait hint to the CPU (x86 PAUSE, arm64 YIELD; nothing elsewhere): the sleeping
+/// locks spin briefly on a held lock before they sleep, as the kernel's rwsem spins on a
+/// running owner.
+static inline void ciomap_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// open(2)'s O_DIRECT, or 0 where the platform has none.
 int ciomap_o_direct(void);
 
