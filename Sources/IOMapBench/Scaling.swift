@@ -251,28 +251,47 @@ protocol ScalingTarget: Sendable {
 @inline(__always)
 func threadProbe(_ k: Int) -> Int { (k &* 8) & (4096 - 8) }
 
+/// The overwrite loop both sides run: one `write` per 4 KiB block of `[from, to)`, each
+/// checked to be whole. Inlined with its closure, so each side's loop is still one call per
+/// operation and a counter.
+@inline(__always)
+func overwriteBlocks(from: Int, to: Int, _ what: String, _ write: (Int) throws -> Int) throws {
+    var off = from
+    while off < to {
+        let n = try write(off)
+        if n != 4096 { throw BenchFailure("\(what) at \(off) wrote \(n) of 4096 bytes") }
+        off += 4096
+    }
+}
+
+/// The read loop both sides run: one `read` per 4 KiB block into `buffer`, summing the check
+/// word at `threadProbe` of each (inlined as overwriteBlocks is).
+@inline(__always)
+func readBlocks(
+    into buffer: UnsafeMutableRawBufferPointer, from: Int, to: Int, _ what: String, _ read: (Int) throws -> Int
+) throws -> UInt64 {
+    var sum: UInt64 = 0
+    var off = from
+    while off < to {
+        let n = try read(off)
+        if n != 4096 { throw BenchFailure("\(what) at \(off) returned \(n) bytes") }
+        sum &+= buffer.loadUnaligned(fromByteOffset: threadProbe(off >> 12), as: UInt64.self)
+        off += 4096
+    }
+    return sum
+}
+
 extension ExtentFile: ScalingTarget {
     @inline(never)
     func overwrite(_ src: PatternBuffer, from: Int, to: Int) throws {
-        var off = from
-        while off < to {
-            let n = try write(src.bytes(forFileOffset: off, length: 4096), at: off)
-            if n != 4096 { throw BenchFailure("engine write at \(off) wrote \(n) of 4096 bytes") }
-            off += 4096
+        try overwriteBlocks(from: from, to: to, "engine write") { off in
+            try write(src.bytes(forFileOffset: off, length: 4096), at: off)
         }
     }
 
     @inline(never)
     func readProbes(into buffer: UnsafeMutableRawBufferPointer, from: Int, to: Int) throws -> UInt64 {
-        var sum: UInt64 = 0
-        var off = from
-        while off < to {
-            let n = try read(into: buffer, at: off)
-            if n != 4096 { throw BenchFailure("engine read at \(off) returned \(n) bytes") }
-            sum &+= buffer.loadUnaligned(fromByteOffset: threadProbe(off >> 12), as: UInt64.self)
-            off += 4096
-        }
-        return sum
+        try readBlocks(into: buffer, from: from, to: to, "engine read") { off in try read(into: buffer, at: off) }
     }
 
     func readBack(count: Int, at offset: Int) throws -> [UInt8] { try read(count: count, at: offset) }
@@ -281,25 +300,12 @@ extension ExtentFile: ScalingTarget {
 extension KernelFile: ScalingTarget {
     @inline(never)
     func overwrite(_ src: PatternBuffer, from: Int, to: Int) throws {
-        var off = from
-        while off < to {
-            let n = try pwriteAll(src.bytes(forFileOffset: off, length: 4096), at: off)
-            if n != 4096 { throw BenchFailure("pwrite at \(off) wrote \(n) of 4096 bytes") }
-            off += 4096
-        }
+        try overwriteBlocks(from: from, to: to, "pwrite") { off in try pwriteAll(src.bytes(forFileOffset: off, length: 4096), at: off) }
     }
 
     @inline(never)
     func readProbes(into buffer: UnsafeMutableRawBufferPointer, from: Int, to: Int) throws -> UInt64 {
-        var sum: UInt64 = 0
-        var off = from
-        while off < to {
-            let n = try preadAll(buffer, at: off)
-            if n != 4096 { throw BenchFailure("pread at \(off) returned \(n) bytes") }
-            sum &+= buffer.loadUnaligned(fromByteOffset: threadProbe(off >> 12), as: UInt64.self)
-            off += 4096
-        }
-        return sum
+        try readBlocks(into: buffer, from: from, to: to, "pread") { off in try preadAll(buffer, at: off) }
     }
 
     func readBack(count: Int, at offset: Int) throws -> [UInt8] { try check("pread", read(count: count, at: offset)) }
