@@ -515,4 +515,87 @@ struct CacheIndexTests {
             index.setTag(.dirty, 10)
         }
     }
+
+    // The nodes are raw memory and each leaf slot holds a retained element: these check
+    // that every element is released exactly when the index lets it go.
+
+    @Test("an element is released when removed, when removeAll runs and when the index goes")
+    func elementsAreReleased() {
+        weak var removed: IndexedItem?
+        weak var cleared: IndexedItem?
+        weak var dropped: IndexedItem?
+        do {
+            let index = CacheIndex<IndexedItem>()
+            do {
+                let a = IndexedItem(3)
+                removed = a
+                index.insert(3, a)
+            }
+            #expect(removed != nil, "the index keeps what it holds")
+            #expect(index.remove(3)?.key == 3)
+            #expect(removed == nil, "a removed element is released once its last reference goes")
+            do {
+                let b = IndexedItem(1 << 20)
+                cleared = b
+                index.insert(1 << 20, b)
+            }
+            index.removeAll()
+            #expect(cleared == nil, "removeAll releases every element")
+            do {
+                let c = IndexedItem(70_000)
+                dropped = c
+                index.insert(70_000, c)
+                index.insert(5, IndexedItem(5))
+            }
+            #expect(dropped != nil)
+            index.checkInvariants()
+        }
+        #expect(dropped == nil, "an index that goes releases what it held")
+    }
+
+    // Canaries for the structural checker: each breaks one invariant by hand.
+
+    @Test("the invariant checker catches a present bit without an entry")
+    func canaryPresentBit() throws {
+        let index = CacheIndex<IndexedItem>()
+        for key in [1, 64, 4_096, 300_000] { index.insert(key, IndexedItem(key)) }
+        #expect(index.invariantViolation() == nil)
+        let root = try #require(index.root)
+        // Restored before anything is asserted: the index frees its nodes by their present
+        // bits, and a bit without a node behind it must not outlive the check.
+        root.present |= slotBit(63)
+        let violation = index.invariantViolation()
+        root.present &= ~slotBit(63)
+        #expect(violation?.contains("present bits") == true, "\(violation ?? "no violation reported")")
+        #expect(index.invariantViolation() == nil)
+    }
+
+    @Test("the invariant checker catches a tag bit its children do not carry")
+    func canaryTagBit() throws {
+        let index = CacheIndex<IndexedItem>()
+        for key in [2, 640, 9_000] { index.insert(key, IndexedItem(key)) }
+        index.setTag(.dirty, 640)
+        #expect(index.invariantViolation() == nil)
+        let root = try #require(index.root)
+        let saved = root.tags
+        root.tags[CacheTag.dirty.rawValue] = 0
+        let violation = try #require(index.invariantViolation())
+        #expect(violation.contains("dirty bits"), "\(violation)")
+        root.tags = saved
+        #expect(index.invariantViolation() == nil)
+    }
+
+    @Test("the invariant checker catches a wrong parent link")
+    func canaryParentLink() throws {
+        let index = CacheIndex<IndexedItem>()
+        for key in [0, 100, 5_000] { index.insert(key, IndexedItem(key)) }
+        let root = try #require(index.root)
+        let slot = root.present.trailingZeroBitCount
+        let child = root.child(slot)
+        child.offsetInParent = slot + 1
+        let violation = try #require(index.invariantViolation())
+        #expect(violation.contains("parent link"), "\(violation)")
+        child.offsetInParent = slot
+        #expect(index.invariantViolation() == nil)
+    }
 }
