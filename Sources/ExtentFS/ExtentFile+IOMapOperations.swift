@@ -29,10 +29,7 @@ extension ExtentFile: IOMapOperations {
             let holeEnd = found?.startBlock ?? Int.max
             if !reserving {
                 let end = min(holeEnd, max(endBlock, offsetBlock + 1))
-                let m = IOMapping(
-                    offset: g.offset(ofBlock: offsetBlock), length: g.offset(ofBlock: end - offsetBlock),
-                    kind: .hole, validityCookie: map.sequence)
-                return (m, nil)
+                return (holeMapping(from: offsetBlock, to: end, sequence: map.sequence), nil)
             }
             endBlock = min(endBlock, g.blocksCovering(pos + min(length, Self.maxReservationBytes)), holeEnd)
             let count = endBlock - offsetBlock
@@ -79,6 +76,7 @@ extension ExtentFile: IOMapOperations {
         }
     }
 
+    /// The hole over file blocks `[from, to)`, as every lookup that lands in one returns it.
     func holeMapping(from: Int, to: Int, sequence: UInt64) -> IOMapping {
         let g = geometry
         return IOMapping(

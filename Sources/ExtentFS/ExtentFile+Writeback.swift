@@ -17,9 +17,7 @@ extension ExtentFile: IOMapWritebackOperations {
         let m = try extents.withLock { (map: inout ExtentMap) throws(Errno) -> IOMapping in
             guard let r = map.next(atOrAfter: block), r.startBlock <= block else {
                 let end = map.next(atOrAfter: block)?.startBlock ?? g.blocksCovering(maxFileSize)
-                return IOMapping(
-                    offset: g.offset(ofBlock: block), length: g.offset(ofBlock: end - block), kind: .hole,
-                    validityCookie: map.sequence)
+                return holeMapping(from: block, to: end, sequence: map.sequence)
             }
             if r.state != .delalloc { return mappingFor(r, sequence: map.sequence) }
             // Delalloc becomes real blocks for the whole reservation, allocated unwritten: the
