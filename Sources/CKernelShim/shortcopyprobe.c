@@ -29,6 +29,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -276,6 +277,199 @@ int cks_probe_short_copy(const char *path, const struct cks_short_copy_params *p
         rc = write_and_count(fd, p, out);
         close(fd);
     }
+    unlink(path);
+    return rc;
+}
+
+// ---- The EOF-growth variant (iomap kernel-probe short-copy --fs fuse) ----
+//
+// On a file system whose write-begin zeroes only blocks at or past EOF (FUSE's writeback
+// cache since Linux 6.17), the uncopied rest of a short write lies past the new EOF. It is
+// not visible there; it becomes visible when the file grows before writeback zeroes the EOF
+// page's tail. So the attempt writes, looks at the EOF page through a mapping, grows the
+// file, and reads everything back, before and after fsync and a cache drop. Every byte of
+// the file is known (data, the write's readable part, the growth byte, zeroes), so a stale
+// byte is one that differs from what it should be.
+
+int cks_marker_byte(int64_t offset) { return marker[offset % 8]; }
+
+int cks_eof_expected_byte(const struct cks_eof_short_copy_params *p, int64_t written, int64_t o) {
+    if (p->growth == CKS_GROW_WRITE && o == p->grow_to - 1) return CKS_GROW_BYTE;
+    if (written > 0 && o >= p->offset && o < p->offset + written) return CKS_DATA_BYTE;
+    if (o < p->data_bytes) return CKS_FILE_BYTE;
+    return 0;
+}
+
+// Counts the bytes of [lo, hi) of the file that differ from what they should be.
+static int count_unexpected(int fd, const struct cks_eof_short_copy_params *p, int64_t written, int64_t size, int64_t *stale,
+                            int64_t *markers) {
+    unsigned char *buf = scratch_alloc((size_t)(size > 0 ? size : 1));
+    if (!buf) return -ENOMEM;
+    int64_t got = 0;
+    while (got < size) {
+        ssize_t n = pread(fd, buf + got, (size_t)(size - got), got);
+        if (n < 0) {
+            int e = errno;
+            munmap(buf, (size_t)(size > 0 ? size : 1));
+            return -e;
+        }
+        if (n == 0) break;
+        got += n;
+    }
+    *stale = 0;
+    *markers = 0;
+    for (int64_t o = 0; o < got; o++) {
+        if (buf[o] == cks_eof_expected_byte(p, written, o)) continue;
+        *stale += 1;
+        if (buf[o] == marker[o % 8]) *markers += 1;
+    }
+    munmap(buf, (size_t)(size > 0 ? size : 1));
+    return 0;
+}
+
+// The bytes past EOF in the page holding EOF, through the mapping `m` of it at `start`:
+// they should be zero. -1 when there is no mapping.
+static void count_mapped_tail(const unsigned char *m, off_t start, int64_t size, int64_t *stale, int64_t *markers) {
+    long page = sysconf(_SC_PAGESIZE);
+    *stale = -1;
+    *markers = -1;
+    if (!m) return;
+    *stale = 0;
+    *markers = 0;
+    for (int64_t o = size - start; o < page; o++) {
+        unsigned char b = ((const volatile unsigned char *)m)[o];
+        if (b == 0) continue;
+        *stale += 1;
+        if (b == marker[(start + o) % 8]) *markers += 1;
+    }
+}
+
+// A new file at `path` holding data_bytes of CKS_FILE_BYTE, file_size long, on stable
+// storage and out of the cache.
+static int lay_out_eof(const char *path, const struct cks_eof_short_copy_params *p) {
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    int rc = 0;
+    unsigned char chunk[4096];
+    memset(chunk, CKS_FILE_BYTE, sizeof chunk);
+    for (int64_t o = 0; !rc && o < p->data_bytes; o += (int64_t)sizeof chunk) {
+        size_t n = (size_t)(p->data_bytes - o < (int64_t)sizeof chunk ? p->data_bytes - o : (int64_t)sizeof chunk);
+        if (pwrite(fd, chunk, n, o) != (ssize_t)n) rc = errno ? -errno : -EIO;
+    }
+    if (!rc && ftruncate(fd, p->file_size) < 0) rc = -errno;
+    if (!rc && fsync(fd) < 0) rc = -errno;
+    if (!rc) rc = -posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+// Grows the file as the attempt asks; returns errno of a refused growth (the attempt goes
+// on, reporting it) or 0.
+static int grow(int fd, const struct cks_eof_short_copy_params *p) {
+    int rc = 0;
+    switch (p->growth) {
+    case CKS_GROW_TRUNCATE:
+        rc = ftruncate(fd, p->grow_to) < 0 ? errno : 0;
+        break;
+    case CKS_GROW_FALLOCATE:
+        rc = fallocate(fd, 0, 0, p->grow_to) < 0 ? errno : 0;
+        break;
+    case CKS_GROW_WRITE: {
+        unsigned char b = CKS_GROW_BYTE;
+        rc = pwrite(fd, &b, 1, p->grow_to - 1) == 1 ? 0 : (errno ? errno : EIO);
+        break;
+    }
+    default:
+        break;
+    }
+    return rc;
+}
+
+// The canary's stale bytes: marker bytes stored just past EOF through `m`, a shared
+// writable mapping of the EOF page at `start`.
+static void plant_past_eof(unsigned char *m, off_t start, int64_t size, int64_t count) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (count > page - (size - start)) count = page - (size - start);
+    for (int64_t o = size; o < size + count; o++) m[o - start] = marker[o % 8];
+}
+
+// Maps the page holding EOF (nil when EOF is on a page boundary). Read-only, from a
+// read-only descriptor: unmapping a mapping that may write makes FUSE write the file back
+// (fuse_vma_close), and writeback zeroes the EOF page's tail, which would hide what the
+// attempt looks for. The canary needs to store, so it maps writable and keeps the mapping
+// until the reads are done.
+static unsigned char *map_eof_page(const char *path, int fd, int64_t size, int writable, off_t *start) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (size % page == 0) return 0;
+    *start = (off_t)(size / page * page);
+    int mfd = writable ? fd : open(path, O_RDONLY | O_CLOEXEC);
+    if (mfd < 0) return 0;
+    void *m = mmap(0, (size_t)page, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, mfd, *start);
+    if (!writable) close(mfd);
+    return m == MAP_FAILED ? 0 : m;
+}
+
+static int eof_attempt(const char *path, int fd, const struct cks_eof_short_copy_params *p, struct cks_eof_short_copy_attempt *out) {
+    void *base;
+    size_t maplen;
+    unsigned char *buf = guarded_buffer(p->length, p->readable, &base, &maplen);
+    if (!buf) return -errno;
+    uint64_t *pfns = scratch_alloc(SPRAY_PAGES * sizeof *pfns);
+    cpu_set_t before;
+    int pinned = pin_here(&before);
+    int shown = spray_marker(pfns);
+    ssize_t n = pwrite(fd, buf, (size_t)p->length, p->offset);
+    out->write_result = n < 0 ? -errno : n;
+    if (pinned) (void)sched_setaffinity(0, sizeof before, &before);
+    munmap(base, maplen);
+    int64_t written = n > 0 ? n : 0;
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -errno;
+    out->ino = (uint64_t)st.st_ino;
+    out->size_after_write = st.st_size;
+    long page = sysconf(_SC_PAGESIZE);
+    off_t start = 0;
+    unsigned char *m = map_eof_page(path, fd, st.st_size, p->planted > 0, &start);
+    out->recycled = -1;
+    if (m && shown) {
+        uint64_t pfn;
+        (void)*(volatile unsigned char *)m;
+        frame_numbers(m, 1, &pfn);
+        out->recycled = 0;
+        for (size_t i = 0; pfn && i < SPRAY_PAGES; i++)
+            if (pfns[i] == pfn) out->recycled = 1;
+    }
+    if (pfns) munmap(pfns, SPRAY_PAGES * sizeof *pfns);
+    if (m && p->planted > 0) plant_past_eof(m, start, st.st_size, p->planted);
+    count_mapped_tail(m, start, st.st_size, &out->stale_mapped, &out->marker_mapped);
+    out->growth_errno = grow(fd, p);
+    int rc = fstat(fd, &st) < 0 ? -errno : 0;
+    out->final_size = st.st_size;
+    if (!rc) rc = count_unexpected(fd, p, written, st.st_size, &out->stale_after_growth, &out->marker_after_growth);
+    if (m) munmap(m, (size_t)page);
+    if (rc < 0) return rc;
+    if (fsync(fd) < 0) return -errno;
+    if ((rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) != 0) return -rc;
+    return count_unexpected(fd, p, written, st.st_size, &out->stale_after_sync, &out->marker_after_sync);
+}
+
+int cks_probe_eof_short_copy(const char *path, const struct cks_eof_short_copy_params *p, struct cks_eof_short_copy_attempt *out) {
+    memset(out, 0, sizeof *out);
+    if (p->data_bytes < 0 || p->data_bytes > p->file_size || p->offset < 0 || p->length <= 0 || p->readable < 0 ||
+        p->readable > p->length || p->grow_to < 0 || p->growth < CKS_GROW_NONE || p->growth > CKS_GROW_WRITE ||
+        (p->growth != CKS_GROW_NONE && p->grow_to <= p->offset + p->length) || p->grow_to > (1LL << 30) || p->planted < 0 ||
+        p->planted > 4096)
+        return -EINVAL;
+    int fd = lay_out_eof(path, p);
+    if (fd < 0) {
+        unlink(path);
+        return fd;
+    }
+    int rc = eof_attempt(path, fd, p, out);
+    close(fd);
     unlink(path);
     return rc;
 }

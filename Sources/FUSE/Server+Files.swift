@@ -101,6 +101,7 @@ extension FUSEServer {
     ) throws(Errno) {
         let f = try handles.file(fh)
         guard let at = Int(exactly: offset) else { throw .invalidArgument }
+        options.recorder?.record(inode: f.inode, offset: offset, flags: flags, payload: data)
         let fromCache = flags & ProtocolFlags.writeCache != 0
         let handle = try f.handle(for: fromCache ? Caller.root() : c, volume: volume)
         let n: Int

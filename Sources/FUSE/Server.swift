@@ -23,6 +23,8 @@ import Volume
 public struct ServerOptions: Sendable {
     public var cache: CacheMode = .direct
     public var timeouts = CacheTimeouts()
+    /// Where every WRITE is recorded before the volume sees it (`--record-writes`), or nil.
+    public var recorder: WriteRecorder?
     public init() {}
 }
 

@@ -86,7 +86,7 @@ public enum Fio {
 /// A volume image made with `iomap mkfs` and mounted with `iomap mount` (the built tool, so
 /// that what is measured is what a user runs); unmounted with umount(8), then waited for
 /// until the daemon lets go of the image.
-public final class FUSEBenchMount {
+public final class FUSEBenchMount: Sendable {
     public let iomap: String
     public let image: String
     public let mountPoint: String
@@ -94,8 +94,8 @@ public final class FUSEBenchMount {
     public let log: String
 
     /// Makes the image (`imageBytes`, sparse) and the mount point in `directory`, and mounts
-    /// with `options` (`-o`).
-    public init(iomap: String, directory: String, imageBytes: Int, options: String) throws {
+    /// with `options` (`-o`) and `arguments` (more of `iomap mount`'s options).
+    public init(iomap: String, directory: String, imageBytes: Int, options: String, arguments: [String] = []) throws {
         self.iomap = iomap
         image = directory + "/vol.img"
         mountPoint = directory + "/mnt"
@@ -105,7 +105,7 @@ public final class FUSEBenchMount {
         let mkfs = IOMapKernelSide.run(iomap, ["mkfs", image, "--size", "\(imageBytes)"])
         guard mkfs.status == 0 else { throw KernelSetupError("iomap mkfs \(image) exited \(mkfs.status): \(mkfs.output)") }
         let mount = IOMapKernelSide.run(
-            iomap, ["mount", image, mountPoint, "-o", options, "--pid-file", pidFile, "--log", log])
+            iomap, ["mount", image, mountPoint, "-o", options, "--pid-file", pidFile, "--log", log] + arguments)
         guard mount.status == 0 else {
             let daemonLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw KernelSetupError("iomap mount \(image) \(mountPoint) -o \(options) exited \(mount.status): \(mount.output) \(daemonLog)")

@@ -172,7 +172,7 @@ final class EngineProbeHook: Sendable {
 }
 
 /// The running kernel's release, as uname -r prints it.
-func kernelRelease() -> String {
+public func kernelRelease() -> String {
     var names = utsname()
     uname(&names)
     return withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -18,6 +18,7 @@ import Synchronization
 public final class ProbeScratch: Sendable {
     private struct State {
         var mounts: [String: LoopMount] = [:]
+        var fuseMounts: [String: FUSEBenchMount] = [:]
         var directories: Set<String> = []
         var closed = false
     }
@@ -41,6 +42,27 @@ public final class ProbeScratch: Sendable {
     public func unmount(_ m: LoopMount) -> [String] {
         state.withLock { s in
             guard s.mounts.removeValue(forKey: m.directory) != nil else { return [] }
+            return m.unmount()
+        }
+    }
+
+    /// Makes a volume image in `directory` and mounts it with the built `iomap mount`.
+    public func mountFUSE(iomap: String, directory: String, imageBytes: Int, options: String, arguments: [String]) throws
+        -> FUSEBenchMount
+    {
+        try state.withLock { s in
+            if s.closed { throw KernelSetupError("interrupted before mounting a volume in \(directory)") }
+            let m = try FUSEBenchMount(iomap: iomap, directory: directory, imageBytes: imageBytes, options: options, arguments: arguments)
+            s.fuseMounts[m.mountPoint] = m
+            return m
+        }
+    }
+
+    /// Unmounts a mount made by `mountFUSE`, waiting for its daemon; returns what went wrong.
+    @discardableResult
+    public func unmountFUSE(_ m: FUSEBenchMount) -> [String] {
+        state.withLock { s in
+            guard s.fuseMounts.removeValue(forKey: m.mountPoint) != nil else { return [] }
             return m.unmount()
         }
     }
@@ -70,9 +92,11 @@ public final class ProbeScratch: Sendable {
         state.withLock { s in
             s.closed = true
             var problems: [String] = []
+            for m in s.fuseMounts.values { problems += m.unmount() }
             for m in s.mounts.values { problems += m.unmount() }
             for d in s.directories { try? FileManager.default.removeItem(atPath: d) }
             s.mounts = [:]
+            s.fuseMounts = [:]
             s.directories = []
             return problems
         }

@@ -23,6 +23,15 @@ public func runShortCopyProbe(
     _ config: ShortCopyProbeConfig, scratch: ProbeScratch = ProbeScratch(), progress: (String) -> Void
 ) throws -> ShortCopyProbeReport {
     if let problem = config.problem { throw KernelSetupError(problem) }
+    if let tools = config.fuse {
+        var report = ShortCopyProbeReport()
+        let fuse = try runFUSEShortCopyProbe(
+            attempts: config.attempts, tools: tools, scratch: scratch, plan: config.fusePlan, progress: progress)
+        (report.kernel, report.fs, report.initOnAlloc, report.seconds, report.fuse) = (
+            fuse.kernel, "fuse", fuse.initOnAlloc, fuse.seconds, fuse
+        )
+        return report
+    }
     let clock = ContinuousClock()
     let start = clock.now
     var report = ShortCopyProbeReport()

@@ -109,6 +109,11 @@ public struct ShortCopyProbeConfig: Sendable {
     public var blockSize: Int?
     /// The uid of the unprivileged case; nil: 65534 (nobody) when root, else the caller.
     public var user: Int?
+    /// Set for the FUSE variant (`--fs fuse`): our own mount, in both cache modes, instead of
+    /// XFS (ShortCopyProbe+FUSE.swift).
+    public var fuse: FUSEProbeTools?
+    /// What the FUSE variant covers, and its canary.
+    public var fusePlan = FUSEProbePlan()
     public init() {}
 
     /// The block sizes of the XFS images to make.
@@ -123,6 +128,13 @@ public struct ShortCopyProbeConfig: Sendable {
             if directory != nil {
                 return "--block-size chooses the image to make; with --dir the probe uses that directory's block size"
             }
+        }
+        if fusePlan.planted < 0 || fusePlan.planted > 4096 { return "--canary-plant must be 0 to 4096, got \(fusePlan.planted)" }
+        if fusePlan.planted > 0 && fuse == nil { return "--canary-plant is the FUSE variant's canary; it needs --fs fuse" }
+        if fuse != nil {
+            if directory != nil { return "--dir is for XFS; --fs fuse mounts volumes of its own" }
+            if blockSize != nil { return "--block-size chooses an XFS image; --fs fuse mounts volumes of 4096-byte blocks" }
+            if user != nil { return "--user is for the XFS probe's unprivileged case; --fs fuse has none" }
         }
         if let user {
             if user == 0 { return "--user 0 is root; the unprivileged case needs an unprivileged uid" }
@@ -236,9 +248,11 @@ public struct ShortCopyProbeReport: Sendable {
     /// Things the report's reader should know (which uid stood in for the unprivileged user).
     public var notes: [String] = []
     public var seconds = 0.0
+    /// The FUSE variant's findings, when it was the one run.
+    public var fuse: FUSEShortCopyReport?
 
     /// Whether any case found stale bytes, in the cache or on disk.
-    public var affected: Bool { cases.contains { $0.tally.stale > 0 } }
+    public var affected: Bool { fuse?.affected ?? cases.contains { $0.tally.stale > 0 } }
     /// Stale bytes the engine left, over all its writes, in the cache and on disk.
     public var engineStale: Int { engine.reduce(0) { $0 + $1.staleInCache + $1.staleOnDisk } }
 }

@@ -23,6 +23,7 @@ import ExtentFS
 import FUSE
 import Foundation
 import IOMapBase
+import IOMapKernelSide
 import Volume
 
 struct MountCommand: ParsableCommand {
@@ -67,6 +68,16 @@ struct MountCommand: ParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: "Seconds to wait for another daemon to release the image.")
     var lockTimeout: Double = 60
 
+    @Option(
+        name: .customLong("record-writes"),
+        help: "Append every WRITE the kernel sends (header and payload, docs/FORMAT.md) to this file, before the volume sees it.")
+    var recordWrites: String?
+
+    @Flag(
+        name: .customLong("no-self-test"),
+        help: ArgumentHelp("With -o cache=writeback: skip the check of the kernel's writeback cache before mounting.", visibility: .hidden))
+    var noSelfTest = false
+
     @Option(name: .customLong("ready-fd"), help: .hidden)
     var readyFD: Int32?
 
@@ -81,7 +92,8 @@ struct MountCommand: ParsableCommand {
         if foreground || readyFD != nil {
             let daemon = MountDaemon(
                 image: image, directory: directory, options: parsed, threads: threads, jsonStats: jsonStats,
-                pidFile: pidFile, lockTimeout: lockTimeout, ready: readyFD)
+                pidFile: pidFile, lockTimeout: lockTimeout, ready: readyFD, recordWrites: recordWrites,
+                selfTest: !noSelfTest)
             if daemon.run() != 0 { throw ExitStatus.violation }
             return
         }
@@ -152,11 +164,17 @@ final class MountDaemon {
     let lockTimeout: Double
     /// The pipe to the starting command, until the mount serves (or failed).
     var ready: Int32?
+    /// `--record-writes`.
+    let recordWrites: String?
+    /// Whether `-o cache=writeback` first checks the kernel (not `--no-self-test`).
+    let selfTest: Bool
 
     init(
         image: String, directory: String, options: MountOptions, threads: Int, jsonStats: String?, pidFile: String?,
-        lockTimeout: Double, ready: Int32?
+        lockTimeout: Double, ready: Int32?, recordWrites: String? = nil, selfTest: Bool = true
     ) {
+        self.recordWrites = recordWrites
+        self.selfTest = selfTest
         self.image = image
         self.directory = directory
         self.options = options
@@ -269,9 +287,16 @@ final class MountDaemon {
 
     /// Opens /dev/fuse, mounts, starts the request threads and waits for INIT.
     func serve(_ volume: Volume) -> (FUSEServer, FUSESession, Int32)? {
-        guard let fd = connect(volume) else { return nil }
         var serverOptions = ServerOptions()
         serverOptions.cache = options.cache
+        if let recordWrites {
+            do throws(Errno) { serverOptions.recorder = try WriteRecorder(path: recordWrites) } catch {
+                report("error: --record-writes \(recordWrites): \(error.symbolicName)")
+                return nil
+            }
+        }
+        if options.cache == .writeback && selfTest { checkWritebackCache() }
+        guard let fd = connect(volume) else { return nil }
         let server = FUSEServer(volume: volume, options: serverOptions)
         let session = FUSESession(server: server, deviceFD: fd)
         session.start(threads: threads)
@@ -292,6 +317,26 @@ final class MountDaemon {
         if let pidFile { _ = FileManager.default.createFile(atPath: pidFile, contents: Data("\(getpid())\n".utf8)) }
         report("ready")
         return (server, session, fd)
+    }
+
+    /// `-o cache=writeback`: warns when the kernel's writeback cache can hand the volume
+    /// stale memory as data. The daemon asks the kernel itself: the short-copy probe's
+    /// exposing cases, twice each, on a scratch volume of its own (about a second); where
+    /// that cannot run (not root, no /dev/fuse), the version rule of WritebackExposure.swift
+    /// decides. `IOMAP_MOUNT_SELF_TEST_PLANT` plants stale bytes: the check's canary.
+    func checkWritebackCache() {
+        var plan = FUSEProbePlan.selfTest
+        plan.planted = ProcessInfo.processInfo.environment["IOMAP_MOUNT_SELF_TEST_PLANT"].flatMap(Int.init) ?? 0
+        let tools = FUSEProbeTools(iomap: ShortCopyProbe.executable, parseRecording: ShortCopyProbe.parseRecording)
+        let exposure: WritebackCacheExposure
+        do {
+            let r = try runFUSEShortCopyProbe(attempts: 2, tools: tools, scratch: ProbeScratch(), plan: plan) { _ in }
+            exposure = WritebackCacheExposure(selfTest: r.results.map(\.stale).reduce(0, +), kernel: r.kernel)
+        } catch {
+            let rule = WritebackCacheExposure.assess(release: kernelRelease(), initOnAlloc: initOnAllocState().value)
+            exposure = WritebackCacheExposure(exposed: rule.exposed, reason: rule.reason + " (the self-test could not run: \(error))")
+        }
+        if let warning = exposure.warning { warn(warning) } else { say("cache=writeback: \(exposure.reason)") }
     }
 
     /// Opens /dev/fuse and mounts (mount(2) as root, fusermount3 otherwise): the

@@ -3,9 +3,18 @@
 // controls (readable buffers, tmpfs, ext4) and our engine.
 
 import ArgumentParser
+import FUSE
 import Foundation
 import IOMapKernelSide
 import IOMapTesting
+
+/// `--fs`: which file system the short-copy probe asks.
+enum ShortCopyTarget: String, ExpressibleByArgument, CaseIterable {
+    /// XFS images (or --dir): the write path of docs/DIFFERENCES-FROM-LINUX.md §4.
+    case xfs
+    /// Our own FUSE mount, in writeback-cache and direct mode (ShortCopyProbe+FUSE.swift).
+    case fuse
+}
 
 struct ShortCopyProbe: HostProbeCommand {
     static let configuration = CommandConfiguration(
@@ -19,10 +28,23 @@ struct ShortCopyProbe: HostProbeCommand {
             4k-hole, unwritten, large-folio and unprivileged on a 4096-byte-block XFS image, \
             1k-hole on a 1024-byte-block one. Controls: the same writes from readable buffers, \
             on tmpfs and on ext4; and our engine with poisoned folio memory. Without --dir the \
-            probe makes, loop-mounts and afterwards removes its images (root needed). Exit \
+            probe makes, loop-mounts and afterwards removes its images (root needed). \
+            --fs fuse asks the kernel's FUSE writeback cache instead, through volumes it makes \
+            and mounts with `iomap mount` (root and /dev/fuse needed): appends and writes past \
+            EOF whose copy comes up short, then the file grown (ftruncate, fallocate, a write \
+            past EOF); stale bytes are counted through a mapping of the EOF page, in read() \
+            after the growth, in the WRITE payloads the mount recorded, and after fsync and a \
+            cache drop; in cache=writeback and, as the control, the default direct mode. Exit \
             status: 1 when the kernel showed stale bytes, 0 when it did not, 2 when the probe \
             could not run.
             """)
+
+    @Option(help: "The file system to probe: xfs (images, or --dir) or fuse (our own mount, both cache modes).")
+    var fs = ShortCopyTarget.xfs
+    @Option(
+        name: .customLong("canary-plant"), parsing: .unconditional,
+        help: ArgumentHelp("--fs fuse: store this many marker bytes past EOF after each write (the probe's canary).", visibility: .hidden))
+    var canaryPlant = 0
 
     @Option(help: "A directory to probe instead of new XFS images; the cases that fit its block size run.")
     var dir: String?
@@ -37,15 +59,33 @@ struct ShortCopyProbe: HostProbeCommand {
     func configure(_ c: inout ShortCopyProbeConfig) {
         c.blockSize = blockSize
         c.user = user
+        if fs == .fuse { c.fuse = FUSEProbeTools(iomap: Self.executable, parseRecording: Self.parseRecording) }
+        c.fusePlan.planted = canaryPlant
+    }
+
+    /// This executable, which makes and mounts the FUSE variant's volumes.
+    static var executable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// The mount's write recording (FUSE.WriteRecorder's format), as the probe counts it.
+    static func parseRecording(_ bytes: [UInt8]) throws -> [FUSERecordedWrite] {
+        try RecordedWrite.parse(bytes).map {
+            FUSERecordedWrite(inode: $0.inode, offset: $0.offset, fromPageCache: $0.fromPageCache, payload: $0.payload)
+        }
     }
 
     static func probe(_ config: ShortCopyProbeConfig, scratch: ProbeScratch, progress: (String) -> Void) throws -> ShortCopyProbeReport {
         try runShortCopyProbe(config, scratch: scratch, progress: progress)
     }
 
-    static func jsonReport(_ r: ShortCopyProbeReport, _ config: ShortCopyProbeConfig) -> ShortCopyProbeJSON { ShortCopyProbeJSON(r) }
+    static func jsonReport(_ r: ShortCopyProbeReport, _ config: ShortCopyProbeConfig) -> ShortCopyProbeOutput {
+        if let fuse = r.fuse { return .fuse(FUSEShortCopyJSON(fuse)) }
+        return .xfs(ShortCopyProbeJSON(r))
+    }
 
     static func textLines(_ r: ShortCopyProbeReport, _ config: ShortCopyProbeConfig) -> [String] {
+        if let fuse = r.fuse { return fuseTextLines(fuse) }
         let verdict =
             r.affected
             ? "AFFECTED: a short copy leaves stale memory in the file"

@@ -138,4 +138,66 @@ struct cks_short_copy_attempt {
 /// sent no report).
 int cks_probe_short_copy(const char *path, const struct cks_short_copy_params *params, struct cks_short_copy_attempt *out);
 
+/// How the EOF-growth variant of the short-copy probe grows the file after its write.
+enum { CKS_GROW_NONE = 0, CKS_GROW_TRUNCATE = 1, CKS_GROW_FALLOCATE = 2, CKS_GROW_WRITE = 3 };
+
+/// One write of the EOF-growth variant (shortcopyprobe.c): a new file holds `data_bytes` of
+/// CKS_FILE_BYTE and is `file_size` long (a hole after the data); a write of `length` bytes
+/// at `offset`, `readable` of them readable; then the file grows to `grow_to` by `growth`
+/// (CKS_GROW_WRITE: one CKS_GROW_BYTE written at grow_to - 1).
+struct cks_eof_short_copy_params {
+    int64_t data_bytes;
+    int64_t file_size;
+    int64_t offset;
+    int64_t length;
+    int64_t readable;
+    int growth;
+    int64_t grow_to;
+    /// The probe's canary: after the write, this many marker bytes are stored through a
+    /// shared mapping just past the new EOF, in the EOF page, as stale memory would lie
+    /// there; they must be counted. 0 in a real attempt.
+    int64_t planted;
+};
+
+/// The bytes a file of the EOF-growth variant holds where nothing went wrong.
+enum { CKS_FILE_BYTE = 0x11, CKS_DATA_BYTE = 0x77, CKS_GROW_BYTE = 0x22 };
+
+/// What one attempt of the EOF-growth variant found. Stale bytes: those that differ from
+/// what the file should hold (cks_eof_expected_byte); marker bytes: of those, the ones equal
+/// to the marker freed memory was filled with.
+struct cks_eof_short_copy_attempt {
+    int64_t write_result;
+    /// The file's size after the write, and at the end.
+    int64_t size_after_write;
+    int64_t final_size;
+    /// Through a shared read-only mapping of the page holding the new EOF, before the
+    /// growth: the page's bytes past EOF (-1: no mapping could be made, or EOF is on a page
+    /// boundary).
+    int64_t stale_mapped;
+    int64_t marker_mapped;
+    /// read(2) of the whole file after the growth, before any fsync.
+    int64_t stale_after_growth;
+    int64_t marker_after_growth;
+    /// read(2) after fsync and a cache drop (the daemon's, or the disk's, copy).
+    int64_t stale_after_sync;
+    int64_t marker_after_sync;
+    /// errno of a growth the file system refused (EOPNOTSUPP for a fallocate), else 0.
+    int64_t growth_errno;
+    /// The file's inode number, to match what a FUSE daemon recorded.
+    uint64_t ino;
+    /// Whether the page-cache page under the write's end was one the marker was freed from:
+    /// 1 or 0, or -1 when frame numbers do not show (they need CAP_SYS_ADMIN).
+    int recycled;
+};
+
+/// One attempt of the EOF-growth variant on a new file at `path` (removed afterwards).
+/// Returns 0 or -errno.
+int cks_probe_eof_short_copy(const char *path, const struct cks_eof_short_copy_params *params, struct cks_eof_short_copy_attempt *out);
+
+/// The byte at `offset` of the file an attempt leaves when its write returned `written`.
+int cks_eof_expected_byte(const struct cks_eof_short_copy_params *params, int64_t written, int64_t offset);
+
+/// The marker byte that belongs at file offset `offset` (freed memory is filled with it).
+int cks_marker_byte(int64_t offset);
+
 #endif
