@@ -251,7 +251,7 @@ extension Crash {
         var config = exploreConfig(s)
         let list = crashWorkloadList(config)
         guard list.count <= ShardSpec.maxUnits else { throw ValidationError("--shard: \(list.count) workloads are too many to shard") }
-        let block = spec.block(of: list.count)
+        let block = shardBlock(spec, of: list.count)
         config.positions = block
         say("iomap crash: workload \(workload.rawValue), seed \(config.seed), shard \(spec): workloads \(block) of \(list.count)")
         var lastReport = ContinuousClock.now
@@ -267,7 +267,8 @@ extension Crash {
             return ShardLine.Violation(unit: UInt64(position[w] ?? 0), message: "\(v)", replay: "\(base) --replay \(v.stateID)")
         }
         for (w, failure) in zip(result.failedRunWorkloads, result.failedRuns) {
-            violations.append(.init(unit: UInt64(position[w] ?? 0), message: "live run failed: \(failure)", replay: "\(base) --replay \(w).0"))
+            violations.append(
+                .init(unit: UInt64(position[w] ?? 0), message: "live run failed: \(failure)", replay: "\(base) --replay \(w).0"))
         }
         let counts = [
             "workloads": result.workloads, "ops": result.ops, "states_checked": result.statesChecked, "subset_states": result.states,

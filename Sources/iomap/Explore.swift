@@ -84,7 +84,8 @@ struct Explore: ParsableCommand {
         }
         do { _ = try ShardSpec.parse(shard) } catch { throw ValidationError(error.description) }
         guard strategy == .dfs else {
-            throw ValidationError("--shard splits the dfs tree; a \(strategy.rawValue) search is split by running it with other --seed values")
+            throw ValidationError(
+                "--shard splits the dfs tree; a \(strategy.rawValue) search is split by running it with other --seed values")
         }
         if replay != nil { throw ValidationError("--replay runs one schedule: it takes no --shard") }
         if schedules != nil { throw ValidationError("--schedules would stop a shard before its subtrees are done: it takes no --shard") }
@@ -211,11 +212,13 @@ extension Explore {
             splitDepth.map { splitExplore(config, depth: $0) }
             ?? splitExplore(config, subtrees: spec.count == 1 ? 1 : 4 * spec.count)
         let units = split.prefixes.count
-        let block = split.stuck == nil ? spec.block(of: units) : 0..<0
+        let block = split.stuck == nil ? shardBlock(spec, of: units) : 0..<0
         say("explore: \(units) subtrees at \(split.depth) branch points (\(split.runs) runs to find them); this shard's: \(block)")
         config.subtrees = ExploreSubtrees(prefixes: Array(split.prefixes[block]), first: block.lowerBound)
         let report = runExplore(config) { r in
-            say("explore: \(r.schedulesExplored) schedules, \(r.subtreesExplored) subtrees, \(String(format: "%.0f", r.seconds)) s, \(r.violations) violations")
+            say(
+                "explore: \(r.schedulesExplored) schedules, \(r.subtreesExplored) subtrees, \(String(format: "%.0f", r.seconds)) s, \(r.violations) violations"
+            )
         }
         let found = (split.stuck.map { [$0] } ?? []) + report.violationList
         let violations = found.map { v in

@@ -150,7 +150,10 @@ struct Fsx: SeededRunCommand {
         ]
         if let v = report.violation {
             outcome.violations = [
-                ("entry \(v.entryIndex): \(v.what)", "\(poisonPrefix)iomap fsx --seed \(config.seed) " + resultOptions.joined(separator: " "))
+                (
+                    "entry \(v.entryIndex): \(v.what)",
+                    "\(poisonPrefix)iomap fsx --seed \(config.seed) " + resultOptions.joined(separator: " ")
+                )
             ]
         }
         return outcome

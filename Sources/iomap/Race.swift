@@ -166,11 +166,11 @@ struct Race: SeededRunCommand {
             var lines = report.losses.map { "lost: \($0)" }
             if report.slotsLost > report.losses.count { lines.append("... \(report.slotsLost - report.losses.count) more lost slots") }
             lines += report.errors.map { "error: \($0)" }
-            let replay = "\(poisonPrefix)iomap race --seed \(config.seed) " + resultOptions.joined(separator: " ")
-            lines.append("run again: \(replay)")
+            let command = "iomap race --seed \(config.seed) " + resultOptions.joined(separator: " ")
+            lines.append("run again: \(command)")
             stderr.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             let what = report.losses.first.map { "\(report.slotsLost) slots lost, first \($0)" } ?? report.errors.first ?? "failed"
-            outcome.violations = [(what, replay)]
+            outcome.violations = [(what, poisonPrefix + command)]
         }
         return outcome
     }

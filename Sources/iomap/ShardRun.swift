@@ -70,7 +70,7 @@ func runSeedCampaign(
     }
     let first = runSeed(seed)
     let spec = options.shardSpec ?? ShardSpec(index: 0, count: 1)
-    let block = options.printsShardLine ? spec.block(of: options.seeds) : 0..<options.seeds
+    let block = options.printsShardLine ? shardBlock(spec, of: options.seeds) : 0..<options.seeds
     let start = ContinuousClock.now
     var counts: [String: Int] = ["runs": 0, "violations": 0]
     var violations: [ShardLine.Violation] = []
@@ -96,3 +96,12 @@ func runSeedCampaign(
 /// Where a seed's run prints what the tool prints on stdout: there, or on stderr when stdout
 /// is kept for a shard line.
 func reportPrinter(quiet: Bool) -> (String) -> Void { quiet ? { say($0) } : { print($0) } }
+
+/// The block of `units` a shard runs: `spec.block(of:)`, or, with IOMAP_SHARD_SPLIT_CANARY=1
+/// in the environment, a block one unit too long (every shard but the last overlapping the
+/// next): the deliberate bug the tests' coverage check must catch.
+func shardBlock(_ spec: ShardSpec, of units: Int) -> Range<Int> {
+    let block = spec.block(of: units)
+    guard ProcessInfo.processInfo.environment["IOMAP_SHARD_SPLIT_CANARY"] == "1" else { return block }
+    return block.lowerBound..<min(units, block.upperBound + 1)
+}
