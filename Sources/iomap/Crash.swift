@@ -47,6 +47,12 @@ struct Crash: ParsableCommand {
     @Option(help: "With --replay: write the state's device image to this file (to inspect with iomap fsck).") var image: String?
     @Option(help: "Threads exploring workloads side by side (default 1); the result is the one a single thread gives.") var jobs = 1
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(
+        help: """
+            Explore only block INDEX of COUNT (INDEX from 0) of the list of workloads, and print one JSON shard line on \
+            stdout instead of the report (needs --seed).
+            """)
+    var shard: String?
 
     /// The settings with the workload kind's defaults filled in.
     struct Settings {
@@ -85,6 +91,17 @@ struct Crash: ParsableCommand {
         guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be from 1 to 256, got \(jobs)") }
         guard faultsPerKind > 0 else { throw ValidationError("--faults-per-kind must be positive, got \(faultsPerKind)") }
         if image != nil && replay == nil { throw ValidationError("--image needs --replay: it writes the replayed state's image") }
+        try validateShard()
+    }
+
+    /// A shard explores its whole block, so that the shards of a campaign cover its list.
+    func validateShard() throws {
+        guard let shard else { return }
+        do { _ = try ShardSpec.parse(shard) } catch { throw ValidationError(error.description) }
+        guard seed != nil else { throw ValidationError("--shard needs --seed: every shard of a campaign must explore the same workloads") }
+        if replay != nil { throw ValidationError("--replay checks one state: it takes no --shard") }
+        if seconds != nil { throw ValidationError("--seconds would stop a shard before its block is done: it takes no --shard") }
+        if first { throw ValidationError("--first would stop a shard before its block is done: it takes no --shard") }
     }
 
     static func parseFaults(_ s: String) -> [CrashFault]? {
@@ -126,7 +143,14 @@ struct Crash: ParsableCommand {
         return config
     }
 
+    /// The command that replays a state of the exploration, but for its --replay.
+    func replayBase(_ seed: UInt64, _ s: Settings) -> String {
+        "iomap crash --workload \(workload.rawValue) --seed \(seed) --min-ops \(s.minOps) --max-ops \(s.maxOps) --states \(s.states) --exhaustive \(s.exhaustive) --torn \(s.torn) --recovery-every \(s.recoveryEvery)"
+            + bug.map { " --bug \($0.rawValue)" }.joined()
+    }
+
     func run() throws {
+        if let shard, let spec = try? ShardSpec.parse(shard) { return try runShard(spec) }
         let s = settings
         let config = exploreConfig(s)
         let stderr = FileHandle.standardError
@@ -165,9 +189,7 @@ struct Crash: ParsableCommand {
         // wall-clock rate.
         let cpu = Self.cpuSeconds() - cpuBefore
         let cpuRate = cpu > 0 ? Double(result.statesChecked) / cpu : 0
-        let replayBase =
-            "iomap crash --workload \(workload.rawValue) --seed \(config.seed) --min-ops \(s.minOps) --max-ops \(s.maxOps) --states \(s.states) --exhaustive \(s.exhaustive) --torn \(s.torn) --recovery-every \(s.recoveryEvery)"
-            + bug.map { " --bug \($0.rawValue)" }.joined()
+        let replayBase = self.replayBase(config.seed, s)
         if json {
             printJSON(
                 CrashJSON(
@@ -218,6 +240,54 @@ struct Crash: ParsableCommand {
         let fill = [UInt8](repeating: state.fill, count: state.blockSize)
         for b in 0..<state.blockCount { try device.writeBlocks(b, state.blocks[b] ?? fill) }
         try device.flush()
+    }
+}
+
+extension Crash {
+    /// `iomap crash --shard`: the shard's block of the list of workloads explored, and its
+    /// shard line printed.
+    func runShard(_ spec: ShardSpec) throws {
+        let s = settings
+        var config = exploreConfig(s)
+        let list = crashWorkloadList(config)
+        guard list.count <= ShardSpec.maxUnits else { throw ValidationError("--shard: \(list.count) workloads are too many to shard") }
+        let block = shardBlock(spec, of: list.count)
+        config.positions = block
+        say("iomap crash: workload \(workload.rawValue), seed \(config.seed), shard \(spec): workloads \(block) of \(list.count)")
+        var lastReport = ContinuousClock.now
+        let result = runCrashExploration(config) { r in
+            guard ContinuousClock.now - lastReport > .seconds(2) else { return }
+            lastReport = .now
+            say("  \(r.workloads) workloads, \(r.statesChecked) states, \(r.violations.count) violations, \(Int(r.elapsedSeconds)) s")
+        }
+        let position = Dictionary(list.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        let base = poisonPrefix + replayBase(config.seed, s)
+        var violations = result.violations.map { v in
+            let w = Int(v.stateID.prefix { $0 != "." }) ?? -1
+            return ShardLine.Violation(unit: UInt64(position[w] ?? 0), message: "\(v)", replay: "\(base) --replay \(v.stateID)")
+        }
+        for (w, failure) in zip(result.failedRunWorkloads, result.failedRuns) {
+            violations.append(
+                .init(unit: UInt64(position[w] ?? 0), message: "live run failed: \(failure)", replay: "\(base) --replay \(w).0"))
+        }
+        let counts = [
+            "workloads": result.workloads, "ops": result.ops, "states_checked": result.statesChecked, "subset_states": result.states,
+            "torn_states": result.tornStates, "recovery_states": result.recoveryStates, "violations": result.violations.count,
+            "failed_runs": result.failedRuns.count,
+        ]
+        printJSON(
+            ShardLine(
+                tool: "crash", campaign: campaign(config.seed, s), shard: spec,
+                space: .init(kind: "workloads", first: 0, units: list.count, covered: block), counts: counts, violations: violations,
+                status: violations.isEmpty ? 0 : 1, elapsedSeconds: result.elapsedSeconds))
+        if !violations.isEmpty { throw ExitStatus.violation }
+    }
+
+    /// The options that decide what a campaign explores, spelled out: its identity.
+    func campaign(_ seed: UInt64, _ s: Settings) -> String {
+        replayBase(seed, s).dropFirst("iomap ".count) + " --workloads \(s.workloads == Int.max ? "all" : String(s.workloads))"
+            + " --faults \(faults.flatMap(Self.parseFaults).map { $0.map(\.rawValue).joined(separator: ",") } ?? "none")"
+            + " --faults-per-kind \(faultsPerKind)"
     }
 }
 

@@ -43,6 +43,17 @@ struct Explore: ParsableCommand {
     @Flag(help: "Run without the write path's mapping validity check (wrong on purpose).") var noValidityCheck = false
     @Option(help: writeEndHelp) var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(
+        help: """
+            dfs: search only block INDEX of COUNT (INDEX from 0) of the subtrees of the schedule tree, as --keep-going \
+            does, and print one JSON shard line on stdout instead of the report.
+            """)
+    var shard: String?
+    @Option(
+        parsing: .unconditional,
+        help: "With --shard: the subtrees are those of the first this many branch points (default: the fewest giving 4 × COUNT).")
+    var splitDepth: Int?
+    @Flag(help: "With --shard: list every schedule run in the shard line's schedules.") var shardSchedules = false
 
     func validate() throws {
         if list { return }
@@ -62,6 +73,23 @@ struct Explore: ParsableCommand {
         if let replay {
             do { _ = try Schedule(parsing: replay) } catch { throw ValidationError("--replay: \(error)") }
         }
+        try validateShard()
+    }
+
+    /// A shard searches its subtrees of the dfs tree to the end.
+    func validateShard() throws {
+        guard let shard else {
+            if splitDepth != nil || shardSchedules { throw ValidationError("--split-depth and --shard-schedules need --shard") }
+            return
+        }
+        do { _ = try ShardSpec.parse(shard) } catch { throw ValidationError(error.description) }
+        guard strategy == .dfs else {
+            throw ValidationError(
+                "--shard splits the dfs tree; a \(strategy.rawValue) search is split by running it with other --seed values")
+        }
+        if replay != nil { throw ValidationError("--replay runs one schedule: it takes no --shard") }
+        if schedules != nil { throw ValidationError("--schedules would stop a shard before its subtrees are done: it takes no --shard") }
+        if let splitDepth, !(0...64).contains(splitDepth) { throw ValidationError("--split-depth must be from 0 to 64, got \(splitDepth)") }
     }
 
     func run() throws {
@@ -69,6 +97,7 @@ struct Explore: ParsableCommand {
             printScenarios()
             return
         }
+        if let shard, let spec = try? ShardSpec.parse(shard) { return try runShard(spec) }
         let config = try exploreConfig()
         say(header(config))
         let report = runExplore(config) { r in
@@ -168,6 +197,51 @@ struct Explore: ParsableCommand {
         }
         lines.append("replay: \(v.replayCommand)")
         return lines.joined(separator: "\n")
+    }
+}
+
+extension Explore {
+    /// `iomap explore --shard`: the dfs tree split into subtrees at its first branch points,
+    /// this shard's block of them searched, and its shard line printed.
+    func runShard(_ spec: ShardSpec) throws {
+        var config = try exploreConfig()
+        config.keepGoing = true
+        config.recordSchedules = shardSchedules
+        say(header(config) + ", shard \(spec)")
+        let split =
+            splitDepth.map { splitExplore(config, depth: $0) }
+            ?? splitExplore(config, subtrees: spec.count == 1 ? 1 : 4 * spec.count)
+        let units = split.prefixes.count
+        let block = split.stuck == nil ? shardBlock(spec, of: units) : 0..<0
+        say("explore: \(units) subtrees at \(split.depth) branch points (\(split.runs) runs to find them); this shard's: \(block)")
+        config.subtrees = ExploreSubtrees(prefixes: Array(split.prefixes[block]), first: block.lowerBound)
+        let report = runExplore(config) { r in
+            say(
+                "explore: \(r.schedulesExplored) schedules, \(r.subtreesExplored) subtrees, \(String(format: "%.0f", r.seconds)) s, \(r.violations) violations"
+            )
+        }
+        let found = (split.stuck.map { [$0] } ?? []) + report.violationList
+        let violations = found.map { v in
+            ShardLine.Violation(unit: UInt64(max(v.subtree, 0)), message: "schedule \(v.schedule): \(v.finding)", replay: v.replayCommand)
+        }
+        for v in found.prefix(20) { say("violation: \(v.finding)\n  replay: \(v.replayCommand)") }
+        let counts = [
+            "schedules": report.schedulesExplored, "violations": report.violations + (split.stuck == nil ? 0 : 1),
+            "subtrees": report.subtreesExplored, "split_runs": split.runs,
+        ]
+        var line = ShardLine(
+            tool: "explore", campaign: campaign(config, splitDepth: splitDepth), shard: spec,
+            space: .init(kind: "subtrees", first: 0, units: units, covered: block.lowerBound..<block.lowerBound + report.subtreesExplored),
+            counts: counts, violations: violations, status: violations.isEmpty ? 0 : 1, elapsedSeconds: report.seconds)
+        if shardSchedules { line.schedules = report.scheduleList }
+        printJSON(line)
+        if !violations.isEmpty { throw ExitStatus.violation }
+    }
+
+    /// The options that decide what a campaign searches, spelled out: its identity.
+    func campaign(_ config: ExploreConfig, splitDepth: Int?) -> String {
+        (["explore", "--scenario", config.scenario.rawValue, "--strategy dfs", "--preemption-bound \(config.preemptionBound)"]
+            + config.engine.flags + ["--split-depth", splitDepth.map(String.init) ?? "auto"]).joined(separator: " ")
     }
 }
 

@@ -42,6 +42,15 @@ struct Fsx: SeededRunCommand {
     var artifacts: String?
     @Flag(help: "Do not minimize a failing op log.") var noMinimize = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @OptionGroup var campaign: SeedCampaignOptions
+
+    func validate() throws {
+        try throwUsageError(config(seed: 0).problem)
+        try campaign.check(seed: seed, json: json)
+        guard !campaign.isSingleRun else { return }
+        if replayOps != nil { throw ValidationError("--replay-ops replays one log: it takes no --seeds or --shard") }
+        if recordOps != nil { throw ValidationError("--record-ops writes one run's log: it takes no --seeds or --shard") }
+    }
 
     func faultSites() throws -> Set<FaultSite> {
         switch faults {
@@ -92,7 +101,25 @@ struct Fsx: SeededRunCommand {
     }
 
     func run() throws {
-        let config = try runConfig()
+        try runSeedCampaign(tool: "fsx", campaign: resultOptions.joined(separator: " "), options: campaign, seed: seed) { seed, quiet in
+            try runOne(config(seed: seed), quiet: quiet)
+        }
+    }
+
+    /// The options that decide a seed's run, as flags, every one spelled out: a campaign's
+    /// identity and, after --seed, the command that replays a run.
+    var resultOptions: [String] {
+        [
+            "--ops \(ops)", "--max-file-size \(maxFileSize)", "--max-op-size \(maxOpSize)", "--offset-base \(offsetBase)",
+            "--block-size \(blockSize)", "--max-folio-size \(maxFolioSize)", "--policy \(policy.rawValue)",
+            "--write-end \(writeEnd.rawValue)", "--faults \(faults)",
+        ] + (disable.isEmpty ? [] : ["--disable \(disable)"]) + (noMmap ? ["--no-mmap"] : [])
+            + (noEngineEvents ? ["--no-engine-events"] : []) + (checkEveryOp ? ["--check-every-op"] : []) + (volume ? ["--volume"] : [])
+    }
+
+    /// One seed's run (or the replay of a log), its report printed on stdout, or on stderr
+    /// when `quiet` (stdout is kept for a shard line).
+    func runOne(_ config: FsxConfig, quiet: Bool) throws -> SeedOutcome {
         let replay = try replayOps.map(readFsxLog)
         say(
             "iomap fsx: seed \(config.seed), \(replay.map { "replaying \($0.count) entries of \(replayOps!)" } ?? "\(config.ops) ops"), block size \(config.blockSize), folios up to \(config.maxFolioSize), policy \(config.policy.rawValue), faults \(faults), offset base \(config.offsetBase)"
@@ -106,16 +133,30 @@ struct Fsx: SeededRunCommand {
         var minimizedCount: Int?
         var artifactDir: String?
         if report.violation != nil {
-            let dir = artifacts ?? "iomap-fsx-\(config.seed)"
+            // Each seed of a campaign gets a directory of its own, in --artifacts if given.
+            let dir = campaign.isSingleRun ? artifacts ?? "iomap-fsx-\(config.seed)" : "\(artifacts ?? ".")/iomap-fsx-\(config.seed)"
             artifactDir = dir
             minimizedCount = try reportViolation(report, config, in: dir)
         }
-        if json {
+        if json && !quiet {
             printJSON(FsxJSON(report, config, minimizedCount: minimizedCount, artifactDir: artifactDir))
         } else {
-            printSummary(report, config)
+            printSummary(report, config, to: reportPrinter(quiet: quiet))
         }
-        if report.violation != nil { throw ExitStatus.violation }
+        var outcome = SeedOutcome()
+        outcome.counts = [
+            "ops": report.opsByKind.values.reduce(0, +), "cleanup_calls": report.cleanupCalls,
+            "faults_injected": report.faultsInjected.values.reduce(0, +),
+        ]
+        if let v = report.violation {
+            outcome.violations = [
+                (
+                    "entry \(v.entryIndex): \(v.what)",
+                    "\(poisonPrefix)iomap fsx --seed \(config.seed) " + resultOptions.joined(separator: " ")
+                )
+            ]
+        }
+        return outcome
     }
 
     /// The engine flags a replay of `config` needs.
@@ -171,7 +212,7 @@ struct Fsx: SeededRunCommand {
         return lines
     }
 
-    func printSummary(_ report: FsxReport, _ config: FsxConfig) {
+    func printSummary(_ report: FsxReport, _ config: FsxConfig, to print: (String) -> Void) {
         let opsRun = report.opsByKind.values.reduce(0, +)
         print(
             "seed \(config.seed): \(opsRun) ops, \(report.cleanupCalls) failure cleanups, \(String(format: "%.1f", report.elapsedSeconds)) s, \(report.violation == nil ? "no violation" : "VIOLATION")"

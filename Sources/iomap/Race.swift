@@ -53,6 +53,7 @@ struct Race: SeededRunCommand {
     var dropCaches = "fadvise"
     @Flag(help: "With --dir: punch the page of every failed pwrite, so that stores are lost (the check's canary).")
     var canary = false
+    @OptionGroup var campaign: SeedCampaignOptions
 
     func layouts() throws -> [RaceLayout] {
         if layout == "all" { return RaceLayout.allCases }
@@ -79,6 +80,10 @@ struct Race: SeededRunCommand {
 
     func validate() throws {
         try throwUsageError(config(seed: 0).problem)
+        try campaign.check(seed: seed, json: json)
+        if dir != nil && !campaign.isSingleRun {
+            throw ValidationError("--seeds and --shard are the engine race's; --dir runs one seed on a real file")
+        }
         guard let dir else {
             if canary { throw ValidationError("--canary needs --dir (on the engine, use --policy truncate-page-cache)") }
             if dropCaches != "fadvise" { throw ValidationError("--drop-caches needs --dir") }
@@ -114,14 +119,31 @@ struct Race: SeededRunCommand {
 
     func run() throws {
         if dir != nil { return try runOnFile() }
-        let config = try runConfig()
+        try runSeedCampaign(tool: "race", campaign: resultOptions.joined(separator: " "), options: campaign, seed: seed) { seed, quiet in
+            try runOne(config(seed: seed), quiet: quiet)
+        }
+    }
+
+    /// The options that decide a seed's run on the engine, as flags, every one spelled out:
+    /// a campaign's identity and, after --seed, the command that runs a seed again.
+    var resultOptions: [String] {
+        [
+            "--size \(size)", "--layout \(layout)", "--mapped-writers \(mappedWriters)", "--pwrite-writers \(pwriteWriters)",
+            "--rounds \(rounds)", "--fail-rate \(failRate)", "--policy \(policy.rawValue)", "--block-size \(blockSize)",
+            "--stripe-pages \(stripePages)", "--write-delay-us \(writeDelayUs)",
+        ] + (volume ? ["--volume"] : [])
+    }
+
+    /// One seed's race on the engine, its report printed on stdout, or on stderr when `quiet`.
+    func runOne(_ config: RaceConfig, quiet: Bool) throws -> SeedOutcome {
         let stderr = FileHandle.standardError
         stderr.write(
             Data(
                 "iomap race: seed \(config.seed), policy \(config.policy.rawValue), \(config.pages) pages, \(config.writers) writers, \(config.rounds) rounds per layout\(config.backing == .volume ? ", on a volume" : "")\n"
                     .utf8))
         let report = runRace(config) { line in stderr.write(Data((line + "\n").utf8)) }
-        if json {
+        let print = reportPrinter(quiet: quiet)
+        if json && !quiet {
             printJSON(RaceJSON(config, report))
         } else {
             print(
@@ -135,14 +157,22 @@ struct Race: SeededRunCommand {
             )
             if report.passed { print("every slot held its owner's value") }
         }
+        var outcome = SeedOutcome()
+        outcome.counts = [
+            "rounds": report.roundsRun, "slots_checked": report.slotsChecked, "slots_lost": report.slotsLost,
+            "failed_writes": report.failedWrites, "cleanup_calls": report.cleanupCalls, "punch_calls": report.punchCalls,
+        ]
         if !report.passed {
             var lines = report.losses.map { "lost: \($0)" }
             if report.slotsLost > report.losses.count { lines.append("... \(report.slotsLost - report.losses.count) more lost slots") }
             lines += report.errors.map { "error: \($0)" }
-            lines.append("run again: \(config.command)")
+            let command = "iomap race --seed \(config.seed) " + resultOptions.joined(separator: " ")
+            lines.append("run again: \(command)")
             stderr.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-            throw ExitStatus.violation
+            let what = report.losses.first.map { "\(report.slotsLost) slots lost, first \($0)" } ?? report.errors.first ?? "failed"
+            outcome.violations = [(what, poisonPrefix + command)]
         }
+        return outcome
     }
 }
 

@@ -22,6 +22,7 @@ struct Random: ParsableCommand {
     @Option(help: writeEndHelp) var writeEnd = WriteEndPolicy.zeroTail
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: ArgumentHelp("Print the file's state around this operation.", visibility: .hidden)) var traceOp: Int?
+    @OptionGroup var campaign: SeedCampaignOptions
 
     func validate() throws {
         guard ops > 0 else { throw ValidationError("--ops must be positive, got \(ops)") }
@@ -34,10 +35,26 @@ struct Random: ParsableCommand {
         guard maxFileSize >= 4096, maxFileSize <= 1 << 30 else {
             throw ValidationError("--max-file-size must be from 4096 to 1 GiB, got \(maxFileSize)")
         }
+        try campaign.check(seed: seed, json: json)
+    }
+
+    /// The options that decide a seed's run, as flags, every one spelled out: a campaign's
+    /// identity and, after --seed, the command that replays a run.
+    var resultOptions: [String] {
+        [
+            "--ops \(ops)", "--block-size \(blockSize)", "--max-folio-size \(maxFolioSize)", "--policy \(policy.rawValue)",
+            "--write-end \(writeEnd.rawValue)", "--max-file-size \(maxFileSize)",
+        ] + (noFaults ? ["--no-faults"] : [])
     }
 
     func run() throws {
-        let seed = runSeed(self.seed)
+        try runSeedCampaign(tool: "random", campaign: resultOptions.joined(separator: " "), options: campaign, seed: seed) {
+            try runOne(seed: $0, quiet: $1)
+        }
+    }
+
+    /// One seed's run, its report printed on stdout, or on stderr when `quiet`.
+    func runOne(seed: UInt64, quiet: Bool) throws -> SeedOutcome {
         var config = RandomRunConfig(
             seed: seed, ops: ops, blockSize: blockSize, maxFolioSize: maxFolioSize, policy: policy,
             faults: !noFaults, maxFileSize: maxFileSize, maxOpSize: min(64 << 10, maxFileSize))
@@ -50,7 +67,8 @@ struct Random: ParsableCommand {
             FileHandle.standardError.write(Data("  \(done)/\(ops) operations\n".utf8))
         }
         let elapsed = ContinuousClock.now - start
-        if json {
+        let print = reportPrinter(quiet: quiet)
+        if json && !quiet {
             printJSON(RandomJSON(config, report, elapsed: elapsed.inSeconds))
         } else {
             print(
@@ -60,13 +78,20 @@ struct Random: ParsableCommand {
                 "faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
             )
         }
+        var outcome = SeedOutcome()
+        outcome.counts = [
+            "ops": report.opsRun, "cleanup_calls": report.cleanups, "punch_calls": report.punches, "races_landed": report.racesLanded,
+            "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
+        ]
         if let v = report.violation {
+            let replay = "\(poisonPrefix)iomap random --seed \(seed) " + resultOptions.joined(separator: " ")
             FileHandle.standardError.write(
                 Data(
-                    "VIOLATION at op \(report.violationOp ?? -1): \(v)\n\(report.replayLine)\nreplay: \(poisonPrefix)iomap random --seed \(seed) --ops \(ops) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue)\(writeEnd == .zeroTail ? "" : " --write-end \(writeEnd.rawValue)")\(noFaults ? " --no-faults" : "") --max-file-size \(maxFileSize)\nlast operations:\n\(report.logTail.suffix(20).map { "  \($0)" }.joined(separator: "\n"))\n"
+                    "VIOLATION at op \(report.violationOp ?? -1): \(v)\n\(report.replayLine)\nreplay: \(replay)\nlast operations:\n\(report.logTail.suffix(20).map { "  \($0)" }.joined(separator: "\n"))\n"
                         .utf8))
-            throw ExitStatus.violation
+            outcome.violations = [("op \(report.violationOp ?? -1): \(v)", replay)]
         }
+        return outcome
     }
 }
 

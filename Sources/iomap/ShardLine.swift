@@ -86,9 +86,12 @@ struct ShardLine: Codable, Equatable, Sendable {
     /// The exit status the shard's run has: 0, or 1 when it found a violation.
     var status: Int
     var elapsedSeconds: Double
+    /// explore with --shard-schedules only: every schedule the shard ran, as printed (left
+    /// out of the line otherwise), so that shards can be checked against a whole search.
+    var schedules: [String]? = nil
 
     enum CodingKeys: String, CodingKey {
-        case format, tool, campaign, shard, space, counts, violations, status
+        case format, tool, campaign, shard, space, counts, violations, status, schedules
         case elapsedSeconds = "elapsed_s"
     }
 

@@ -21,6 +21,7 @@ struct Stress: ParsableCommand {
     @Option(help: "Check the invariants with every thread stopped every this many operations per worker.") var quietEvery = 200
     @Option(help: "Seed (default: chosen at random and printed).") var seed: UInt64?
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @OptionGroup var campaign: SeedCampaignOptions
 
     func validate() throws {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be from 1 to 16, got \(workers)") }
@@ -35,6 +36,17 @@ struct Stress: ParsableCommand {
             throw ValidationError("--max-folio-size must be a power of two from 4096 to 2097152, got \(maxFolioSize)")
         }
         guard quietEvery > 0 else { throw ValidationError("--quiet-every must be positive, got \(quietEvery)") }
+        try campaign.check(seed: seed, json: json)
+    }
+
+    /// The options that decide a seed's run, as flags, every one spelled out: a campaign's
+    /// identity and, after --seed, the command that runs a seed again.
+    var resultOptions: [String] {
+        if namespace { return ["--namespace", "--workers \(workers)", "--ops \(ops)"] }
+        return [
+            "--workers \(workers)", "--ops \(ops)", "--region-size \(regionSize)", "--block-size \(blockSize)",
+            "--max-folio-size \(maxFolioSize)", "--policy \(policy.rawValue)", "--quiet-every \(quietEvery)",
+        ] + (volume ? ["--volume"] : [])
     }
 
     @Flag(help: "Run on a file of a new in-memory volume (its journal logs every allocation; fsync is a log force).")
@@ -49,8 +61,17 @@ struct Stress: ParsableCommand {
     var namespace = false
 
     func run() throws {
-        if namespace { return try runNamespace() }
-        var config = StressConfig(seed: runSeed(seed))
+        try runSeedCampaign(tool: "stress", campaign: resultOptions.joined(separator: " "), options: campaign, seed: seed) {
+            try namespace ? runNamespace(seed: $0, quiet: $1) : runOne(seed: $0, quiet: $1)
+        }
+    }
+
+    /// The command that runs `seed` again.
+    func replay(_ seed: UInt64) -> String { "\(poisonPrefix)iomap stress --seed \(seed) " + resultOptions.joined(separator: " ") }
+
+    /// One seed's run, its report printed on stdout, or on stderr when `quiet`.
+    func runOne(seed: UInt64, quiet: Bool) throws -> SeedOutcome {
+        var config = StressConfig(seed: seed)
         config.backing = volume ? .volume : .engine
         config.workers = workers
         config.opsPerWorker = ops
@@ -61,32 +82,37 @@ struct Stress: ParsableCommand {
         config.quietEvery = quietEvery
         FileHandle.standardError.write(Data("iomap stress: \(config)\n".utf8))
         let report = runThreadedStress(config)
-        if json {
+        let print = reportPrinter(quiet: quiet)
+        if json && !quiet {
             printJSON(StressJSON(config, report))
         } else {
             print(
                 "seed \(config.seed): \(report.opsRun) operations on \(workers) threads, \(report.failedWrites) failed and \(report.shortWrites) short writes, \(report.cleanups) failure cleanups, \(report.quietChecks) quiet-point checks, \(report.writebackPasses) writeback passes, \(String(format: "%.1f", report.elapsedSeconds)) s"
             )
         }
+        var outcome = SeedOutcome()
+        outcome.counts = [
+            "ops": report.opsRun, "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
+            "cleanup_calls": report.cleanups, "quiet_checks": report.quietChecks,
+        ]
         if let v = report.violation {
-            FileHandle.standardError.write(
-                Data(
-                    "VIOLATION: \(v)\nrun again: iomap stress --seed \(config.seed) --workers \(workers) --ops \(ops) --region-size \(regionSize) --block-size \(blockSize) --max-folio-size \(maxFolioSize) --policy \(policy.rawValue) --quiet-every \(quietEvery)\(volume ? " --volume" : "")\n"
-                        .utf8))
-            throw ExitStatus.violation
+            FileHandle.standardError.write(Data("VIOLATION: \(v)\nrun again: \(replay(config.seed))\n".utf8))
+            outcome.violations = [(v, replay(config.seed))]
         }
+        return outcome
     }
 }
 
 extension Stress {
     /// `iomap stress --namespace`.
-    func runNamespace() throws {
-        var config = VolumeStressConfig(seed: runSeed(seed))
+    func runNamespace(seed: UInt64, quiet: Bool) throws -> SeedOutcome {
+        var config = VolumeStressConfig(seed: seed)
         config.workers = workers
         config.opsPerWorker = ops
         FileHandle.standardError.write(Data("iomap stress: \(config)\n".utf8))
         let report = runVolumeNamespaceStress(config)
-        if json {
+        let print = reportPrinter(quiet: quiet)
+        if json && !quiet {
             printJSON(
                 NamespaceStressJSON(
                     seed: config.seed, workers: workers, ops: report.opsRun, ops_by_kind: report.opsByKind,
@@ -97,11 +123,12 @@ extension Stress {
                 "seed \(config.seed): \(report.opsRun) namespace operations on \(workers) threads of a volume, synced, crashed and mounted again, \(seconds) s"
             )
         }
+        var outcome = SeedOutcome(counts: ["ops": report.opsRun])
         if let v = report.violation {
-            FileHandle.standardError.write(
-                Data("VIOLATION: \(v)\nrun again: iomap stress --namespace --seed \(config.seed) --workers \(workers) --ops \(ops)\n".utf8))
-            throw ExitStatus.violation
+            FileHandle.standardError.write(Data("VIOLATION: \(v)\nrun again: \(replay(config.seed))\n".utf8))
+            outcome.violations = [(v, replay(config.seed))]
         }
+        return outcome
     }
 }
 

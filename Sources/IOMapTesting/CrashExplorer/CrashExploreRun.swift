@@ -63,6 +63,9 @@ public struct CrashExploreConfig: Sendable {
     /// workload of the list when it is done with one; the result is merged in the list's
     /// order, so it is the one run alone gives (but for where --seconds or --first stop).
     public var jobs = 1
+    /// Explore only these positions of the list of workloads (`crashWorkloadList`): a
+    /// shard's block of a campaign. Nil: all of it.
+    public var positions: Range<Int>?
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -127,6 +130,13 @@ func workloadIndices(_ config: CrashExploreConfig, listCount: Int?) -> [Int] {
     return all.prefix(config.workloads).sorted()
 }
 
+/// The workloads an exploration of `config` (without `positions`) explores, by index, in
+/// the order it explores them: a sharded campaign's units.
+public func crashWorkloadList(_ config: CrashExploreConfig) -> [Int] {
+    let listCount = config.workload.boundedLength.map { boundedCrashWorkloads(length: $0).count }
+    return workloadIndices(config, listCount: listCount)
+}
+
 /// The volume setup of workload `w`.
 public func crashSetup(_ config: CrashExploreConfig, index w: Int) -> CrashVolumeSetup {
     var setup = CrashVolumeSetup()
@@ -170,8 +180,9 @@ public func runCrashExploration(
         result.failedRuns.append("there is no \(config.workload.rawValue) workload \(only.workload): the list has \(bounded.count)")
         return result
     }
-    let indices =
+    var indices =
         config.only.map { [$0.workload] } ?? workloadIndices(config, listCount: config.workload.boundedLength.map { _ in bounded.count })
+    if let positions = config.positions, config.only == nil { indices = Array(indices[positions.clamped(to: indices.indices)]) }
     if config.jobs > 1 && config.only == nil && inspect == nil && indices.count > 1 {
         return runCrashExplorationInParallel(config, indices, bounded, start, progress)
     }

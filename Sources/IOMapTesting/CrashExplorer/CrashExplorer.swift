@@ -49,6 +49,8 @@ public struct CrashExploreResult: Sendable {
     public var violations: [CrashViolation] = []
     /// Workloads whose live run failed (a failure of the volume too).
     public var failedRuns: [String] = []
+    /// The index of each failed run's workload, in the order of `failedRuns`.
+    public var failedRunWorkloads: [Int] = []
     public var elapsedSeconds = 0.0
     /// The race workload's stores made inside their write, and after it (CrashRecording).
     public var racedStores = 0
@@ -77,6 +79,7 @@ public struct CrashExploreResult: Sendable {
         lateStores += other.lateStores
         violations += other.violations
         failedRuns += other.failedRuns
+        failedRunWorkloads += other.failedRunWorkloads
         merge(&faults, other.faults)
     }
 }
@@ -106,6 +109,7 @@ public func exploreCrashStates(
     result.lateStores = recording.lateStores
     if let failure = recording.failure {
         result.failedRuns.append("\(workload): \(failure)")
+        result.failedRunWorkloads.append(index)
         return result
     }
     var durables = DurableImages(recording)

@@ -27,6 +27,11 @@ public struct ExploreConfig: Sendable {
     public var keepGoing = false
     /// Decisions one schedule may take before it counts as a livelock.
     public var stepLimit = 200_000
+    /// dfs: search only these subtrees of a split search (a shard's part of it, see
+    /// `splitExplore`) instead of the whole tree.
+    public var subtrees: ExploreSubtrees?
+    /// Keep every schedule run, as printed, in the report's `scheduleList`.
+    public var recordSchedules = false
 
     public init(scenario: ExploreScenario) { self.scenario = scenario }
 
@@ -63,6 +68,13 @@ public struct ExploreReport: Sendable {
     public var seconds = 0.0
     /// The trace of the single schedule run by a replay.
     public var replayTrace: [String] = []
+    /// Every schedule run, as printed, when the config asks for them.
+    public var scheduleList: [String] = []
+    /// The violating schedules, the first `listedViolationsLimit` of them.
+    public var violationList: [ExploreListedViolation] = []
+    public static let listedViolationsLimit = 100
+    /// The subtrees of a split search searched to the end (a whole search: 1 when exhausted).
+    public var subtreesExplored = 0
 }
 
 /// What the explorer runs: named actors and a way to make a fresh instance of them, with
@@ -85,43 +97,112 @@ extension ExploreConfig {
     }
 }
 
+/// Some subtrees of a split dfs search: their prefixes (from `ExploreSplit`) and the number
+/// of the first in the whole split.
+public struct ExploreSubtrees: Sendable {
+    public var prefixes: [[Int]]
+    public var first: Int
+    public init(prefixes: [[Int]], first: Int) {
+        self.prefixes = prefixes
+        self.first = first
+    }
+}
+
+/// A violating schedule as the report lists it, with the subtree of a split search it is in
+/// (0 for a whole search).
+public struct ExploreListedViolation: Sendable {
+    public let subtree: Int
+    public let schedule: String
+    public let finding: ExploreFinding
+    public let replayCommand: String
+}
+
 /// Runs `config` on its scenario, or on `target` when one is given; `progress` is called
 /// about every `progressEvery` with the report so far.
 public func runExplore(
     _ config: ExploreConfig, target: ExploreTarget? = nil, progressEvery: Duration = .seconds(5),
     progress: ((ExploreReport) -> Void)? = nil
 ) -> ExploreReport {
-    let target = target ?? config.target
-    let clock = ContinuousClock()
-    let start = clock.now
-    var lastProgress = start
-    var report = ExploreReport(config: config)
-    var random = SeededRandom(seed: config.seed)
-    var estimatedSteps = 0
-    let dfs = DFSExplorer(bound: config.preemptionBound)
+    var search = ExploreSearch(config: config, target: target ?? config.target, progressEvery: progressEvery, progress: progress)
+    if let subtrees = config.subtrees, config.strategy == .dfs, config.replay == nil {
+        var complete = true
+        for (k, prefix) in subtrees.prefixes.enumerated() {
+            search.subtree = subtrees.first + k
+            guard search.explore(DFSExplorer(bound: config.preemptionBound, prefix: prefix)) else {
+                complete = false
+                break
+            }
+            search.report.subtreesExplored += 1
+        }
+        search.report.exhausted = complete
+    } else {
+        search.report.exhausted = search.explore(DFSExplorer(bound: config.preemptionBound))
+        search.report.subtreesExplored = search.report.exhausted ? 1 : 0
+    }
+    search.report.seconds = (search.clock.now - search.start).inSeconds
+    return search.report
+}
 
-    while true {
-        if isDone(report, config) { break }
-        let picker: any SchedulePicker
-        if let replay = config.replay {
-            picker = ReplayPicker(replay)
-        } else {
-            switch config.strategy {
-            case .dfs:
-                picker = dfs
-            case .pct:
-                // The first schedule is the default one, which also measures the steps PCT
-                // spreads its priority changes over.
-                picker =
-                    report.schedulesExplored == 0
-                    ? ReplayPicker(Schedule())
-                    : PCTPicker(threads: target.actorNames.count, depth: config.depth, steps: estimatedSteps, random: &random)
-            case .random:
-                picker = RandomPicker(seed: random.next())
+/// The state of one search, over one subtree or several.
+private struct ExploreSearch {
+    let config: ExploreConfig
+    let target: ExploreTarget
+    let progressEvery: Duration
+    let progress: ((ExploreReport) -> Void)?
+    let clock = ContinuousClock()
+    let start: ContinuousClock.Instant
+    var lastProgress: ContinuousClock.Instant
+    var report: ExploreReport
+    var random: SeededRandom
+    var estimatedSteps = 0
+    var subtree = 0
+
+    init(config: ExploreConfig, target: ExploreTarget, progressEvery: Duration, progress: ((ExploreReport) -> Void)?) {
+        self.config = config
+        self.target = target
+        self.progressEvery = progressEvery
+        self.progress = progress
+        start = clock.now
+        lastProgress = start
+        report = ExploreReport(config: config)
+        random = SeededRandom(seed: config.seed)
+    }
+
+    /// Runs schedules until the strategy has no more (true: a dfs search exhausted `dfs`'s
+    /// part of the tree) or the search stops (false: a limit, or a violation it stops at).
+    mutating func explore(_ dfs: DFSExplorer) -> Bool {
+        while true {
+            if isDone(report, config) { return false }
+            let run = runOneSchedule(config, target, picker: picker(dfs))
+            if record(run) { return false }
+            if config.replay == nil && config.strategy == .dfs && !dfs.advance(after: run.decisions) { return true }
+            if let progress, clock.now - lastProgress >= progressEvery {
+                lastProgress = clock.now
+                report.seconds = (clock.now - start).inSeconds
+                progress(report)
             }
         }
+    }
 
-        let run = runOneSchedule(config, target, picker: picker)
+    /// The picker of the next schedule.
+    mutating func picker(_ dfs: DFSExplorer) -> any SchedulePicker {
+        if let replay = config.replay { return ReplayPicker(replay) }
+        switch config.strategy {
+        case .dfs:
+            return dfs
+        case .pct:
+            // The first schedule is the default one, which also measures the steps PCT
+            // spreads its priority changes over.
+            return report.schedulesExplored == 0
+                ? ReplayPicker(Schedule())
+                : PCTPicker(threads: target.actorNames.count, depth: config.depth, steps: estimatedSteps, random: &random)
+        case .random:
+            return RandomPicker(seed: random.next())
+        }
+    }
+
+    /// Counts a run into the report; true when the search stops at it.
+    mutating func record(_ run: ScheduleOutcome) -> Bool {
         report.schedulesExplored += 1
         report.maxSteps = max(report.maxSteps, run.decisions.count)
         report.maxPreemptions = max(
@@ -129,28 +210,69 @@ public func runExplore(
         estimatedSteps = max(estimatedSteps, run.decisions.count)
         let schedule = Schedule(run.decisions)
         if config.replay != nil { report.replayTrace = trace(run.decisions, names: run.names) }
-
-        if let first = run.findings.first {
-            report.violations += 1
-            if report.firstViolation == nil {
-                report.firstViolation = ExploreViolation(
-                    schedule: schedule, finding: first, findings: run.findings,
-                    trace: trace(run.decisions, names: run.names), replayCommand: config.replayCommand(schedule))
-            }
-            if !config.keepGoing || run.stuck { break }
+        if config.recordSchedules { report.scheduleList.append(schedule.description) }
+        guard let first = run.findings.first else { return false }
+        report.violations += 1
+        if report.violationList.count < ExploreReport.listedViolationsLimit {
+            report.violationList.append(
+                ExploreListedViolation(
+                    subtree: subtree, schedule: schedule.description, finding: first, replayCommand: config.replayCommand(schedule)))
         }
-        if config.replay == nil && config.strategy == .dfs && !dfs.advance(after: run.decisions) {
-            report.exhausted = true
-            break
+        if report.firstViolation == nil {
+            report.firstViolation = ExploreViolation(
+                schedule: schedule, finding: first, findings: run.findings,
+                trace: trace(run.decisions, names: run.names), replayCommand: config.replayCommand(schedule))
         }
-        if let progress, clock.now - lastProgress >= progressEvery {
-            lastProgress = clock.now
-            report.seconds = (clock.now - start).inSeconds
-            progress(report)
-        }
+        return !config.keepGoing || run.stuck
     }
-    report.seconds = (clock.now - start).inSeconds
-    return report
+}
+
+/// A dfs search split into subtrees: the prefixes naming them in the order the whole search
+/// meets them, found by one run each (`runs`), at `depth` branch points. `stuck` is set when
+/// a run could not finish (a deadlock, a livelock): the split stops there, incomplete.
+public struct ExploreSplit: Sendable {
+    public var depth: Int
+    public var prefixes: [[Int]]
+    public var runs = 0
+    public var stuck: ExploreListedViolation?
+}
+
+/// The subtrees of `config`'s dfs search at `depth` branch points. Their searches together
+/// run exactly the schedules the whole search runs, each once.
+public func splitExplore(_ config: ExploreConfig, target: ExploreTarget? = nil, depth: Int) -> ExploreSplit {
+    var split = ExploreSplit(depth: depth, prefixes: depth == 0 ? [[]] : [])
+    guard depth > 0 else { return split }
+    let target = target ?? config.target
+    let dfs = DFSExplorer(bound: config.preemptionBound, splitDepth: depth)
+    while true {
+        let run = runOneSchedule(config, target, picker: dfs)
+        split.runs += 1
+        split.prefixes.append(subtreePrefix(run.decisions, depth: depth, bound: config.preemptionBound))
+        if run.stuck, let finding = run.findings.first {
+            let schedule = Schedule(run.decisions)
+            split.stuck = ExploreListedViolation(
+                subtree: split.prefixes.count - 1, schedule: schedule.description, finding: finding,
+                replayCommand: config.replayCommand(schedule))
+            return split
+        }
+        if !dfs.advance(after: run.decisions) { return split }
+    }
+}
+
+/// The split at the fewest branch points that gives at least `subtrees` subtrees, or as many
+/// as the tree has (a deeper split adds none); the runs of the shallower tries are counted.
+public func splitExplore(_ config: ExploreConfig, target: ExploreTarget? = nil, subtrees: Int, maxDepth: Int = 64) -> ExploreSplit {
+    var split = splitExplore(config, target: target, depth: 0)
+    var runs = 0
+    for depth in 1...max(maxDepth, 1) where split.prefixes.count < subtrees {
+        let deeper = splitExplore(config, target: target, depth: depth)
+        runs += deeper.runs
+        let same = deeper.prefixes.count == split.prefixes.count
+        split = deeper
+        if same || split.stuck != nil { break }
+    }
+    split.runs = runs
+    return split
 }
 
 private func isDone(_ report: ExploreReport, _ config: ExploreConfig) -> Bool {

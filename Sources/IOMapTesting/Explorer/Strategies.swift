@@ -75,20 +75,34 @@ final class ReplayPicker: SchedulePicker {
 /// bound gets that alternative. Alternatives are tried in a fixed order (the default first,
 /// then the other runnable threads ascending), so every schedule is run exactly once, provided
 /// the scenario is deterministic, which a replayed prefix verifies at every step.
+///
+/// A search can be confined to a part of the tree, for a shard of a split search: `floor`
+/// keeps the first `floor` choices fixed (the subtree of `prefix`), and `splitDepth` keeps
+/// every choice after the first `splitDepth` branch points at its default (one run per
+/// subtree, enumerating them in the order the whole search meets them).
 final class DFSExplorer: SchedulePicker {
     let bound: Int
-    private var prefix: [Int] = []
-    init(bound: Int) { self.bound = bound }
+    private var prefix: [Int]
+    private let floor: Int
+    private let splitDepth: Int?
+
+    init(bound: Int, prefix: [Int] = [], splitDepth: Int? = nil) {
+        self.bound = bound
+        self.prefix = prefix
+        self.floor = prefix.count
+        self.splitDepth = splitDepth
+    }
 
     func pick(_ d: ScheduleDecision, step: Int) -> Int {
         step < prefix.count ? prefix[step] : d.defaultChoice
     }
 
     /// Sets up the next schedule after a run that made `decisions`; false when every schedule
-    /// within the bound has been run.
+    /// within the bound (and the confinement) has been run.
     func advance(after decisions: [ScheduleDecision]) -> Bool {
-        var i = decisions.count - 1
-        while i >= 0 {
+        let ceiling = splitDepth.map { subtreePrefix(decisions, depth: $0, bound: bound).count } ?? decisions.count
+        var i = ceiling - 1
+        while i >= floor {
             let d = decisions[i]
             let order = [d.defaultChoice] + d.enabledThreads.filter { $0 != d.defaultChoice }
             if let at = order.firstIndex(of: d.chosen) {
@@ -101,6 +115,24 @@ final class DFSExplorer: SchedulePicker {
         }
         return false
     }
+}
+
+/// Whether the search has more than one choice within `bound` at decision `d`.
+func isBranchPoint(_ d: ScheduleDecision, bound: Int) -> Bool {
+    d.enabledThreads.contains { $0 != d.defaultChoice && d.preemptionsBefore + (d.preempts($0) ? 1 : 0) <= bound }
+}
+
+/// The choices that name the subtree of a split search at `depth` a run belongs to: those up
+/// to and including its `depth`-th branch point, or up to its last when it has fewer.
+/// Schedules with the same subtree prefix differ only after it.
+func subtreePrefix(_ decisions: [ScheduleDecision], depth: Int, bound: Int) -> [Int] {
+    var seen = 0
+    var end = 0
+    for (i, d) in decisions.enumerated() where seen < depth && isBranchPoint(d, bound: bound) {
+        seen += 1
+        end = i + 1
+    }
+    return decisions[..<end].map(\.chosen)
 }
 
 /// Uniform random choice among the runnable threads at every decision.
