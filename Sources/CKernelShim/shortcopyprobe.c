@@ -161,20 +161,31 @@ static int pin_here(cpu_set_t *before) {
     return sched_setaffinity(0, sizeof here, &here) == 0;
 }
 
-// The write and what it left, on an open file already laid out and out of the cache.
-static int write_and_count(int fd, const struct cks_short_copy_params *p, struct cks_short_copy_attempt *out) {
+// The probe's write: `length` bytes at `offset` from a buffer readable for `readable`,
+// right after the marker is sprayed and freed on this CPU. Returns what pwrite returned (or
+// -errno), with the marker's frames in `pfns` (room for SPRAY_PAGES, or nil) and whether
+// they showed in `shown`; -errno also when the buffer cannot be made.
+static ssize_t short_write(int fd, int64_t offset, int64_t length, int64_t readable, uint64_t *pfns, int *shown) {
     void *base;
     size_t maplen;
-    unsigned char *buf = guarded_buffer(p->length, p->readable, &base, &maplen);
+    unsigned char *buf = guarded_buffer(length, readable, &base, &maplen);
     if (!buf) return -errno;
-    uint64_t *pfns = scratch_alloc(SPRAY_PAGES * sizeof *pfns);
     cpu_set_t before;
     int pinned = pin_here(&before);
-    int shown = spray_marker(pfns);
-    ssize_t n = pwrite(fd, buf, (size_t)p->length, p->offset);
-    out->write_result = n < 0 ? -errno : n;
+    *shown = spray_marker(pfns);
+    ssize_t n = pwrite(fd, buf, (size_t)length, offset);
+    ssize_t result = n < 0 ? -errno : n;
     if (pinned) (void)sched_setaffinity(0, sizeof before, &before);
     munmap(base, maplen);
+    return result;
+}
+
+// The write and what it left, on an open file already laid out and out of the cache.
+static int write_and_count(int fd, const struct cks_short_copy_params *p, struct cks_short_copy_attempt *out) {
+    uint64_t *pfns = scratch_alloc(SPRAY_PAGES * sizeof *pfns);
+    int shown = 0;
+    ssize_t n = short_write(fd, p->offset, p->length, p->readable, pfns, &shown);
+    out->write_result = n;
     int64_t hi = p->offset + (n > 0 ? n : 0);
     int rc = count_stale(fd, p->file_size, p->offset, hi, &out->stale_in_cache, &out->marker_in_cache);
     out->recycled = shown && rc == 0 ? page_is_one_of(fd, p->offset, pfns) : -1;
@@ -413,18 +424,10 @@ static unsigned char *map_eof_page(const char *path, int fd, int64_t size, int w
 }
 
 static int eof_attempt(const char *path, int fd, const struct cks_eof_short_copy_params *p, struct cks_eof_short_copy_attempt *out) {
-    void *base;
-    size_t maplen;
-    unsigned char *buf = guarded_buffer(p->length, p->readable, &base, &maplen);
-    if (!buf) return -errno;
     uint64_t *pfns = scratch_alloc(SPRAY_PAGES * sizeof *pfns);
-    cpu_set_t before;
-    int pinned = pin_here(&before);
-    int shown = spray_marker(pfns);
-    ssize_t n = pwrite(fd, buf, (size_t)p->length, p->offset);
-    out->write_result = n < 0 ? -errno : n;
-    if (pinned) (void)sched_setaffinity(0, sizeof before, &before);
-    munmap(base, maplen);
+    int shown = 0;
+    ssize_t n = short_write(fd, p->offset, p->length, p->readable, pfns, &shown);
+    out->write_result = n;
     int64_t written = n > 0 ? n : 0;
     struct stat st;
     if (fstat(fd, &st) < 0) return -errno;
