@@ -46,9 +46,33 @@ public func warnOnce(
     return true
 }
 
-/// The rare half of warnOnce: traps in a verify build, else prints once per site.
+/// Where a harness collects the engine's warnings as findings of its own, instead of a verify
+/// build dying on the first. A harness that runs random ops against a model (fsx) binds one
+/// with `Warnings.$sink.withValue` and turns what it collects into a violation with a replay
+/// line; its minimizer's replays then see a warning as a failure rather than a crash. Without
+/// one, a verify build traps as before. The engine goes on as it does when the warning is
+/// only printed (the release behaviour), which the checkers then judge.
+public final class WarningSink: Sendable {
+    private let messages = Mutex<[String]>([])
+
+    public init() {}
+
+    func add(_ message: String) { messages.withLock { $0.append(message) } }
+
+    /// The warnings so far, first first.
+    public var collected: [String] { messages.withLock { $0 } }
+}
+
+public enum Warnings {
+    /// The sink of the warnings raised on this task (thread), if a harness bound one.
+    @TaskLocal public static var sink: WarningSink?
+}
+
+/// The rare half of warnOnce: traps in a verify build, else prints once per site; either way,
+/// a harness's sink takes it instead.
 @usableFromInline @inline(never)
 func warned(_ message: String, file: StaticString, line: UInt) {
+    if let sink = Warnings.sink { return sink.add("\(message) (\(file):\(line))") }
     #if IOMAP_VERIFY
         fatalError("warning: \(message)", file: file, line: line)
     #else

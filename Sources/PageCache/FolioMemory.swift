@@ -49,9 +49,43 @@ public enum FolioMemory {
     static let minShift = pageShift
     static let classCount = arenaShift - pageShift + 1
 
-    /// Free blocks per size class (class 0: 4 KiB), as addresses.
+    /// Free blocks per size class (class 0: 4 KiB), as addresses. The process has one, `pool`;
+    /// a test makes its own to watch blocks no other test can take.
     struct Pool {
         var free: [[UInt]] = Array(repeating: [], count: FolioMemory.classCount)
+
+        /// A free block of `1 << shift` bytes, if the pool has one.
+        mutating func popFree(shift: Int) -> UnsafeMutableRawPointer? {
+            free[shift - minShift].popLast().map { UnsafeMutableRawPointer(bitPattern: $0)! }
+        }
+
+        /// Splits a new arena into blocks of `1 << shift` bytes and keeps all but the first,
+        /// which it returns.
+        mutating func carve(_ arena: UnsafeMutableRawPointer, shift: Int) -> UnsafeMutableRawPointer {
+            let count = 1 << (arenaShift - shift)
+            let base = UInt(bitPattern: arena)
+            // The rest go on the free list highest first, so the next allocations walk up the
+            // arena in address order.
+            if count > 1 { free[shift - minShift].append(contentsOf: (1..<count).reversed().map { base + UInt($0 << shift) }) }
+            return arena
+        }
+
+        mutating func push(_ block: UnsafeMutableRawPointer, shift: Int) {
+            free[shift - minShift].append(UInt(bitPattern: block))
+        }
+
+        /// Gives the memory of every free block back to the operating system; the bytes released.
+        func trim() -> Int {
+            var released = 0
+            for c in 0..<classCount {
+                let size = 1 << (c + minShift)
+                for address in free[c] {
+                    madvise(UnsafeMutableRawPointer(bitPattern: address), size, MADV_DONTNEED)
+                    released += size
+                }
+            }
+            return released
+        }
     }
 
     // A leaf in the lock order: a folio may go away (and free its memory) under any lock.
@@ -124,42 +158,28 @@ public enum FolioMemory {
     /// A block off its free list, or the first of a new arena.
     static func take(shift: Int) -> UnsafeMutableRawPointer {
         precondition(shift >= minShift && shift <= arenaShift, "no folio memory of 2^\(shift) bytes")
-        let c = shift - minShift
-        let recycled = pool.withLock { $0.free[c].popLast() }
-        if let address = recycled { return UnsafeMutableRawPointer(bitPattern: address)! }
-        let arena = mapArena()
-        let count = 1 << (arenaShift - shift)
-        pool.withLock { p in
-            let base = UInt(bitPattern: arena)
-            // Hand out the first block; the rest go on the free list highest first, so the
-            // next allocations walk up the arena in address order.
-            if count > 1 { p.free[c].append(contentsOf: (1..<count).reversed().map { base + UInt($0 << shift) }) }
+        // Addresses cross the lock as integers: a pointer is not Sendable.
+        if let address = pool.withLock({ $0.popFree(shift: shift).map { UInt(bitPattern: $0) } }) {
+            return UnsafeMutableRawPointer(bitPattern: address)!
         }
+        // The arena is mapped outside the lock: mmap may take a while, and other sizes' free
+        // lists need not wait for it.
+        let arena = mapArena()
+        let base = UInt(bitPattern: arena)
+        pool.withLock { _ = $0.carve(UnsafeMutableRawPointer(bitPattern: base)!, shift: shift) }
         return arena
     }
 
     /// Returns a block from `allocate(shift:)`.
     public static func free(_ block: UnsafeMutableRawPointer, shift: Int) {
-        pool.withLock {
-            $0.free[shift - minShift].append(UInt(bitPattern: block))
-        }
+        pool.withLock { $0.push(block, shift: shift) }
     }
 
     /// Returns the memory of every free block to the operating system (the blocks stay
     /// mapped, and read as zeroes until written again). Returns the bytes released.
     @discardableResult
     public static func trim() -> Int {
-        pool.withLock { p in
-            var released = 0
-            for c in 0..<classCount {
-                let size = 1 << (c + minShift)
-                for address in p.free[c] {
-                    madvise(UnsafeMutableRawPointer(bitPattern: address), size, MADV_DONTNEED)
-                    released += size
-                }
-            }
-            return released
-        }
+        pool.withLock { $0.trim() }
     }
 
     /// Maps 2 MiB aligned to 2 MiB: maps twice that and unmaps the unaligned ends.

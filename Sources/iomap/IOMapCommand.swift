@@ -46,7 +46,7 @@ struct IOMapCommand: ParsableCommand {
         subcommands: [
             Race.self, Demo.self, Fsx.self, DiffTestCommand.self, Random.self, Stress.self, Explore.self, Bench.self, KernelProbe.self,
             Mkfs.self, FsckCommand.self, Vol.self, Crash.self, MountCommand.self,
-            InstallMountHelper.self,
+            InstallMountHelper.self, Campaign.self,
         ],
         defaultSubcommand: Race.self)
 }

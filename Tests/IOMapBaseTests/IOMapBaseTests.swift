@@ -128,3 +128,19 @@ struct FaultInjectorTests {
         #expect(f.fails(.reserveENOSPC, offset: 0, length: 1))
     }
 }
+
+@Suite("Warnings")
+struct WarningTests {
+    @Test("a harness's sink collects the warnings raised on its task, with their site, instead of the verify build trapping")
+    func sinkCollects() {
+        let sink = WarningSink()
+        let raised = Warnings.$sink.withValue(sink) {
+            (warnOnce(false, "not raised"), warnOnce(true, "raised once"), warnOnce(true, "raised twice"))
+        }
+        #expect(raised == (false, true, true))
+        #expect(sink.collected.count == 2)
+        #expect(sink.collected.first?.hasPrefix("raised once (") == true)
+        #expect(sink.collected.first?.contains("IOMapBaseTests.swift") == true, "\(sink.collected)")
+        #expect(Warnings.sink == nil, "the sink is bound only inside withValue")
+    }
+}

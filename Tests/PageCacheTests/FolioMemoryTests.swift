@@ -3,8 +3,12 @@
 // parallel, so they are not asserted here.
 
 import IOMapBase
-import PageCache
+@testable import PageCache
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Folio memory")
 struct FolioMemoryTests {
@@ -62,16 +66,18 @@ struct FolioMemoryTests {
         }
     }
 
-    @Test("the as-is fill hands a recycled block back with the bytes it held")
+    @Test("a freed block is handed out again with the bytes it held")
     func asIs() {
-        // Other tests allocate in parallel and may take the freed block first; the claim is
-        // only about the block when it does come back.
-        let p = FolioMemory.allocate(shift: 15, fill: .asIs)
+        // A pool of the test's own: the process's pool is shared with tests running in
+        // parallel, which may take the freed block first.
+        var pool = FolioMemory.Pool()
+        let p = pool.carve(FolioMemory.mapArena(), shift: 15)
         p.initializeMemory(as: UInt8.self, repeating: 0x3C, count: 1 << 15)
-        FolioMemory.free(p, shift: 15)
-        let q = FolioMemory.allocate(shift: 15, fill: .asIs)
-        if q == p { #expect(q.load(fromByteOffset: 100, as: UInt8.self) == 0x3C) }
-        FolioMemory.free(q, shift: 15)
+        pool.push(p, shift: 15)
+        let q = pool.popFree(shift: 15)
+        #expect(q == p)
+        #expect(q?.load(fromByteOffset: 100, as: UInt8.self) == 0x3C)
+        munmap(p, 1 << FolioMemory.arenaShift)
     }
 
     @Test("a folio's bytes are aligned to the folio's size")
@@ -84,15 +90,30 @@ struct FolioMemoryTests {
 
     @Test("trim releases free blocks, which read as zeroes until written again")
     func trim() {
-        let p = FolioMemory.allocate(shift: 14, fill: .asIs)
+        var pool = FolioMemory.Pool()
+        let arena = FolioMemory.mapArena()
+        let p = pool.carve(arena, shift: 14)
         p.initializeMemory(as: UInt8.self, repeating: 0x5A, count: 16384)
+        // A block in use keeps its bytes through the trim.
+        let held = pool.popFree(shift: 14)!
+        held.initializeMemory(as: UInt8.self, repeating: 0x77, count: 16384)
+        pool.push(p, shift: 14)
+        let blocks = (1 << FolioMemory.arenaShift) / 16384
+        #expect(pool.trim() == (blocks - 1) * 16384)
+        let q = pool.popFree(shift: 14)
+        #expect(q == p)
+        let bytes = p.assumingMemoryBound(to: UInt8.self)
+        #expect(bytes[0] == 0 && bytes[16383] == 0)
+        #expect(held.load(fromByteOffset: 16383, as: UInt8.self) == 0x77)
+        munmap(arena, 1 << FolioMemory.arenaShift)
+    }
+
+    @Test("the process's pool hands out size-aligned blocks and takes them back")
+    func processPool() {
+        let p = FolioMemory.allocate(shift: 14, fill: .zero)
+        #expect(UInt(bitPattern: p) & 16383 == 0)
+        #expect(p.load(fromByteOffset: 16383, as: UInt8.self) == 0)
         FolioMemory.free(p, shift: 14)
-        // (Other tests allocate in parallel, so how much is released is not asserted.)
-        FolioMemory.trim()
-        let q = FolioMemory.allocate(shift: 14, fill: .asIs)
-        let bytes = q.assumingMemoryBound(to: UInt8.self)
-        if q == p { #expect(bytes[0] == 0 && bytes[16383] == 0) }
-        FolioMemory.free(q, shift: 14)
     }
 
     @Test("verify builds poison folio memory unless IOMAP_POISON_FOLIOS says otherwise")

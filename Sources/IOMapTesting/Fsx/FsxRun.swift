@@ -30,6 +30,8 @@ public struct FsxRun {
     /// A writeback I/O error fired and no fsync has reported it yet.
     var writebackErrorPending = false
     public internal(set) var report: FsxReport
+    /// The engine's warnings during `runFsx` (bound there): each is a violation.
+    let warnings = WarningSink()
     /// The number of the last op run (fsx's testcalls): the stamp of the data it wrote.
     public internal(set) var opNumber = 0
     /// What the last op returned, for the differential tester.
@@ -139,6 +141,7 @@ public struct FsxRun {
 
     /// The checks after an entry: the size always, the rest at the configured cadence.
     mutating func afterEntry(_ entry: FsxEntry) -> Bool {
+        noteWarnings()
         guard report.violation == nil else { return false }
         if file.size != base + model.size {
             fail("file size is \(file.size - base) (relative), the model says \(model.size)")
@@ -166,10 +169,16 @@ public struct FsxRun {
         _ = plan.end()
     }
 
+    /// A warning the engine raised (a "cannot happen" it degraded from) fails the run.
+    mutating func noteWarnings() {
+        if let first = warnings.collected.first { fail("the engine warned: \(first)") }
+    }
+
     /// The end of a run: fsync, drop the cache, compare everything.
     public mutating func finish() {
         if report.violation == nil { check("before the final fsync") }
         if report.violation == nil { flushCheck("final") }
+        noteWarnings()
         report.cleanups = file.inode.stats.cleanups
         report.punches = file.inode.stats.punches
         report.faultsInjected = Dictionary(uniqueKeysWithValues: plan.state.withLock { $0.counts }.map { ($0.key.rawValue, $0.value) })
@@ -182,6 +191,14 @@ public struct FsxRun {
 public func runFsx(_ config: FsxConfig, replay: [FsxEntry]? = nil, progress: ((Int) -> Void)? = nil) -> FsxReport {
     let start = ContinuousClock.now
     var run = FsxRun(config)
+    Warnings.$sink.withValue(run.warnings) { runEntries(&run, config, replay: replay, progress: progress) }
+    var report = run.report
+    report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
+    return report
+}
+
+/// The body of `runFsx`, with the engine's warnings going to the run's sink.
+func runEntries(_ run: inout FsxRun, _ config: FsxConfig, replay: [FsxEntry]?, progress: ((Int) -> Void)?) {
     if let replay {
         for (i, e) in replay.enumerated() {
             if !run.run(e, replaying: true) { break }
@@ -195,7 +212,4 @@ public func runFsx(_ config: FsxConfig, replay: [FsxEntry]? = nil, progress: ((I
         }
     }
     run.finish()
-    var report = run.report
-    report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
-    return report
 }
