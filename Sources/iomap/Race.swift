@@ -81,9 +81,6 @@ struct Race: SeededRunCommand {
     func validate() throws {
         try throwUsageError(config(seed: 0).problem)
         try campaign.check(seed: seed, json: json)
-        if dir != nil && !campaign.isSingleRun {
-            throw ValidationError("--seeds and --shard are the engine race's; --dir runs one seed on a real file")
-        }
         guard let dir else {
             if canary { throw ValidationError("--canary needs --dir (on the engine, use --policy truncate-page-cache)") }
             if dropCaches != "fadvise" { throw ValidationError("--drop-caches needs --dir") }
@@ -118,7 +115,14 @@ struct Race: SeededRunCommand {
     }
 
     func run() throws {
-        if dir != nil { return try runOnFile() }
+        if dir != nil {
+            // The file race's campaign: the options of its command other than the seed.
+            let options = try fileConfig(seed: 0).command.replacingOccurrences(of: "iomap race ", with: "")
+                .replacingOccurrences(of: " --seed 0", with: "")
+            return try runSeedCampaign(tool: "race", campaign: options, options: campaign, seed: seed) { seed, quiet in
+                try runOneOnFile(fileConfig(seed: seed), quiet: quiet)
+            }
+        }
         try runSeedCampaign(tool: "race", campaign: resultOptions.joined(separator: " "), options: campaign, seed: seed) { seed, quiet in
             try runOne(config(seed: seed), quiet: quiet)
         }
@@ -177,9 +181,9 @@ struct Race: SeededRunCommand {
 }
 
 extension Race {
-    /// `iomap race --dir`: the race through system calls on a real file.
-    func runOnFile() throws {
-        let config = try fileConfig(seed: runSeed(seed))
+    /// `iomap race --dir`: one seed's race through system calls on a real file, its report on
+    /// stdout, or on stderr when `quiet`.
+    func runOneOnFile(_ config: FileRaceConfig, quiet: Bool) throws -> SeedOutcome {
         say(
             "iomap race --dir: seed \(config.seed), \(config.pages) pages, \(config.writers) writers (\(config.mappedWriters) mapped, \(config.pwriteWriters) pwrite), \(config.rounds) rounds per layout, cache drop \(config.cacheDrop.rawValue)\(config.canary ? ", CANARY: failed writes punch their page" : "")"
         )
@@ -189,7 +193,8 @@ extension Race {
         } catch {
             throw ValidationError("cannot create a file in \(config.directory): \(error.symbolicName)")
         }
-        if json {
+        let print = reportPrinter(quiet: quiet)
+        if json && !quiet {
             printJSON(FileRaceJSON(config, report))
         } else {
             print(
@@ -206,8 +211,18 @@ extension Race {
             lines += report.errors.map { "error: \($0)" }
             lines.append("run again: \(config.command)")
             say(lines.joined(separator: "\n"))
-            throw ExitStatus.violation
         }
+        var outcome = SeedOutcome()
+        outcome.counts = [
+            "rounds": report.roundsRun, "slots_checked": report.slotsChecked, "slots_lost": report.slotsLost,
+            "mapped_slots_lost": report.mappedSlotsLost, "failed_writes": report.failedWrites, "short_writes": report.shortWrites,
+            "efault_writes": report.efaultWrites, "canary_punches": report.canaryPunches,
+        ]
+        if !report.passed {
+            let what = report.losses.first.map { "\(report.slotsLost) slots lost, first \($0)" } ?? report.errors.first ?? "failed"
+            outcome.violations = [(what, config.command)]
+        }
+        return outcome
     }
 }
 

@@ -10,30 +10,12 @@ import Testing
 /// The checkout's root, for the scripts the project ships (.ci/slurm).
 let checkoutRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// Runs `command` with `arguments` (found on PATH unless it is a path), with `environment`
+/// Runs `command` (found on PATH unless it is a path) with `arguments` and `environment`
 /// added; its status and output.
 func runProgram(_ command: String, _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil) throws
     -> CommandResult
 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [command] + arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let errData = PipeReadResult()
-    let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-    reader.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    while !errData.isSet { usleep(1000) }
-    return CommandResult(
-        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData.get(), as: UTF8.self))
+    try runExecutable(URL(fileURLWithPath: "/usr/bin/env"), [command] + arguments, environment: environment, in: directory)
 }
 
 /// Whether `command` is on PATH.

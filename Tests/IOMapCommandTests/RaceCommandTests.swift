@@ -33,15 +33,23 @@ struct CommandResult {
 /// `launcher` (a command and its arguments, such as setpriv's), runs that with the
 /// executable's path and `arguments` after its own.
 func runIOMap(_ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> CommandResult {
-    let process = Process()
     if let command = launcher.first {
-        process.executableURL = URL(fileURLWithPath: command)
-        process.arguments = Array(launcher.dropFirst()) + [try iomapExecutable().path] + arguments
-    } else {
-        process.executableURL = try iomapExecutable()
-        process.arguments = arguments
+        return try runExecutable(
+            URL(fileURLWithPath: command), Array(launcher.dropFirst()) + [try iomapExecutable().path] + arguments, environment: environment)
     }
+    return try runExecutable(try iomapExecutable(), arguments, environment: environment)
+}
+
+/// Runs `executable` with `arguments`, with `environment` added to this process's, in
+/// `directory` (default: this one); its status and output.
+func runExecutable(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil) throws
+    -> CommandResult
+{
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
     if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out

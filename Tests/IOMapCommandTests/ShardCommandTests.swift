@@ -123,6 +123,19 @@ struct ShardCommandTests {
         try checkSeedShards(["random", "--seed", "9", "--seeds", "5", "--ops", "300"], counts: [2, 5], seeds: 5)
     }
 
+    @Test("race --dir: 2 shards of 3 seeds on real files equal the unsharded run; the canary's violations replay")
+    func raceOnFileShards() throws {
+        let dir = try scratchDirectory("shard-race-dir")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let args = ["race", "--dir", dir, "--size", "1", "--rounds", "1", "--fail-rate", "0.3", "--seed", "346", "--seeds", "3"]
+        try checkSeedShards(args, counts: [2], seeds: 3)
+        let canary = try runShard(args + ["--canary", "--shard", "1/2"])
+        #expect(canary.status == 1 && canary.line.counts["mapped_slots_lost", default: 0] > 0)
+        let replay = try #require(canary.line.violations.first?["replay"] as? String)
+        #expect(replay.contains("--canary") && replay.contains("--dir \(dir)"), "\(replay)")
+        #expect(try runReplayLine(replay, in: dir) == 1, "the canary's replay loses slots again: \(replay)")
+    }
+
     @Test("crash: 4 shards of 6 workloads (one with --jobs 2) together equal the whole list's exploration")
     func crashShards() throws {
         let args = ["crash", "--seed", "3", "--workloads", "6"]
