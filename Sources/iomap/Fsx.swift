@@ -152,7 +152,10 @@ struct Fsx: SeededRunCommand {
             outcome.violations = [
                 (
                     "entry \(v.entryIndex): \(v.what)",
+                    // --no-minimize is no part of the run, but a campaign that asked for it
+                    // (minimizing takes up to 2000 runs) gets replays that skip it too.
                     "\(poisonPrefix)iomap fsx --seed \(config.seed) " + resultOptions.joined(separator: " ")
+                        + (noMinimize ? " --no-minimize" : "")
                 )
             ]
         }

@@ -36,7 +36,10 @@ func runTasksByHand(_ dir: String, shards: Int, environment: [String: String] = 
     for i in 0..<shards {
         let r = try runProgram(
             "bash", [dir + "/campaign.sbatch"],
-            environment: environment.merging(["SLURM_ARRAY_TASK_ID": "\(i)", "SLURM_JOB_ID": "1"]) { $1 })
+            environment: environment.merging(["SLURM_ARRAY_TASK_ID": "\(i)", "SLURM_JOB_ID": "1"]) { $1 },
+            // Slurm starts each task in the campaign's directory (--chdir), where fsx leaves
+            // a failure's evidence.
+            in: dir)
         #expect(r.status == 0, "task \(i): \(r.stderr)")
     }
 }

@@ -238,7 +238,7 @@ struct ShardCommandTests {
             (["explore", "--scenario", "eof-block", "--strategy", "pct", "--shard", "0/2"], "--shard splits the dfs tree"),
             (["explore", "--scenario", "eof-block", "--schedules", "5", "--shard", "0/2"], "--schedules would stop a shard"),
             (["crash", "--seed", "1", "--first", "--shard", "0/2"], "--first would stop a shard"),
-            (["race", "--seed", "1", "--dir", "/tmp", "--shard", "0/2"], "--dir runs one seed"),
+            (["race", "--dir", "/tmp", "--shard", "0/2"], "--shard needs --seed"),
         ])
     func badShardUse(arguments: [String], message: String) throws {
         let r = try runIOMap(arguments)
