@@ -133,7 +133,10 @@ struct CampaignPlan: ParsableCommand {
             throw ValidationError("\(own) is the plan's to set: give the tool's other options and --shards N")
         }
         do {
-            _ = try tool.command.parse(toolArguments + ["--shard", "0/\(shards)"])
+            let parsed = try tool.command.parse(toolArguments + ["--shard", "0/\(shards)"])
+            if let seeds = (parsed as? any SeedCampaignCommand)?.campaign.seeds, seeds < shards {
+                say("iomap campaign plan: only \(seeds) seeds for \(shards) shards: \(shards - seeds) shards will run none")
+            }
         } catch {
             throw ValidationError("iomap \(tool.rawValue) \(toolArguments.joined(separator: " ")): \(tool.command.message(for: error))")
         }
@@ -153,19 +156,10 @@ struct CampaignPlan: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try write(
             String(decoding: try encoder.encode(plan), as: UTF8.self) + "\n", to: dir + "/" + CampaignPlanFile.name, executable: false)
-        if shards > 1, let seeds = unitsGiven(), seeds < shards {
-            say("iomap campaign plan: only \(seeds) seeds for \(shards) shards: \(shards - seeds) shards will run none")
-        }
         print("iomap campaign plan: \(tool.rawValue) in \(shards) shards, in \(dir)")
         print("  Slurm:      sbatch --wait \(dir)/campaign.sbatch")
         print("  Kubernetes: kubectl apply -f \(dir)/campaign-job.yaml (then copy the claim's shard-*.json into \(dir)/results)")
         print("  verdict:    iomap campaign merge \(dir)")
-    }
-
-    /// The --seeds of a random tool's campaign, if given.
-    func unitsGiven() -> Int? {
-        guard let i = toolArguments.firstIndex(of: "--seeds"), i + 1 < toolArguments.count else { return nil }
-        return Int(toolArguments[i + 1])
     }
 
     /// Makes DIR, results/ and logs/, refusing to mix this campaign with an earlier one's

@@ -50,6 +50,16 @@ struct SeedCampaignOptions: ParsableArguments {
     }
 }
 
+/// A random tool whose runs are a campaign of seeds (fsx, random, race, stress).
+protocol SeedCampaignCommand: ParsableCommand {
+    var campaign: SeedCampaignOptions { get }
+}
+
+extension Fsx: SeedCampaignCommand {}
+extension Random: SeedCampaignCommand {}
+extension Race: SeedCampaignCommand {}
+extension Stress: SeedCampaignCommand {}
+
 /// What one seed's run of a tool found: its counters and its violations (each with the
 /// command line that replays it alone).
 struct SeedOutcome {

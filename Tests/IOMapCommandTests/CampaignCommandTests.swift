@@ -105,6 +105,17 @@ struct CampaignCommandTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/plan.json"))
     }
 
+    @Test("plan warns when a campaign has fewer seeds than shards, in either spelling of --seeds", arguments: ["--seeds", "--seeds="])
+    func planFewSeeds(spelling: String) throws {
+        let dir = try scratchDirectory("plan-few")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let seeds = spelling.hasSuffix("=") ? ["--seeds=3"] : ["--seeds", "3"]
+        let r = try runIOMap(["campaign", "plan", "fsx", "--seed", "1"] + seeds + ["--shards", "5", "--out", dir])
+        #expect(r.status == 0 && r.stderr.contains("only 3 seeds for 5 shards: 2 shards will run none"), "\(r.stderr)")
+        let enough = try runIOMap(["campaign", "plan", "fsx", "--seed", "1", "--seeds", "5", "--shards", "5", "--out", dir, "--force"])
+        #expect(enough.status == 0 && !enough.stderr.contains("will run none"), "\(enough.stderr)")
+    }
+
     @Test("plan will not mix a new campaign with an earlier one's results unless --force")
     func planRefusesEarlier() throws {
         let dir = try planCampaign(Self.fsx, shards: 2, name: "plan-again")
