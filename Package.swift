@@ -104,9 +104,11 @@ let package = Package(
             name: "VolumeTests", dependencies: engine + ["Volume", "IOMapTesting"],
             swiftSettings: strict),
         .testTarget(name: "IOMapBenchTests", dependencies: ["IOMapBench", "IOMapKernelSide"], swiftSettings: strict),
-        .testTarget(name: "IOMapCommandTests", dependencies: ["iomap", "IOMapBase", "ExtentFS", "Volume"], swiftSettings: strict),
         .testTarget(
-            name: "FUSETests", dependencies: ["FUSE", "CFUSE", "CKernelShim", "iomap", "IOMapBase", "ExtentFS", "Volume"],
+            name: "IOMapCommandTests", dependencies: ["iomap", "IOMapBase", "ExtentFS", "Volume", "IOMapKernelSide"], swiftSettings: strict),
+        .testTarget(
+            name: "FUSETests",
+            dependencies: ["FUSE", "CFUSE", "CKernelShim", "iomap", "IOMapBase", "ExtentFS", "Volume", "IOMapKernelSide"],
             swiftSettings: strict),
         .testTarget(name: "TidyTests", swiftSettings: strict),
     ]

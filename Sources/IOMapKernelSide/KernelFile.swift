@@ -310,8 +310,10 @@ func findExecutable(_ name: String) -> String? {
     return dirs.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
-/// Runs a command to completion, stdout and stderr merged.
-func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+/// Runs a command to completion, stdout and stderr merged; status -1 with the reason when it
+/// cannot start or does not end within `timeout` seconds (an apt-get install takes minutes,
+/// mkfs and mount seconds).
+func run(_ executable: String, _ arguments: [String], timeout: Double = 1800) -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -322,14 +324,14 @@ func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output:
     process.standardOutput = pipe
     process.standardError = pipe
     process.standardInput = FileHandle.nullDevice
+    let data: Data
     do {
-        try process.run()
+        data = try runToEnd(process, reading: [pipe.fileHandleForReading], timeout: timeout).0
+    } catch let error as CommandTimeout {
+        return (-1, error.description)
     } catch {
         return (-1, "could not run \(executable): \(error)")
     }
-    // Drain before waiting: a child filling the pipe would otherwise never exit.
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
     let output = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     return (process.terminationStatus, output)
 }

@@ -7,6 +7,7 @@ import CKernelShim
 import ExtentFS
 import FUSE
 import Foundation
+import IOMapKernelSide
 import IOMapBase
 import Testing
 import Volume
@@ -36,8 +37,9 @@ struct CommandResult {
     var stderr: String
 }
 
-/// Runs `executable` with `arguments` (and `environment` added) to its end, both pipes read.
-func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+/// Runs `executable` with `arguments` (and `environment` added) to its end, both pipes read;
+/// throws `CommandTimeout`, naming it, when it has not ended within `timeout` seconds.
+func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 900) throws -> CommandResult {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
@@ -46,16 +48,10 @@ func run(_ executable: URL, _ arguments: [String], environment: [String: String]
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    try process.run()
-    let errData = LockedData()
-    let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-    reader.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    while !errData.isSet { usleep(1000) }
+    let (outData, errData) = try runToEnd(process, reading: [out.fileHandleForReading, err.fileHandleForReading], timeout: timeout)
     return CommandResult(
         status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData.get(), as: UTF8.self))
+        stderr: String(decoding: errData, as: UTF8.self))
 }
 
 func runIOMap(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
@@ -75,15 +71,6 @@ func waitForImageLock(_ image: String, seconds: Double) -> Bool {
     }
     flock(fd, LOCK_UN)
     return true
-}
-
-final class LockedData: @unchecked Sendable {
-    // Guarded by: lock.
-    private let lock = NSLock()
-    private var data: Data?
-    func set(_ d: Data) { lock.withLock { data = d } }
-    var isSet: Bool { lock.withLock { data != nil } }
-    func get() -> Data { lock.withLock { data ?? Data() } }
 }
 
 /// Whether mount tests can run here, printing why not when they cannot.

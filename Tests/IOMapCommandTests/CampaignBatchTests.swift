@@ -47,20 +47,22 @@ struct CampaignBatchTests {
     @Test(
         "an 8-shard fsx campaign on a one-node Slurm (sbatch --wait) merges to the unsharded run; the pre-seed cleanup's violations replay")
     func slurmCampaign() throws {
-        let start = try runProgram("bash", [checkoutRoot.path + "/.ci/slurm/start"])
+        // start takes about 10 s (a minute more where it installs packages); the bounds below
+        // only turn a hang into a failure that names the command.
+        let start = try runProgram("bash", [checkoutRoot.path + "/.ci/slurm/start"], timeout: 600)
         guard start.status == 0, let last = start.stdout.split(separator: "\n").last, last.hasPrefix("export SLURM_CONF=") else {
             let reason = start.stderr.split(separator: "\n").last.map(String.init) ?? "exit \(start.status)"
             print("Slurm campaign test skipped: a one-node Slurm did not start here: \(reason)")
             #expect(start.status == 3, "start exits 3 when Slurm cannot start, anything else is its bug: \(start.stderr)")
             return
         }
-        defer { _ = try? runProgram("bash", [checkoutRoot.path + "/.ci/slurm/stop"]) }
+        defer { _ = try? runProgram("bash", [checkoutRoot.path + "/.ci/slurm/stop"], timeout: 120) }
         let slurm = ["SLURM_CONF": String(last.dropFirst("export SLURM_CONF=".count))]
 
         let tool = ["fsx", "--seed", "300", "--seeds", "16", "--ops", "1500"]
         let dir = try planCampaign(tool, shards: 8, name: "slurm-fsx")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let submitted = try runProgram("sbatch", ["--wait", dir + "/campaign.sbatch"], environment: slurm)
+        let submitted = try runProgram("sbatch", ["--wait", dir + "/campaign.sbatch"], environment: slurm, timeout: 600)
         #expect(submitted.status == 0, "sbatch --wait: \(submitted.stdout)\(submitted.stderr)")
         let merged = try mergeCampaign(dir)
         #expect(merged.status == 0, "\(merged.stderr)")
@@ -71,7 +73,7 @@ struct CampaignBatchTests {
         let bad = ["fsx", "--seed", "5", "--seeds", "8", "--ops", "30000", "--policy", "truncate-page-cache", "--no-minimize"]
         let badDir = try planCampaign(bad, shards: 8, name: "slurm-violation")
         defer { try? FileManager.default.removeItem(atPath: badDir) }
-        let badRun = try runProgram("sbatch", ["--wait", badDir + "/campaign.sbatch"], environment: slurm)
+        let badRun = try runProgram("sbatch", ["--wait", badDir + "/campaign.sbatch"], environment: slurm, timeout: 600)
         #expect(badRun.status == 0, "a shard that finds a violation still completes its task: \(badRun.stderr)")
         try CampaignCommandTests().checkViolations(badDir, tool: bad)
     }

@@ -12,10 +12,12 @@ let checkoutRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().d
 
 /// Runs `command` (found on PATH unless it is a path) with `arguments` and `environment`
 /// added; its status and output.
-func runProgram(_ command: String, _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil) throws
-    -> CommandResult
-{
-    try runExecutable(URL(fileURLWithPath: "/usr/bin/env"), [command] + arguments, environment: environment, in: directory)
+func runProgram(
+    _ command: String, _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil,
+    timeout: Double = commandTimeout
+) throws -> CommandResult {
+    try runExecutable(
+        URL(fileURLWithPath: "/usr/bin/env"), [command] + arguments, environment: environment, in: directory, timeout: timeout)
 }
 
 /// Whether `command` is on PATH.

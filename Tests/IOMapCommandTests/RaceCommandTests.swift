@@ -3,6 +3,7 @@
 // documented fields. The main job, `iomap race`, is run here on its defaults.
 
 import Foundation
+import IOMapKernelSide
 import Testing
 
 /// The `iomap` executable built beside this test bundle.
@@ -40,11 +41,18 @@ func runIOMap(_ arguments: [String], environment: [String: String] = [:], launch
     return try runExecutable(try iomapExecutable(), arguments, environment: environment)
 }
 
+/// How long one command may take before its test fails naming it. Far above the longest
+/// command the tests run (about a minute), it is there so that a hang fails one test with a
+/// reason instead of stalling the whole suite until CI gives up on it.
+let commandTimeout: Double = 900
+
 /// Runs `executable` with `arguments`, with `environment` added to this process's, in
-/// `directory` (default: this one); its status and output.
-func runExecutable(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil) throws
-    -> CommandResult
-{
+/// `directory` (default: this one); its status and output. Throws, naming the command and
+/// what it still waited for, when the command has not ended within `timeout` seconds.
+func runExecutable(
+    _ executable: URL, _ arguments: [String], environment: [String: String] = [:], in directory: String? = nil,
+    timeout: Double = commandTimeout
+) throws -> CommandResult {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
@@ -54,27 +62,10 @@ func runExecutable(_ executable: URL, _ arguments: [String], environment: [Strin
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    try process.run()
-    // Read both pipes before waiting, so a full pipe cannot stall the child.
-    let errData = PipeReadResult()
-    let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-    reader.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    while !errData.isSet { usleep(1000) }
+    let (outData, errData) = try runToEnd(process, reading: [out.fileHandleForReading, err.fileHandleForReading], timeout: timeout)
     return CommandResult(
         status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData.get(), as: UTF8.self))
-}
-
-/// A one-shot box for the stderr reader's result.
-final class PipeReadResult: @unchecked Sendable {
-    // Guarded by: lock.
-    private let lock = NSLock()
-    private var data: Data?
-    func set(_ d: Data) { lock.withLock { data = d } }
-    var isSet: Bool { lock.withLock { data != nil } }
-    func get() -> Data { lock.withLock { data ?? Data() } }
+        stderr: String(decoding: errData, as: UTF8.self))
 }
 
 let seedForCommands = ProcessInfo.processInfo.environment["IOMAP_RANDOM_SEED"] ?? "20221128"

@@ -4,6 +4,7 @@
 // alone, and a malformed --shard is a usage error naming what is wrong.
 
 import Foundation
+import IOMapKernelSide
 import Testing
 
 /// One shard's line, parsed.
@@ -88,8 +89,7 @@ func runReplayLine(_ line: String, in directory: String) throws -> Int32 {
     process.currentDirectoryURL = URL(fileURLWithPath: directory)
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
+    _ = try runToEnd(process, reading: [], timeout: commandTimeout)
     return process.terminationStatus
 }
 
