@@ -9,43 +9,52 @@
 
 import IOMapBase
 
+// Inlinable and generic over the operations: a caller that knows its file system (an
+// ExtentFile seeking in itself) gets a copy of the loop specialized to it, with direct calls
+// into its ->iomap_begin and no existential or witness-table hop per mapping. Callers that
+// hold `any IOMapOperations` still work, through the unspecialized copy.
 public struct IOMapIterator {
     public let inode: Inode
     /// The current position; the body advances it.
-    public private(set) var pos: Int
+    @inlinable public var pos: Int { _pos }
+    @usableFromInline var _pos: Int
     /// Bytes still to do.
-    public private(set) var length: Int
+    @inlinable public var length: Int { _length }
+    @usableFromInline var _length: Int
     public let flags: IterFlags
     /// The current mapping; `nil` before the first `next`.
     public var mapping: IOMapping?
     /// The copy-on-write source mapping, if any.
     public var sourceMapping: IOMapping?
     /// Where the current mapping's work started (iter_start_pos).
-    public private(set) var startPos: Int
+    @inlinable public var startPos: Int { _startPos }
+    @usableFromInline var _startPos: Int
     /// The body's status: nil or the error that stops the loop.
     public var status: Errno?
     /// Whether the file system wants iomapEnd for this operation; asked once, at the first
     /// mapping.
-    var callsEnd: Bool?
+    @usableFromInline var callsEnd: Bool?
     /// A report operation's next mapping, handed over by iomapBeginReport with the current
     /// one; used if it still holds when the iteration gets there.
-    var ahead: IOMapping?
+    @usableFromInline var ahead: IOMapping?
 
+    @inlinable
     public init(inode: Inode, pos: Int, length: Int, flags: IterFlags) {
         self.inode = inode
-        self.pos = pos
-        self.length = length
+        self._pos = pos
+        self._length = length
         self.flags = flags
-        self.startPos = pos
+        self._startPos = pos
     }
 
     /// The mapping that decides reads and zeroing: the source mapping when there is one
     /// (iomap_iter_srcmap).
-    public var readMapping: IOMapping { sourceMapping ?? mapping! }
+    @inlinable public var readMapping: IOMapping { sourceMapping ?? mapping! }
 
     /// Bytes left in the current mapping, clipped to the request (iomap_length).
-    public var mappingLength: Int { trimmedLength(from: pos, length) }
+    @inlinable public var mappingLength: Int { trimmedLength(from: pos, length) }
 
+    @inlinable
     func trimmedLength(from p: Int, _ len: Int) -> Int {
         guard let mapping else { return 0 }
         var end = mapping.end
@@ -55,20 +64,22 @@ public struct IOMapIterator {
 
     /// Moves the position forward by `count` bytes of the current mapping
     /// (iomap_iter_advance); more than the mapping holds is a bug, reported as EIO.
+    @inlinable
     public mutating func advance(_ count: Int) throws(Errno) {
         if warnOnce(count < 0 || count > mappingLength, "advance by \(count) past mapping length \(mappingLength)") {
             throw .ioError
         }
-        pos += count
-        length -= count
+        _pos += count
+        _length -= count
     }
 
     /// Marks the current mapping stale (IOMAP_F_STALE).
-    public mutating func markStale() { mapping?.flags.insert(.stale) }
+    @inlinable public mutating func markStale() { mapping?.flags.insert(.stale) }
 
     /// Ends the previous mapping and starts the next (iomap_iter). Returns true when the body
     /// should run again, false when the operation is complete; throws the error that ended it.
-    public mutating func next(_ ops: any IOMapOperations) throws(Errno) -> Bool {
+    @inlinable
+    public mutating func next<Ops: IOMapOperations>(_ ops: Ops) throws(Errno) -> Bool {
         if let current = mapping {
             let stale = current.flags.contains(.stale)
             let advanced = pos - startPos
@@ -97,18 +108,19 @@ public struct IOMapIterator {
         }
         mapping = m
         sourceMapping = src.flatMap { $0.kind == .hole ? nil : $0 }
-        startPos = pos
+        _startPos = _pos
         return true
     }
 
     /// The next mapping of a report operation: the one handed over ahead of time if the
     /// position is in it and its cookie still holds (a lock-free check), else a new lookup,
     /// which may hand over the one after it.
-    mutating func nextReport(_ ops: any IOMapOperations) throws(Errno) -> Bool {
+    @inlinable
+    mutating func nextReport<Ops: IOMapOperations>(_ ops: Ops) throws(Errno) -> Bool {
         if let next = ahead, next.offset <= pos, pos < next.end, ops.iomapValid(inode, next) {
             ahead = nil
             mapping = next
-            startPos = pos
+            _startPos = _pos
             return true
         }
         let (m, next) = try ops.iomapBeginReport(inode, pos: pos, length: length, flags: flags)
@@ -117,7 +129,7 @@ public struct IOMapIterator {
         }
         mapping = m
         ahead = next.flatMap { $0.offset == m.end ? $0 : nil }
-        startPos = pos
+        _startPos = _pos
         return true
     }
 }

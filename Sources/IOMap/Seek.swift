@@ -9,7 +9,11 @@ import PageCache
 
 /// The first hole at or after `pos` (lseek SEEK_HOLE); EOF when there is none before it.
 /// Throws ENXIO when `pos` is negative or at or past EOF.
-public func iomapSeekHole(_ inode: Inode, pos: Int, ops: any IOMapOperations) throws(Errno) -> Int {
+///
+/// Generic and inlinable, as the iterator is: the file system's own seek gets a copy
+/// specialized to it, with the answer closure inlined into the loop.
+@inlinable
+public func iomapSeekHole<Ops: IOMapOperations>(_ inode: Inode, pos: Int, ops: Ops) throws(Errno) -> Int {
     let found = try iomapSeek(inode, pos: pos, ops: ops) { kind, start, length in
         switch kind {
         case .hole: return start
@@ -25,7 +29,8 @@ public func iomapSeekHole(_ inode: Inode, pos: Int, ops: any IOMapOperations) th
 
 /// The first data at or after `pos` (lseek SEEK_DATA). Throws ENXIO when `pos` is negative,
 /// at or past EOF, or when no data lies before EOF.
-public func iomapSeekData(_ inode: Inode, pos: Int, ops: any IOMapOperations) throws(Errno) -> Int {
+@inlinable
+public func iomapSeekData<Ops: IOMapOperations>(_ inode: Inode, pos: Int, ops: Ops) throws(Errno) -> Int {
     let found = try iomapSeek(inode, pos: pos, ops: ops) { kind, start, length in
         switch kind {
         case .hole: return nil
@@ -41,8 +46,9 @@ public func iomapSeekData(_ inode: Inode, pos: Int, ops: any IOMapOperations) th
 /// mapping (its kind, start and length), or nil when none does (iomap_seek_hole_iter and
 /// iomap_seek_data_iter under iomap_iter). Throws ENXIO when `pos` is negative or at or
 /// past EOF.
-func iomapSeek(
-    _ inode: Inode, pos: Int, ops: any IOMapOperations, _ answer: (IOMapping.Kind, Int, Int) -> Int?
+@inlinable @inline(__always)
+func iomapSeek<Ops: IOMapOperations>(
+    _ inode: Inode, pos: Int, ops: Ops, _ answer: (IOMapping.Kind, Int, Int) -> Int?
 ) throws(Errno) -> Int? {
     let size = inode.size
     if pos < 0 || pos >= size { throw .noSuchAddressOrDevice }
