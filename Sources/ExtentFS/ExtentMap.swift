@@ -113,7 +113,7 @@ public struct ExtentMap: Sendable {
     /// is safe: it is used only when it is the answer. Updates `cursor` to the answer.
     func firstIndex(endingAfter block: Int, cursor: inout Int) -> Int {
         let found = records.withUnsafeBufferPointer { r -> Int? in
-            func answers(_ i: Int) -> Bool {
+            @inline(__always) func answers(_ i: Int) -> Bool {
                 i >= 0 && i < r.count && r[i].startBlock + r[i].blockCount > block
                     && (i == 0 || r[i - 1].startBlock + r[i - 1].blockCount <= block)
             }

@@ -64,7 +64,7 @@ public final class Inode: Sendable {
     public let ioLock = RWSleepLock(level: .inodeIO, name: "inode I/O lock")
     public let environment: IOMapEnvironment
     public let stats = InodeStats()
-    let sizeValue = Atomic<Int>(0)
+    @usableFromInline let sizeValue = Atomic<Int>(0)
     /// The deliberate bugs this file runs with (DeliberateBugs' raw value).
     let bugsValue: Atomic<UInt16>
     /// Whether the environment has a hook or an interleaver: a hook point in the live
@@ -98,8 +98,9 @@ public final class Inode: Sendable {
     /// Releases the I/O lock taken by lockIOShared.
     public func unlockIOShared() { ioLock.unlockShared() }
 
-    /// i_size_read.
-    public var size: Int { sizeValue.load(ordering: .acquiring) }
+    /// i_size_read; inlinable, so that a caller in another module (every seek, read and
+    /// write asks) pays one load and no call.
+    @inlinable public var size: Int { sizeValue.load(ordering: .acquiring) }
 
     /// i_size_write. Callers hold the I/O lock exclusive or the folio lock of the EOF folio
     /// (the write path), as in the kernel.

@@ -14,7 +14,13 @@ import IOMapBase
 // into its ->iomap_begin and no existential or witness-table hop per mapping. Callers that
 // hold `any IOMapOperations` still work, through the unspecialized copy.
 public struct IOMapIterator {
-    public let inode: Inode
+    /// The file, borrowed: every iterator is a local of the call that makes it, and that
+    /// call's caller holds the inode for the whole operation, so the iterator takes no
+    /// reference of its own (a retain and a release, two atomic operations, per operation),
+    /// and hands it to the file system's operations the same way.
+    @usableFromInline let borrowedInode: Unmanaged<Inode>
+    /// The file.
+    @inlinable public var inode: Inode { borrowedInode.takeUnretainedValue() }
     /// The current position; the body advances it.
     @inlinable public var pos: Int { _pos }
     @usableFromInline var _pos: Int
@@ -40,7 +46,7 @@ public struct IOMapIterator {
 
     @inlinable
     public init(inode: Inode, pos: Int, length: Int, flags: IterFlags) {
-        self.inode = inode
+        self.borrowedInode = Unmanaged.passUnretained(inode)
         self._pos = pos
         self._length = length
         self.flags = flags
@@ -62,9 +68,13 @@ public struct IOMapIterator {
         return min(len, end - p)
     }
 
+    /// Runs `body` with the inode as a borrowed reference: no retain, no release.
+    @inlinable @inline(__always)
+    func withInode<R>(_ body: (Inode) -> R) -> R { borrowedInode._withUnsafeGuaranteedRef(body) }
+
     /// Moves the position forward by `count` bytes of the current mapping
     /// (iomap_iter_advance); more than the mapping holds is a bug, reported as EIO.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func advance(_ count: Int) throws(Errno) {
         if warnOnce(count < 0 || count > mappingLength, "advance by \(count) past mapping length \(mappingLength)") {
             throw .ioError
@@ -85,13 +95,14 @@ public struct IOMapIterator {
             let advanced = pos - startPos
             let originalLength = length + advanced
             if callsEnd! {
-                do {
-                    try ops.iomapEnd(
-                        inode, pos: startPos, length: trimmedLength(from: startPos, originalLength),
-                        written: advanced, flags: flags, mapping: current)
-                } catch {
-                    if advanced == 0 { throw error }
+                let ended = withInode { inode in
+                    Result { () throws(Errno) in
+                        try ops.iomapEnd(
+                            inode, pos: startPos, length: trimmedLength(from: startPos, originalLength),
+                            written: advanced, flags: flags, mapping: current)
+                    }
                 }
+                if case .failure(let error) = ended, advanced == 0 { throw error }
             }
             mapping = nil
             sourceMapping = nil
@@ -100,7 +111,9 @@ public struct IOMapIterator {
         }
         if callsEnd == nil { callsEnd = ops.hasIomapEnd(flags) }
         if flags.contains(.report) { return try nextReport(ops) }
-        let (m, src) = try ops.iomapBegin(inode, pos: pos, length: length, flags: flags)
+        let (m, src) = try withInode { inode in
+            Result { () throws(Errno) in try ops.iomapBegin(inode, pos: pos, length: length, flags: flags) }
+        }.get()
         // A file system that returns a mapping not covering pos, or one already stale, is
         // broken; the kernel warns and fails the operation.
         if warnOnce(!m.range.contains(pos) || m.flags.contains(.stale), "iomapBegin returned \(m) for position \(pos)") {
@@ -117,13 +130,15 @@ public struct IOMapIterator {
     /// which may hand over the one after it.
     @inlinable
     mutating func nextReport<Ops: IOMapOperations>(_ ops: Ops) throws(Errno) -> Bool {
-        if let next = ahead, next.offset <= pos, pos < next.end, ops.iomapValid(inode, next) {
+        if let next = ahead, next.offset <= pos, pos < next.end, withInode({ ops.iomapValid($0, next) }) {
             ahead = nil
             mapping = next
             _startPos = _pos
             return true
         }
-        let (m, next) = try ops.iomapBeginReport(inode, pos: pos, length: length, flags: flags)
+        let (m, next) = try withInode { inode in
+            Result { () throws(Errno) in try ops.iomapBeginReport(inode, pos: pos, length: length, flags: flags) }
+        }.get()
         if warnOnce(!m.range.contains(pos) || m.flags.contains(.stale), "iomapBeginReport returned \(m) for position \(pos)") {
             throw .ioError
         }

@@ -153,9 +153,8 @@ public final class AddressSpace: Sendable {
         let page = pageIndex(of: offset)
         while true {
             let start = roundDown(offset, size)
-            let candidate = Folio(pos: start, size: size, blockShift: geometry.blockShift)
             // A new folio is locked before it becomes visible, as filemap_add_folio requires.
-            _ = candidate.tryLock()
+            let candidate = Folio(pos: start, size: size, blockShift: geometry.blockShift, locked: true)
             enum Outcome { case inserted, existing(Folio), overlap }
             let outcome = index.withLock { idx -> Outcome in
                 if let (_, f) = idx.floor(page), f.end > offset { return .existing(f) }
