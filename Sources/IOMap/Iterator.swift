@@ -90,11 +90,13 @@ public struct IOMapIterator {
     /// should run again, false when the operation is complete; throws the error that ended it.
     @inlinable
     public mutating func next<Ops: IOMapOperations>(_ ops: Ops) throws(Errno) -> Bool {
-        if let current = mapping {
-            let stale = current.flags.contains(.stale)
+        // The stale flag only, not a copy of the whole mapping: only iomapEnd needs that.
+        if mapping != nil {
+            let stale = mapping!.flags.contains(.stale)
             let advanced = pos - startPos
             let originalLength = length + advanced
             if callsEnd! {
+                let current = mapping!
                 let ended = withInode { inode in
                     Result { () throws(Errno) in
                         try ops.iomapEnd(
@@ -128,7 +130,7 @@ public struct IOMapIterator {
     /// The next mapping of a report operation: the one handed over ahead of time if the
     /// position is in it and its cookie still holds (a lock-free check), else a new lookup,
     /// which may hand over the one after it.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func nextReport<Ops: IOMapOperations>(_ ops: Ops) throws(Errno) -> Bool {
         if let next = ahead, next.offset <= pos, pos < next.end, withInode({ ops.iomapValid($0, next) }) {
             ahead = nil
