@@ -194,6 +194,10 @@ public enum FolioMemory {
         let tail = aligned + UInt(size)
         let end = start + UInt(2 * size)
         if end > tail { munmap(UnsafeMutableRawPointer(bitPattern: tail), Int(end - tail)) }
-        return UnsafeMutableRawPointer(bitPattern: aligned)!
+        let arena = UnsafeMutableRawPointer(bitPattern: aligned)!
+        // One huge page per arena (HugePages.swift): copies into a cache of gigabytes would
+        // otherwise miss the TLB, where the kernel's, through its direct map, do not.
+        HugePages.advise(UnsafeMutableRawBufferPointer(start: arena, count: size))
+        return arena
     }
 }
